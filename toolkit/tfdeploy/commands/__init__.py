@@ -1,0 +1,1 @@
+"""Click commands grouped by capability; `tfdeploy.cli` registers them."""
