@@ -84,3 +84,13 @@ def tags_list(env: str | None, team: str | None, as_json: bool, repo: RepoContex
 
 def main() -> None:
     cli(prog_name="tfdeploy")
+
+
+def _register() -> None:
+    from .commands.deploy_cmds import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_register()

@@ -6,7 +6,7 @@ by CLI options. Merging is a pure function; only `load_settings` reads a file.
 from __future__ import annotations
 
 import re
-import sys
+import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -14,11 +14,6 @@ from typing import Any, Mapping
 from .errors import ConfigError
 from .regions import REGION_SHAPE, is_allowed
 from .tags import ENV_RE, show
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised only on 3.10
-    import tomli as tomllib
 
 STATE_LAYOUTS = ("central", "regional")
 LOCK_MODES = ("dynamodb", "s3")

@@ -1,0 +1,110 @@
+"""Run Terraform commands in a work dir (argv built by python-terraform), streaming output live.
+
+Output is shown while Terraform runs and also kept, so failures can be explained in one line
+(e.g. who holds the state lock).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Mapping
+
+from .errors import TfdeployError
+
+
+@dataclass(frozen=True)
+class TerraformResult:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+_LOCK_FIELDS = ("ID", "Path", "Operation", "Who", "Created")
+
+
+def lock_holder(stderr: str) -> dict[str, str] | None:
+    """Parse Terraform's 'Error acquiring the state lock' message (pure)."""
+    if "Error acquiring the state lock" not in stderr:
+        return None
+    info = {}
+    for field in _LOCK_FIELDS:
+        match = re.search(rf"^\s*{field}:\s*(.*?)\s*$", stderr, re.MULTILINE)
+        if match:
+            info[field] = match.group(1)
+    return info
+
+
+def explain_failure(command: str, result: TerraformResult) -> str:
+    """One line for a failed Terraform command (pure)."""
+    holder = lock_holder(result.stderr)
+    if holder is not None:
+        return (
+            f"terraform {command}: the state is locked by {holder.get('Who', 'someone')} "
+            f"({holder.get('Operation', 'an operation')} since {holder.get('Created', '?')}, lock ID "
+            f"{holder.get('ID', '?')}); wait for it to finish, or if it died: terraform force-unlock "
+            f"{holder.get('ID', 'LOCK_ID')}"
+        )
+    errors = re.findall(r"^(?:\u2577\n\u2502 )?Error: (.+)$", result.stderr, re.MULTILINE)
+    errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
+    first = errors[0].strip() if errors else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+    return f"terraform {command} failed (exit {result.returncode}): {first}"
+
+
+class Terraform:
+    """A Terraform executable bound to one work dir and environment."""
+
+    def __init__(self, binary: str, workdir: Path, env: Mapping[str, str], sink: IO[str] | None = None):
+        from python_terraform import Terraform as PythonTerraform
+
+        self._argv_builder = PythonTerraform(working_dir=str(workdir), terraform_bin_path=binary,
+                                             is_env_vars_included=False)
+        self.binary = binary
+        self.workdir = workdir
+        self.env = dict(env)
+        self.sink = sink if sink is not None else sys.stdout
+
+    def argv(self, command: str, *args: str, **options: Any) -> list[str]:
+        """python-terraform's option convention: foo_bar=1 -> -foo-bar=1, flag=IsFlagged -> -flag."""
+        return self._argv_builder.generate_cmd_string(command, *args, **options)
+
+    def run(self, command: str, *args: str, stream: bool = True, **options: Any) -> TerraformResult:
+        argv = self.argv(command, *args, **options)
+        try:
+            proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, bufsize=1)
+        except FileNotFoundError:
+            raise TfdeployError(f"terraform executable {self.binary!r} not found; "
+                                "pass --terraform PATH or run tfdeploy doctor") from None
+        out: list[str] = []
+        err: list[str] = []
+        readers = [
+            threading.Thread(target=_pump, args=(proc.stdout, out, self.sink if stream else None)),
+            threading.Thread(target=_pump, args=(proc.stderr, err, sys.stderr if stream else None)),
+        ]
+        for reader in readers:
+            reader.start()
+        for reader in readers:
+            reader.join()
+        proc.wait()
+        return TerraformResult(tuple(argv), proc.returncode, "".join(out), "".join(err))
+
+    def check(self, command: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> TerraformResult:
+        result = self.run(command, *args, **options)
+        if result.returncode not in ok:
+            raise TfdeployError(explain_failure(command, result))
+        return result
+
+
+def _pump(stream: IO[str], keep: list[str], echo: IO[str] | None) -> None:
+    for line in stream:
+        keep.append(line)
+        if echo is not None:
+            echo.write(line)
+            echo.flush()
+    stream.close()
