@@ -141,7 +141,7 @@ def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, 
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  terraform_bin: str | None = None, sink: IO[str] | None = None,
-                 reuse_workdir: bool = False) -> Session:
+                 err_sink: IO[str] | None = None, reuse_workdir: bool = False) -> Session:
     """Validate the tag, check its source, build (or reopen) the work dir."""
     settings = load_settings(repo_root, environ, overrides)
     tag = parse_tag(tag_name, settings.extra_regions)
@@ -153,7 +153,7 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
         source = check_source(repo_root, tag, settings.default_branch, options)
         workdir = prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides,
                                   sandbox=endpoint is not None)
-    terraform = Terraform(binary, workdir.path, env, sink)
+    terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     return Session(repo_root, tag, workdir, terraform, endpoint, extra)
 
 

@@ -59,7 +59,8 @@ def explain_failure(command: str, result: TerraformResult) -> str:
 class Terraform:
     """A Terraform executable bound to one work dir and environment."""
 
-    def __init__(self, binary: str, workdir: Path, env: Mapping[str, str], sink: IO[str] | None = None):
+    def __init__(self, binary: str, workdir: Path, env: Mapping[str, str], sink: IO[str] | None = None,
+                 err_sink: IO[str] | None = None):
         from python_terraform import Terraform as PythonTerraform
 
         self._argv_builder = PythonTerraform(working_dir=str(workdir), terraform_bin_path=binary,
@@ -67,7 +68,9 @@ class Terraform:
         self.binary = binary
         self.workdir = workdir
         self.env = dict(env)
+        # Where live output goes: stdout normally, stderr under --json, a buffer for the demo.
         self.sink = sink if sink is not None else sys.stdout
+        self.err_sink = err_sink if err_sink is not None else sys.stderr
 
     def argv(self, command: str, *args: str, **options: Any) -> list[str]:
         """python-terraform's option convention: foo_bar=1 -> -foo-bar=1, flag=IsFlagged -> -flag."""
@@ -85,7 +88,7 @@ class Terraform:
         err: list[str] = []
         readers = [
             threading.Thread(target=_pump, args=(proc.stdout, out, self.sink if stream else None)),
-            threading.Thread(target=_pump, args=(proc.stderr, err, sys.stderr if stream else None)),
+            threading.Thread(target=_pump, args=(proc.stderr, err, self.err_sink if stream else None)),
         ]
         for reader in readers:
             reader.start()
