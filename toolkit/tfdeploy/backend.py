@@ -55,35 +55,43 @@ class BackendConfig:
         }
 
 
-def backend_for(tag: Tag, settings: Settings, region: str) -> BackendConfig:
-    """Backend config for a tag; `region` is the deployment's effective Region."""
+def bucket_name(settings: Settings, env: str, region: str) -> str:
+    """The env's state bucket; `region` matters only in the regional layout."""
     prefix = settings.require_backend_prefix()
     if settings.state_layout == "regional":
-        short = short_name(region)
-        bucket = f"{prefix}-{short}-{tag.env}"
-        table = f"{prefix}-{short}-lock-{tag.env}"
-        key = f"{tag.team}/{tag.env}/terraform.tfstate"
-        state_region = region
+        bucket = f"{prefix}-{short_name(region)}-{env}"
     else:
-        bucket = f"{prefix}-{tag.env}"
-        table = f"{prefix}-lock-{tag.env}"
-        key = f"{tag.team}/{tag.env}-{tag.scope_name}/terraform.tfstate"
-        state_region = settings.state_region
+        bucket = f"{prefix}-{env}"
     if len(bucket) > MAX_BUCKET_NAME:
         raise ConfigError(
             f"state bucket name {bucket!r} is {len(bucket)} characters (S3 allows {MAX_BUCKET_NAME}); "
             "use a shorter backend_prefix or env name"
         )
-    if settings.lock == "dynamodb":
-        return BackendConfig(bucket=bucket, key=key, region=state_region, dynamodb_table=table)
-    return BackendConfig(bucket=bucket, key=key, region=state_region, use_lockfile=True)
+    return bucket
 
 
 def lock_table_name(settings: Settings, env: str, region: str) -> str | None:
-    """The lock table `bootstrap` must create for an env (None in S3-lockfile mode)."""
+    """The env's lock table (None in S3-lockfile mode)."""
     if settings.lock != "dynamodb":
         return None
     prefix = settings.require_backend_prefix()
     if settings.state_layout == "regional":
         return f"{prefix}-{short_name(region)}-lock-{env}"
     return f"{prefix}-lock-{env}"
+
+
+def state_region(settings: Settings, region: str) -> str:
+    """Where the env's state bucket lives: state_region, or the deployment's Region (regional)."""
+    return region if settings.state_layout == "regional" else settings.state_region
+
+
+def backend_for(tag: Tag, settings: Settings, region: str) -> BackendConfig:
+    """Backend config for a tag; `region` is the deployment's effective Region."""
+    bucket = bucket_name(settings, tag.env, region)
+    if settings.state_layout == "regional":
+        key = f"{tag.team}/{tag.env}/terraform.tfstate"
+    else:
+        key = f"{tag.team}/{tag.env}-{tag.scope_name}/terraform.tfstate"
+    table = lock_table_name(settings, tag.env, region)
+    return BackendConfig(bucket=bucket, key=key, region=state_region(settings, region),
+                         dynamodb_table=table, use_lockfile=table is None)

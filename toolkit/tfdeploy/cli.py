@@ -87,9 +87,12 @@ def main() -> None:
 
 
 def _register() -> None:
+    from .commands.aws_cmds import bootstrap, sandbox
+    from .commands.demo_cmd import demo
     from .commands.deploy_cmds import COMMANDS
+    from .commands.doctor_cmd import doctor
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, bootstrap, sandbox, demo, doctor):
         cli.add_command(command)
 
 

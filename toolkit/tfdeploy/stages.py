@@ -126,16 +126,9 @@ def has_aws_credentials(environ: Mapping[str, str]) -> bool:
 
 
 def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, str]) -> str:
-    from .errors import ToolMissingError
-    from .tools import find_tool
+    from .tools import require_tool
 
-    if explicit:
-        return explicit
-    path = find_tool("terraform", environ, repo_root)
-    if path is None:
-        raise ToolMissingError("terraform not found: pip install tfdeploy (ships tfdeploy-terraform), "
-                               "put terraform on PATH, or pass --terraform PATH")
-    return path
+    return explicit or require_tool("terraform", environ, repo_root)
 
 
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],

@@ -1,0 +1,40 @@
+"""boto3 clients that go to the local sandbox when one is in use, else to AWS.
+
+boto3 is imported inside the functions: importing it costs ~150 ms and most commands never call AWS.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from .sandbox import aws_env
+
+# Short connect timeout and few retries: a wrong endpoint should fail in seconds, not minutes.
+_RETRIES = {"mode": "standard", "max_attempts": 4}
+_CONNECT_TIMEOUT_S = 5
+_READ_TIMEOUT_S = 30
+
+
+def client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None) -> Any:
+    """A boto3 client for `service` in `region`.
+
+    With `endpoint` (the sandbox, from `sandbox.active_endpoint`) every call goes there, with the
+    credentials `aws_env` chooses. Without it boto3's usual chain applies (env vars, AWS_PROFILE,
+    SSO, instance roles), which reads the process environment rather than `environ`.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries=dict(_RETRIES), connect_timeout=_CONNECT_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S)
+    if endpoint is None:
+        return boto3.session.Session(region_name=region).client(service, config=config)
+    env = {**environ, **aws_env(endpoint, environ)}
+    session = boto3.session.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        region_name=region,
+    )
+    # Path-style: `<bucket>.127.0.0.1` does not resolve.
+    config = config.merge(Config(s3={"addressing_style": "path"}))
+    return session.client(service, endpoint_url=endpoint, config=config)
