@@ -1,0 +1,48 @@
+"""The README's main job (`tfdeploy demo`) and the no-AWS-target error, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.e2e.conftest import TFDEPLOY, make_repo, tag
+
+AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS",
+            "TFDEPLOY_SANDBOX_ENDPOINT", "AWS_SESSION_TOKEN")
+
+
+def clean_env(tmp_path, terraform_bin):
+    env = {k: v for k, v in os.environ.items() if k not in AWS_VARS}
+    env.update(TFDEPLOY_HOME=str(tmp_path / "home"), HOME=str(tmp_path / "user"),
+               AWS_EC2_METADATA_DISABLED="true", TFDEPLOY_TERRAFORM=terraform_bin)
+    return env
+
+
+def test_demo_runs_the_whole_flow_offline(tmp_path, terraform_bin):
+    env = clean_env(tmp_path, terraform_bin)
+    proc = subprocess.run([TFDEPLOY, "demo", "--dir", str(tmp_path / "demo"), "--json"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["state_objects"] == ["research/dev-global/terraform.tfstate",
+                                       "research/dev-us-east-1/terraform.tfstate"]
+    assert [d["deployment"]["target_module"] for d in report["deployments"]] == ["module.regional",
+                                                                                 "module.global"]
+    assert report["sandbox_endpoint"].startswith("http://127.0.0.1:")
+    assert "[8/8] state objects" in proc.stderr  # progress lines go to stderr under --json
+    # The sandbox the demo started is stopped again.
+    status = subprocess.run([TFDEPLOY, "sandbox", "status", "--json"], capture_output=True, text=True, env=env)
+    assert json.loads(status.stdout)["running"] is False
+
+
+def test_plan_without_sandbox_or_credentials_says_how_to_fix(tmp_path, terraform_bin):
+    repo = make_repo(tmp_path / "infra")
+    tag(repo, "dev_us-east-1/research/1.0")
+    proc = subprocess.run([TFDEPLOY, "plan", "--tag", "dev_us-east-1/research/1.0"], cwd=repo,
+                          capture_output=True, text=True, env=clean_env(tmp_path, terraform_bin))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "no AWS credentials found" in lines[0] and "tfdeploy sandbox up" in lines[0]
