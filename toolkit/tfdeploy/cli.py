@@ -89,10 +89,12 @@ def main() -> None:
 def _register() -> None:
     from .commands.aws_cmds import bootstrap, sandbox
     from .commands.demo_cmd import demo
+    from .commands.delivery import COMMANDS as DELIVERY
     from .commands.deploy_cmds import COMMANDS
     from .commands.doctor_cmd import doctor
+    from .commands.quality import lint, scan
 
-    for command in (*COMMANDS, bootstrap, sandbox, demo, doctor):
+    for command in (lint, scan, *COMMANDS, bootstrap, sandbox, *DELIVERY, demo, doctor):
         cli.add_command(command)
 
 

@@ -88,3 +88,27 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
+
+
+def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--tag and where its code comes from; passes `source: SourceOptions` to the command."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, worktree: bool, allow_lightweight: bool, skip_branch_check: bool,
+                    **kwargs: Any) -> Any:
+            from .stages import SourceOptions
+
+            return func(*args, source=SourceOptions(worktree, allow_lightweight, skip_branch_check), **kwargs)
+
+        wrapper = click.option("--skip-branch-check", is_flag=True,
+                               help="Accept a tagged commit that is not on the default branch.")(wrapper)
+        wrapper = click.option("--allow-lightweight", is_flag=True,
+                               help="Accept a lightweight (non-annotated) tag.")(wrapper)
+        wrapper = click.option("--worktree", is_flag=True,
+                               help="Use the current working tree instead of the tagged commit "
+                                    "(local iteration only).")(wrapper)
+        return click.option("--tag", required=required, metavar="TAG",
+                            help=f"Deployment tag, e.g. {EXAMPLE_TAG}.")(wrapper)
+
+    return decorate

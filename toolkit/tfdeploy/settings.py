@@ -35,6 +35,9 @@ class Settings:
     extra_regions: frozenset[str] = frozenset()
     default_branch: str = "main"
     kms_key_id: str | None = None
+    # Envs where checkov findings are reported without failing the scan stage.
+    scan_soft_fail_envs: tuple[str, ...] = ("dev",)
+    checkov_baseline: str | None = None  # repo-relative checkov baseline file
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -67,10 +70,10 @@ def _as_list(value: Any, name: str, source: str) -> tuple[str, ...]:
 def _check(name: str, value: Any, source: str) -> Any:
     """Validate one setting value; return it in its typed form."""
     where = f"setting {name} = {show(str(value))} (from {source})"
-    if name in ("environments", "extra_regions"):
+    if name in ("environments", "extra_regions", "scan_soft_fail_envs"):
         items = _as_list(value, name, source)
-        if name == "environments":
-            if not items:
+        if name in ("environments", "scan_soft_fail_envs"):
+            if not items and name == "environments":
                 raise ConfigError(f"{where}: list at least one environment")
             bad = [e for e in items if not ENV_RE.match(e)]
             if bad:
@@ -125,6 +128,10 @@ def merge_settings(
             values[name] = _check(name, raw, source)
             origin[name] = source
     settings = Settings(**values, origin=origin)
+    unknown_envs = [e for e in settings.scan_soft_fail_envs if e not in settings.environments]
+    if unknown_envs and origin["scan_soft_fail_envs"] != "default":
+        raise ConfigError(f"setting scan_soft_fail_envs names {unknown_envs[0]!r}, which is not in "
+                          f"environments ({', '.join(settings.environments)})")
     for name in ("state_region", "global_region"):
         region = getattr(settings, name)
         if not is_allowed(region, settings.extra_regions):

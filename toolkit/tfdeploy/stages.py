@@ -23,10 +23,7 @@ from .results import FAILED, PASSED, StageResult, write_atomic, write_result
 from .settings import load_settings
 from .tags import Tag, parse_tag
 from .terraform import Terraform
-from .workdir import Workdir, load_workdir, prepare_workdir
-
-PLAN_FILE = "tfdeploy.tfplan"
-PLAN_META = "tfdeploy.plan.json"
+from .workdir import PLAN_FILE, PLAN_META, Workdir, load_workdir, prepare_workdir
 
 
 @dataclass(frozen=True)
@@ -81,11 +78,31 @@ class Session:
         return self.workdir.path / PLAN_FILE
 
 
+def terraform_base_env(repo_root: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment for any Terraform run: automation mode, plugin cache, a CLI config file."""
+    env = dict(environ)
+    cache = repo_cache_dir(repo_root, environ)
+    plugin_cache = cache / "plugin-cache"
+    plugin_cache.mkdir(parents=True, exist_ok=True)
+    env.setdefault("TF_PLUGIN_CACHE_DIR", str(plugin_cache))
+    env["TF_IN_AUTOMATION"] = "1"
+    env["TF_INPUT"] = "0"
+    configured = env.get("TF_CLI_CONFIG_FILE")
+    if (configured and not Path(configured).is_file()) or (
+            not configured and not (Path.home() / ".terraformrc").exists()):
+        # Without any CLI config Terraform warns on every command; an empty file is a valid config.
+        empty = cache / "terraformrc"
+        if not empty.exists():
+            empty.write_text("")
+        env["TF_CLI_CONFIG_FILE"] = str(empty)
+    return env
+
+
 def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], str | None, dict[str, str]]:
     """Environment for Terraform, the sandbox endpoint (or None) and extra backend settings."""
     from .sandbox import active_endpoint, aws_env, backend_overrides
 
-    env = dict(environ)
+    env = terraform_base_env(repo_root, environ)
     endpoint = active_endpoint(environ)
     extra: dict[str, str] = {}
     if endpoint:
@@ -96,19 +113,24 @@ def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[
             "no AWS credentials found: for the local sandbox run `tfdeploy sandbox up` and "
             "`eval \"$(tfdeploy sandbox env)\"`; for AWS set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
         )
-    cache = repo_cache_dir(repo_root, environ)
-    plugin_cache = cache / "plugin-cache"
-    plugin_cache.mkdir(parents=True, exist_ok=True)
-    env.setdefault("TF_PLUGIN_CACHE_DIR", str(plugin_cache))
-    env["TF_IN_AUTOMATION"] = "1"
-    env["TF_INPUT"] = "0"
-    if "TF_CLI_CONFIG_FILE" not in env and not (Path.home() / ".terraformrc").exists():
-        # Without any CLI config Terraform warns on every command; an empty file is a valid config.
-        empty = cache / "terraformrc"
-        if not empty.exists():
-            empty.write_text("")
-        env["TF_CLI_CONFIG_FILE"] = str(empty)
     return env, endpoint, extra
+
+
+def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
+                         terraform_bin: str | None = None) -> str | None:
+    """`terraform init -backend=false` so `validate` can run; None on success, else why not.
+
+    Offline, a configuration that needs a provider download cannot be initialised; the lint
+    stage then skips validate with this reason instead of failing.
+    """
+    binary = find_terraform(terraform_bin, repo_root, environ)
+    terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
+    result = terraform.run("init", backend="false", input=False, no_color=_flag(), stream=False)
+    if result.returncode == 0:
+        return None
+    from .terraform import explain_failure
+
+    return "validate skipped: " + explain_failure("init -backend=false", result)
 
 
 def has_aws_credentials(environ: Mapping[str, str]) -> bool:
@@ -131,22 +153,30 @@ def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, 
     return explicit or require_tool("terraform", environ, repo_root)
 
 
+def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
+                 environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
+                 sandbox: bool = False, reuse: bool = False) -> Workdir:
+    """Validate the tag, check its source and build (or reopen) its work dir. No AWS access."""
+    settings = load_settings(repo_root, environ, overrides)
+    tag = parse_tag(tag_name, settings.extra_regions)
+    if reuse:
+        return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
+    source = check_source(repo_root, tag, settings.default_branch, options)
+    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox)
+
+
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  terraform_bin: str | None = None, sink: IO[str] | None = None,
                  err_sink: IO[str] | None = None, reuse_workdir: bool = False) -> Session:
-    """Validate the tag, check its source, build (or reopen) the work dir."""
-    settings = load_settings(repo_root, environ, overrides)
-    tag = parse_tag(tag_name, settings.extra_regions)
+    """A work dir plus a Terraform pointed at the deployment's AWS target (sandbox or AWS)."""
+    parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)  # fail fast
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
-    if reuse_workdir:
-        workdir = load_workdir(repo_root, tag, environ=environ, overrides=overrides)
-    else:
-        source = check_source(repo_root, tag, settings.default_branch, options)
-        workdir = prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides,
-                                  sandbox=endpoint is not None)
+    workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
+                           sandbox=endpoint is not None, reuse=reuse_workdir)
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
+    tag = workdir.deployment.tag
     return Session(repo_root, tag, workdir, terraform, endpoint, extra)
 
 

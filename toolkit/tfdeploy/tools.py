@@ -8,7 +8,6 @@ bc-python-hcl2 installs over python-hcl2).
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
-from .errors import ConfigError, ToolMissingError
+from .errors import ConfigError, TfdeployError, ToolMissingError
 
 TOOLS = ("terraform", "tflint", "checkov")
 
@@ -100,15 +99,29 @@ def parse_version(text: str) -> str:
     return "unknown"
 
 
-@functools.lru_cache(maxsize=None)
-def tool_version(path: str) -> str:
-    """`<path> --version`, reduced to the version number. Cached: the answer is the same per run.
+_VERSIONS: dict[str, str] = {}
+
+
+def tool_version(path: str, environ: Mapping[str, str] | None = None) -> str:
+    """`<path> --version`, reduced to the version number; cached per path for the process.
 
     Never raises: a version is reported for the record, it must not fail a stage. (checkov takes
     seconds to start, so the scan stage reads checkov's version from its JSON report instead.)
     """
+    if path not in _VERSIONS:
+        try:
+            proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60,
+                                  env=None if environ is None else dict(environ))
+            out = proc.stdout if proc.stdout.strip() else proc.stderr
+            _VERSIONS[path] = parse_version(out)
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+    return _VERSIONS[path]
+
+
+def run_tool(argv: list[str], cwd: Path, environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run a tool to completion, capturing its output (stages parse it; nothing streams)."""
     try:
-        proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return parse_version(proc.stdout) if proc.stdout.strip() else parse_version(proc.stderr)
+        return subprocess.run(argv, cwd=cwd, env=dict(environ), capture_output=True, text=True)
+    except OSError as exc:
+        raise TfdeployError(f"could not run {argv[0]}: {exc.strerror or exc}; check the executable") from None

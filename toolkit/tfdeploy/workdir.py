@@ -26,6 +26,12 @@ from .tags import Tag
 
 TFVARS_FILE = "tfdeploy.auto.tfvars.json"
 METADATA_FILE = "tfdeploy.workdir.json"
+PLAN_FILE = "tfdeploy.tfplan"
+PLAN_META = "tfdeploy.plan.json"
+RESULTS_DIR = ".tfdeploy-results"
+# Kept when the work dir is rebuilt from the same commit, so `lint`/`scan` after `plan` do not
+# throw the saved plan away (apply re-checks its commit and checksum anyway).
+CARRY_OVER = (PLAN_FILE, PLAN_META, RESULTS_DIR)
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Workdir:
 
     @property
     def results_dir(self) -> Path:
-        return self.path / ".tfdeploy-results"
+        return self.path / RESULTS_DIR
 
 
 def workdir_path(repo_root: Path, tag: Tag, environ: Mapping[str, str] = os.environ) -> Path:
@@ -71,11 +77,23 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
         settings = load_settings(staging, environ, overrides)
         deployment = resolve(tag.name, settings, staging)
         aws = _write_generated(staging, deployment, source, sandbox)
+        if _same_source(final, source):
+            for name in CARRY_OVER:
+                if (final / name).exists():
+                    os.replace(final / name, staging / name)
         _swap_in(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return Workdir(path=final, deployment=deployment, source=source, aws_provider=aws)
+
+
+def _same_source(path: Path, source: SourceRef) -> bool:
+    try:
+        old = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return not source.worktree and not old.get("worktree") and old.get("commit") == source.commit
 
 
 def _swap_in(staging: Path, final: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import sys
@@ -10,32 +9,15 @@ from typing import Any, Callable
 
 import click
 
-from ..cliutil import EXAMPLE_TAG, RepoContext, echo_json, json_option, repo_command
+from ..cliutil import RepoContext, echo_json, json_option, repo_command, tag_options
 
 
 def tag_command(func: Callable[..., Any]) -> Callable[..., Any]:
     """Options every Terraform stage shares: the tag, where the code comes from, which terraform."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, worktree: bool, allow_lightweight: bool, skip_branch_check: bool,
-                **kwargs: Any) -> Any:
-        from ..stages import SourceOptions
-
-        return func(*args, source=SourceOptions(worktree, allow_lightweight, skip_branch_check), **kwargs)
-
-    wrapper = click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
-                           help="Terraform executable [env: TFDEPLOY_TERRAFORM; default: terraform on "
-                                "PATH, else the embedded tfdeploy-terraform].")(wrapper)
-    wrapper = click.option("--skip-branch-check", is_flag=True,
-                           help="Deploy a tagged commit that is not on the default branch.")(wrapper)
-    wrapper = click.option("--allow-lightweight", is_flag=True,
-                           help="Accept a lightweight (non-annotated) tag.")(wrapper)
-    wrapper = click.option("--worktree", is_flag=True,
-                           help="Use the current working tree instead of the tagged commit "
-                                "(local iteration only).")(wrapper)
-    wrapper = click.option("--tag", required=True, metavar="TAG",
-                           help=f"Deployment tag, e.g. {EXAMPLE_TAG}.")(wrapper)
-    return repo_command(wrapper)
+    func = click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
+                        help="Terraform executable [env: TFDEPLOY_TERRAFORM; default: terraform on "
+                             "PATH, else the embedded tfdeploy-terraform].")(func)
+    return repo_command(tag_options(required=True)(func))
 
 
 def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False):

@@ -1,0 +1,80 @@
+"""Fixtures for the delivery tests: the CLI with the delivery commands, a `tfdeploy` executable
+that has them (until tfdeploy.cli registers them), and a tagged example infra repo."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.conftest import git
+from tfdeploy.example import write_example_repo
+
+TAG = "dev_us-east-1/research/1.0"
+PREFIX = "demo-tfstate"  # the example repo's backend_prefix
+
+# The real root group plus the delivery and quality commands; commands tfdeploy.cli already
+# registers are left as they are.
+_GROUP_CODE = """\
+from tfdeploy.cli import cli
+from tfdeploy.commands.delivery import COMMANDS
+from tfdeploy.commands.quality import lint, scan
+
+for command in (*COMMANDS, lint, scan):
+    if command.name not in cli.commands:
+        cli.add_command(command)
+"""
+
+
+def delivery_cli():
+    """A copy of the root group with the delivery commands (the real `cli` is left untouched)."""
+    from tfdeploy.cli import cli
+    from tfdeploy.cliutil import TfdeployGroup
+    from tfdeploy.commands.delivery import COMMANDS
+    from tfdeploy.commands.quality import lint, scan
+
+    group = TfdeployGroup(name="tfdeploy", commands=dict(cli.commands),
+                          context_settings=cli.context_settings)
+    for command in (*COMMANDS, lint, scan):
+        group.commands.setdefault(command.name, command)
+    return group
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None):
+    """Run tfdeploy in-process (stdout and stderr kept apart)."""
+    runner = CliRunner()
+    old = os.getcwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return runner.invoke(delivery_cli(), args, env=env, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+@pytest.fixture(scope="session")
+def tfdeploy_bin(tmp_path_factory) -> Path:
+    """A directory whose `tfdeploy` is the real CLI plus the delivery commands (for subprocesses)."""
+    bin_dir = tmp_path_factory.mktemp("tfdeploy-bin")
+    script = bin_dir / "tfdeploy"
+    script.write_text(f"#!{sys.executable}\n{_GROUP_CODE}cli(prog_name='tfdeploy')\n")
+    script.chmod(0o755)
+    return bin_dir
+
+
+def make_infra_repo(path: Path, tags: tuple[str, ...] = (TAG,)) -> Path:
+    write_example_repo(path, backend_prefix=PREFIX, lock="s3")
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", ".")
+    git(path, "commit", "-qm", "example infra")
+    for name in tags:
+        git(path, "tag", "-a", name, "-m", f"release {name}")
+    return path
+
+
+@pytest.fixture
+def infra_repo(tmp_path) -> Path:
+    return make_infra_repo(tmp_path / "infra")
