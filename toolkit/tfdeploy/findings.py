@@ -19,7 +19,7 @@ FMT, VALIDATE, TFLINT, CHECKOV = "terraform-fmt", "terraform-validate", "tflint"
 
 # Stage outputs (result JSON, checkov's raw reports) go here unless told otherwise. A dot-folder:
 # terraform fmt -recursive and checkov skip it, and it is easy to git-ignore.
-RESULTS_DIRNAME = ".tfdeploy-results"
+from .workdir import RESULTS_DIR as RESULTS_DIRNAME  # one name for the results folder
 
 
 def default_results_dir(workdir: Path) -> Path:

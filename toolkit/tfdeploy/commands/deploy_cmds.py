@@ -169,3 +169,44 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoC
 
 
 COMMANDS = [init, plan, apply, output, show]
+
+
+@click.command("run")
+@click.option("--auto-approve", is_flag=True, help="Apply the plan without stopping for review.")
+@click.option("--allow-missing", multiple=True, type=click.Choice(["tflint", "checkov"]),
+              help="Skip this tool, visibly, when it is not installed (repeatable).")
+@json_option
+@tag_command
+def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
+        allow_missing: tuple[str, ...], as_json: bool, repo: RepoContext) -> None:
+    """Run the pipeline's stages for a tag in order: lint, scan, plan, apply.
+
+    Stops at the first stage that fails. Without --auto-approve, stops after the plan so you
+    can review it (then: tfdeploy apply --tag TAG).
+
+    \b
+    Examples:
+      tfdeploy run --tag dev_us-east-1/research/1.0
+      tfdeploy run --tag dev_us-east-1/research/1.0 --auto-approve --allow-missing tflint
+    """
+    from ..findings import render_result
+    from ..flow import run_flow
+
+    say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+    report = run_flow(repo.root, tag, overrides=repo.overrides, settings=repo.settings, environ=os.environ,
+                      options=source, allow_missing=allow_missing, auto_approve=auto_approve,
+                      terraform_bin=terraform_bin, sink=sys.stderr, progress=say)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for result in report.results:
+            if result.findings:
+                click.echo(render_result(result))
+        click.echo(f"run {tag}: " + ", ".join(f"{r.stage} {r.status}" for r in report.results))
+    if not report.ok:
+        if report.error:
+            click.echo(f"tfdeploy: error: {report.error}", err=True)
+        sys.exit(3 if report.error and "not found" in report.error else 1)
+
+
+COMMANDS.append(run)

@@ -1,0 +1,3 @@
+# research / dev / us-east-1
+# Unique per account and Region so the VPCs can later be peered or attached to a transit gateway.
+vpc_cidr = "10.20.0.0/16"

@@ -1,0 +1,3 @@
+# research / prod / global (deployed from the global Region)
+# PLACEHOLDER boundary: the organisation's policy capping every workload role.
+permissions_boundary_arn = "arn:aws:iam::144444444444:policy/WorkloadPermissionsBoundary"

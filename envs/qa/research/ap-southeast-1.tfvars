@@ -1,0 +1,3 @@
+# research / qa / ap-southeast-1
+# Unique per account and Region so the VPCs can later be peered or attached to a transit gateway.
+vpc_cidr = "10.32.0.0/16"

@@ -1,0 +1,3 @@
+# research / qa / eu-central-1
+# Unique per account and Region so the VPCs can later be peered or attached to a transit gateway.
+vpc_cidr = "10.31.0.0/16"

@@ -1,0 +1,19 @@
+# risk / qa
+# PLACEHOLDER account id: replace with the real risk qa account before the first deployment.
+account = "222222222222"
+
+# tfdeploy refuses any other Region for this team and environment.
+allowed_regions = ["us-east-1", "eu-central-1", "ap-southeast-1"]
+
+# Two AZs and one NAT gateway keep non-production cost down.
+az_count         = 2
+nat_gateway_mode = "single"
+
+flow_log_retention_days = 90
+alb_deletion_protection = false
+
+tags = {
+  CostCenter         = "CC-2002"
+  DataClassification = "confidential"
+  Owner              = "risk-platform@example.com"
+}

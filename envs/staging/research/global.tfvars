@@ -1,0 +1,3 @@
+# research / staging / global (deployed from the global Region)
+# PLACEHOLDER boundary: the organisation's policy capping every workload role.
+permissions_boundary_arn = "arn:aws:iam::133333333333:policy/WorkloadPermissionsBoundary"

@@ -1,0 +1,18 @@
+# risk / staging
+# PLACEHOLDER account id: replace with the real risk staging account before the first deployment.
+account = "233333333333"
+
+# tfdeploy refuses any other Region for this team and environment.
+allowed_regions = ["us-east-1", "eu-central-1"]
+
+az_count         = 3
+nat_gateway_mode = "per_az"
+
+flow_log_retention_days = 365
+alb_deletion_protection = true
+
+tags = {
+  CostCenter         = "CC-2002"
+  DataClassification = "confidential"
+  Owner              = "risk-platform@example.com"
+}

@@ -1,0 +1,111 @@
+locals {
+  # Buildspec paths are relative to the tagged repository. role: "source"
+  # captures the tag, "scan" only reads code, "deploy" touches state and the
+  # target accounts. Only the source project is started by EventBridge; the
+  # others run as pipeline actions.
+  build_projects = {
+    source = {
+      buildspec   = "buildspecs/source.yml"
+      role        = "source"
+      description = "Captures the pushed git tag with a full clone into the source bucket"
+      # `tfdeploy ci source` derives the bucket (<prefix>-source-<env>) and the
+      # key (source/<env>/source.zip) from these; TFDEPLOY_TAG comes per build
+      # from the EventBridge target.
+      env = {
+        ENV                      = var.env
+        TF_BACKEND_CONFIG_PREFIX = var.tf_backend_config_prefix
+      }
+    }
+    tflint = {
+      buildspec   = "buildspecs/tflint.yml"
+      role        = "scan"
+      description = "Lints the Terraform code with tflint"
+      env         = {}
+    }
+    checkov = {
+      buildspec   = "buildspecs/checkov.yml"
+      role        = "scan"
+      description = "Scans the Terraform code with checkov and exports the result counts"
+      env         = {}
+    }
+    plan = {
+      buildspec   = "buildspecs/plan.yml"
+      role        = "deploy"
+      description = "Runs terraform plan for the deployment the tag names"
+      env         = { TARGET_ROLE_NAME = var.target_role_name }
+    }
+    apply = {
+      buildspec   = "buildspecs/apply.yml"
+      role        = "deploy"
+      description = "Applies the plan produced by the plan stage"
+      env         = { TARGET_ROLE_NAME = var.target_role_name }
+    }
+  }
+}
+
+resource "aws_codebuild_project" "this" {
+  for_each = local.build_projects
+
+  name           = "${local.name}-${each.key}"
+  description    = each.value.description
+  service_role   = aws_iam_role.build[each.value.role].arn
+  encryption_key = aws_kms_key.pipeline.arn
+  build_timeout  = each.key == "source" ? 15 : var.build_timeout_minutes
+
+  source {
+    type      = each.key == "source" ? "CODECOMMIT" : "CODEPIPELINE"
+    location  = each.key == "source" ? data.aws_codecommit_repository.infra.clone_url_http : null
+    buildspec = each.value.buildspec
+    # Full history and tags, so the bundle is exactly what the tag pointed at
+    # and can be audited later.
+    git_clone_depth = each.key == "source" ? 0 : null
+  }
+
+  artifacts {
+    type = each.key == "source" ? "NO_ARTIFACTS" : "CODEPIPELINE"
+  }
+
+  # Plugin, pip and tflint caches named in the buildspecs survive between
+  # builds on the same host without an extra bucket.
+  cache {
+    type  = "LOCAL"
+    modes = ["LOCAL_CUSTOM_CACHE"]
+  }
+
+  environment {
+    type            = "LINUX_CONTAINER"
+    image           = var.codebuild_image
+    compute_type    = var.codebuild_compute_type
+    privileged_mode = false
+
+    dynamic "environment_variable" {
+      for_each = each.value.env
+      content {
+        name  = environment_variable.key
+        value = environment_variable.value
+      }
+    }
+  }
+
+  logs_config {
+    cloudwatch_logs {
+      group_name = aws_cloudwatch_log_group.build[each.key].name
+      status     = "ENABLED"
+    }
+
+    s3_logs {
+      status = "DISABLED"
+    }
+  }
+
+  dynamic "vpc_config" {
+    for_each = var.vpc_config == null ? [] : [var.vpc_config]
+    content {
+      vpc_id             = vpc_config.value.vpc_id
+      subnets            = vpc_config.value.subnet_ids
+      security_group_ids = vpc_config.value.security_group_ids
+    }
+  }
+
+  tags = var.tags
+}

@@ -1,0 +1,182 @@
+locals {
+  # Pipeline-level variables handed to every Terraform build; the buildspecs
+  # derive the backend (<prefix>-<env>, <prefix>-lock-<env>) from them.
+  build_environment = jsonencode([
+    { name = "TF_BACKEND_CONFIG_PREFIX", value = "#{variables.TF_BACKEND_CONFIG_PREFIX}", type = "PLAINTEXT" },
+    { name = "ENV", value = "#{variables.ENV}", type = "PLAINTEXT" },
+  ])
+
+  approval_notification = var.approval_sns_topic_arn == null ? {} : { NotificationArn = var.approval_sns_topic_arn }
+}
+
+resource "aws_codepipeline" "this" {
+  name     = local.name
+  role_arn = aws_iam_role.pipeline.arn
+
+  # V2 for pipeline-level variables. QUEUED: every pushed tag is deployed in
+  # order; the default (SUPERSEDED) could silently skip a Region's deployment
+  # when two tags arrive close together.
+  pipeline_type  = "V2"
+  execution_mode = "QUEUED"
+
+  artifact_store {
+    type     = "S3"
+    location = module.artifact_bucket.id
+
+    encryption_key {
+      type = "KMS"
+      id   = aws_kms_key.pipeline.arn
+    }
+  }
+
+  variable {
+    name          = "TF_BACKEND_CONFIG_PREFIX"
+    default_value = var.tf_backend_config_prefix
+    description   = "Prefix of the state bucket and lock table"
+  }
+
+  variable {
+    name          = "ENV"
+    default_value = var.env
+    description   = "Environment this pipeline deploys"
+  }
+
+  stage {
+    name = "Source"
+
+    action {
+      name             = "SourceBundle"
+      category         = "Source"
+      owner            = "AWS"
+      provider         = "S3"
+      version          = "1"
+      output_artifacts = ["source_output"]
+
+      configuration = {
+        S3Bucket    = module.source_bucket.id
+        S3ObjectKey = local.source_object_key
+        # Started by the S3 "Object Created" rule in events.tf instead of polling.
+        PollForSourceChanges = "false"
+      }
+    }
+  }
+
+  stage {
+    name = "Lint"
+
+    action {
+      name            = "tflint"
+      category        = "Build"
+      owner           = "AWS"
+      provider        = "CodeBuild"
+      version         = "1"
+      input_artifacts = ["source_output"]
+      run_order       = 1
+
+      configuration = {
+        ProjectName          = aws_codebuild_project.this["tflint"].name
+        EnvironmentVariables = local.build_environment
+      }
+    }
+  }
+
+  stage {
+    name = "SecurityScan"
+
+    action {
+      name            = "checkov"
+      category        = "Build"
+      owner           = "AWS"
+      provider        = "CodeBuild"
+      version         = "1"
+      input_artifacts = ["source_output"]
+      run_order       = 1
+      # buildspecs/checkov.yml exports CHECKOV_PASSED, CHECKOV_FAILED and
+      # CHECKOV_SKIPPED (even when the scan fails), shown by the approval.
+      namespace = "Checkov"
+
+      configuration = {
+        ProjectName          = aws_codebuild_project.this["checkov"].name
+        EnvironmentVariables = local.build_environment
+      }
+    }
+
+    dynamic "action" {
+      for_each = var.require_scan_approval ? [1] : []
+      content {
+        name      = "ReviewCheckovFindings"
+        category  = "Approval"
+        owner     = "AWS"
+        provider  = "Manual"
+        version   = "1"
+        run_order = 2
+
+        configuration = merge(local.approval_notification, {
+          CustomData = "checkov for ${var.env}: #{Checkov.CHECKOV_PASSED} passed, #{Checkov.CHECKOV_FAILED} failed, #{Checkov.CHECKOV_SKIPPED} skipped. Approve to continue to plan."
+        })
+      }
+    }
+  }
+
+  stage {
+    name = "Plan"
+
+    action {
+      name             = "terraform-plan"
+      category         = "Build"
+      owner            = "AWS"
+      provider         = "CodeBuild"
+      version          = "1"
+      input_artifacts  = ["source_output"]
+      output_artifacts = ["plan"]
+      run_order        = 1
+
+      configuration = {
+        ProjectName          = aws_codebuild_project.this["plan"].name
+        EnvironmentVariables = local.build_environment
+      }
+    }
+  }
+
+  stage {
+    name = "Apply"
+
+    # The approval sits in the Apply stage (before the apply action) so that
+    # disabling it in lower environments does not change the stage list.
+    dynamic "action" {
+      for_each = local.require_apply_approval ? [1] : []
+      content {
+        name      = "ReviewPlan"
+        category  = "Approval"
+        owner     = "AWS"
+        provider  = "Manual"
+        version   = "1"
+        run_order = 1
+
+        configuration = merge(local.approval_notification, {
+          CustomData = "Review the terraform-plan build log of this execution before approving the apply to ${var.env}."
+        })
+      }
+    }
+
+    action {
+      name            = "terraform-apply"
+      category        = "Build"
+      owner           = "AWS"
+      provider        = "CodeBuild"
+      version         = "1"
+      input_artifacts = ["source_output", "plan"]
+      run_order       = 2
+
+      # The secondary input "plan" appears as CODEBUILD_SRC_DIR_plan, where
+      # tfdeploy finds the saved plan: what was reviewed is what is applied.
+      configuration = {
+        ProjectName          = aws_codebuild_project.this["apply"].name
+        PrimarySource        = "source_output"
+        EnvironmentVariables = local.build_environment
+      }
+    }
+  }
+
+  tags = var.tags
+}

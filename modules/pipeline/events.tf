@@ -1,0 +1,62 @@
+# ---------------------------------------------------------------------------
+# Tag created -> source capture build
+# ---------------------------------------------------------------------------
+
+resource "aws_cloudwatch_event_rule" "tag_created" {
+  name          = "${local.name}-tag-created"
+  description   = "Tags ${var.env}_* on ${var.repository_name} start the ${local.name} source capture"
+  event_pattern = jsonencode(local.tag_event_pattern)
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "tag_created" {
+  rule     = aws_cloudwatch_event_rule.tag_created.name
+  arn      = aws_codebuild_project.this["source"].arn
+  role_arn = aws_iam_role.events.arn
+
+  # The transformed input becomes the StartBuild request: build exactly the
+  # tagged commit and tell the build which tag it is. Written as a literal
+  # because jsonencode would escape the <placeholders>.
+  input_transformer {
+    input_paths = {
+      tag    = "$.detail.referenceName"
+      commit = "$.detail.commitId"
+    }
+
+    input_template = <<-EOT
+      {
+        "sourceVersion": <commit>,
+        "environmentVariablesOverride": [
+          {"name": "TFDEPLOY_TAG", "value": <tag>, "type": "PLAINTEXT"}
+        ]
+      }
+    EOT
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Source bundle uploaded -> pipeline execution
+# ---------------------------------------------------------------------------
+
+resource "aws_cloudwatch_event_rule" "source_uploaded" {
+  name        = "${local.name}-source-uploaded"
+  description = "A new source bundle for ${var.env} starts the ${local.name} pipeline"
+
+  event_pattern = jsonencode({
+    source      = ["aws.s3"]
+    detail-type = ["Object Created"]
+    detail = {
+      bucket = { name = [module.source_bucket.id] }
+      object = { key = [local.source_object_key] }
+    }
+  })
+
+  tags = var.tags
+}
+
+resource "aws_cloudwatch_event_target" "source_uploaded" {
+  rule     = aws_cloudwatch_event_rule.source_uploaded.name
+  arn      = aws_codepipeline.this.arn
+  role_arn = aws_iam_role.events.arn
+}

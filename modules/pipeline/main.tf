@@ -1,0 +1,134 @@
+data "aws_region" "current" {}
+
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_codecommit_repository" "infra" {
+  repository_name = var.repository_name
+}
+
+locals {
+  region     = data.aws_region.current.name
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+
+  name              = "${var.name_prefix}-${var.env}"
+  source_object_key = coalesce(var.source_object_key, "source/${var.env}/source.zip")
+
+  # Plan review is mandatory where real customers are affected.
+  require_apply_approval = coalesce(var.require_apply_approval, contains(["staging", "prod"], var.env))
+
+  # Matches tag creation only (not branches, not tag updates or deletions),
+  # and only tags of this environment: dev_us-east-1/research/1.0 starts the
+  # dev pipeline, never qa's. tfdeploy prints the same pattern.
+  tag_event_pattern = {
+    source      = ["aws.codecommit"]
+    detail-type = ["CodeCommit Repository State Change"]
+    detail = {
+      event         = ["referenceCreated"]
+      referenceType = ["tag"]
+      referenceName = [{ prefix = "${var.env}_" }]
+    }
+  }
+
+  # tfdeploy publishes tags to <backend prefix>-source-<env> (in its state
+  # Region), so that name is a contract. The artifact bucket is internal and
+  # carries account and Region to stay globally unique.
+  source_bucket_name   = "${var.tf_backend_config_prefix}-source-${var.env}"
+  artifact_bucket_name = "${local.name}-artifacts-${local.account_id}-${local.region}"
+
+  log_group_prefix = "/aws/codebuild/${local.name}"
+}
+
+# ---------------------------------------------------------------------------
+# Encryption key for artifacts, source bundles and build logs
+# ---------------------------------------------------------------------------
+
+resource "aws_kms_key" "pipeline" {
+  description             = "Artifacts, source bundles and build logs of the ${local.name} pipeline"
+  enable_key_rotation     = true
+  deletion_window_in_days = 30
+
+  # In a key policy "*" means this key. The pipeline and build roles get their
+  # use of it from their IAM policies (delegated by the first statement).
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [
+      {
+        Sid       = "AccountAdministration"
+        Effect    = "Allow"
+        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
+        Action    = "kms:*"
+        Resource  = "*"
+      },
+      {
+        Sid       = "CloudWatchLogsForBuildLogGroups"
+        Effect    = "Allow"
+        Principal = { Service = "logs.${local.region}.amazonaws.com" }
+        Action = [
+          "kms:Encrypt*",
+          "kms:Decrypt*",
+          "kms:ReEncrypt*",
+          "kms:GenerateDataKey*",
+          "kms:Describe*",
+        ]
+        Resource = "*"
+        Condition = {
+          ArnLike = {
+            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_prefix}-*"
+          }
+        }
+      },
+    ]
+  })
+
+  tags = var.tags
+}
+
+resource "aws_kms_alias" "pipeline" {
+  name          = "alias/${local.name}-pipeline"
+  target_key_id = aws_kms_key.pipeline.key_id
+}
+
+# ---------------------------------------------------------------------------
+# Buckets
+# ---------------------------------------------------------------------------
+
+module "artifact_bucket" {
+  source = "../s3-bucket"
+
+  bucket_name                        = local.artifact_bucket_name
+  kms_key_arn                        = aws_kms_key.pipeline.arn
+  expiration_days                    = 90
+  noncurrent_version_expiration_days = 30
+
+  tags = var.tags
+}
+
+# Versioned so every pipeline execution references the exact bundle captured
+# for its tag, even if a newer tag has overwritten the key since.
+module "source_bucket" {
+  source = "../s3-bucket"
+
+  bucket_name                        = local.source_bucket_name
+  kms_key_arn                        = aws_kms_key.pipeline.arn
+  noncurrent_version_expiration_days = 365
+  eventbridge_notifications          = true
+
+  tags = var.tags
+}
+
+# ---------------------------------------------------------------------------
+# Build logs
+# ---------------------------------------------------------------------------
+
+resource "aws_cloudwatch_log_group" "build" {
+  for_each = local.build_projects
+
+  name              = "${local.log_group_prefix}-${each.key}"
+  retention_in_days = var.log_retention_days
+  kms_key_id        = aws_kms_key.pipeline.arn
+
+  tags = var.tags
+}

@@ -1,0 +1,49 @@
+"""`tfdeploy run`: lint -> scan -> plan -> apply in order, with real checkov and Terraform."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+
+from tests.e2e.conftest import tag, tfdeploy
+
+
+def _keys(bucket):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def test_run_stops_before_apply_without_auto_approve_then_applies_with_it(repo, checkov_bin, monkeypatch):
+    monkeypatch.setenv("TFDEPLOY_CHECKOV", checkov_bin)
+    name = "dev_us-east-1/research/1.0"
+    tag(repo, name)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+
+    first = tfdeploy(repo, "run", "--tag", name, "--allow-missing", "tflint", "--json")
+    report = json.loads(first.stdout)
+    assert [(s["stage"], s["status"]) for s in report["stages"]] == [
+        ("lint", "passed"), ("scan", "passed"), ("plan", "passed"), ("apply", "skipped")]
+    assert "[3/4] plan passed +1 ~0 -0" in first.stderr
+    assert _keys("demo-tfstate-dev") == []
+
+    # The saved plan from the run is the one `apply` applies.
+    tfdeploy(repo, "apply", "--tag", name)
+    assert _keys("demo-tfstate-dev") == ["research/dev-us-east-1/terraform.tfstate"]
+
+    again = tfdeploy(repo, "run", "--tag", name, "--allow-missing", "tflint", "--auto-approve")
+    assert "apply passed" in again.stdout
+
+
+def test_run_stops_at_the_first_failing_stage(repo, checkov_bin, monkeypatch):
+    monkeypatch.setenv("TFDEPLOY_CHECKOV", checkov_bin)
+    (repo / "main.tf").write_text((repo / "main.tf").read_text() + "\nvariable   \"badly\"   {\n type = string\n}\n")
+    from tests.conftest import git
+    git(repo, "commit", "-qam", "mis-formatted")
+    name = "dev_us-east-1/research/1.1"
+    tag(repo, name)
+    proc = tfdeploy(repo, "run", "--tag", name, "--allow-missing", "tflint", check=False)
+    assert proc.returncode == 1
+    assert "run dev_us-east-1/research/1.1: lint failed" in proc.stdout
+    assert "main.tf" in proc.stdout  # the finding names the file to fix
+    assert "scan" not in proc.stdout.split("run dev_us-east-1")[-1]

@@ -1,0 +1,263 @@
+"""modules/pipeline: stage order, the tag trigger, and what the builds may do.
+
+The EventBridge pattern and the build environment are evaluated by the real Terraform (console,
+no provider needed) from the module's own source text, then compared with what the issue and
+tfdeploy expect.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from infra_support import MODULES, attribute_source, console_eval, load_dir, unwrap
+
+PIPELINE = MODULES / "pipeline"
+EXPECTED_STAGES = ["Source", "Lint", "SecurityScan", "Plan", "Apply"]
+
+
+def expected_pattern(env: str) -> dict:
+    # Verbatim from the issue, with <env> filled in.
+    text = ('{"source":["aws.codecommit"],"detail-type":["CodeCommit Repository State Change"],'
+            '"detail":{"event":["referenceCreated"],"referenceType":["tag"],'
+            '"referenceName":[{"prefix":"<env>_"}]}}')
+    return json.loads(text.replace("<env>", env))
+
+
+def matches(pattern: dict, tag: str) -> bool:
+    """EventBridge semantics for the referenceName part: any listed value or prefix matches."""
+    return any(tag.startswith(rule["prefix"]) if isinstance(rule, dict) else tag == rule
+               for rule in pattern["detail"]["referenceName"])
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return load_dir(PIPELINE)
+
+
+@pytest.fixture(scope="module")
+def codepipeline(pipeline):
+    return pipeline.typed("resource")[("aws_codepipeline", "this")]
+
+
+def actions(stage: dict) -> list[dict]:
+    """Static and dynamic actions of a stage, sorted by run_order."""
+    found = list(stage.get("action", []))
+    for dyn in stage.get("dynamic", []):
+        for content in dyn["action"]["content"]:
+            found.append({**content, "_for_each": dyn["action"]["for_each"]})
+    return sorted(found, key=lambda a: a.get("run_order", 1))
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+
+def test_stages_run_in_the_reference_order(codepipeline):
+    assert [s["name"] for s in codepipeline["stage"]] == EXPECTED_STAGES
+
+
+def test_pipeline_is_v2_queued_with_a_kms_encrypted_artifact_store(codepipeline):
+    assert codepipeline["pipeline_type"] == "V2"
+    assert codepipeline["execution_mode"] == "QUEUED"
+    (store,) = codepipeline["artifact_store"]
+    assert store["encryption_key"][0]["type"] == "KMS"
+
+
+def test_source_stage_watches_the_versioned_source_object(pipeline, codepipeline):
+    (action,) = actions(codepipeline["stage"][0])
+    assert (action["category"], action["provider"]) == ("Source", "S3")
+    config = action["configuration"]
+    assert unwrap(config["S3ObjectKey"]) == "local.source_object_key"
+    assert config["PollForSourceChanges"] == "false"
+    assert unwrap(pipeline.locals()["source_object_key"]) == (
+        'coalesce(var.source_object_key, "source/${var.env}/source.zip")'
+    )
+    source_bucket = pipeline.named("module")["source_bucket"]
+    assert source_bucket["eventbridge_notifications"] is True
+
+
+def test_each_build_stage_runs_its_own_project_and_buildspec(pipeline, codepipeline):
+    projects = pipeline.locals()["build_projects"]
+    assert set(projects) == {"source", "tflint", "checkov", "plan", "apply"}
+    for key, project in projects.items():
+        assert project["buildspec"] == f"buildspecs/{key}.yml"
+    stage_project = {}
+    for stage in codepipeline["stage"][1:]:
+        for action in actions(stage):
+            if action["provider"] == "CodeBuild":
+                name = re.search(r'aws_codebuild_project\.this\["(\w+)"\]', action["configuration"]["ProjectName"])
+                stage_project[stage["name"]] = stage_project.get(stage["name"], []) + [name.group(1)]
+    assert stage_project == {"Lint": ["tflint"], "SecurityScan": ["checkov"], "Plan": ["plan"], "Apply": ["apply"]}
+
+
+def test_checkov_is_followed_by_an_approval_showing_its_counts(codepipeline):
+    scan, approval = actions(codepipeline["stage"][2])
+    assert scan["name"] == "checkov" and scan["run_order"] == 1
+    assert approval["category"] == "Approval" and approval["run_order"] == 2
+    for count in ("CHECKOV_PASSED", "CHECKOV_FAILED", "CHECKOV_SKIPPED"):
+        assert f"#{{{scan['namespace']}.{count}}}" in approval["configuration"], count
+
+
+def test_apply_waits_for_approval_in_staging_and_prod(pipeline, codepipeline):
+    plan_stage, apply_stage = codepipeline["stage"][3], codepipeline["stage"][4]
+    (plan,) = actions(plan_stage)
+    approval, apply = actions(apply_stage)
+    assert approval["category"] == "Approval" and approval["run_order"] < apply["run_order"]
+    assert unwrap(approval["_for_each"]) == "local.require_apply_approval ? [1] : []"
+    assert unwrap(pipeline.locals()["require_apply_approval"]) == (
+        'coalesce(var.require_apply_approval, contains(["staging", "prod"], var.env))'
+    )
+    # apply uses the saved plan: the plan action's output is the apply action's second input
+    assert apply["input_artifacts"] == ["source_output", *plan["output_artifacts"]]
+    assert apply["configuration"]["PrimarySource"] == "source_output"
+
+
+def test_pipeline_variables_reach_every_build_action(pipeline, codepipeline, terraform_bin, tmp_path):
+    assert {v["name"] for v in codepipeline["variable"]} == {"TF_BACKEND_CONFIG_PREFIX", "ENV"}
+    for stage in codepipeline["stage"][1:]:
+        for action in actions(stage):
+            if action["provider"] == "CodeBuild":
+                assert unwrap(action["configuration"]["EnvironmentVariables"]) == "local.build_environment"
+    source = attribute_source(PIPELINE / "codepipeline.tf", "build_environment")
+    evaluated = console_eval(terraform_bin, tmp_path, [source], "local.build_environment")
+    assert json.loads(evaluated) == [
+        {"name": "TF_BACKEND_CONFIG_PREFIX", "value": "#{variables.TF_BACKEND_CONFIG_PREFIX}", "type": "PLAINTEXT"},
+        {"name": "ENV", "value": "#{variables.ENV}", "type": "PLAINTEXT"},
+    ]
+
+
+def test_stage_names_match_the_toolkit(codepipeline):
+    buildspec = pytest.importorskip("tfdeploy.buildspec")
+    plan_stage = codepipeline["stage"][3]
+    assert actions(plan_stage)[0]["output_artifacts"] == [buildspec.PLAN_ARTIFACT]
+    approval = actions(codepipeline["stage"][2])[1]
+    for name in buildspec.STAGE_EXPORTS["checkov"]:
+        assert name in approval["configuration"]
+
+
+# --- trigger ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def patterns(terraform_bin, tmp_path_factory):
+    source = attribute_source(PIPELINE / "main.tf", "tag_event_pattern")
+    return {env: console_eval(terraform_bin, tmp_path_factory.mktemp(f"pattern-{env}"), [source],
+                              "local.tag_event_pattern", {"env": env})
+            for env in ("dev", "qa", "staging", "prod")}
+
+
+def test_rule_uses_the_jsonencoded_tag_pattern(pipeline):
+    rule = pipeline.typed("resource")[("aws_cloudwatch_event_rule", "tag_created")]
+    assert unwrap(rule["event_pattern"]) == "jsonencode(local.tag_event_pattern)"
+
+
+@pytest.mark.parametrize("env", ["dev", "qa", "staging", "prod"])
+def test_tag_pattern_is_exactly_the_reference_pattern(patterns, env):
+    assert patterns[env] == expected_pattern(env)
+
+
+@pytest.mark.parametrize("env", ["dev", "qa", "staging", "prod"])
+def test_tag_pattern_matches_the_env_prefix_only(patterns, env):
+    pattern = patterns[env]
+    for tag in (f"{env}_us-east-1/research/1.0", f"{env}_global/risk/2.1", f"{env}_ap-southeast-1/risk/1.0"):
+        assert matches(pattern, tag), tag
+    others = [e for e in ("dev", "qa", "staging", "prod") if e != env]
+    for tag in [f"{o}_us-east-1/research/1.0" for o in others] + [
+        f"{env}-x_us-east-1/research/1.0", f"{env}x_global/risk/1.0", f"{env}/us-east-1/research/1.0",
+        f"x{env}_us-east-1/research/1.0", f"{env.upper()}_us-east-1/research/1.0",
+    ]:
+        assert not matches(pattern, tag), tag
+
+
+def test_tag_pattern_equals_what_tfdeploy_prints(patterns):
+    events = pytest.importorskip("tfdeploy.events")
+    for env, pattern in patterns.items():
+        assert pattern == events.event_pattern(env)
+
+
+def test_tag_event_starts_the_source_build_with_the_tag(pipeline, terraform_bin, tmp_path):
+    target = pipeline.typed("resource")[("aws_cloudwatch_event_target", "tag_created")]
+    assert unwrap(target["arn"]) == 'aws_codebuild_project.this["source"].arn'
+    (transformer,) = target["input_transformer"]
+    assert transformer["input_paths"]["tag"] == "$.detail.referenceName"
+    assert transformer["input_paths"]["commit"] == "$.detail.commitId"
+    # The heredoc as Terraform renders it, i.e. the template EventBridge receives.
+    source = attribute_source(PIPELINE / "events.tf", "input_template")
+    template = console_eval(terraform_bin, tmp_path, [source], "local.input_template")
+    # EventBridge substitutes each <placeholder> with the JSON value of its path.
+    start_build = json.loads(re.sub(r"<(\w+)>", lambda m: json.dumps(f"value-of-{m.group(1)}"), template))
+    assert start_build["sourceVersion"] == "value-of-commit"
+    assert start_build["environmentVariablesOverride"] == [
+        {"name": "TFDEPLOY_TAG", "value": "value-of-tag", "type": "PLAINTEXT"}
+    ]
+    ci = pytest.importorskip("tfdeploy.ci")
+    assert ci.TAG_VAR == "TFDEPLOY_TAG"
+
+
+def test_new_source_bundle_starts_the_pipeline(pipeline):
+    resources = pipeline.typed("resource")
+    target = resources[("aws_cloudwatch_event_target", "source_uploaded")]
+    assert unwrap(target["arn"]) == "aws_codepipeline.this.arn"
+    pattern = unwrap(resources[("aws_cloudwatch_event_rule", "source_uploaded")]["event_pattern"])
+    assert "module.source_bucket.id" in pattern and "local.source_object_key" in pattern
+    assert '"Object Created"' in pattern
+
+
+def test_source_location_matches_the_publisher(pipeline):
+    local = pipeline.locals()
+    assert local["source_bucket_name"] == "${var.tf_backend_config_prefix}-source-${var.env}"
+    publish = pytest.importorskip("tfdeploy.publish")
+    assert publish.source_key("dev") == "source/dev/source.zip"
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+
+def _statements(policy: dict) -> list[dict]:
+    found = list(policy.get("statement", []))
+    for dyn in policy.get("dynamic", []):
+        found += dyn["statement"]["content"]
+    return found
+
+
+def test_only_the_deploy_role_may_assume_roles_and_only_infra_build_roles(pipeline):
+    data = pipeline.typed("data")
+    sts = {}
+    for (rtype, name), body in data.items():
+        if rtype != "aws_iam_policy_document" or name == "trust":
+            continue
+        for statement in _statements(body):
+            acts = statement.get("actions", [])
+            assert not any(a == "*" or a.endswith(":*") for a in acts), f"{name}: wildcard action {acts}"
+            if any(a.startswith("sts:") for a in acts):
+                sts[name] = statement
+    assert set(sts) == {"build_deploy"}, f"sts:* granted by {sorted(sts)}"
+    statement = sts["build_deploy"]
+    assert statement["actions"] == ["sts:AssumeRole"]
+    assert unwrap(statement["resources"]) == "local.target_role_arns"
+    assert unwrap(pipeline.locals()["target_role_arns"]) == (
+        '[for a in var.target_account_ids : "arn:${local.partition}:iam::${a}:role/${var.target_role_name}"]'
+    )
+    target_role = pipeline.named("variable")["target_role_name"]
+    assert target_role["default"] == "InfraBuildRole"
+
+
+def test_service_roles_are_protected_against_confused_deputies(pipeline):
+    trust = pipeline.typed("data")[("aws_iam_policy_document", "trust")]
+    (statement,) = trust["statement"]
+    (condition,) = statement["condition"]
+    assert condition["variable"] == "aws:SourceAccount"
+    assert set(pipeline.locals()["service_principals"].values()) == {
+        "codepipeline.amazonaws.com", "codebuild.amazonaws.com", "events.amazonaws.com"}
+
+
+def test_builds_are_encrypted_logged_and_unprivileged(pipeline):
+    project = pipeline.typed("resource")[("aws_codebuild_project", "this")]
+    assert unwrap(project["encryption_key"]) == "aws_kms_key.pipeline.arn"
+    assert project["environment"][0]["privileged_mode"] is False
+    assert project["logs_config"][0]["cloudwatch_logs"][0]["status"] == "ENABLED"
+    assert "vpc_config" in {d_key for dyn in project.get("dynamic", []) for d_key in dyn}
+    key = pipeline.typed("resource")[("aws_kms_key", "pipeline")]
+    assert key["enable_key_rotation"] is True
