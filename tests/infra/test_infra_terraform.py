@@ -91,7 +91,8 @@ def test_no_provider_aws_block_anywhere():
     offenders = []
     for path in REPO.rglob("*.tf"):
         rel = path.relative_to(REPO)
-        if rel.parts[0].startswith(".venv") or ".terraform" in rel.parts or rel.parts[0] in ("tests", "toolkit"):
+        # Hidden folders (.venv*, .tfdeploy work dirs, .terraform) are not the repo's code.
+        if rel.parts[0].startswith(".") or ".terraform" in rel.parts or rel.parts[0] in ("tests", "toolkit"):
             continue
         if re.search(r'^\s*provider\s+"aws"', path.read_text(encoding="utf-8"), re.M):
             offenders.append(str(rel))

@@ -15,7 +15,8 @@ from typing import IO, Any, Callable, Collection, Mapping
 
 from .errors import TfdeployError
 from .results import FAILED, SKIPPED, StageResult
-from .stages import SourceOptions, apply_saved, init_without_backend, open_session, plan
+from .stages import (SourceOptions, apply_saved, init_without_backend, open_session, plan,
+                     terraform_base_env)
 
 STAGE_ORDER = ("lint", "scan", "plan", "apply")
 
@@ -53,7 +54,8 @@ def run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], setting
 
     def lint() -> StageResult:
         reason = init_without_backend(workdir, repo_root, environ, terraform_bin)
-        return run_lint(workdir.path, repo_root=repo_root, allow_missing=allow_missing, environ=environ,
+        return run_lint(workdir.path, repo_root=repo_root, allow_missing=allow_missing,
+                        environ=terraform_base_env(repo_root, environ),
                         results_dir=workdir.results_dir, initialised=reason is None,
                         validate_skip_reason=reason)
 

@@ -100,7 +100,10 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     else:
         repo = _repo_for(repo, directory)
     results_dir = results_dir or default_results_dir(directory.resolve())
+    from ..stages import terraform_base_env
+
     result = run_lint(directory, repo_root=repo.root, allow_missing=allow_missing,
+                      environ=terraform_base_env(repo.root, os.environ),
                       results_dir=results_dir, junit_path=junit, **init_kwargs)
     _report(result, as_json, results_dir)
 

@@ -1,0 +1,47 @@
+"""The generated provider file: content, canonical formatting (real terraform fmt), detection."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tfdeploy.deployment import build_deployment
+from tfdeploy.envs import TeamConfig
+from tfdeploy.provider import render_provider, uses_aws_provider
+from tfdeploy.settings import merge_settings
+from tfdeploy.tags import parse_tag
+
+
+def _deployment(tag="dev_us-gov-west-1/research/1.0"):
+    settings = merge_settings({"backend_prefix": "acme"}, {}, {})
+    return build_deployment(parse_tag(tag), settings, TeamConfig("111111111111", None, ()))
+
+
+@pytest.mark.parametrize("sandbox", [False, True])
+def test_provider_is_terraform_fmt_clean(tmp_path, terraform_bin, sandbox):
+    path = tmp_path / "provider.tf"
+    path.write_text(render_provider(_deployment(), sandbox=sandbox))
+    proc = subprocess.run([terraform_bin, "fmt", "-check", "-diff", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_provider_assumes_the_role_in_the_region_with_default_tags():
+    text = render_provider(_deployment())
+    assert 'region = "us-gov-west-1"' in text
+    assert 'role_arn     = "arn:aws-us-gov:iam::111111111111:role/InfraBuildRole"' in text
+    assert 'session_name = "INFRA_BUILD"' in text
+    assert '"tfdeploy:tag"     = "dev_us-gov-west-1/research/1.0"' in text
+    assert "skip_credentials_validation" not in text
+    assert "skip_credentials_validation = true" in render_provider(_deployment(), sandbox=True)
+
+
+def test_aws_usage_detection(tmp_path):
+    (tmp_path / "main.tf").write_text('resource "terraform_data" "x" {}\n')
+    assert not uses_aws_provider(tmp_path)
+    (tmp_path / "modules" / "m").mkdir(parents=True)
+    (tmp_path / "modules" / "m" / "main.tf").write_text('data "aws_region" "current" {}\n')
+    assert uses_aws_provider(tmp_path)
+    (tmp_path / "modules" / "m" / "main.tf").write_text(
+        'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n')
+    assert uses_aws_provider(tmp_path)
