@@ -21,7 +21,7 @@ def cli() -> None:
     the assume-role provider and the module namespace, then runs Terraform for it.
 
     \b
-    Start with:
+    Examples:
       tfdeploy resolve --tag dev_us-east-1/research/1.0   what a tag deploys, and where
       tfdeploy tags list                                  deployment tags in this repo
     """
@@ -54,7 +54,12 @@ def resolve(tag: str, as_json: bool, repo: RepoContext) -> None:
 
 @cli.group()
 def tags() -> None:
-    """Deployment tags in the repo."""
+    """Deployment tags in the repo.
+
+    \b
+    Example:
+      tfdeploy tags list --env dev
+    """
 
 
 @tags.command("list")

@@ -25,7 +25,7 @@ def sandbox() -> None:
     """A local AWS stand-in (moto server on 127.0.0.1) for S3, DynamoDB and STS.
 
     \b
-    Typical session:
+    Example session:
       tfdeploy sandbox up
       eval "$(tfdeploy sandbox env)"
       tfdeploy bootstrap --env dev
@@ -37,7 +37,13 @@ def sandbox() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on [default: a free one].")
 @json_option
 def sandbox_up(port: int | None, as_json: bool) -> None:
-    """Start the sandbox in the background (does nothing if it is already running)."""
+    """Start the sandbox in the background (does nothing if it is already running).
+
+    \b
+    Examples:
+      tfdeploy sandbox up && eval "$(tfdeploy sandbox env)"
+      tfdeploy sandbox up --port 4566 --json
+    """
     from .. import sandbox as sb
 
     state_dir = _state_dir()
@@ -54,7 +60,12 @@ def sandbox_up(port: int | None, as_json: bool) -> None:
 
 @sandbox.command("down")
 def sandbox_down() -> None:
-    """Stop the sandbox; its data (buckets, tables, state) is gone afterwards."""
+    """Stop the sandbox; its data (buckets, tables, state) is gone afterwards.
+
+    \b
+    Example:
+      tfdeploy sandbox down
+    """
     from .. import sandbox as sb
 
     click.echo("sandbox stopped" if sb.stop(_state_dir()) else "sandbox not running")
@@ -63,7 +74,13 @@ def sandbox_down() -> None:
 @sandbox.command("status")
 @json_option
 def sandbox_status(as_json: bool) -> None:
-    """Say whether the sandbox is running, and where."""
+    """Say whether the sandbox is running, and where.
+
+    \b
+    Examples:
+      tfdeploy sandbox status
+      tfdeploy sandbox status --json
+    """
     from .. import sandbox as sb
 
     info = sb.status(_state_dir())
@@ -87,7 +104,12 @@ def sandbox_status(as_json: bool) -> None:
 
 @sandbox.command("env")
 def sandbox_env() -> None:
-    """Print `export` lines that point AWS tools at the sandbox: eval "$(tfdeploy sandbox env)"."""
+    """Print `export` lines that point AWS tools at the sandbox.
+
+    \b
+    Example:
+      eval "$(tfdeploy sandbox env)"; aws s3 ls   # any AWS tool now talks to the sandbox
+    """
     from .. import sandbox as sb
 
     endpoint = sb.active_endpoint(os.environ, _state_dir())

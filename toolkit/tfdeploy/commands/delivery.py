@@ -25,7 +25,13 @@ def _shown(path: Path) -> str:
 
 @click.group()
 def buildspec() -> None:
-    """CodeBuild buildspecs for the pipeline stages: generate them, run them locally."""
+    """CodeBuild buildspecs for the pipeline stages: generate them, run them locally.
+
+    \b
+    Examples:
+      tfdeploy buildspec generate --check
+      tfdeploy buildspec run buildspecs/plan.yml --skip-install --env TFDEPLOY_TAG=dev_us-east-1/research/1.0
+    """
 
 
 @buildspec.command("generate")
@@ -122,7 +128,12 @@ def buildspec_run(file: Path, env_pairs: tuple[str, ...], skip_install: bool, sr
 
 @click.group()
 def events() -> None:
-    """The EventBridge rule that starts an env's pipeline when a tag is created."""
+    """The EventBridge rule that starts an env's pipeline when a tag is created.
+
+    \b
+    Example:
+      tfdeploy events pattern --env dev
+    """
 
 
 @events.command("pattern")
