@@ -27,6 +27,11 @@ def test_run_stops_before_apply_without_auto_approve_then_applies_with_it(repo, 
     assert "[3/4] plan passed +1 ~0 -0" in first.stderr
     assert _keys("demo-tfstate-dev") == []
 
+    # The saved plan can be scanned through checkov's plan framework, and survives the scan.
+    scanned = json.loads(tfdeploy(repo, "scan", "--tag", name, "--saved-plan", "--json").stdout)
+    assert scanned["stage"] == "scan-plan" and scanned["status"] == "passed"
+    assert scanned["result_file"].endswith("scan-plan.result.json")
+
     # The saved plan from the run is the one `apply` applies.
     tfdeploy(repo, "apply", "--tag", name)
     assert _keys("demo-tfstate-dev") == ["research/dev-us-east-1/terraform.tfstate"]

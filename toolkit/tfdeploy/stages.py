@@ -116,6 +116,21 @@ def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[
     return env, endpoint, extra
 
 
+def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
+                    terraform_bin: str | None = None) -> Path:
+    """`terraform show -json` of the work dir's saved plan, written next to its results."""
+    plan_path = workdir.path / PLAN_FILE
+    if not plan_path.is_file():
+        raise ValidationError(f"no saved plan for {workdir.deployment.tag.name}; run: tfdeploy plan "
+                              f"--tag {workdir.deployment.tag.name}")
+    binary = find_terraform(terraform_bin, repo_root, environ)
+    terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
+    shown = terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
+    out = workdir.results_dir / "plan.json"
+    write_atomic(out, shown.stdout)
+    return out
+
+
 def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
                          terraform_bin: str | None = None) -> str | None:
     """`terraform init -backend=false` so `validate` can run; None on success, else why not.

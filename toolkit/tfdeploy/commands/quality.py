@@ -118,12 +118,14 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
                    "[default: setting checkov_baseline].")
 @click.option("--plan", "plan_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Scan this plan JSON (terraform show -json) instead; --dir is the code it came from.")
+@click.option("--saved-plan", is_flag=True,
+              help="With --tag: scan the tag's saved plan (from tfdeploy plan) instead of the code.")
 @json_option
 @tag_options(required=False)
 @repo_command
 def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
-         env: str | None, baseline: Path | None, plan_json: Path | None, as_json: bool,
-         tag: str | None, source, repo: RepoContext) -> None:
+         env: str | None, baseline: Path | None, plan_json: Path | None, saved_plan: bool,
+         as_json: bool, tag: str | None, source, repo: RepoContext) -> None:
     """Security-scan Terraform with checkov (offline: --skip-download).
 
     Failed checks fail the stage except in soft-fail envs. Inline skips need a reason
@@ -137,11 +139,21 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
       tfdeploy scan --dir . --env prod
       tfdeploy scan --dir . --env dev --junit reports/checkov.xml
       tfdeploy scan --dir . --env prod --plan plan.json
+      tfdeploy plan --tag dev_global/research/1.0 && tfdeploy scan --tag dev_global/research/1.0 --saved-plan
     """
     from ..findings import default_results_dir
     from ..scan import run_scan, scan_plan
 
-    if tag:
+    if saved_plan and not tag:
+        raise click.UsageError("--saved-plan needs --tag (the plan saved by tfdeploy plan --tag TAG)")
+    if saved_plan:
+        from ..stages import open_workdir, saved_plan_json
+
+        workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, reuse=True)
+        directory = workdir.path
+        env = env or workdir.deployment.tag.env
+        plan_json = saved_plan_json(workdir, repo.root, os.environ)
+    elif tag:
         workdir = _tag_workdir(repo, tag, source)
         directory = workdir.path
         env = env or workdir.deployment.tag.env
