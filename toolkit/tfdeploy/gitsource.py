@@ -100,7 +100,10 @@ def export_commit(repo_root: Path, commit: str, dest: Path) -> None:
     if proc.returncode != 0:
         raise TfdeployError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}")
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
-        archive.extractall(dest, filter="data")
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse links/paths outside dest
+            archive.extractall(dest, filter="data")
+        else:  # git archive of a commit holds only repo-relative paths
+            archive.extractall(dest)
 
 
 def export_worktree(repo_root: Path, dest: Path) -> None:
