@@ -10,11 +10,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from .errors import TfdeployError
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 EXAMPLE_TAG = "dev_us-east-1/research/1.0"
 
@@ -45,7 +48,7 @@ class RepoContext:
         return find_repo_root(self.start)
 
     @functools.cached_property
-    def settings(self):  # -> Settings
+    def settings(self) -> Settings:
         from .report import settings_origin
         from .settings import load_settings
 

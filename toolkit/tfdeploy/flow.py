@@ -15,6 +15,7 @@ from typing import IO, Any, Callable, Collection, Mapping
 
 from .errors import TfdeployError
 from .results import FAILED, SKIPPED, StageResult
+from .settings import Settings
 from .stages import (SourceOptions, apply_saved, init_without_backend, open_session, plan,
                      terraform_base_env)
 
@@ -38,7 +39,7 @@ class FlowReport:
                 "stages": [r.to_dict() for r in self.results]}
 
 
-def run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settings,
+def run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settings: Settings,
              environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
              allow_missing: Collection[str] = (), auto_approve: bool = False,
              terraform_bin: str | None = None, sink: IO[str] | None = None,

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Mapping
 
+from .deployment import Deployment
 from .errors import TfdeployError, ValidationError
 from .gitsource import SourceRef, tag_source, worktree_source
 from .paths import repo_cache_dir
@@ -23,7 +24,7 @@ from .results import FAILED, PASSED, StageResult, write_atomic, write_result
 from .settings import load_settings
 from .tags import Tag, parse_tag
 from .terraform import Terraform
-from .workdir import PLAN_FILE, PLAN_META, Workdir, load_workdir, prepare_workdir
+from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
 
 
 @dataclass(frozen=True)
@@ -70,12 +71,16 @@ class Session:
     backend_extra: dict[str, str] = field(default_factory=dict)
 
     @property
-    def deployment(self):
+    def deployment(self) -> Deployment:
         return self.workdir.deployment
 
     @property
     def plan_path(self) -> Path:
         return self.workdir.path / PLAN_FILE
+
+    @property
+    def plan_json_path(self) -> Path:
+        return self.workdir.results_dir / PLAN_JSON
 
 
 def terraform_base_env(repo_root: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -118,15 +123,17 @@ def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[
 
 def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
                     terraform_bin: str | None = None) -> Path:
-    """`terraform show -json` of the work dir's saved plan, written next to its results."""
+    """`terraform show -json` of the work dir's saved plan (written by `plan` alongside it)."""
     plan_path = workdir.path / PLAN_FILE
     if not plan_path.is_file():
         raise ValidationError(f"no saved plan for {workdir.deployment.tag.name}; run: tfdeploy plan "
                               f"--tag {workdir.deployment.tag.name}")
+    out = workdir.results_dir / PLAN_JSON
+    if out.is_file() and out.stat().st_mtime >= plan_path.stat().st_mtime:
+        return out
     binary = find_terraform(terraform_bin, repo_root, environ)
     terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
     shown = terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
-    out = workdir.results_dir / "plan.json"
     write_atomic(out, shown.stdout)
     return out
 
@@ -229,6 +236,8 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
                             ok=(0, 2))
     shown = session.terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
     summary = summarize_plan(json.loads(shown.stdout))
+    # Kept for `plan --json`, checkov's plan scan and reviewers; same lifetime as the plan.
+    write_atomic(session.plan_json_path, shown.stdout)
     meta = {
         "tag": session.tag.name,
         "commit": session.workdir.source.commit,

@@ -28,6 +28,7 @@ TFVARS_FILE = "tfdeploy.auto.tfvars.json"
 METADATA_FILE = "tfdeploy.workdir.json"
 PLAN_FILE = "tfdeploy.tfplan"
 PLAN_META = "tfdeploy.plan.json"
+PLAN_JSON = "plan.json"  # `terraform show -json` of the saved plan, in the results folder
 RESULTS_DIR = ".tfdeploy-results"
 # Kept when the work dir is rebuilt from the same commit, so `lint`/`scan` after `plan` do not
 # throw the saved plan away (apply re-checks its commit and checksum anyway).

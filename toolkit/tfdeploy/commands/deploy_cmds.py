@@ -76,10 +76,9 @@ def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, a
     session = _open(repo, tag, source, terraform_bin, as_json)
     result, summary = run_plan(session)
     if as_json:
-        shown = session.terraform.check("show", "-json", "tfdeploy.tfplan", stream=False)
         echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
                    "summary": result.counts, "plan_file": str(session.plan_path),
-                   "plan": json.loads(shown.stdout)})
+                   "plan": json.loads(session.plan_json_path.read_text(encoding="utf-8"))})
     else:
         click.echo(f"plan {tag}: {summary}  (saved: {session.plan_path})")
         click.echo(result.export_lines())
