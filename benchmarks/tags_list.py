@@ -9,12 +9,12 @@ Prints medians and ratios measured side by side in one run.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from sidebyside import measure, report
 
 ENV = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e", "GIT_COMMITTER_NAME": "b", "GIT_COMMITTER_EMAIL": "b@e"}
 
@@ -41,11 +41,6 @@ def make_repo(root: Path, count: int) -> None:
     git("fast-import", "--quiet", input="".join(lines))
 
 
-def timed(argv: list[str], cwd: Path) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -65,16 +60,9 @@ def main() -> None:
             "tfdeploy tags list": [exe, "tags", "list"],
             "gitpython walk": gitpython_walk,
         }
-        samples: dict[str, list[float]] = {name: [] for name in commands}
-        for _ in range(args.runs):
-            for name, argv in commands.items():
-                samples[name].append(timed(argv, root))
-    base = statistics.median(samples["git for-each-ref"])
+        samples = measure(commands, args.runs, root)
     print(f"{args.tags} annotated tags")
-    print(f"{'command':<28}{'median ms':>10}{'x git':>8}")
-    for name, values in samples.items():
-        median = statistics.median(values)
-        print(f"{name:<28}{median * 1000:>10.0f}{median / base:>8.1f}")
+    print(report(samples, "git for-each-ref", "x git"))
 
 
 if __name__ == "__main__":
