@@ -46,3 +46,19 @@ def test_plan_without_sandbox_or_credentials_says_how_to_fix(tmp_path, terraform
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "no AWS credentials found" in lines[0] and "tfdeploy sandbox up" in lines[0]
+
+
+def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, checkov_bin):
+    repo = make_repo(tmp_path / "infra")
+    env = {**clean_env(tmp_path, terraform_bin), "TFDEPLOY_CHECKOV": checkov_bin}
+    proc = subprocess.run([TFDEPLOY, "doctor", "--json"], cwd=repo, capture_output=True, text=True, env=env)
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert proc.returncode == 1  # no sandbox, no credentials
+    assert checks["aws"]["status"] == "missing" and "tfdeploy sandbox up" in checks["aws"]["fix"]
+    assert checks["terraform"]["status"] == "ok" and "1.15.5" in checks["terraform"]["detail"]
+    assert checks["checkov"]["status"] == "ok"
+    assert checks["repo"]["status"] == "ok" and "backend_prefix=demo-tfstate" in checks["repo"]["detail"]
+    env["TFDEPLOY_SANDBOX_ENDPOINT"] = "http://127.0.0.1:9"
+    proc = subprocess.run([TFDEPLOY, "doctor"], cwd=repo, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout
+    assert "local sandbox at http://127.0.0.1:9" in proc.stdout

@@ -183,3 +183,14 @@ def test_second_apply_while_first_holds_the_lock_shows_the_holder(repo):
     assert second.returncode == 1
     line = second.stderr.strip().splitlines()[-1]
     assert "the state is locked by" in line and "OperationTypeApply" in line and "force-unlock" in line
+
+
+def test_apply_refuses_the_saved_plan_of_another_version_of_the_cell(repo):
+    tag(repo, "dev_us-east-1/research/1.0")
+    tag(repo, "dev_us-east-1/research/1.1")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0")
+    proc = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.1", check=False)
+    assert proc.returncode == 2
+    assert "holds tag dev_us-east-1/research/1.0, not dev_us-east-1/research/1.1" in proc.stderr
+    assert keys_in("demo-tfstate-dev") == []
