@@ -27,6 +27,17 @@ class TerraformResult:
 
 _LOCK_FIELDS = ("ID", "Path", "Operation", "Who", "Created")
 
+# Known Terraform errors -> what to do about them (appended to the one-line explanation).
+_HINTS = (
+    ("Failed to query available provider packages",
+     "the provider registry is unreachable: point TF_CLI_CONFIG_FILE at a config with a "
+     "provider_installation mirror, or pre-fill TF_PLUGIN_CACHE_DIR"),
+    ("NoSuchBucket", "the state bucket does not exist: run tfdeploy bootstrap --env ENV"),
+    ("ResourceNotFoundException", "the lock table does not exist: run tfdeploy bootstrap --env ENV"),
+    ("No valid credential sources found",
+     'no AWS credentials: eval "$(tfdeploy sandbox env)" for the sandbox, or configure AWS credentials'),
+)
+
 
 def lock_holder(stderr: str) -> dict[str, str] | None:
     """Parse Terraform's 'Error acquiring the state lock' message (pure)."""
@@ -34,7 +45,8 @@ def lock_holder(stderr: str) -> dict[str, str] | None:
         return None
     info = {}
     for field in _LOCK_FIELDS:
-        match = re.search(rf"^\s*{field}:\s*(.*?)\s*$", stderr, re.MULTILINE)
+        # Tolerate the "│ " gutter Terraform draws around diagnostics when colour is on.
+        match = re.search(rf"^[\s\u2502]*{field}:\s*(.*?)\s*$", stderr, re.MULTILINE)
         if match:
             info[field] = match.group(1)
     return info
@@ -53,7 +65,8 @@ def explain_failure(command: str, result: TerraformResult) -> str:
     errors = re.findall(r"^(?:\u2577\n\u2502 )?Error: (.+)$", result.stderr, re.MULTILINE)
     errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
     first = errors[0].strip() if errors else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
-    return f"terraform {command} failed (exit {result.returncode}): {first}"
+    hint = next((text for needle, text in _HINTS if needle in result.stderr), None)
+    return f"terraform {command} failed (exit {result.returncode}): {first}" + (f"; {hint}" if hint else "")
 
 
 class Terraform:
