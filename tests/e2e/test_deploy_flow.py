@@ -61,9 +61,11 @@ def test_regional_and_global_tags_land_in_their_own_state(repo):
     again = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", check=False)
     assert again.returncode == 2 and "no saved plan" in again.stderr
 
-    out = tfdeploy(repo, "output", "--tag", "dev_global/research/1.0", "--json")
-    assert out.stdout  # module outputs are not root outputs; an empty object is valid JSON
-    json.loads(out.stdout)
+    # Each state holds only its namespace's outputs.
+    out = json.loads(tfdeploy(repo, "output", "--tag", "dev_global/research/1.0", "--json").stdout)
+    assert {k: v["value"] for k, v in out.items()} == {"workload_role": "research-dev-workload"}
+    text = tfdeploy(repo, "output", "--tag", "dev_us-east-1/research/1.0").stdout
+    assert text.strip() == 'regional_message = "hello from N. Virginia from us-east-1"'
 
     second = tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0", "--detailed-exitcode",
                       check=False)

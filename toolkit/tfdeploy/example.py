@@ -78,6 +78,16 @@ module "global" {
   account       = var.account
   version_label = var.release_version
 }
+
+output "regional_message" {
+  description = "What the regional cell says (regional deployments)."
+  value       = module.regional.message
+}
+
+output "workload_role" {
+  description = "The account-level role name (global deployments)."
+  value       = module.global.role_name
+}
 """
 
 _REGIONAL_TF = """\

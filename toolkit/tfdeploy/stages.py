@@ -210,11 +210,12 @@ def check_source(repo_root: Path, tag: Tag, default_branch: str, options: Source
                       skip_branch_check=options.skip_branch_check)
 
 
-def init(session: Session) -> StageResult:
+def init(session: Session, quiet: bool = False) -> StageResult:
+    """terraform init with the deployment's backend; `quiet` keeps its output unless it fails."""
     started = time.monotonic()
     backend = {**session.deployment.backend.backend_config_args(), **session.backend_extra}
     session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
-                            no_color=_flag())
+                            no_color=_flag(), stream=not quiet)
     return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3))
 
 

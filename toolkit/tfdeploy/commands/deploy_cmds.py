@@ -134,7 +134,7 @@ def output(tag: str, source, terraform_bin: str | None, as_json: bool, repo: Rep
     from ..stages import init as run_init
 
     session = _open(repo, tag, source, terraform_bin, True)
-    run_init(session)
+    run_init(session, quiet=True)
     shown = session.terraform.check("output", "-json", stream=False)
     values = json.loads(shown.stdout or "{}")
     if as_json:
@@ -159,7 +159,7 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoC
     from ..stages import init as run_init
 
     session = _open(repo, tag, source, terraform_bin, as_json)
-    run_init(session)
+    run_init(session, quiet=True)
     if as_json:
         shown = session.terraform.check("show", "-json", stream=False)
         echo_json(json.loads(shown.stdout or "{}"))
