@@ -39,7 +39,7 @@ locals {
   nat_count = var.nat_gateway_mode == "single" ? 1 : var.az_count
 
   create_kms_key = var.kms_key_arn == null
-  kms_key_arn    = local.create_kms_key ? aws_kms_key.flow_logs[0].arn : var.kms_key_arn
+  kms_key_arn    = local.create_kms_key ? module.flow_logs_key[0].arn : var.kms_key_arn
 
   flow_log_group_name = "/aws/vpc-flow-logs/${var.name}"
 }
@@ -184,54 +184,29 @@ resource "aws_vpc_endpoint" "s3" {
 # Flow logs
 # ---------------------------------------------------------------------------
 
-resource "aws_kms_key" "flow_logs" {
-  count = local.create_kms_key ? 1 : 0
+# Created here unless the caller brings its own key (kms_key_arn). CloudWatch
+# Logs may use it for this log group only.
+module "flow_logs_key" {
+  source = "../logs-kms-key"
+  count  = local.create_kms_key ? 1 : 0
 
-  description             = "VPC flow logs of ${var.name} in ${local.region}"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
-
-  # In a key policy "*" means this key. Administration stays with the account's
-  # IAM policies; CloudWatch Logs may use the key for this log group only.
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "CloudWatchLogsForFlowLogGroup"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action = [
-          "kms:Encrypt*",
-          "kms:Decrypt*",
-          "kms:ReEncrypt*",
-          "kms:GenerateDataKey*",
-          "kms:Describe*",
-        ]
-        Resource = "*"
-        Condition = {
-          ArnEquals = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.flow_log_group_name}"
-          }
-        }
-      },
-    ]
-  })
+  description            = "VPC flow logs of ${var.name} in ${local.region}"
+  alias_name             = "${var.name}-vpc-flow-logs"
+  log_group_arn_patterns = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.flow_log_group_name}"]
 
   tags = var.tags
 }
 
-resource "aws_kms_alias" "flow_logs" {
-  count = local.create_kms_key ? 1 : 0
+# The key and alias were declared in this module before logs-kms-key existed.
+# These moves keep the existing key (and what it encrypts) instead of replacing it.
+moved {
+  from = aws_kms_key.flow_logs[0]
+  to   = module.flow_logs_key[0].aws_kms_key.this
+}
 
-  name          = "alias/${var.name}-vpc-flow-logs"
-  target_key_id = aws_kms_key.flow_logs[0].key_id
+moved {
+  from = aws_kms_alias.flow_logs[0]
+  to   = module.flow_logs_key[0].aws_kms_alias.this
 }
 
 resource "aws_cloudwatch_log_group" "flow_logs" {

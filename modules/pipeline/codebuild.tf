@@ -49,7 +49,7 @@ resource "aws_codebuild_project" "this" {
   name           = "${local.name}-${each.key}"
   description    = each.value.description
   service_role   = aws_iam_role.build[each.value.role].arn
-  encryption_key = aws_kms_key.pipeline.arn
+  encryption_key = module.pipeline_key.arn
   build_timeout  = each.key == "source" ? 15 : var.build_timeout_minutes
 
   source {

@@ -25,7 +25,7 @@ resource "aws_codepipeline" "this" {
 
     encryption_key {
       type = "KMS"
-      id   = aws_kms_key.pipeline.arn
+      id   = module.pipeline_key.arn
     }
   }
 

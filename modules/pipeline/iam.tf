@@ -36,21 +36,10 @@ data "aws_iam_policy_document" "trust" {
   }
 }
 
-# ---------------------------------------------------------------------------
-# CodeBuild roles: source (tag capture), scan (tflint, checkov), deploy (plan, apply)
-# ---------------------------------------------------------------------------
-
-data "aws_iam_policy_document" "build_common" {
-  for_each = toset(["source", "scan", "deploy"])
-
-  statement {
-    sid     = "WriteOwnBuildLogs"
-    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = [
-      for k, v in local.build_projects : "${aws_cloudwatch_log_group.build[k].arn}:*" if v.role == each.key
-    ]
-  }
-
+# Every build role and the CodePipeline role read and write what the pipeline
+# key encrypts (artifacts, source bundles, build output), so build_common and
+# the pipeline policy include this document through source_policy_documents.
+data "aws_iam_policy_document" "use_pipeline_key" {
   statement {
     sid = "UsePipelineKey"
     actions = [
@@ -60,7 +49,25 @@ data "aws_iam_policy_document" "build_common" {
       "kms:ReEncrypt*",
       "kms:DescribeKey",
     ]
-    resources = [aws_kms_key.pipeline.arn]
+    resources = [module.pipeline_key.arn]
+  }
+}
+
+# ---------------------------------------------------------------------------
+# CodeBuild roles: source (tag capture), scan (tflint, checkov), deploy (plan, apply)
+# ---------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "build_common" {
+  for_each = toset(["source", "scan", "deploy"])
+
+  source_policy_documents = [data.aws_iam_policy_document.use_pipeline_key.json]
+
+  statement {
+    sid     = "WriteOwnBuildLogs"
+    actions = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = [
+      for k, v in local.build_projects : "${aws_cloudwatch_log_group.build[k].arn}:*" if v.role == each.key
+    ]
   }
 
   dynamic "statement" {
@@ -262,6 +269,8 @@ resource "aws_iam_role_policy" "build" {
 # ---------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "pipeline" {
+  source_policy_documents = [data.aws_iam_policy_document.use_pipeline_key.json]
+
   statement {
     sid       = "ReadSourceBundle"
     actions   = ["s3:GetObject", "s3:GetObjectVersion"]
@@ -284,18 +293,6 @@ data "aws_iam_policy_document" "pipeline" {
     sid       = "RunStageBuilds"
     actions   = ["codebuild:StartBuild", "codebuild:BatchGetBuilds"]
     resources = [for k, p in aws_codebuild_project.this : p.arn if k != "source"]
-  }
-
-  statement {
-    sid = "UsePipelineKey"
-    actions = [
-      "kms:Decrypt",
-      "kms:Encrypt",
-      "kms:GenerateDataKey*",
-      "kms:ReEncrypt*",
-      "kms:DescribeKey",
-    ]
-    resources = [aws_kms_key.pipeline.arn]
   }
 
   dynamic "statement" {

@@ -45,50 +45,28 @@ locals {
 # Encryption key for artifacts, source bundles and build logs
 # ---------------------------------------------------------------------------
 
-resource "aws_kms_key" "pipeline" {
-  description             = "Artifacts, source bundles and build logs of the ${local.name} pipeline"
-  enable_key_rotation     = true
-  deletion_window_in_days = 30
+# The pipeline and build roles get their use of the key from their IAM
+# policies; CloudWatch Logs may use it for the build log groups only.
+module "pipeline_key" {
+  source = "../logs-kms-key"
 
-  # In a key policy "*" means this key. The pipeline and build roles get their
-  # use of it from their IAM policies (delegated by the first statement).
-  policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [
-      {
-        Sid       = "AccountAdministration"
-        Effect    = "Allow"
-        Principal = { AWS = "arn:${local.partition}:iam::${local.account_id}:root" }
-        Action    = "kms:*"
-        Resource  = "*"
-      },
-      {
-        Sid       = "CloudWatchLogsForBuildLogGroups"
-        Effect    = "Allow"
-        Principal = { Service = "logs.${local.region}.amazonaws.com" }
-        Action = [
-          "kms:Encrypt*",
-          "kms:Decrypt*",
-          "kms:ReEncrypt*",
-          "kms:GenerateDataKey*",
-          "kms:Describe*",
-        ]
-        Resource = "*"
-        Condition = {
-          ArnLike = {
-            "kms:EncryptionContext:aws:logs:arn" = "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_prefix}-*"
-          }
-        }
-      },
-    ]
-  })
+  description            = "Artifacts, source bundles and build logs of the ${local.name} pipeline"
+  alias_name             = "${local.name}-pipeline"
+  log_group_arn_patterns = ["arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.log_group_prefix}-*"]
 
   tags = var.tags
 }
 
-resource "aws_kms_alias" "pipeline" {
-  name          = "alias/${local.name}-pipeline"
-  target_key_id = aws_kms_key.pipeline.key_id
+# The key and alias were declared in this module before logs-kms-key existed.
+# These moves keep the existing key (and what it encrypts) instead of replacing it.
+moved {
+  from = aws_kms_key.pipeline
+  to   = module.pipeline_key.aws_kms_key.this
+}
+
+moved {
+  from = aws_kms_alias.pipeline
+  to   = module.pipeline_key.aws_kms_alias.this
 }
 
 # ---------------------------------------------------------------------------
@@ -99,7 +77,7 @@ module "artifact_bucket" {
   source = "../s3-bucket"
 
   bucket_name                        = local.artifact_bucket_name
-  kms_key_arn                        = aws_kms_key.pipeline.arn
+  kms_key_arn                        = module.pipeline_key.arn
   expiration_days                    = 90
   noncurrent_version_expiration_days = 30
 
@@ -112,7 +90,7 @@ module "source_bucket" {
   source = "../s3-bucket"
 
   bucket_name                        = local.source_bucket_name
-  kms_key_arn                        = aws_kms_key.pipeline.arn
+  kms_key_arn                        = module.pipeline_key.arn
   noncurrent_version_expiration_days = 365
   eventbridge_notifications          = true
 
@@ -128,7 +106,7 @@ resource "aws_cloudwatch_log_group" "build" {
 
   name              = "${local.log_group_prefix}-${each.key}"
   retention_in_days = var.log_retention_days
-  kms_key_id        = aws_kms_key.pipeline.arn
+  kms_key_id        = module.pipeline_key.arn
 
   tags = var.tags
 }

@@ -30,7 +30,7 @@ output "artifact_bucket" {
 
 output "kms_key_arn" {
   description = "KMS key encrypting artifacts, source bundles and build logs."
-  value       = aws_kms_key.pipeline.arn
+  value       = module.pipeline_key.arn
 }
 
 output "codebuild_projects" {

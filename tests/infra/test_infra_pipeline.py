@@ -255,9 +255,11 @@ def test_service_roles_are_protected_against_confused_deputies(pipeline):
 
 def test_builds_are_encrypted_logged_and_unprivileged(pipeline):
     project = pipeline.typed("resource")[("aws_codebuild_project", "this")]
-    assert unwrap(project["encryption_key"]) == "aws_kms_key.pipeline.arn"
+    assert unwrap(project["encryption_key"]) == "module.pipeline_key.arn"
     assert project["environment"][0]["privileged_mode"] is False
     assert project["logs_config"][0]["cloudwatch_logs"][0]["status"] == "ENABLED"
     assert "vpc_config" in {d_key for dyn in project.get("dynamic", []) for d_key in dyn}
-    key = pipeline.typed("resource")[("aws_kms_key", "pipeline")]
+    # The key lives in the shared logs-kms-key module.
+    assert pipeline.named("module")["pipeline_key"]["source"] == "../logs-kms-key"
+    key = load_dir(MODULES / "logs-kms-key").typed("resource")[("aws_kms_key", "this")]
     assert key["enable_key_rotation"] is True

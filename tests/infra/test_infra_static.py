@@ -80,7 +80,7 @@ def test_checkov_reports_no_failed_checks(checkov_report):
     ("CKV2_AWS_28", "module.regional.module.web.aws_lb.this"),  # public ALB behind a WAF
     ("CKV2_AWS_12", "module.regional.module.network.aws_vpc.this"),  # default SG denies all
     ("CKV2_AWS_11", "module.regional.module.network.aws_vpc.this"),  # VPC flow logs
-    ("CKV_AWS_7", "module.pipeline_dev.aws_kms_key.pipeline"),  # key rotation
+    ("CKV_AWS_7", "module.pipeline_dev.module.pipeline_key.aws_kms_key.this"),  # key rotation
     ("CKV_AWS_219", "module.pipeline_dev.aws_codepipeline.this"),  # CMK-encrypted artifacts
     ("CKV_AWS_147", 'module.pipeline_dev.aws_codebuild_project.this["apply"]'),  # CMK-encrypted builds
     ("CKV_AWS_28", "module.backend_dev.aws_dynamodb_table.lock[0]"),  # lock table PITR
