@@ -61,6 +61,20 @@ def _aws(environ: Mapping[str, str]) -> Check:
                  'tfdeploy sandbox up && eval "$(tfdeploy sandbox env)", or configure AWS credentials')
 
 
+def _providers(environ: Mapping[str, str]) -> Check:
+    from .terraform import MIRROR_VAR, mirror_providers
+
+    mirror = environ.get(MIRROR_VAR)
+    if not mirror:
+        return Check("providers", OK, "from their registries (needs network); set TFDEPLOY_PROVIDER_MIRROR "
+                                      "to install from a local mirror", required=False)
+    found = mirror_providers(Path(mirror)) if Path(mirror).is_dir() else []
+    if not found:
+        return Check("providers", MISSING, f"{MIRROR_VAR}={mirror} holds no providers",
+                     "point it at a filesystem mirror (<host>/<namespace>/<type>/<version>/<os_arch>/)")
+    return Check("providers", OK, f"mirror {mirror}: {', '.join(found)}", required=False)
+
+
 def _settings(repo_root: Path | None, environ: Mapping[str, str]) -> Check:
     from .errors import TfdeployError
     from .settings import load_settings
@@ -83,6 +97,7 @@ def run_checks(repo_root: Path | None, environ: Mapping[str, str]) -> list[Check
         _tool("terraform", environ, repo_root, required=True),
         _tool("checkov", environ, repo_root, required=False),
         _tool("tflint", environ, repo_root, required=False),
+        _providers(environ),
         _git(),
         _aws(environ),
         _settings(repo_root, environ),

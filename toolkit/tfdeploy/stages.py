@@ -23,7 +23,7 @@ from .paths import repo_cache_dir
 from .results import FAILED, PASSED, StageResult, write_atomic, write_result
 from .settings import load_settings
 from .tags import Tag, parse_tag
-from .terraform import Terraform
+from .terraform import Terraform, base_environment
 from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
 
 
@@ -84,23 +84,8 @@ class Session:
 
 
 def terraform_base_env(repo_root: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """Environment for any Terraform run: automation mode, plugin cache, a CLI config file."""
-    env = dict(environ)
-    cache = repo_cache_dir(repo_root, environ)
-    plugin_cache = cache / "plugin-cache"
-    plugin_cache.mkdir(parents=True, exist_ok=True)
-    env.setdefault("TF_PLUGIN_CACHE_DIR", str(plugin_cache))
-    env["TF_IN_AUTOMATION"] = "1"
-    env["TF_INPUT"] = "0"
-    configured = env.get("TF_CLI_CONFIG_FILE")
-    if (configured and not Path(configured).is_file()) or (
-            not configured and not (Path.home() / ".terraformrc").exists()):
-        # Without any CLI config Terraform warns on every command; an empty file is a valid config.
-        empty = cache / "terraformrc"
-        if not empty.exists():
-            empty.write_text("")
-        env["TF_CLI_CONFIG_FILE"] = str(empty)
-    return env
+    """Environment for any Terraform run in this repo (see terraform.base_environment)."""
+    return base_environment(repo_cache_dir(repo_root, environ), environ)
 
 
 def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], str | None, dict[str, str]]:

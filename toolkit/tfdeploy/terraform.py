@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from .errors import TfdeployError
+from .errors import ConfigError, TfdeployError
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,64 @@ def explain_failure(command: str, result: TerraformResult) -> str:
     first = errors[0].strip() if errors else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
     hint = next((text for needle, text in _HINTS if needle in result.stderr), None)
     return f"terraform {command} failed (exit {result.returncode}): {first}" + (f"; {hint}" if hint else "")
+
+
+MIRROR_VAR = "TFDEPLOY_PROVIDER_MIRROR"
+
+
+def mirror_providers(mirror: Path) -> list[str]:
+    """Provider addresses (`host/namespace/type`) a filesystem mirror holds."""
+    return sorted("/".join(p.relative_to(mirror).parts) for p in mirror.glob("*/*/*") if p.is_dir())
+
+
+def mirror_cli_config(mirror: Path, providers: list[str]) -> str:
+    """A Terraform CLI config that installs `providers` from `mirror`, the rest from their
+    registries (pure). For air-gapped builds: the registry is never asked for those providers."""
+    quoted = ", ".join(f'"{p}"' for p in providers)
+    return (
+        "# Written by tfdeploy from TFDEPLOY_PROVIDER_MIRROR.\n"
+        "provider_installation {\n"
+        "  filesystem_mirror {\n"
+        f"    path    = \"{mirror}\"\n"
+        f"    include = [{quoted}]\n"
+        "  }\n"
+        "  direct {\n"
+        f"    exclude = [{quoted}]\n"
+        "  }\n"
+        "}\n"
+    )
+
+
+def base_environment(cache: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment for any Terraform run: automation mode, plugin cache, a usable CLI config."""
+    env = dict(environ)
+    plugin_cache = cache / "plugin-cache"
+    plugin_cache.mkdir(parents=True, exist_ok=True)
+    env.setdefault("TF_PLUGIN_CACHE_DIR", str(plugin_cache))
+    env["TF_IN_AUTOMATION"] = "1"
+    env["TF_INPUT"] = "0"
+    mirror = environ.get(MIRROR_VAR)
+    if mirror:
+        path = Path(mirror).resolve()
+        providers = mirror_providers(path) if path.is_dir() else []
+        if not providers:
+            raise ConfigError(f"{MIRROR_VAR}={mirror} holds no providers (expected "
+                              "<host>/<namespace>/<type>/<version>/<os_arch>/ folders); fix or unset it")
+        config = cache / "terraformrc-mirror"
+        text = mirror_cli_config(path, providers)
+        if not config.is_file() or config.read_text() != text:
+            config.write_text(text)
+        env["TF_CLI_CONFIG_FILE"] = str(config)
+        return env
+    configured = env.get("TF_CLI_CONFIG_FILE")
+    if (configured and not Path(configured).is_file()) or (
+            not configured and not (Path.home() / ".terraformrc").exists()):
+        # Without any CLI config Terraform warns on every command; an empty file is a valid config.
+        empty = cache / "terraformrc"
+        if not empty.exists():
+            empty.write_text("")
+        env["TF_CLI_CONFIG_FILE"] = str(empty)
+    return env
 
 
 class Terraform:
