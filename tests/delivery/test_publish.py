@@ -15,7 +15,8 @@ import pytest
 from tests.conftest import git
 from tests.delivery.conftest import PREFIX, TAG, invoke
 from tests.delivery.test_events import codecommit_event
-from tfdeploy.publish import TagInfo, read_tag, source_bucket_name, source_key, source_metadata
+from tfdeploy.gitsource import SourceRef, tag_source
+from tfdeploy.publish import source_bucket_name, source_key, source_metadata
 from tfdeploy.settings import merge_settings
 
 BUCKET = f"{PREFIX}-source-dev"
@@ -40,7 +41,7 @@ def test_names_are_pure():
     settings = merge_settings({"backend_prefix": "acme"}, {}, {})
     assert source_bucket_name(settings, "dev") == "acme-source-dev"
     assert source_key("dev") == "source/dev/source.zip"
-    info = TagInfo(TAG, "a" * 40, True, "Test", "test@example.com", "2026-11-21T10:00:00+00:00")
+    info = SourceRef(TAG, "a" * 40, True, "Test", "test@example.com", "2026-11-21T10:00:00+00:00")
     meta = source_metadata(info, datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc))
     assert meta == {"tag": TAG, "commit": "a" * 40, "tagger": "Test", "tagger_email": "test@example.com",
                     "tag_date": "2026-11-21T10:00:00+00:00", "published_at": "2026-11-21T11:00:00+00:00",
@@ -140,8 +141,8 @@ def test_refusals(infra_repo, aws_sandbox):
     assert unversioned.exit_code == 2 and "is not versioned" in unversioned.stderr
 
 
-def test_read_tag(infra_repo):
-    info = read_tag(infra_repo, TAG)
+def test_tag_source_reads_the_tagger(infra_repo):
+    info = tag_source(infra_repo, TAG)
     assert info.annotated and info.tagger == "Test" and info.tagger_email == "test@example.com"
     assert info.commit == git(infra_repo, "rev-parse", "HEAD").strip()
 

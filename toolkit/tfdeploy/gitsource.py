@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .errors import TfdeployError, ValidationError
@@ -23,12 +23,13 @@ class SourceRef:
     tag: str
     commit: str  # full sha; for --worktree, HEAD's sha
     annotated: bool
-    tagger: str = ""
+    tagger: str = ""  # name
+    tagger_email: str = ""
+    date: str = ""  # when the tag was made (ISO 8601)
     worktree: bool = False  # True: the working tree, not the tagged commit
 
     def to_dict(self) -> dict[str, object]:
-        return {"tag": self.tag, "commit": self.commit, "annotated": self.annotated,
-                "tagger": self.tagger, "worktree": self.worktree}
+        return asdict(self)
 
 
 def _open(repo_root: Path):
@@ -81,10 +82,17 @@ def tag_source(repo_root: Path, tag: str, *, default_branch: str = "main",
                 f"(unmerged, or the commit was amended/rebased); merge it or re-tag a commit on "
                 f"{default_branch}, or pass --skip-branch-check"
             )
-    tagger = ""
-    if annotated and ref.tag.tagger is not None:
-        tagger = f"{ref.tag.tagger.name} <{ref.tag.tagger.email}>"
-    return SourceRef(tag=tag, commit=commit.hexsha, annotated=annotated, tagger=tagger)
+    if annotated:
+        tag_object = ref.tag
+        tagger = tag_object.tagger
+        from git.objects.util import from_timestamp
+
+        when = from_timestamp(tag_object.tagged_date, tag_object.tagger_tz_offset).isoformat()
+        return SourceRef(tag=tag, commit=commit.hexsha, annotated=True,
+                         tagger=tagger.name or "" if tagger else "",
+                         tagger_email=tagger.email or "" if tagger else "", date=when)
+    return SourceRef(tag=tag, commit=commit.hexsha, annotated=False,
+                     date=commit.committed_datetime.isoformat())
 
 
 def worktree_source(repo_root: Path, tag: str) -> SourceRef:

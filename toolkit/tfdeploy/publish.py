@@ -26,6 +26,7 @@ from typing import Any, Callable, Mapping
 
 from . import __version__
 from .errors import ConfigError, TfdeployError, ValidationError
+from .gitsource import SourceRef, tag_source
 from .results import write_atomic
 from .settings import Settings
 from .tags import Tag, parse_tag
@@ -48,16 +49,6 @@ def source_key(env: str) -> str:
 
 
 @dataclass(frozen=True)
-class TagInfo:
-    name: str
-    commit: str
-    annotated: bool
-    tagger: str
-    tagger_email: str
-    date: str  # ISO 8601, the tagger date (the commit date for a lightweight tag)
-
-
-@dataclass(frozen=True)
 class PublishResult:
     tag: str
     commit: str
@@ -75,28 +66,10 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def read_tag(repo_root: Path, tag: str) -> TagInfo:
-    """The tag's commit and tagger, from one `git for-each-ref` call."""
-    fmt = "%00".join(["%(objecttype)", "%(objectname)", "%(*objectname)", "%(taggername)",
-                      "%(taggeremail)", "%(taggerdate:iso-strict)", "%(creatordate:iso-strict)"])
-    proc = _git(repo_root, "for-each-ref", f"--format={fmt}", f"refs/tags/{tag}")
-    if proc.returncode != 0:
-        raise TfdeployError(f"git for-each-ref failed in {repo_root}: {proc.stderr.strip()}")
-    line = proc.stdout.strip("\n")
-    if not line:
-        raise ValidationError(f"tag {tag!r} does not exist in {repo_root}; create it with "
-                              f"git tag -a {tag} -m '...' (or git fetch --tags)")
-    objtype, objectname, peeled, tagger, email, tagger_date, creator_date = line.split("\0")[:7]
-    annotated = objtype == "tag"
-    return TagInfo(name=tag, commit=peeled if annotated else objectname, annotated=annotated,
-                   tagger=tagger, tagger_email=email.strip("<>"),
-                   date=tagger_date or creator_date)
-
-
-def source_metadata(info: TagInfo, published_at: datetime) -> dict[str, str]:
+def source_metadata(info: SourceRef, published_at: datetime) -> dict[str, str]:
     """The content of tfdeploy-source.json (pure)."""
     return {
-        "tag": info.name,
+        "tag": info.tag,
         "commit": info.commit,
         "tagger": info.tagger,
         "tagger_email": info.tagger_email,
@@ -106,18 +79,18 @@ def source_metadata(info: TagInfo, published_at: datetime) -> dict[str, str]:
     }
 
 
-def clone_at_tag(repo_root: Path, info: TagInfo, dest: Path, default_branch: str = "main") -> None:
+def clone_at_tag(repo_root: Path, info: SourceRef, dest: Path, default_branch: str = "main") -> None:
     """A full clone of `repo_root` checked out (detached) at the tag's commit.
 
     The clone keeps `origin/<default_branch>`: later stages refuse a tag that is not on it.
     """
     proc = subprocess.run(
-        ["git", "-c", "advice.detachedHead=false", "clone", "--quiet", "--branch", info.name,
+        ["git", "-c", "advice.detachedHead=false", "clone", "--quiet", "--branch", info.tag,
          "--", str(repo_root), str(dest)],
         capture_output=True, text=True, check=False,
     )
     if proc.returncode != 0:
-        raise TfdeployError(f"git clone of {repo_root} at {info.name} failed: "
+        raise TfdeployError(f"git clone of {repo_root} at {info.tag} failed: "
                             f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
     branch_ref = f"refs/remotes/origin/{default_branch}"
     if (_git(dest, "rev-parse", "--verify", "--quiet", branch_ref).returncode != 0
@@ -126,7 +99,7 @@ def clone_at_tag(repo_root: Path, info: TagInfo, dest: Path, default_branch: str
         _git(dest, "fetch", "--quiet", "origin", f"+{branch_ref}:{branch_ref}")
     head = _git(dest, "rev-parse", "HEAD").stdout.strip()
     if head != info.commit:
-        raise TfdeployError(f"clone of {info.name} is at {head[:12]}, expected {info.commit[:12]}; "
+        raise TfdeployError(f"clone of {info.tag} is at {head[:12]}, expected {info.commit[:12]}; "
                             "the tag moved while publishing, try again")
 
 
@@ -261,11 +234,9 @@ def publish(
     tag = parse_tag(tag_name, settings.extra_regions)
     check_pipeline_env(tag, settings)
     bucket, key = source_bucket_name(settings, tag.env), source_key(tag.env)
-    info = read_tag(repo_root, tag.name)
-    if not info.annotated:
-        raise ValidationError(f"tag {tag.name!r} is a lightweight tag; deployment tags must be "
-                              f"annotated: git tag -d {tag.name} && git tag -a {tag.name} "
-                              f"{info.commit[:12]} -m '...'")
+    # Same checks as plan (exists, annotated); the branch check stays with plan, which runs on
+    # the published clone (it keeps origin/<default_branch> for that).
+    info = tag_source(repo_root, tag.name, skip_branch_check=True)
 
     s3 = s3_client(settings.state_region, environ)
     _check_bucket(s3, bucket, tag.env)
