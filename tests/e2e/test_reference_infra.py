@@ -21,9 +21,9 @@ from tests.e2e.conftest import tfdeploy
 
 MIRROR = Path(os.environ.get("TFDEPLOY_TEST_PROVIDER_MIRROR", "/opt/tf-plugins"))
 HAS_AWS = (MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir()
-pytestmark = pytest.mark.skipif(
-    not HAS_AWS, reason=f"no local mirror of hashicorp/aws at {MIRROR} (the registry is unreachable "
-                        "here); set TFDEPLOY_TEST_PROVIDER_MIRROR to one")
+NO_MIRROR = (f"no local mirror of hashicorp/aws at {MIRROR} (the registry is unreachable here); "
+             "set TFDEPLOY_TEST_PROVIDER_MIRROR to one")
+pytestmark = pytest.mark.skipif(not HAS_AWS, reason=NO_MIRROR)
 
 REGIONAL = "dev_us-east-1/research/1.0"
 ACCOUNT = "111111111111"  # envs/dev/research/variables.tfvars

@@ -20,7 +20,7 @@ from .deployment import Deployment
 from .errors import TfdeployError, ValidationError
 from .gitsource import SourceRef, tag_source, worktree_source
 from .paths import repo_cache_dir
-from .results import FAILED, PASSED, StageResult, write_atomic, write_result
+from .results import PASSED, StageResult, write_atomic, write_result
 from .settings import load_settings
 from .tags import Tag, parse_tag
 from .terraform import Terraform, base_environment
@@ -299,7 +299,3 @@ def apply_saved(session: Session, current: SourceRef) -> StageResult:
     write_result(result, session.workdir.results_dir)
     return result
 
-
-def failed_result(stage: str, message: str, started: float) -> StageResult:
-    return StageResult(stage=stage, status=FAILED, duration_s=round(time.monotonic() - started, 3),
-                       notes=(message,))

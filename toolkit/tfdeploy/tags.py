@@ -105,7 +105,3 @@ def _parse_scope(tag: str, scope: str, extra_regions: frozenset[str]) -> str | N
                          "(a new Region can be allowed with extra_regions in [tool.tfdeploy])")
     return scope
 
-
-def format_tag(env: str, scope_name: str, team: str, version: str) -> str:
-    """Build a tag name from its parts (the inverse of parse_tag)."""
-    return f"{env}_{scope_name}/{team}/{version}"
