@@ -16,7 +16,7 @@ from pathlib import Path
 from sidebyside import measure, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toolkit"))
-from tfdeploy.example import write_example_repo  # noqa: E402
+from tfdeploy.adopt.example import write_example_repo  # noqa: E402
 
 
 def main() -> None:

@@ -20,9 +20,7 @@ import click
 import pytest
 from botocore.stub import Stubber
 from click.testing import CliRunner
-
-from tfdeploy.backend import backend_for
-from tfdeploy.bootstrap import (
+from tfdeploy.aws.bootstrap import (
     CREATED,
     SKIPPED,
     UNCHANGED,
@@ -39,11 +37,12 @@ from tfdeploy.bootstrap import (
     permission_for,
     tls_only_statement,
 )
-from tfdeploy.cliutil import TfdeployGroup
-from tfdeploy.commands.aws_cmds import bootstrap, sandbox
+from tfdeploy.cli.aws import bootstrap, sandbox
+from tfdeploy.cli.common import TfdeployGroup
 from tfdeploy.errors import TfdeployError, ValidationError
-from tfdeploy.settings import merge_settings
-from tfdeploy.tags import parse_tag
+from tfdeploy.model.backend import backend_for
+from tfdeploy.model.settings import merge_settings
+from tfdeploy.model.tags import parse_tag
 
 
 @click.group(cls=TfdeployGroup)

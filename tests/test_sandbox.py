@@ -19,11 +19,10 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner
-
-from tfdeploy import sandbox as sb
-from tfdeploy.aws import client
-from tfdeploy.cliutil import TfdeployGroup
-from tfdeploy.commands.aws_cmds import bootstrap, sandbox
+from tfdeploy.aws import sandbox as sb
+from tfdeploy.aws.clients import client
+from tfdeploy.cli.aws import bootstrap, sandbox
+from tfdeploy.cli.common import TfdeployGroup
 from tfdeploy.errors import TfdeployError, ValidationError
 
 
@@ -37,8 +36,8 @@ cli.add_command(bootstrap)
 
 # The same commands in a fresh interpreter, for the bash `eval` test.
 CLI_SCRIPT = textwrap.dedent("""
-    from tfdeploy.cliutil import TfdeployGroup
-    from tfdeploy.commands.aws_cmds import sandbox
+    from tfdeploy.cli.common import TfdeployGroup
+    from tfdeploy.cli.aws import sandbox
     group = TfdeployGroup(name="tfdeploy")
     group.add_command(sandbox)
     group(prog_name="tfdeploy")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import subprocess
 
 import pytest
-
-from tfdeploy.deployment import build_deployment
-from tfdeploy.envs import TeamConfig
-from tfdeploy.provider import render_provider, uses_aws_provider
-from tfdeploy.settings import merge_settings
-from tfdeploy.tags import parse_tag
+from tfdeploy.engine.provider import render_provider, uses_aws_provider
+from tfdeploy.model.deployment import build_deployment
+from tfdeploy.model.envs import TeamConfig
+from tfdeploy.model.settings import merge_settings
+from tfdeploy.model.tags import parse_tag
 
 
 def _deployment(tag="dev_us-gov-west-1/research/1.0"):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
+from tfdeploy.engine.terraform import base_environment, mirror_cli_config, mirror_providers
 from tfdeploy.errors import ConfigError
-from tfdeploy.terraform import base_environment, mirror_cli_config, mirror_providers
 
 
 def _mirror(tmp_path):

@@ -1,4 +1,4 @@
-from tfdeploy.regions import KNOWN_REGIONS, partition_of, short_name
+from tfdeploy.model.regions import KNOWN_REGIONS, partition_of, short_name
 
 
 def test_short_names_follow_the_reference_pattern():

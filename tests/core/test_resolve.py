@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
+from tfdeploy.adopt.example import write_example_repo
 from tfdeploy.cli import cli
-from tfdeploy.deployment import resolve
 from tfdeploy.errors import ConfigError
-from tfdeploy.example import write_example_repo
-from tfdeploy.settings import load_settings, merge_settings
+from tfdeploy.model.deployment import resolve
+from tfdeploy.model.settings import load_settings, merge_settings
 
 ENV_KEYS = [k for k in os.environ if k.startswith("TFDEPLOY_") or k == "TF_BACKEND_CONFIG_PREFIX"]
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from tfdeploy.cli import cli
-from tfdeploy.tagindex import parse_for_each_ref
+from tfdeploy.engine.tagindex import parse_for_each_ref
+
 from tests.conftest import git
 
 
@@ -23,7 +23,8 @@ def tagged_repo(tmp_path):
             ("qa_eu-central-1/risk/2.0", "2026-01-03T10:00:00"), ("not-a-deploy-tag", "2026-01-04T10:00:00")]
     for name, date in tags:
         env = {"GIT_COMMITTER_DATE": date}
-        import os, subprocess
+        import os
+        import subprocess
         subprocess.run(["git", "tag", "-a", name, "-m", name], cwd=tmp_path, check=True,
                        env={**os.environ, **env, "GIT_COMMITTER_NAME": "T", "GIT_COMMITTER_EMAIL": "t@e"})
     git(tmp_path, "tag", "dev_us-east-1/research/0.9")  # lightweight

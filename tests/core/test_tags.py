@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings, strategies as st
-
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tfdeploy.errors import TagError
-from tfdeploy.tags import parse_tag
+from tfdeploy.model.tags import parse_tag
 
 VALID = [
     ("dev_us-east-1/research/1.0", "dev", "us-east-1", "research", "1.0"),

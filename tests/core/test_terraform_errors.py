@@ -1,6 +1,6 @@
 """One-line explanations of Terraform failures (pure)."""
 
-from tfdeploy.terraform import TerraformResult, explain_failure, lock_holder
+from tfdeploy.engine.terraform import TerraformResult, explain_failure, lock_holder
 
 LOCKED = """
 \u2577

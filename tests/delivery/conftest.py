@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tfdeploy.adopt.example import write_example_repo
 
 from tests.conftest import git
-from tfdeploy.example import write_example_repo
 
 TAG = "dev_us-east-1/research/1.0"
 PREFIX = "demo-tfstate"  # the example repo's backend_prefix
@@ -20,8 +20,8 @@ PREFIX = "demo-tfstate"  # the example repo's backend_prefix
 # registers are left as they are.
 _GROUP_CODE = """\
 from tfdeploy.cli import cli
-from tfdeploy.commands.delivery import COMMANDS
-from tfdeploy.commands.quality import lint, scan
+from tfdeploy.cli.delivery import COMMANDS
+from tfdeploy.cli.quality import lint, scan
 
 for command in (*COMMANDS, lint, scan):
     if command.name not in cli.commands:
@@ -32,9 +32,9 @@ for command in (*COMMANDS, lint, scan):
 def delivery_cli():
     """A copy of the root group with the delivery commands (the real `cli` is left untouched)."""
     from tfdeploy.cli import cli
-    from tfdeploy.cliutil import TfdeployGroup
-    from tfdeploy.commands.delivery import COMMANDS
-    from tfdeploy.commands.quality import lint, scan
+    from tfdeploy.cli.common import TfdeployGroup
+    from tfdeploy.cli.delivery import COMMANDS
+    from tfdeploy.cli.quality import lint, scan
 
     group = TfdeployGroup(name="tfdeploy", commands=dict(cli.commands),
                           context_settings=cli.context_settings)

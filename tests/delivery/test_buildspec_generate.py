@@ -8,13 +8,19 @@ import shutil
 
 import pytest
 import yaml
+from tfdeploy import __version__
+from tfdeploy.delivery.buildspec import (
+    DEPLOYMENT_EXPORTS,
+    STAGE_EXPORTS,
+    STAGES,
+    TFLINT_SHA256,
+    TFLINT_VERSION,
+    generate_all,
+    render,
+)
 
 from tests.conftest import REPO_ROOT
 from tests.delivery.conftest import invoke
-from tfdeploy import __version__
-from tfdeploy.buildspec import (
-    DEPLOYMENT_EXPORTS, STAGE_EXPORTS, STAGES, TFLINT_SHA256, TFLINT_VERSION, generate_all, render,
-)
 
 PHASES = ("install", "pre_build", "build", "post_build")
 

@@ -9,12 +9,17 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.delivery.conftest import invoke
-from tfdeploy.buildspec_runner import (
-    Phase, continues_after_failure, load_buildspec, parse_buildspec, parse_env_pairs, run_build,
+from tfdeploy.delivery.buildspec_runner import (
+    Phase,
+    continues_after_failure,
+    load_buildspec,
+    parse_buildspec,
+    parse_env_pairs,
+    run_build,
 )
 from tfdeploy.errors import ValidationError
+
+from tests.delivery.conftest import invoke
 
 
 def write(tmp_path: Path, text: str, name: str = "buildspec.yml") -> Path:

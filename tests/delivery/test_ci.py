@@ -7,15 +7,20 @@ import sys
 
 import boto3
 import pytest
+from tfdeploy import __version__
+from tfdeploy.delivery.ci import (
+    check_tag_env,
+    deployment_exports,
+    read_context,
+    render_exports,
+    stage_argv,
+    stage_environment,
+)
+from tfdeploy.errors import TfdeployError, ValidationError
+from tfdeploy.model.tags import parse_tag
 
 from tests.conftest import REPO_ROOT, git
 from tests.delivery.conftest import PREFIX, TAG, invoke
-from tfdeploy import __version__
-from tfdeploy.ci import (
-    check_tag_env, deployment_exports, read_context, render_exports, stage_argv, stage_environment,
-)
-from tfdeploy.errors import TfdeployError, ValidationError
-from tfdeploy.tags import parse_tag
 
 DOUBLE = REPO_ROOT / "tests" / "quality" / "tflint_test_double.py"
 ENVIRON = {"CODEBUILD_SRC_DIR": "/codebuild/src", "ENV": "dev"}

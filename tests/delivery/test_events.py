@@ -8,10 +8,10 @@ import uuid
 
 import boto3
 import pytest
+from tfdeploy.delivery.events import event_pattern, tag_from_event
+from tfdeploy.errors import TagError, ValidationError
 
 from tests.delivery.conftest import invoke
-from tfdeploy.errors import TagError, ValidationError
-from tfdeploy.events import event_pattern, tag_from_event
 
 EXPECTED_DEV = {
     "source": ["aws.codecommit"],

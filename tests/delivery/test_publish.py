@@ -11,13 +11,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+from tfdeploy.delivery.publish import source_bucket_name, source_key, source_metadata
+from tfdeploy.engine.gitsource import SourceRef, tag_source
+from tfdeploy.model.settings import merge_settings
 
 from tests.conftest import git
 from tests.delivery.conftest import PREFIX, TAG, invoke
 from tests.delivery.test_events import codecommit_event
-from tfdeploy.gitsource import SourceRef, tag_source
-from tfdeploy.publish import source_bucket_name, source_key, source_metadata
-from tfdeploy.settings import merge_settings
 
 BUCKET = f"{PREFIX}-source-dev"
 KEY = "source/dev/source.zip"

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from tfdeploy.adopt.example import write_example_repo
 
 from tests.conftest import git
-from tfdeploy.example import write_example_repo
 
 TFDEPLOY = str(Path(sys.executable).parent / "tfdeploy")
 

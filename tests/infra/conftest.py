@@ -8,8 +8,7 @@ provider cannot be downloaded here, so nothing in tests/infra needs network or c
 from __future__ import annotations
 
 import pytest
-
-from infra_support import REPO, MODULES, TeamEnv, TfDir, all_tf_dirs, load_dir, load_envs, module_names
+from infra_support import MODULES, REPO, TeamEnv, TfDir, all_tf_dirs, load_dir, load_envs, module_names
 
 
 @pytest.fixture(scope="session")

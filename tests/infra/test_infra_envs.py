@@ -14,9 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-
 from infra_support import (
-    ACCOUNT_RE, ENVS, REGION_RE, REPO, TEAMS, load_envs, networks_overlap, run_terraform,
+    ACCOUNT_RE,
+    ENVS,
+    REGION_RE,
+    REPO,
+    TEAMS,
+    load_envs,
+    networks_overlap,
+    run_terraform,
     tfdeploy_setting,
 )
 

@@ -11,7 +11,6 @@ import json
 import re
 
 import pytest
-
 from infra_support import MODULES, attribute_source, console_eval, load_dir, unwrap
 
 PIPELINE = MODULES / "pipeline"
@@ -129,7 +128,7 @@ def test_pipeline_variables_reach_every_build_action(pipeline, codepipeline, ter
 
 
 def test_stage_names_match_the_toolkit(codepipeline):
-    buildspec = pytest.importorskip("tfdeploy.buildspec")
+    buildspec = pytest.importorskip("tfdeploy.delivery.buildspec")
     plan_stage = codepipeline["stage"][3]
     assert actions(plan_stage)[0]["output_artifacts"] == [buildspec.PLAN_ARTIFACT]
     approval = actions(codepipeline["stage"][2])[1]
@@ -172,7 +171,7 @@ def test_tag_pattern_matches_the_env_prefix_only(patterns, env):
 
 
 def test_tag_pattern_equals_what_tfdeploy_prints(patterns):
-    events = pytest.importorskip("tfdeploy.events")
+    events = pytest.importorskip("tfdeploy.delivery.events")
     for env, pattern in patterns.items():
         assert pattern == events.event_pattern(env)
 
@@ -192,7 +191,7 @@ def test_tag_event_starts_the_source_build_with_the_tag(pipeline, terraform_bin,
     assert start_build["environmentVariablesOverride"] == [
         {"name": "TFDEPLOY_TAG", "value": "value-of-tag", "type": "PLAINTEXT"}
     ]
-    ci = pytest.importorskip("tfdeploy.ci")
+    ci = pytest.importorskip("tfdeploy.delivery.ci")
     assert ci.TAG_VAR == "TFDEPLOY_TAG"
 
 
@@ -208,7 +207,7 @@ def test_new_source_bundle_starts_the_pipeline(pipeline):
 def test_source_location_matches_the_publisher(pipeline):
     local = pipeline.locals()
     assert local["source_bucket_name"] == "${var.tf_backend_config_prefix}-source-${var.env}"
-    publish = pytest.importorskip("tfdeploy.publish")
+    publish = pytest.importorskip("tfdeploy.delivery.publish")
     assert publish.source_key("dev") == "source/dev/source.zip"
 
 

@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from infra_support import MODULES, REPO, TfDir, all_tf_dirs, example_dirs, load_dir, module_names, unwrap
 
 AWS_CONSTRAINT = ">= 5.40.0, < 6.0.0"

@@ -53,8 +53,8 @@ def make_repo(root: Path, *fixtures: str, tflint_hcl: bool = True) -> Path:
 
 def cli_group():
     """The commands inside tfdeploy's error-handling group, as the real CLI registers them."""
-    from tfdeploy.cliutil import TfdeployGroup
-    from tfdeploy.commands.quality import lint, scan
+    from tfdeploy.cli.common import TfdeployGroup
+    from tfdeploy.cli.quality import lint, scan
 
     group = TfdeployGroup(name="tfdeploy")
     group.add_command(lint)

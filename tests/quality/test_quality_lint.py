@@ -10,9 +10,8 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from tfdeploy.errors import ToolMissingError
-from tfdeploy.lint import VALIDATE_SKIPPED, run_lint
+from tfdeploy.gates.lint import VALIDATE_SKIPPED, run_lint
 
 from .conftest import export_lines, invoke, make_repo
 

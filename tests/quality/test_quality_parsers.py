@@ -6,18 +6,32 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
-
-from tfdeploy.findings import (
-    CHECKOV, FMT, TFLINT, VALIDATE, CheckovReport, CheckRecord, apply_baseline, cases_for_checks,
-    cases_for_findings, findings_table, junit_xml, parse_baseline, parse_checkov_json,
-    parse_fmt_list, parse_terraform_diagnostics, parse_tflint_json, parse_validate_json,
-    render_result, unreasoned_skips,
-)
 from tfdeploy.errors import ConfigError
-from tfdeploy.lint import fails_lint
+from tfdeploy.gates.findings import (
+    CHECKOV,
+    FMT,
+    TFLINT,
+    VALIDATE,
+    CheckovReport,
+    CheckRecord,
+    apply_baseline,
+    cases_for_checks,
+    cases_for_findings,
+    findings_table,
+    junit_xml,
+    parse_baseline,
+    parse_checkov_json,
+    parse_fmt_list,
+    parse_terraform_diagnostics,
+    parse_tflint_json,
+    parse_validate_json,
+    render_result,
+    unreasoned_skips,
+)
+from tfdeploy.gates.lint import fails_lint
+from tfdeploy.gates.scan import evaluate_scan, policy_for
+from tfdeploy.gates.tools import parse_version
 from tfdeploy.results import Finding, StageResult
-from tfdeploy.scan import evaluate_scan, policy_for
-from tfdeploy.tools import parse_version
 
 # Captured from terraform 1.15.5 (`fmt -check -recursive -list=true -no-color` on a syntax error).
 FMT_SYNTAX_STDERR = """\

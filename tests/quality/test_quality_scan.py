@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from tfdeploy.errors import ToolMissingError
-from tfdeploy.scan import run_scan
+from tfdeploy.gates.scan import run_scan
 
 from .conftest import copy_fixture, export_lines, invoke, make_repo
 

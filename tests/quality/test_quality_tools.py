@@ -6,9 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tfdeploy.errors import ConfigError, ToolMissingError
-from tfdeploy.tools import find_tool, require_tool, tool_version
+from tfdeploy.gates.tools import find_tool, require_tool, tool_version
 
 
 def fake_tool(directory: Path, name: str, version: str = "1.2.3") -> Path:

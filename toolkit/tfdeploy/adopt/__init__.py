@@ -1,0 +1,1 @@
+"""Getting started: the example infra repo, the offline demo and `doctor`."""

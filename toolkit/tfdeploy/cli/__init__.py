@@ -1,0 +1,106 @@
+"""The `tfdeploy` command line. Commands here only wire options to the modules that do the work.
+
+Exit codes: 0 ok, 1 failure, 2 usage or validation error, 3 a required tool is missing.
+"""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .common import EXAMPLE_TAG, RepoContext, TfdeployGroup, echo_json, json_option, repo_command
+
+
+@click.group(cls=TfdeployGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="tfdeploy")
+def cli() -> None:
+    """Deploy versioned Terraform to many AWS accounts and Regions from git tags.
+
+    A tag like dev_us-east-1/research/1.0 names the environment, the scope (a Region or
+    `global`), the team and the version. tfdeploy turns it into the state bucket and key, the lock,
+    the assume-role provider and the module namespace, then runs Terraform for it.
+
+    \b
+    Examples:
+      tfdeploy resolve --tag dev_us-east-1/research/1.0   what a tag deploys, and where
+      tfdeploy tags list                                  deployment tags in this repo
+    """
+
+
+@cli.command()
+@click.option("--tag", required=True, metavar="TAG", help=f"Deployment tag, e.g. {EXAMPLE_TAG}.")
+@json_option
+@repo_command
+def resolve(tag: str, as_json: bool, repo: RepoContext) -> None:
+    """Show everything a tag resolves to: account, role, state bucket/key, lock, module.
+
+    Reads only the repo's settings and envs/ files; touches no AWS API and no git object.
+
+    \b
+    Examples:
+      tfdeploy resolve --tag dev_us-east-1/research/1.0
+      tfdeploy resolve --tag dev_global/research/1.0 --json
+      TF_BACKEND_CONFIG_PREFIX=acme tfdeploy resolve --tag qa_eu-central-1/risk/2.1 --lock s3
+    """
+    from ..model.deployment import resolve as resolve_tag
+    from .report import deployment_summary
+
+    deployment = resolve_tag(tag, repo.settings, repo.root)
+    if as_json:
+        echo_json(deployment.to_dict())
+    else:
+        click.echo(deployment_summary(deployment))
+
+
+@cli.group()
+def tags() -> None:
+    """Deployment tags in the repo.
+
+    \b
+    Example:
+      tfdeploy tags list --env dev
+    """
+
+
+@tags.command("list")
+@click.option("--env", help="Only tags of this environment.")
+@click.option("--team", help="Only tags of this team.")
+@json_option
+@repo_command
+def tags_list(env: str | None, team: str | None, as_json: bool, repo: RepoContext) -> None:
+    """List the repo's tags, parsed, newest first. Malformed tags are shown with the reason.
+
+    \b
+    Examples:
+      tfdeploy tags list
+      tfdeploy tags list --env dev --team research --json
+    """
+    from ..engine.tagindex import filter_entries, list_tags
+    from .report import tag_table
+
+    entries = filter_entries(list_tags(repo.root, repo.settings.extra_regions), env, team)
+    if as_json:
+        echo_json([e.to_dict() for e in entries])
+    elif not entries:
+        click.echo("no tags" + (" match the filters" if env or team else " in this repo"))
+    else:
+        click.echo(tag_table(entries))
+
+
+def main() -> None:
+    cli(prog_name="tfdeploy")
+
+
+def _register() -> None:
+    from .aws import bootstrap, sandbox
+    from .delivery import COMMANDS as DELIVERY
+    from .demo import demo
+    from .deploy import COMMANDS
+    from .doctor import doctor
+    from .quality import lint, scan
+
+    for command in (lint, scan, *COMMANDS, bootstrap, sandbox, *DELIVERY, demo, doctor):
+        cli.add_command(command)
+
+
+_register()

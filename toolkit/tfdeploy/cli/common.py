@@ -1,0 +1,117 @@
+"""Shared pieces of the command line: error handling, repo/settings options, JSON output.
+
+Command modules import from here (not from cli.py) so each can be registered without cycles.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import click
+
+from ..errors import TfdeployError
+
+if TYPE_CHECKING:
+    from ..model.settings import Settings
+
+EXAMPLE_TAG = "dev_us-east-1/research/1.0"
+
+
+class TfdeployGroup(click.Group):
+    """Turns TfdeployError into one `tfdeploy: error: ...` line and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TfdeployError as exc:
+            click.echo(f"tfdeploy: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@dataclass
+class RepoContext:
+    """What every repo command needs: where the repo is and its merged settings."""
+
+    start: Path
+    overrides: dict[str, Any]
+    verbose: int
+
+    @functools.cached_property
+    def root(self) -> Path:
+        from ..repo import find_repo_root
+
+        return find_repo_root(self.start)
+
+    @functools.cached_property
+    def settings(self) -> Settings:
+        from ..model.settings import load_settings
+        from .report import settings_origin
+
+        settings = load_settings(self.root, os.environ, self.overrides)
+        if self.verbose:
+            click.echo(settings_origin(settings), err=True)
+        return settings
+
+
+_SETTING_OPTIONS = [
+    ("--backend-prefix", "backend_prefix", None, "State bucket/table name prefix [env: TF_BACKEND_CONFIG_PREFIX]."),
+    ("--state-region", "state_region", None, "Region of the central state bucket."),
+    ("--global-region", "global_region", None, "Region global deployments run from."),
+    ("--role-name", "role_name", None, "Role assumed in the team account (default InfraBuildRole)."),
+    ("--session-name", "session_name", None, "Assume-role session name (default INFRA_BUILD)."),
+    ("--state-layout", "state_layout", click.Choice(["central", "regional"]), "central: one bucket per env; regional: per Region."),
+    ("--lock", "lock", click.Choice(["dynamodb", "s3"]), "State lock: DynamoDB table or S3-native lockfile."),
+]
+
+
+def repo_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --repo, -v and the settings overrides; pass a RepoContext as `repo`."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, repo: str, verbose: int, **kwargs: Any) -> Any:
+        overrides = {name: kwargs.pop(name) for _, name, _, _ in _SETTING_OPTIONS}
+        return func(*args, repo=RepoContext(Path(repo), overrides, verbose), **kwargs)
+
+    for flag, name, kind, help_text in reversed(_SETTING_OPTIONS):
+        wrapper = click.option(flag, name, type=kind, default=None, help=help_text)(wrapper)
+    wrapper = click.option("-v", "--verbose", count=True, help="Say where each setting came from.")(wrapper)
+    wrapper = click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False),
+                           help="The infra repo (any folder inside it).")(wrapper)
+    return wrapper
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON document for machines.")(func)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--tag and where its code comes from; passes `source: SourceOptions` to the command."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, worktree: bool, allow_lightweight: bool, skip_branch_check: bool,
+                    **kwargs: Any) -> Any:
+            from ..engine.stages import SourceOptions
+
+            return func(*args, source=SourceOptions(worktree, allow_lightweight, skip_branch_check), **kwargs)
+
+        wrapper = click.option("--skip-branch-check", is_flag=True,
+                               help="Accept a tagged commit that is not on the default branch.")(wrapper)
+        wrapper = click.option("--allow-lightweight", is_flag=True,
+                               help="Accept a lightweight (non-annotated) tag.")(wrapper)
+        wrapper = click.option("--worktree", is_flag=True,
+                               help="Use the current working tree instead of the tagged commit "
+                                    "(local iteration only).")(wrapper)
+        return click.option("--tag", required=required, metavar="TAG",
+                            help=f"Deployment tag, e.g. {EXAMPLE_TAG}.")(wrapper)
+
+    return decorate

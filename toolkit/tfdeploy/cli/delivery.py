@@ -1,0 +1,246 @@
+"""Delivery through CodeBuild/CodePipeline: `buildspec generate|run`, `events pattern`, `publish`, `ci`.
+
+`tfdeploy.cli` registers COMMANDS. Heavy imports (yaml, boto3, git) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from pathlib import Path
+
+import click
+
+from ..delivery.buildspec import STAGES
+from ..errors import TfdeployError, ValidationError
+from .common import EXAMPLE_TAG, RepoContext, echo_json, json_option, repo_command
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@click.group()
+def buildspec() -> None:
+    """CodeBuild buildspecs for the pipeline stages: generate them, run them locally.
+
+    \b
+    Examples:
+      tfdeploy buildspec generate --check
+      tfdeploy buildspec run buildspecs/plan.yml --skip-install --env TFDEPLOY_TAG=dev_us-east-1/research/1.0
+    """
+
+
+@buildspec.command("generate")
+@click.option("--out", default="buildspecs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the files, relative to the repo root.")
+@click.option("--check", is_flag=True,
+              help="Write nothing; exit 1 listing the files that differ from what would be generated.")
+@repo_command
+def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
+    """Write buildspecs/{source,tflint,checkov,plan,apply}.yml (deterministic output).
+
+    Each installs pinned tools, runs `tfdeploy ci STAGE`, exports the deployment's values for later
+    pipeline actions and declares its reports and artifacts. Run with --check in CI so the
+    committed files never drift from the toolkit.
+
+    \b
+    Examples:
+      tfdeploy buildspec generate
+      tfdeploy buildspec generate --check
+    """
+    from ..delivery.buildspec import generate_all
+    from ..results import write_atomic
+
+    folder = Path(out) if Path(out).is_absolute() else repo.root / out
+    files = generate_all()
+    if check:
+        stale = []
+        for generated in files:
+            path = folder / generated.name
+            if not path.is_file():
+                stale.append(f"{_shown(path)}: missing")
+            elif path.read_text(encoding="utf-8") != generated.text:
+                stale.append(f"{_shown(path)}: differs from the generated file")
+        for line in stale:
+            click.echo(line)
+        if stale:
+            raise TfdeployError(f"{len(stale)} buildspec file(s) out of date; run: tfdeploy buildspec "
+                                "generate, and commit the result")
+        click.echo(f"{len(files)} buildspecs in {_shown(folder)} are up to date")
+        return
+    for generated in files:
+        path = folder / generated.name
+        if path.is_file() and path.read_text(encoding="utf-8") == generated.text:
+            click.echo(f"unchanged {_shown(path)}")
+        else:
+            write_atomic(path, generated.text)
+            click.echo(f"wrote {_shown(path)}")
+
+
+@buildspec.command("run")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--env", "env_pairs", multiple=True, metavar="NAME=VALUE",
+              help="Set a variable for the build, over env.variables (repeatable).")
+@click.option("--skip-install", is_flag=True, help="Skip the install phase (use the tools already here).")
+@click.option("--src-dir", default=".", show_default=True, type=click.Path(file_okay=False, exists=True,
+              path_type=Path), help="Source directory: CODEBUILD_SRC_DIR and the working directory.")
+@json_option
+def buildspec_run(file: Path, env_pairs: tuple[str, ...], skip_install: bool, src_dir: Path,
+                  as_json: bool) -> None:
+    """Run a buildspec's phases here, as CodeBuild would, in one bash shell.
+
+    Phases run in order; `export` and `cd` carry over between commands and phases; `finally`
+    blocks run after failures; `on-failure: ABORT` stops the build. Prints the exported
+    variables at the end. Exit 1 when the build fails, naming the phase and command.
+
+    \b
+    Examples:
+      tfdeploy buildspec run buildspecs/plan.yml --skip-install --env ENV=dev
+      tfdeploy buildspec run buildspecs/checkov.yml --skip-install --src-dir /tmp/src --json
+    """
+    from ..delivery.buildspec_runner import BuildFailedError, load_buildspec, parse_env_pairs, run_build
+
+    spec = load_buildspec(file)
+    overrides = parse_env_pairs(env_pairs)
+    # Chunks may end inside a UTF-8 sequence: decode incrementally, never split a character.
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def sink(data: bytes) -> None:
+        # With --json the build's own output goes to stderr so stdout carries only the document.
+        click.echo(decoder.decode(data), nl=False, err=as_json)
+
+    result = run_build(spec, src_dir, overrides=overrides, skip_install=skip_install, sink=sink)
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        if result.exported:
+            click.echo("[buildspec] exported variables:")
+            for name, value in result.exported.items():
+                click.echo(f"{name}={value}")
+        click.echo(f"[buildspec] build {'succeeded' if result.succeeded else 'failed'}")
+    if result.failure is not None:
+        raise BuildFailedError(f"build failed: {result.failure.describe()}")
+
+
+@click.group()
+def events() -> None:
+    """The EventBridge rule that starts an env's pipeline when a tag is created.
+
+    \b
+    Example:
+      tfdeploy events pattern --env dev
+    """
+
+
+@events.command("pattern")
+@click.option("--env", required=True, metavar="ENV", help="The pipeline's environment, e.g. dev.")
+def events_pattern(env: str) -> None:
+    """Print the event pattern matching creation of `<ENV>_...` tags (JSON).
+
+    modules/pipeline's rule uses the same pattern; compare them with this output.
+
+    \b
+    Example:
+      tfdeploy events pattern --env dev
+    """
+    from ..delivery.events import event_pattern
+
+    echo_json(event_pattern(env))
+
+
+@click.command()
+@click.option("--tag", metavar="TAG", help=f"The tag to publish, e.g. {EXAMPLE_TAG}.")
+@click.option("--event-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Take the tag from this EventBridge CodeCommit event (detail.referenceName).")
+@json_option
+@repo_command
+def publish(tag: str | None, event_file: Path | None, as_json: bool, repo: RepoContext) -> None:
+    """Publish a tag to its env's pipeline: a full clone at the tag, zipped to the source bucket.
+
+    Uploads to s3://<backend_prefix>-source-<env>/source/<env>/source.zip with
+    tfdeploy-source.json (tag, commit, tagger, dates) inside and the tag as object metadata.
+    Publishing the same tag and commit again uploads nothing. Uses the local sandbox when active.
+
+    \b
+    Examples:
+      tfdeploy publish --tag dev_us-east-1/research/1.0
+      tfdeploy publish --event-file event.json --json
+    """
+    from ..delivery.events import tag_from_event
+    from ..delivery.publish import load_event_file
+    from ..delivery.publish import publish as run_publish
+
+    if (tag is None) == (event_file is None):
+        raise ValidationError("pass exactly one of --tag TAG or --event-file EVENT.json")
+    settings = repo.settings
+    if event_file is not None:
+        tag = tag_from_event(load_event_file(event_file), settings.extra_regions)
+    assert tag is not None
+    result = run_publish(tag, repo.root, settings, os.environ,
+                         progress=lambda line: click.echo(f"publish: {line}", err=True))
+    if as_json:
+        echo_json(result.to_dict())
+    elif result.uploaded:
+        click.echo(f"published {result.tag} ({result.commit[:12]}) to s3://{result.bucket}/{result.key}"
+                   + (f" (version {result.version_id})" if result.version_id else ""))
+    else:
+        click.echo(f"already published: s3://{result.bucket}/{result.key} holds {result.tag} "
+                   f"({result.commit[:12]}); nothing uploaded")
+
+
+@click.command()
+@click.argument("stage", type=click.Choice(STAGES))
+@click.option("--exports-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the KEY=VALUE exports [default: $CODEBUILD_SRC_DIR/.tfdeploy/ci/exports.env].")
+def ci(stage: str, exports_file: Path | None) -> None:
+    """Run one pipeline stage for the build's tag (what the buildspecs call).
+
+    \b
+    Stages and the command each runs:
+      source   publish --tag TAG                 (tag-capture build)
+      tflint   lint --dir SRC --junit reports/tflint.xml
+      checkov  scan --dir SRC --env ENV --junit reports/checkov.xml
+      plan     plan --tag TAG                    (work dir under .tfdeploy/ci/plan)
+      apply    apply --tag TAG                   (the plan artifact's work dir)
+
+    \b
+    Reads: TFDEPLOY_TAG or tfdeploy-source.json in CODEBUILD_SRC_DIR (the tag), ENV (the
+    pipeline's env: a tag for another env is refused), CODEBUILD_SRC_DIR (default: here),
+    CODEBUILD_SRC_DIR_plan (apply), TF_BACKEND_CONFIG_PREFIX, TFDEPLOY_VERSION.
+    Prints TAG, ENV, TEAM, SCOPE, REGION, TARGET_MODULE (+ stage values) as KEY=VALUE lines.
+
+    \b
+    Example (locally, on a published source):
+      ENV=dev CODEBUILD_SRC_DIR=/tmp/src tfdeploy ci plan
+    """
+    from ..delivery.ci import run as run_stage
+
+    root = click.get_current_context().find_root().command
+
+    def invoke(argv: list[str], extra_env: dict[str, str]) -> int:
+        saved = {name: os.environ.get(name) for name in extra_env}
+        os.environ.update(extra_env)
+        try:
+            rv = root.main(args=argv, prog_name="tfdeploy", standalone_mode=False)
+        except click.ClickException as exc:  # a usage error inside the stage command
+            raise TfdeployError(f"tfdeploy {argv[0]}: {exc.format_message()}") from None
+        except SystemExit as exc:
+            rv = exc.code if isinstance(exc.code, int) else 1
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+
+    code = run_stage(stage, os.environ, exports_file, invoke, click.echo)
+    if code:
+        click.get_current_context().exit(code)
+
+
+COMMANDS = [buildspec, events, publish, ci]

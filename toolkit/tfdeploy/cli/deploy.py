@@ -1,0 +1,212 @@
+"""`tfdeploy init|plan|apply|output|show` for one tag."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Callable
+
+import click
+
+from .common import RepoContext, echo_json, json_option, repo_command, tag_options
+
+
+def tag_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Options every Terraform stage shares: the tag, where the code comes from, which terraform."""
+    func = click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
+                        help="Terraform executable [env: TFDEPLOY_TERRAFORM; default: terraform on "
+                             "PATH, else the embedded tfdeploy-terraform].")(func)
+    return repo_command(tag_options(required=True)(func))
+
+
+def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False):
+    from ..engine.stages import open_session
+
+    # With --json, Terraform's live output goes to stderr so stdout carries only the document.
+    sink = sys.stderr if as_json else sys.stdout
+    session = open_session(repo.root, tag, overrides=repo.overrides, environ=os.environ,
+                           options=source, terraform_bin=terraform_bin, sink=sink, reuse_workdir=reuse)
+    if session.workdir.source.worktree:
+        click.secho(f"WARNING: --worktree: planning the WORKING TREE of {repo.root}, not the tagged "
+                    f"commit of {tag}. Do not apply this to a shared environment.", fg="yellow", err=True)
+    where = f"sandbox {session.sandbox_endpoint}" if session.sandbox_endpoint else "AWS"
+    click.echo(f"tfdeploy: {tag} @ {session.workdir.source.commit[:12]} -> {session.deployment.target_module} "
+               f"in {session.deployment.region} ({where}); work dir {session.workdir.path}", err=True)
+    return session
+
+
+@click.command()
+@tag_command
+def init(tag: str, source, terraform_bin: str | None, repo: RepoContext) -> None:
+    """Prepare the tag's work dir and run terraform init with its backend.
+
+    \b
+    Example:
+      tfdeploy init --tag dev_us-east-1/research/1.0
+    """
+    from ..engine.stages import init as run_init
+
+    session = _open(repo, tag, source, terraform_bin, False)
+    run_init(session)
+    b = session.deployment.backend
+    click.echo(f"initialised: state s3://{b.bucket}/{b.key}, lock {b.lock_description}")
+
+
+@click.command()
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
+@json_option
+@tag_command
+def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, as_json: bool,
+         repo: RepoContext) -> None:
+    """Plan the tagged commit for the tag's Region (or global) into a saved plan.
+
+    Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
+    provider and tfvars there, runs terraform init with the tag's backend, then plans only the tag's
+    namespace (module.regional or module.global). `tfdeploy apply` applies exactly this plan.
+
+    \b
+    Examples:
+      tfdeploy plan --tag dev_us-east-1/research/1.0
+      tfdeploy plan --tag dev_global/research/1.0 --json
+      tfdeploy plan --tag dev_us-east-1/research/1.0 --worktree   # try uncommitted changes
+    """
+    from ..engine.stages import plan as run_plan
+
+    session = _open(repo, tag, source, terraform_bin, as_json)
+    result, summary = run_plan(session)
+    if as_json:
+        echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
+                   "summary": result.counts, "plan_file": str(session.plan_path),
+                   "plan": json.loads(session.plan_json_path.read_text(encoding="utf-8"))})
+    else:
+        click.echo(f"plan {tag}: {summary}  (saved: {session.plan_path})")
+        click.echo(result.export_lines())
+    if detailed_exitcode and summary.has_changes:
+        sys.exit(2)
+
+
+@click.command()
+@click.option("--auto-approve", is_flag=True, help="Plan and apply in one go (no saved plan needed).")
+@json_option
+@tag_command
+def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_json: bool,
+          repo: RepoContext) -> None:
+    """Apply the saved plan of the same tag and commit.
+
+    Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
+    With --auto-approve, plans first and applies that plan.
+
+    \b
+    Examples:
+      tfdeploy plan --tag dev_us-east-1/research/1.0 && tfdeploy apply --tag dev_us-east-1/research/1.0
+      tfdeploy apply --tag dev_global/research/1.0 --auto-approve
+    """
+    from ..engine.stages import apply_saved, check_source
+    from ..engine.stages import plan as run_plan
+
+    if auto_approve:
+        session = _open(repo, tag, source, terraform_bin, as_json)
+        run_plan(session)
+        current = session.workdir.source
+    else:
+        session = _open(repo, tag, source, terraform_bin, as_json, reuse=True)
+        current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
+    result = apply_saved(session, current)
+    b = session.deployment.backend
+    if as_json:
+        echo_json({"deployment": session.deployment.to_dict(), "result": result.to_dict()})
+    else:
+        click.echo(f"applied {tag}: {result.exports['PLAN_SUMMARY']}; state s3://{b.bucket}/{b.key} "
+                   f"({b.lock_description})")
+        click.echo(result.export_lines())
+
+
+@click.command()
+@json_option
+@tag_command
+def output(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoContext) -> None:
+    """Show the deployment's Terraform outputs (from its remote state).
+
+    \b
+    Example:
+      tfdeploy output --tag dev_us-east-1/research/1.0 --json
+    """
+    from ..engine.stages import init as run_init
+
+    session = _open(repo, tag, source, terraform_bin, True)
+    run_init(session, quiet=True)
+    shown = session.terraform.check("output", "-json", stream=False)
+    values = json.loads(shown.stdout or "{}")
+    if as_json:
+        echo_json(values)
+    elif not values:
+        click.echo("no outputs")
+    else:
+        for name, item in values.items():
+            click.echo(f"{name} = {json.dumps(item.get('value'))}")
+
+
+@click.command()
+@json_option
+@tag_command
+def show(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoContext) -> None:
+    """Show the deployment's current state (terraform show).
+
+    \b
+    Example:
+      tfdeploy show --tag dev_global/research/1.0
+    """
+    from ..engine.stages import init as run_init
+
+    session = _open(repo, tag, source, terraform_bin, as_json)
+    run_init(session, quiet=True)
+    if as_json:
+        shown = session.terraform.check("show", "-json", stream=False)
+        echo_json(json.loads(shown.stdout or "{}"))
+    else:
+        session.terraform.check("show", "-no-color")
+
+
+COMMANDS = [init, plan, apply, output, show]
+
+
+@click.command("run")
+@click.option("--auto-approve", is_flag=True, help="Apply the plan without stopping for review.")
+@click.option("--allow-missing", multiple=True, type=click.Choice(["tflint", "checkov"]),
+              help="Skip this tool, visibly, when it is not installed (repeatable).")
+@json_option
+@tag_command
+def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
+        allow_missing: tuple[str, ...], as_json: bool, repo: RepoContext) -> None:
+    """Run the pipeline's stages for a tag in order: lint, scan, plan, apply.
+
+    Stops at the first stage that fails. Without --auto-approve, stops after the plan so you
+    can review it (then: tfdeploy apply --tag TAG).
+
+    \b
+    Examples:
+      tfdeploy run --tag dev_us-east-1/research/1.0
+      tfdeploy run --tag dev_us-east-1/research/1.0 --auto-approve --allow-missing tflint
+    """
+    from ..engine.flow import run_flow
+    from ..gates.findings import render_result
+
+    say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+    report = run_flow(repo.root, tag, overrides=repo.overrides, settings=repo.settings, environ=os.environ,
+                      options=source, allow_missing=allow_missing, auto_approve=auto_approve,
+                      terraform_bin=terraform_bin, sink=sys.stderr, progress=say)
+    if as_json:
+        echo_json(report.to_dict())
+    else:
+        for result in report.results:
+            if result.findings:
+                click.echo(render_result(result))
+        click.echo(f"run {tag}: " + ", ".join(f"{r.stage} {r.status}" for r in report.results))
+    if not report.ok:
+        if report.error:
+            click.echo(f"tfdeploy: error: {report.error}", err=True)
+        sys.exit(3 if report.error and "not found" in report.error else 1)
+
+
+COMMANDS.append(run)

@@ -1,0 +1,175 @@
+"""`tfdeploy lint` and `tfdeploy scan`: the quality-gate stages on a Terraform directory.
+
+Human output: a findings table, notices, one summary line, then KEY=VALUE lines a buildspec can
+export. Exit codes: 0 passed (or an allowed skip), 1 findings that fail the policy, 2 usage or
+config error, 3 a required tool is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from ..errors import ConfigError
+from ..results import StageResult
+from .common import RepoContext, echo_json, json_option, repo_command, tag_options
+
+
+def _stage_options(allow: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
+                            help="Where <stage>.result.json goes [default: DIR/.tfdeploy-results].")(func)
+        func = click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path),
+                            help="Also write a JUnit XML report here (CodeBuild test reports).")(func)
+        func = click.option("--allow-missing", "allow_missing", multiple=True, type=click.Choice(allow),
+                            help="Skip this tool, visibly, when it is not installed (repeatable).")(func)
+        func = click.option("--dir", "directory", default=".", show_default=True,
+                            type=click.Path(exists=True, file_okay=False, path_type=Path),
+                            help="Terraform root directory to check.")(func)
+        return func
+    return decorate
+
+
+def _repo_for(repo: RepoContext, directory: Path) -> RepoContext:
+    """Without --repo, the repo is the one containing --dir (not the current directory)."""
+    if repo.start == Path("."):
+        return RepoContext(directory, repo.overrides, repo.verbose)
+    return repo
+
+
+def _tag_workdir(repo: RepoContext, tag: str, source):
+    """Export the tag's commit into its work dir (as plan would) and return it."""
+    from ..engine.stages import open_workdir
+
+    workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, options=source)
+    click.echo(f"tfdeploy: {tag} @ {workdir.source.commit[:12]}; work dir {workdir.path}", err=True)
+    return workdir
+
+
+def _report(result: StageResult, as_json: bool, results_dir: Path) -> None:
+    from ..gates.findings import render_result
+
+    path = results_dir / f"{result.stage}.result.json"
+    if as_json:
+        echo_json({**result.to_dict(), "result_file": str(path)})
+    else:
+        click.echo(f"wrote {path}", err=True)
+        click.echo(render_result(result))
+    if result.status == "failed":
+        raise click.exceptions.Exit(1)
+
+
+@click.command("lint")
+@_stage_options(("tflint",))
+@json_option
+@tag_options(required=False)
+@repo_command
+def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
+         as_json: bool, tag: str | None, source, repo: RepoContext) -> None:
+    """Lint Terraform: terraform fmt -check, terraform validate (when initialised), tflint.
+
+    tflint uses the repo's .tflint.hcl. A missing tflint fails with exit 3 unless
+    --allow-missing tflint, which skips it visibly (TFLINT_STATUS=skipped).
+
+    With --tag, lints the tagged commit in the tag's work dir (as plan would deploy it), after
+    terraform init -backend=false; when that init is impossible (e.g. offline, a provider must be
+    downloaded) validate is skipped with the reason shown.
+
+    \b
+    Examples:
+      tfdeploy lint --tag dev_us-east-1/research/1.0
+      tfdeploy lint --dir .
+      tfdeploy lint --dir . --junit reports/lint.xml --allow-missing tflint
+    """
+    from ..gates.findings import default_results_dir
+    from ..gates.lint import run_lint
+
+    init_kwargs = {}
+    if tag:
+        from ..engine.stages import init_without_backend
+
+        workdir = _tag_workdir(repo, tag, source)
+        directory = workdir.path
+        reason = init_without_backend(workdir, repo.root, os.environ)
+        init_kwargs = {"initialised": reason is None, "validate_skip_reason": reason}
+    else:
+        repo = _repo_for(repo, directory)
+    results_dir = results_dir or default_results_dir(directory.resolve())
+    from ..engine.stages import terraform_base_env
+
+    result = run_lint(directory, repo_root=repo.root, allow_missing=allow_missing,
+                      environ=terraform_base_env(repo.root, os.environ),
+                      results_dir=results_dir, junit_path=junit, **init_kwargs)
+    _report(result, as_json, results_dir)
+
+
+@click.command("scan")
+@_stage_options(("checkov",))
+@click.option("--env", metavar="ENV",
+              help="Environment whose policy applies: soft fail in scan_soft_fail_envs "
+                   "(setting, default: dev), hard fail elsewhere and without --env.")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path),
+              help="checkov baseline file: failures listed there count as skipped "
+                   "[default: setting checkov_baseline].")
+@click.option("--plan", "plan_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Scan this plan JSON (terraform show -json) instead; --dir is the code it came from.")
+@click.option("--saved-plan", is_flag=True,
+              help="With --tag: scan the tag's saved plan (from tfdeploy plan) instead of the code.")
+@json_option
+@tag_options(required=False)
+@repo_command
+def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
+         env: str | None, baseline: Path | None, plan_json: Path | None, saved_plan: bool,
+         as_json: bool, tag: str | None, source, repo: RepoContext) -> None:
+    """Security-scan Terraform with checkov (offline: --skip-download).
+
+    Failed checks fail the stage except in soft-fail envs. Inline skips need a reason
+    (#checkov:skip=CKV_AWS_20:<why>); one without fails the stage in every env.
+
+    With --tag, scans the tagged commit in the tag's work dir under the tag's env policy.
+
+    \b
+    Examples:
+      tfdeploy scan --tag prod_eu-central-1/risk/2.0
+      tfdeploy scan --dir . --env prod
+      tfdeploy scan --dir . --env dev --junit reports/checkov.xml
+      tfdeploy scan --dir . --env prod --plan plan.json
+      tfdeploy plan --tag dev_global/research/1.0 && tfdeploy scan --tag dev_global/research/1.0 --saved-plan
+    """
+    from ..gates.findings import default_results_dir
+    from ..gates.scan import run_scan, scan_plan
+
+    if saved_plan and not tag:
+        raise click.UsageError("--saved-plan needs --tag (the plan saved by tfdeploy plan --tag TAG)")
+    if saved_plan:
+        from ..engine.stages import open_workdir, saved_plan_json
+
+        workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, reuse=True)
+        directory = workdir.path
+        env = env or workdir.deployment.tag.env
+        plan_json = saved_plan_json(workdir, repo.root, os.environ)
+    elif tag:
+        workdir = _tag_workdir(repo, tag, source)
+        directory = workdir.path
+        env = env or workdir.deployment.tag.env
+    else:
+        repo = _repo_for(repo, directory)
+    settings = repo.settings
+    if env is not None and env not in settings.environments:
+        raise ConfigError(f"--env {env} is not one of the configured environments "
+                          f"({', '.join(settings.environments)})")
+    soft_fail_envs = settings.scan_soft_fail_envs
+    if baseline is None and settings.checkov_baseline:
+        # With --tag, the baseline committed with the tagged code applies.
+        baseline = (directory if tag else repo.root) / settings.checkov_baseline
+    results_dir = results_dir or default_results_dir(directory.resolve())
+    common = dict(repo_root=repo.root, env=env, soft_fail_envs=soft_fail_envs, baseline=baseline,
+                  allow_missing=allow_missing, results_dir=results_dir, junit_path=junit)
+    if plan_json is not None:
+        result = scan_plan(plan_json, source_dir=directory, **common)
+    else:
+        result = run_scan(directory, **common)
+    _report(result, as_json, results_dir)

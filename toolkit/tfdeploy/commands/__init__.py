@@ -1,1 +1,0 @@
-"""Click commands grouped by capability; `tfdeploy.cli` registers them."""

@@ -1,0 +1,1 @@
+"""Delivery: generated CodeBuild buildspecs, their local runner, EventBridge pattern, publish and `ci` stages."""

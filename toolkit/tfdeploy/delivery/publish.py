@@ -1,0 +1,289 @@
+"""Publish a tag to its env's pipeline: a full clone at the tag, zipped into the source bucket.
+
+This is the tag-capture step of the reference pattern. CodePipeline's S3 source action cannot know
+which tag started it, so the tag travels with the code: the zip holds a full clone (with `.git`,
+so later stages resolve and check the tag from git) plus `tfdeploy-source.json` naming the tag,
+its commit and its tagger. The object also carries the tag and commit as S3 metadata, which makes
+publishing idempotent: the same tag+commit is never uploaded twice in a row (a re-upload would
+start the pipeline again).
+
+Bucket: `<backend_prefix>-source-<env>` (versioned, created with the pipeline), key
+`source/<env>/source.zip` (what modules/pipeline's S3 source action watches).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import tempfile
+import zipfile
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .. import __version__
+from ..engine.gitsource import SourceRef, tag_source
+from ..errors import ConfigError, TfdeployError, ValidationError
+from ..model.settings import Settings
+from ..model.tags import Tag, parse_tag
+from ..results import write_atomic
+
+METADATA_FILE = "tfdeploy-source.json"
+MAX_BUCKET_NAME = 63
+
+
+def source_bucket_name(settings: Settings, env: str) -> str:
+    """`<backend_prefix>-source-<env>` (pure)."""
+    name = f"{settings.require_backend_prefix()}-source-{env}"
+    if len(name) > MAX_BUCKET_NAME:
+        raise ConfigError(f"source bucket name {name!r} is {len(name)} characters (S3 allows "
+                          f"{MAX_BUCKET_NAME}); use a shorter backend_prefix or env name")
+    return name
+
+
+def source_key(env: str) -> str:
+    return f"source/{env}/source.zip"
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    tag: str
+    commit: str
+    bucket: str
+    key: str
+    uploaded: bool  # False: the object already held this tag+commit
+    version_id: str | None
+    size: int  # bytes uploaded (0 when nothing was uploaded)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
+
+
+def source_metadata(info: SourceRef, published_at: datetime) -> dict[str, str]:
+    """The content of tfdeploy-source.json (pure)."""
+    return {
+        "tag": info.tag,
+        "commit": info.commit,
+        "tagger": info.tagger,
+        "tagger_email": info.tagger_email,
+        "tag_date": info.date,
+        "published_at": published_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "tfdeploy_version": __version__,
+    }
+
+
+def clone_at_tag(repo_root: Path, info: SourceRef, dest: Path, default_branch: str = "main") -> None:
+    """A full clone of `repo_root` checked out (detached) at the tag's commit.
+
+    The clone keeps `origin/<default_branch>`: later stages refuse a tag that is not on it.
+    """
+    proc = subprocess.run(
+        ["git", "-c", "advice.detachedHead=false", "clone", "--quiet", "--branch", info.tag,
+         "--", str(repo_root), str(dest)],
+        capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        raise TfdeployError(f"git clone of {repo_root} at {info.tag} failed: "
+                            f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+    branch_ref = f"refs/remotes/origin/{default_branch}"
+    if (_git(dest, "rev-parse", "--verify", "--quiet", branch_ref).returncode != 0
+            and _git(repo_root, "rev-parse", "--verify", "--quiet", branch_ref).returncode == 0):
+        # The source is itself a clone (CodeBuild's checkout) whose branch is only a remote ref.
+        _git(dest, "fetch", "--quiet", "origin", f"+{branch_ref}:{branch_ref}")
+    head = _git(dest, "rev-parse", "HEAD").stdout.strip()
+    if head != info.commit:
+        raise TfdeployError(f"clone of {info.tag} is at {head[:12]}, expected {info.commit[:12]}; "
+                            "the tag moved while publishing, try again")
+
+
+def zip_tree(root: Path, zip_path: Path) -> int:
+    """Zip everything under `root` (dot files and `.git` included); return the zip's size.
+
+    Directory entries are written too: git needs its empty directories (`.git/refs/heads`).
+    Symlinks are stored as links, never followed, so nothing outside the clone is packed.
+    """
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED,
+                         strict_timestamps=False) as archive:
+        for dirpath, dirnames, filenames in os.walk(root):  # does not descend into linked dirs
+            dirnames.sort()
+            base = Path(dirpath)
+            for name in sorted([*dirnames, *filenames]):
+                full = base / name
+                rel = full.relative_to(root).as_posix()
+                if full.is_symlink():
+                    link = zipfile.ZipInfo(rel)
+                    link.create_system = 3  # unix: external_attr holds the mode bits
+                    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+                    archive.writestr(link, os.readlink(full))
+                elif full.is_dir():
+                    archive.write(full, rel, compress_type=zipfile.ZIP_STORED)
+                else:
+                    archive.write(full, rel)
+    return zip_path.stat().st_size
+
+
+def sandbox_endpoint(environ: Mapping[str, str]) -> str | None:
+    """The local sandbox's endpoint when one is active, else None (real AWS, or AWS_ENDPOINT_URL_*)."""
+    try:
+        from ..aws.sandbox import active_endpoint  # type: ignore[attr-defined]
+    except ImportError:
+        active_endpoint = None
+    if active_endpoint is not None:
+        return active_endpoint(environ)
+    return environ.get("TFDEPLOY_SANDBOX_ENDPOINT") or None
+
+
+def s3_client(region: str, environ: Mapping[str, str]):
+    import boto3
+    from botocore.config import Config
+
+    endpoint = sandbox_endpoint(environ)
+    if endpoint is None:
+        # boto3 honours AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL by itself.
+        return boto3.client("s3", region_name=region)
+    credentials: dict[str, str] = {}
+    try:
+        from ..aws.sandbox import aws_env  # type: ignore[attr-defined]
+    except ImportError:
+        aws_env = None
+    if aws_env is not None:
+        env = aws_env(endpoint, environ)
+        credentials = {k: env[v] for k, v in (("aws_access_key_id", "AWS_ACCESS_KEY_ID"),
+                                               ("aws_secret_access_key", "AWS_SECRET_ACCESS_KEY"),
+                                               ("aws_session_token", "AWS_SESSION_TOKEN")) if env.get(v)}
+    session = boto3.session.Session(**credentials)
+    return session.client("s3", region_name=region, endpoint_url=endpoint,
+                          config=Config(s3={"addressing_style": "path"}))
+
+
+def _aws_error(exc: Exception, what: str) -> TfdeployError:
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return TfdeployError(f"{what}: no AWS credentials; configure them (or start the sandbox: "
+                             "tfdeploy sandbox up)")
+    if isinstance(exc, EndpointConnectionError):
+        return TfdeployError(f"{what}: cannot reach {exc.kwargs.get('endpoint_url', 'S3')}; "
+                             "check the network or the sandbox endpoint")
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return TfdeployError(f"{what}: {error.get('Code', '?')}: {error.get('Message', '')}".rstrip(": "))
+    return TfdeployError(f"{what}: {exc}")
+
+
+def _check_bucket(s3, bucket: str, env: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        s3.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket", "NotFound"):
+            raise ConfigError(f"env {env!r} has no pipeline: source bucket {bucket} does not exist; "
+                              "create the env's pipeline (modules/pipeline) first") from None
+        raise _aws_error(exc, f"cannot use source bucket {bucket}") from None
+    except BotoCoreError as exc:
+        raise _aws_error(exc, f"cannot use source bucket {bucket}") from None
+    try:
+        status = s3.get_bucket_versioning(Bucket=bucket).get("Status")
+    except (ClientError, BotoCoreError) as exc:
+        raise _aws_error(exc, f"cannot read versioning of {bucket}") from None
+    if status != "Enabled":
+        raise ConfigError(f"source bucket {bucket} is not versioned; CodePipeline's S3 source needs "
+                          "versioning: enable it on the bucket (modules/pipeline does)")
+
+
+def _current(s3, bucket: str, key: str) -> dict[str, str] | None:
+    """The metadata of the object now at the key (None when there is none)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise _aws_error(exc, f"cannot read s3://{bucket}/{key}") from None
+    except BotoCoreError as exc:
+        raise _aws_error(exc, f"cannot read s3://{bucket}/{key}") from None
+    return {**head.get("Metadata", {}), "_version_id": head.get("VersionId") or ""}
+
+
+def check_pipeline_env(tag: Tag, settings: Settings) -> None:
+    if tag.env not in settings.environments:
+        raise ConfigError(f"env {tag.env!r} has no pipeline: it is not one of the environments "
+                          f"({', '.join(settings.environments)}) in [tool.tfdeploy]")
+
+
+def publish(
+    tag_name: str,
+    repo_root: Path,
+    settings: Settings,
+    environ: Mapping[str, str],
+    *,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    progress: Callable[[str], None] = lambda line: None,
+) -> PublishResult:
+    """Publish a tag to its env's source bucket; a no-op when that tag+commit is already there."""
+    tag = parse_tag(tag_name, settings.extra_regions)
+    check_pipeline_env(tag, settings)
+    bucket, key = source_bucket_name(settings, tag.env), source_key(tag.env)
+    # Same checks as plan (exists, annotated); the branch check stays with plan, which runs on
+    # the published clone (it keeps origin/<default_branch> for that).
+    info = tag_source(repo_root, tag.name, skip_branch_check=True)
+
+    s3 = s3_client(settings.state_region, environ)
+    _check_bucket(s3, bucket, tag.env)
+    current = _current(s3, bucket, key)
+    if current and current.get("tag") == tag.name and current.get("commit") == info.commit:
+        return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key,
+                             uploaded=False, version_id=current["_version_id"] or None, size=0)
+
+    with tempfile.TemporaryDirectory(prefix="tfdeploy-publish-") as tmp:
+        clone = Path(tmp) / "src"
+        progress(f"cloning {repo_root} at {tag.name} ({info.commit[:12]})")
+        clone_at_tag(repo_root, info, clone, settings.default_branch)
+        metadata = source_metadata(info, now())
+        write_atomic(clone / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+        # Keep the clone's `git status` clean: the metadata file is not part of the release.
+        exclude = clone / ".git" / "info" / "exclude"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with open(exclude, "a", encoding="utf-8") as handle:
+            handle.write(f"\n/{METADATA_FILE}\n")
+        archive = Path(tmp) / "source.zip"
+        size = zip_tree(clone, archive)
+        progress(f"uploading {size} bytes to s3://{bucket}/{key}")
+        extra: dict[str, Any] = {}
+        if settings.kms_key_id:
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_id}
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            with open(archive, "rb") as body:
+                response = s3.put_object(
+                    Bucket=bucket, Key=key, Body=body, ContentType="application/zip",
+                    Metadata={"tag": tag.name, "commit": info.commit, "tfdeploy-version": __version__},
+                    **extra,
+                )
+        except (ClientError, BotoCoreError) as exc:
+            raise _aws_error(exc, f"upload to s3://{bucket}/{key} failed") from None
+    return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=True,
+                         version_id=response.get("VersionId"), size=size)
+
+
+def load_event_file(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValidationError(f"cannot read event file {path}: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"event file {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValidationError(f"event file {path} must hold one JSON object (an EventBridge event)")
+    return data

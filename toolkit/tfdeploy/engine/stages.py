@@ -1,0 +1,301 @@
+"""The Terraform stages for one tag: init, plan, apply (and output/show), on a prepared work dir.
+
+Flow: tag -> checked source commit -> work dir (code + generated files) -> terraform init with the
+deployment's backend -> plan (-target the module namespace, saved plan + metadata) -> apply (only
+the saved plan of the same tag and commit).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Mapping
+
+from ..errors import TfdeployError, ValidationError
+from ..model.deployment import Deployment
+from ..model.settings import load_settings
+from ..model.tags import Tag, parse_tag
+from ..paths import repo_cache_dir
+from ..results import PASSED, StageResult, write_atomic, write_result
+from .gitsource import SourceRef, tag_source, worktree_source
+from .terraform import Terraform, base_environment
+from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    worktree: bool = False
+    allow_lightweight: bool = False
+    skip_branch_check: bool = False
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    add: int = 0
+    change: int = 0
+    destroy: int = 0
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.add or self.change or self.destroy)
+
+    def __str__(self) -> str:
+        return f"+{self.add} ~{self.change} -{self.destroy}"
+
+
+def summarize_plan(plan: Mapping[str, Any]) -> PlanSummary:
+    """Count changes in `terraform show -json` output the way Terraform's 'Plan:' line does (pure)."""
+    add = change = destroy = 0
+    for rc in plan.get("resource_changes", []):
+        actions = rc.get("change", {}).get("actions", [])
+        add += "create" in actions
+        destroy += "delete" in actions
+        change += actions == ["update"]
+    return PlanSummary(add, change, destroy)
+
+
+@dataclass
+class Session:
+    """Everything a stage needs for one tag: the work dir and a Terraform bound to it."""
+
+    repo_root: Path
+    tag: Tag
+    workdir: Workdir
+    terraform: Terraform
+    sandbox_endpoint: str | None
+    backend_extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def deployment(self) -> Deployment:
+        return self.workdir.deployment
+
+    @property
+    def plan_path(self) -> Path:
+        return self.workdir.path / PLAN_FILE
+
+    @property
+    def plan_json_path(self) -> Path:
+        return self.workdir.results_dir / PLAN_JSON
+
+
+def terraform_base_env(repo_root: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment for any Terraform run in this repo (see terraform.base_environment)."""
+    return base_environment(repo_cache_dir(repo_root, environ), environ)
+
+
+def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[dict[str, str], str | None, dict[str, str]]:
+    """Environment for Terraform, the sandbox endpoint (or None) and extra backend settings."""
+    from ..aws.sandbox import active_endpoint, aws_env, backend_overrides
+
+    env = terraform_base_env(repo_root, environ)
+    endpoint = active_endpoint(environ)
+    extra: dict[str, str] = {}
+    if endpoint:
+        env.update(aws_env(endpoint, environ))
+        extra = backend_overrides()
+    elif not has_aws_credentials(environ):
+        raise TfdeployError(
+            "no AWS credentials found: for the local sandbox run `tfdeploy sandbox up` and "
+            "`eval \"$(tfdeploy sandbox env)\"`; for AWS set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
+    return env, endpoint, extra
+
+
+def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
+                    terraform_bin: str | None = None) -> Path:
+    """`terraform show -json` of the work dir's saved plan (written by `plan` alongside it)."""
+    plan_path = workdir.path / PLAN_FILE
+    if not plan_path.is_file():
+        raise ValidationError(f"no saved plan for {workdir.deployment.tag.name}; run: tfdeploy plan "
+                              f"--tag {workdir.deployment.tag.name}")
+    out = workdir.results_dir / PLAN_JSON
+    if out.is_file() and out.stat().st_mtime >= plan_path.stat().st_mtime:
+        return out
+    binary = find_terraform(terraform_bin, repo_root, environ)
+    terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
+    shown = terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
+    write_atomic(out, shown.stdout)
+    return out
+
+
+def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
+                         terraform_bin: str | None = None) -> str | None:
+    """`terraform init -backend=false` so `validate` can run; None on success, else why not.
+
+    Offline, a configuration that needs a provider download cannot be initialised; the lint
+    stage then skips validate with this reason instead of failing.
+    """
+    binary = find_terraform(terraform_bin, repo_root, environ)
+    terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
+    result = terraform.run("init", backend="false", input=False, no_color=_flag(), stream=False)
+    if result.returncode == 0:
+        return None
+    from .terraform import explain_failure
+
+    return "validate skipped: " + explain_failure("init -backend=false", result)
+
+
+def has_aws_credentials(environ: Mapping[str, str]) -> bool:
+    if environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_PROFILE"):
+        return True
+    if environ.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return True  # CodeBuild / EKS
+    import botocore.session  # only when the cheap checks say nothing
+
+    session = botocore.session.Session()
+    try:
+        return session.get_credentials() is not None
+    except Exception:  # a broken profile file is "no usable credentials"
+        return False
+
+
+def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, str]) -> str:
+    from ..gates.tools import require_tool
+
+    return explicit or require_tool("terraform", environ, repo_root)
+
+
+def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
+                 environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
+                 sandbox: bool = False, reuse: bool = False) -> Workdir:
+    """Validate the tag, check its source and build (or reopen) its work dir. No AWS access."""
+    settings = load_settings(repo_root, environ, overrides)
+    tag = parse_tag(tag_name, settings.extra_regions)
+    if reuse:
+        return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
+    source = check_source(repo_root, tag, settings.default_branch, options)
+    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox)
+
+
+def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
+                 environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
+                 terraform_bin: str | None = None, sink: IO[str] | None = None,
+                 err_sink: IO[str] | None = None, reuse_workdir: bool = False) -> Session:
+    """A work dir plus a Terraform pointed at the deployment's AWS target (sandbox or AWS)."""
+    parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)  # fail fast
+    binary = find_terraform(terraform_bin, repo_root, environ)
+    env, endpoint, extra = terraform_environment(repo_root, environ)
+    workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
+                           sandbox=endpoint is not None, reuse=reuse_workdir)
+    terraform = Terraform(binary, workdir.path, env, sink, err_sink)
+    tag = workdir.deployment.tag
+    return Session(repo_root, tag, workdir, terraform, endpoint, extra)
+
+
+def check_source(repo_root: Path, tag: Tag, default_branch: str, options: SourceOptions) -> SourceRef:
+    if options.worktree:
+        return worktree_source(repo_root, tag.name)
+    return tag_source(repo_root, tag.name, default_branch=default_branch,
+                      allow_lightweight=options.allow_lightweight,
+                      skip_branch_check=options.skip_branch_check)
+
+
+def init(session: Session, quiet: bool = False) -> StageResult:
+    """terraform init with the deployment's backend; `quiet` keeps its output unless it fails."""
+    started = time.monotonic()
+    backend = {**session.deployment.backend.backend_config_args(), **session.backend_extra}
+    session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
+                            no_color=_flag(), stream=not quiet)
+    return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3))
+
+
+def _flag() -> Any:
+    from python_terraform import IsFlagged
+
+    return IsFlagged
+
+
+def plan(session: Session) -> tuple[StageResult, PlanSummary]:
+    """Init, plan the deployment's module namespace into a saved plan, record its metadata."""
+    started = time.monotonic()
+    init(session)
+    d = session.deployment
+    session.plan_path.unlink(missing_ok=True)
+    (session.workdir.path / PLAN_META).unlink(missing_ok=True)
+    session.terraform.check("plan", input=False, no_color=_flag(), detailed_exitcode=_flag(),
+                            out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
+                            ok=(0, 2))
+    shown = session.terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
+    summary = summarize_plan(json.loads(shown.stdout))
+    # Kept for `plan --json`, checkov's plan scan and reviewers; same lifetime as the plan.
+    write_atomic(session.plan_json_path, shown.stdout)
+    meta = {
+        "tag": session.tag.name,
+        "commit": session.workdir.source.commit,
+        "worktree": session.workdir.source.worktree,
+        "cell": session.tag.cell,
+        "target_module": d.target_module,
+        "plan_sha256": _sha256(session.plan_path),
+        "summary": {"add": summary.add, "change": summary.change, "destroy": summary.destroy},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
+    result = StageResult(
+        stage="plan", status=PASSED, duration_s=round(time.monotonic() - started, 3),
+        counts={"add": summary.add, "change": summary.change, "destroy": summary.destroy},
+        exports=_exports(session, PLAN_SUMMARY=str(summary), PLAN_ADD=str(summary.add),
+                         PLAN_CHANGE=str(summary.change), PLAN_DESTROY=str(summary.destroy),
+                         PLAN_HAS_CHANGES="true" if summary.has_changes else "false"),
+    )
+    write_result(result, session.workdir.results_dir)
+    return result, summary
+
+
+def _exports(session: Session, **extra: str) -> dict[str, str]:
+    d = session.deployment
+    return {"TAG": d.tag.name, "ENV": d.tag.env, "TEAM": d.tag.team, "SCOPE": d.tag.scope_name,
+            "REGION": d.region, "TARGET_MODULE": d.target_module, **extra}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_saved_plan(session: Session, current: SourceRef) -> dict[str, Any]:
+    """Refuse a saved plan made from another tag or commit, or one that was altered."""
+    meta_path = session.workdir.path / PLAN_META
+    if not meta_path.is_file() or not session.plan_path.is_file():
+        raise ValidationError(f"no saved plan for {session.tag.name}; run: tfdeploy plan --tag "
+                              f"{session.tag.name} (or apply --auto-approve to plan and apply)")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta["tag"] != session.tag.name:
+        raise ValidationError(f"the saved plan is for tag {meta['tag']}, not {session.tag.name}; "
+                              f"run: tfdeploy plan --tag {session.tag.name}")
+    if meta["worktree"] != current.worktree:
+        what = "the working tree" if meta["worktree"] else "the tagged commit"
+        raise ValidationError(f"the saved plan was made from {what}; plan again the same way you apply")
+    if not current.worktree and meta["commit"] != current.commit:
+        raise ValidationError(
+            f"the saved plan was made from commit {meta['commit'][:12]} but {session.tag.name} now "
+            f"points at {current.commit[:12]}; run: tfdeploy plan --tag {session.tag.name}"
+        )
+    if _sha256(session.plan_path) != meta["plan_sha256"]:
+        raise ValidationError("the saved plan file changed after it was made (checksum mismatch); "
+                              f"run: tfdeploy plan --tag {session.tag.name}")
+    return meta
+
+
+def apply_saved(session: Session, current: SourceRef) -> StageResult:
+    """Apply the saved plan of the same tag and commit."""
+    started = time.monotonic()
+    meta = check_saved_plan(session, current)
+    init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
+    session.terraform.check("apply", PLAN_FILE, input=False, no_color=_flag())
+    summary = meta["summary"]
+    # A saved plan applies once; removing it stops a second apply of a stale plan.
+    session.plan_path.unlink(missing_ok=True)
+    backend = session.deployment.backend
+    result = StageResult(
+        stage="apply", status=PASSED, duration_s=round(time.monotonic() - started, 3),
+        counts=dict(summary),
+        exports=_exports(session, STATE_BUCKET=backend.bucket, STATE_KEY=backend.key,
+                         PLAN_SUMMARY=f"+{summary['add']} ~{summary['change']} -{summary['destroy']}"),
+    )
+    write_result(result, session.workdir.results_dir)
+    return result
+

@@ -1,0 +1,126 @@
+"""Per-deployment work directories: the tagged code plus tfdeploy's generated files.
+
+One directory per cell (env + scope + team) under the repo cache, so two deployments never share
+`.terraform/`, plans or generated files. A work dir is built in a temporary sibling and swapped in
+only once complete: an error (unknown team, bad tfvars) leaves the previous one untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ValidationError
+from ..model.deployment import Deployment, resolve
+from ..model.settings import load_settings
+from ..model.tags import Tag
+from ..paths import repo_cache_dir
+from ..results import write_atomic
+from .gitsource import SourceRef, export_commit, export_worktree
+from .provider import PROVIDER_FILE, deployment_tfvars, render_provider, uses_aws_provider
+
+TFVARS_FILE = "tfdeploy.auto.tfvars.json"
+METADATA_FILE = "tfdeploy.workdir.json"
+PLAN_FILE = "tfdeploy.tfplan"
+PLAN_META = "tfdeploy.plan.json"
+PLAN_JSON = "plan.json"  # `terraform show -json` of the saved plan, in the results folder
+RESULTS_DIR = ".tfdeploy-results"
+# Kept when the work dir is rebuilt from the same commit, so `lint`/`scan` after `plan` do not
+# throw the saved plan away (apply re-checks its commit and checksum anyway).
+CARRY_OVER = (PLAN_FILE, PLAN_META, RESULTS_DIR)
+
+
+@dataclass(frozen=True)
+class Workdir:
+    path: Path
+    deployment: Deployment
+    source: SourceRef
+    aws_provider: bool
+
+    @property
+    def results_dir(self) -> Path:
+        return self.path / RESULTS_DIR
+
+
+def workdir_path(repo_root: Path, tag: Tag, environ: Mapping[str, str] = os.environ) -> Path:
+    return repo_cache_dir(repo_root, environ) / "work" / tag.cell
+
+
+def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sandbox: bool) -> bool:
+    aws = uses_aws_provider(path)
+    if aws:
+        write_atomic(path / PROVIDER_FILE, render_provider(deployment, sandbox=sandbox))
+    write_atomic(path / TFVARS_FILE, json.dumps(deployment_tfvars(deployment), indent=2) + "\n")
+    metadata = {"source": source.to_dict(), "deployment": deployment.to_dict(), "aws_provider": aws}
+    write_atomic(path / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
+    return aws
+
+
+def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Mapping[str, str],
+                    overrides: Mapping[str, Any], sandbox: bool) -> Workdir:
+    """Export the source into a fresh work dir for the tag's cell and write generated files.
+
+    Settings and envs/ are read from the exported tree: what is deployed is what was tagged.
+    """
+    final = workdir_path(repo_root, tag, environ)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{tag.cell}."))
+    try:
+        if source.worktree:
+            export_worktree(repo_root, staging)
+        else:
+            export_commit(repo_root, source.commit, staging)
+        settings = load_settings(staging, environ, overrides)
+        deployment = resolve(tag.name, settings, staging)
+        aws = _write_generated(staging, deployment, source, sandbox)
+        if _same_source(final, source):
+            for name in CARRY_OVER:
+                if (final / name).exists():
+                    os.replace(final / name, staging / name)
+        _swap_in(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Workdir(path=final, deployment=deployment, source=source, aws_provider=aws)
+
+
+def _same_source(path: Path, source: SourceRef) -> bool:
+    try:
+        old = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))["source"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return not source.worktree and not old.get("worktree") and old.get("commit") == source.commit
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old.{os.getpid()}")
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_workdir(repo_root: Path, tag: Tag, *, environ: Mapping[str, str],
+                 overrides: Mapping[str, Any]) -> Workdir:
+    """Reopen the work dir a previous `plan`/`init` prepared for this tag's cell."""
+    path = workdir_path(repo_root, tag, environ)
+    meta_path = path / METADATA_FILE
+    if not meta_path.is_file():
+        raise ValidationError(f"no work dir for {tag.name} yet; run: tfdeploy plan --tag {tag.name}")
+    metadata = json.loads(meta_path.read_text(encoding="utf-8"))
+    if metadata["source"]["tag"] != tag.name:
+        raise ValidationError(
+            f"the work dir for cell {tag.cell} holds tag {metadata['source']['tag']}, not {tag.name}; "
+            f"run: tfdeploy plan --tag {tag.name}"
+        )
+    source = SourceRef(**metadata["source"])
+    deployment = resolve(tag.name, load_settings(path, environ, overrides), path)
+    return Workdir(path=path, deployment=deployment, source=source,
+                   aws_provider=bool(metadata.get("aws_provider")))

@@ -1,0 +1,161 @@
+"""Repo settings: `[tool.tfdeploy]` in the infra repo's pyproject.toml, overridden by environment
+variables (`TFDEPLOY_<NAME>`, plus the reference pattern's `TF_BACKEND_CONFIG_PREFIX`), overridden
+by CLI options. Merging is a pure function; only `load_settings` reads a file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ConfigError
+from .regions import REGION_SHAPE, is_allowed
+from .tags import ENV_RE, show
+
+STATE_LAYOUTS = ("central", "regional")
+LOCK_MODES = ("dynamodb", "s3")
+_PREFIX_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
+_IAM_NAME_RE = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+_BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,100}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    backend_prefix: str | None = None
+    state_region: str = "us-east-1"
+    global_region: str = "us-east-1"
+    role_name: str = "InfraBuildRole"
+    session_name: str = "INFRA_BUILD"
+    environments: tuple[str, ...] = ("dev", "qa", "staging", "prod")
+    state_layout: str = "central"
+    lock: str = "s3"
+    extra_regions: frozenset[str] = frozenset()
+    default_branch: str = "main"
+    kms_key_id: str | None = None
+    # Envs where checkov findings are reported without failing the scan stage.
+    scan_soft_fail_envs: tuple[str, ...] = ("dev",)
+    checkov_baseline: str | None = None  # repo-relative checkov baseline file
+    # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
+    origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def require_backend_prefix(self) -> str:
+        if not self.backend_prefix:
+            raise ConfigError(
+                "backend_prefix is not set: add backend_prefix = \"<name>\" under [tool.tfdeploy] in "
+                "pyproject.toml, or set TF_BACKEND_CONFIG_PREFIX, or pass --backend-prefix"
+            )
+        return self.backend_prefix
+
+
+SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origin")
+
+# Env var names per setting; the first one set wins.
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    name: (f"TFDEPLOY_{name.upper()}",) for name in SETTING_NAMES
+}
+ENV_VARS["backend_prefix"] = ("TFDEPLOY_BACKEND_PREFIX", "TF_BACKEND_CONFIG_PREFIX")
+
+
+def _as_list(value: Any, name: str, source: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [item.strip() for item in value.split(",") if item.strip()]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"setting {name} from {source} must be a list of strings")
+    return tuple(value)
+
+
+def _check(name: str, value: Any, source: str) -> Any:
+    """Validate one setting value; return it in its typed form."""
+    where = f"setting {name} = {show(str(value))} (from {source})"
+    if name in ("environments", "extra_regions", "scan_soft_fail_envs"):
+        items = _as_list(value, name, source)
+        if name in ("environments", "scan_soft_fail_envs"):
+            if not items and name == "environments":
+                raise ConfigError(f"{where}: list at least one environment")
+            bad = [e for e in items if not ENV_RE.match(e)]
+            if bad:
+                raise ConfigError(f"{where}: {show(bad[0])} is not a valid env name "
+                                  "(lowercase letters, digits, '-')")
+            return items
+        bad = [r for r in items if not REGION_SHAPE.match(r)]
+        if bad:
+            raise ConfigError(f"{where}: {show(bad[0])} is not shaped like a Region code (xx-name-1)")
+        return frozenset(items)
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be a string")
+    if name == "backend_prefix" and not _PREFIX_RE.match(value):
+        raise ConfigError(f"{where}: use 1-40 lowercase letters, digits or '-' (it starts S3 bucket names)")
+    if name in ("role_name", "session_name") and not _IAM_NAME_RE.match(value):
+        raise ConfigError(f"{where}: use 1-64 letters, digits or +=,.@_-")
+    if name == "state_layout" and value not in STATE_LAYOUTS:
+        raise ConfigError(f"{where}: must be one of {', '.join(STATE_LAYOUTS)}")
+    if name == "lock" and value not in LOCK_MODES:
+        raise ConfigError(f"{where}: must be one of {', '.join(LOCK_MODES)}")
+    if name == "default_branch" and not _BRANCH_RE.match(value):
+        raise ConfigError(f"{where}: not a valid branch name")
+    return value
+
+
+def merge_settings(
+    table: Mapping[str, Any],
+    environ: Mapping[str, str],
+    overrides: Mapping[str, Any],
+    table_source: str = "pyproject.toml",
+) -> Settings:
+    """Combine the three layers (file < environment < CLI) into validated Settings."""
+    unknown = sorted(set(table) - set(SETTING_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {show(unknown[0])} in {table_source} [tool.tfdeploy]; "
+            f"known settings: {', '.join(SETTING_NAMES)}"
+        )
+    values: dict[str, Any] = {}
+    origin: dict[str, str] = {name: "default" for name in SETTING_NAMES}
+    for name in SETTING_NAMES:
+        candidates: list[tuple[Any, str]] = []
+        if name in table:
+            candidates.append((table[name], table_source))
+        for var in reversed(ENV_VARS[name]):
+            if environ.get(var):
+                candidates.append((environ[var], var))
+        if overrides.get(name) is not None:
+            candidates.append((overrides[name], "--" + name.replace("_", "-")))
+        if candidates:
+            raw, source = candidates[-1]
+            values[name] = _check(name, raw, source)
+            origin[name] = source
+    settings = Settings(**values, origin=origin)
+    unknown_envs = [e for e in settings.scan_soft_fail_envs if e not in settings.environments]
+    if unknown_envs and origin["scan_soft_fail_envs"] != "default":
+        raise ConfigError(f"setting scan_soft_fail_envs names {unknown_envs[0]!r}, which is not in "
+                          f"environments ({', '.join(settings.environments)})")
+    for name in ("state_region", "global_region"):
+        region = getattr(settings, name)
+        if not is_allowed(region, settings.extra_regions):
+            raise ConfigError(f"setting {name} = {show(region)} (from {origin[name]}) "
+                              "is not a known AWS Region")
+    return settings
+
+
+def read_pyproject_table(repo_root: Path) -> dict[str, Any]:
+    """The `[tool.tfdeploy]` table of the repo's pyproject.toml ({} when absent)."""
+    path = repo_root / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    table = data.get("tool", {}).get("tfdeploy", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.tfdeploy] must be a table")
+    return table
+
+
+def load_settings(
+    repo_root: Path, environ: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    return merge_settings(read_pyproject_table(repo_root), environ, overrides or {})
