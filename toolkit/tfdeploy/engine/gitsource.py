@@ -99,6 +99,28 @@ def tag_source(repo_root: Path, tag: str, *, default_branch: str = "main",
                      date=commit.committed_datetime.isoformat())
 
 
+def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    # The ceiling keeps git from using a repo above the infra repo when this one is not a git repo.
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(repo_root).resolve().parent)}
+    return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, env=env)
+
+
+def tag_commit(repo_root: Path, tag: str) -> str | None:
+    """The commit a tag points at, or None when there is no such tag (git subprocess, no gitpython).
+
+    No checks on the tag itself (annotated, on the default branch): that is `tag_source`'s job."""
+    proc = _git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def existing_paths(repo_root: Path, commit: str, paths: Sequence[str]) -> list[str]:
+    """Which of the top-level `paths` the commit's tree holds."""
+    proc = _git(repo_root, "ls-tree", "--name-only", commit, "--", *paths)
+    if proc.returncode != 0:
+        raise TfdeployError(f"git ls-tree {commit[:12]} failed: {proc.stderr.strip()}")
+    return proc.stdout.splitlines()
+
+
 def worktree_source(repo_root: Path, tag: str) -> SourceRef:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True)
     commit = head.stdout.strip() if head.returncode == 0 else "0" * 40
