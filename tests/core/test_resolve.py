@@ -157,7 +157,7 @@ def test_cli_resolve_json_for_global_tag(infra):
     result = CliRunner().invoke(cli, ["resolve", "--tag", "dev_global/research/1.0", "--json",
                                       "--repo", str(infra)])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # stderr says the tag does not exist yet (working tree read)
     assert data["target_module"] == "module.global"
     assert data["region"] == "us-east-1"
     assert data["backend"]["key"] == "research/dev-global/terraform.tfstate"

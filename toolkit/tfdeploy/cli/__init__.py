@@ -8,7 +8,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from .common import EXAMPLE_TAG, RepoContext, TfdeployGroup, echo_json, json_option, repo_command
+from .common import RepoContext, TfdeployGroup, echo_json, json_option, repo_command, tag_option
 
 
 @click.group(cls=TfdeployGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -28,24 +28,42 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--tag", required=True, metavar="TAG", help=f"Deployment tag, e.g. {EXAMPLE_TAG}.")
+@tag_option(required=True)
+@click.option("--worktree", is_flag=True,
+              help="Read settings and envs/ from the working tree instead of the tagged commit (announced).")
 @json_option
 @repo_command
-def resolve(tag: str, as_json: bool, repo: RepoContext) -> None:
+def resolve(tag: str, worktree: bool, as_json: bool, repo: RepoContext) -> None:
     """Show everything a tag resolves to: account, role, state bucket/key, lock, module.
 
-    Reads only the repo's settings and envs/ files; touches no AWS API and no git object.
+    Reads the settings and envs/ of the tagged commit, like plan (the working tree with
+    --worktree, or when the tag does not exist yet; both said on stderr). Touches no AWS API.
 
     \b
     Examples:
       tfdeploy resolve --tag dev_us-east-1/research/1.0
       tfdeploy resolve --tag dev_global/research/1.0 --json
+      tfdeploy resolve --tag dev_us-east-1/research/1.1 --worktree   # before tagging
       TF_BACKEND_CONFIG_PREFIX=acme tfdeploy resolve --tag qa_eu-central-1/risk/2.1 --lock s3
     """
-    from ..model.deployment import resolve as resolve_tag
-    from .report import deployment_summary
+    import os
 
-    deployment = resolve_tag(tag, repo.settings, repo.root)
+    from ..engine.tagview import resolve_tag
+    from .report import deployment_summary, settings_origin
+
+    def note(text: str) -> None:
+        click.echo(f"tfdeploy: {text}", err=True)
+
+    used_worktree: list[bool] = []
+
+    def worktree_settings():
+        used_worktree.append(True)
+        return repo.settings  # prints the origins itself with -v
+
+    deployment, settings = resolve_tag(repo.root, tag, environ=os.environ, overrides=repo.overrides,
+                                       worktree=worktree, note=note, worktree_settings=worktree_settings)
+    if repo.verbose and not used_worktree:
+        click.echo(settings_origin(settings), err=True)
     if as_json:
         echo_json(deployment.to_dict())
     else:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
-from ..errors import TfdeployError
+from ..errors import TfdeployError, ValidationError
 
 if TYPE_CHECKING:
     from ..model.settings import Settings
@@ -93,6 +93,22 @@ def echo_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
+def _one_tag(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str | None:
+    # click keeps only the last of a repeated option; running one of two tags silently is worse
+    # than refusing both.
+    if len(values) > 1:
+        raise ValidationError(f"--tag given {len(values)} times; one tag per command until fan-out "
+                              "(issue 11) accepts many")
+    return values[0] if values else None
+
+
+def tag_option(required: bool, help_text: str = f"Deployment tag, e.g. {EXAMPLE_TAG}.") -> Callable[
+        [Callable[..., Any]], Callable[..., Any]]:
+    """--tag TAG, given at most once (a repeated --tag is an error, not "the last one wins")."""
+    return click.option("--tag", required=required, metavar="TAG", multiple=True, callback=_one_tag,
+                        help=help_text)
+
+
 def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--tag and where its code comes from; passes `source: SourceOptions` to the command."""
 
@@ -111,7 +127,6 @@ def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., 
         wrapper = click.option("--worktree", is_flag=True,
                                help="Use the current working tree instead of the tagged commit "
                                     "(local iteration only).")(wrapper)
-        return click.option("--tag", required=required, metavar="TAG",
-                            help=f"Deployment tag, e.g. {EXAMPLE_TAG}.")(wrapper)
+        return tag_option(required)(wrapper)
 
     return decorate

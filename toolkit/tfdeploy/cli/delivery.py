@@ -13,7 +13,7 @@ import click
 
 from ..delivery.buildspec import STAGES
 from ..errors import TfdeployError, ValidationError
-from .common import EXAMPLE_TAG, RepoContext, echo_json, json_option, repo_command
+from .common import EXAMPLE_TAG, RepoContext, echo_json, json_option, repo_command, tag_option
 
 
 def _shown(path: Path) -> str:
@@ -153,7 +153,7 @@ def events_pattern(env: str) -> None:
 
 
 @click.command()
-@click.option("--tag", metavar="TAG", help=f"The tag to publish, e.g. {EXAMPLE_TAG}.")
+@tag_option(required=False, help_text=f"The tag to publish, e.g. {EXAMPLE_TAG}.")
 @click.option("--event-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the tag from this EventBridge CodeCommit event (detail.referenceName).")
 @json_option

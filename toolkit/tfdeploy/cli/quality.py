@@ -75,8 +75,9 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     --allow-missing tflint, which skips it visibly (TFLINT_STATUS=skipped).
 
     With --tag, lints the tagged commit in the tag's work dir (as plan would deploy it), after
-    terraform init -backend=false; when that init is impossible (e.g. offline, a provider must be
-    downloaded) validate is skipped with the reason shown.
+    terraform init -backend=false. When that init fails only because a provider or remote module
+    could not be downloaded (no network), validate is skipped, naming what was not checked; any
+    other init error (a missing module dir, invalid HCL) fails the stage.
 
     \b
     Examples:
@@ -93,8 +94,8 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
 
         workdir = _tag_workdir(repo, tag, source)
         directory = workdir.path
-        reason = init_without_backend(workdir, repo.root, os.environ)
-        init_kwargs = {"initialised": reason is None, "validate_skip_reason": reason}
+        failure = init_without_backend(workdir, repo.root, os.environ)
+        init_kwargs = {"initialised": failure is None, "init_failure": failure}
     else:
         repo = _repo_for(repo, directory)
     results_dir = results_dir or default_results_dir(directory.resolve())

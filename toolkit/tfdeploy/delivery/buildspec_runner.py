@@ -39,7 +39,7 @@ from ..errors import TfdeployError, ValidationError
 
 PHASES = ("install", "pre_build", "build", "post_build")
 ON_FAILURE = ("ABORT", "CONTINUE")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PHASE_KEYS = {"commands", "finally", "on-failure", "runtime-versions", "run-as"}
 
 
@@ -161,11 +161,11 @@ def parse_buildspec(data: Any, source: str = "buildspec") -> Buildspec:
         raise ValidationError(f"{source}: env.variables must be a mapping of NAME: value")
     variables = {}
     for name, value in raw_vars.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise ValidationError(f"{source}: env.variables name {name!r} is not a valid variable name")
         variables[name] = _scalar(value, f"{source}: env.variables.{name}")
     exported = env.get("exported-variables") or []
-    if not isinstance(exported, list) or not all(isinstance(n, str) and _NAME.match(n) for n in exported):
+    if not isinstance(exported, list) or not all(isinstance(n, str) and _NAME.fullmatch(n) for n in exported):
         raise ValidationError(f"{source}: env.exported-variables must be a list of variable names")
 
     raw_phases = data.get("phases")
@@ -242,7 +242,7 @@ def parse_env_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     values = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
-        if not sep or not _NAME.match(name):
+        if not sep or not _NAME.fullmatch(name):
             raise ValidationError(f"--env {pair!r} must look like NAME=VALUE")
         values[name] = value
     return values

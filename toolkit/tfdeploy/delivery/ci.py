@@ -52,7 +52,7 @@ from .publish import METADATA_FILE
 TAG_VAR = "TFDEPLOY_TAG"
 ENV_VAR = "ENV"
 CACHE_VAR = "TFDEPLOY_CACHE_DIR"
-_EXPORT_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
+_EXPORT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 # The stage name each command writes its <stage>.result.json under.
 _RESULT_NAMES = {"tflint": "lint", "checkov": "scan", "plan": "plan", "apply": "apply"}
 
@@ -181,7 +181,7 @@ def render_exports(exports: Mapping[str, str]) -> str:
     """KEY=VALUE lines, one line per value (pure)."""
     lines = []
     for key, value in exports.items():
-        if not _EXPORT_NAME.match(key):
+        if not _EXPORT_NAME.fullmatch(key):
             raise TfdeployError(f"cannot export {show(key)}: not an upper-case variable name")
         lines.append(f"{key}={' '.join(str(value).splitlines())}")
     return "".join(line + "\n" for line in lines)

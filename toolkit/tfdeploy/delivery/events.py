@@ -24,7 +24,7 @@ DETAIL_TYPE = "CodeCommit Repository State Change"
 
 def event_pattern(env: str) -> dict[str, Any]:
     """The EventBridge rule pattern matching creation of `<env>_...` tags (pure)."""
-    if not isinstance(env, str) or not ENV_RE.match(env):
+    if not isinstance(env, str) or not ENV_RE.fullmatch(env):
         raise ValidationError(f"env {show(str(env))} must be 1-20 lowercase letters, digits or '-', "
                               "starting with a letter")
     return {

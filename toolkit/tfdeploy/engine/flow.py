@@ -53,11 +53,11 @@ def run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], setting
     env = session.deployment.tag.env
 
     def lint() -> StageResult:
-        reason = init_without_backend(workdir, repo_root, environ, terraform_bin)
+        failure = init_without_backend(workdir, repo_root, environ, terraform_bin)
         return run_lint(workdir.path, repo_root=repo_root, allow_missing=allow_missing,
                         environ=terraform_base_env(repo_root, environ),
-                        results_dir=workdir.results_dir, initialised=reason is None,
-                        validate_skip_reason=reason)
+                        results_dir=workdir.results_dir, initialised=failure is None,
+                        init_failure=failure)
 
     def scan() -> StageResult:
         baseline = workdir.path / settings.checkov_baseline if settings.checkov_baseline else None

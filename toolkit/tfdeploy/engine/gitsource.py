@@ -8,10 +8,14 @@ merged code is deployed — this also catches a tag left on a commit that was la
 from __future__ import annotations
 
 import io
+import os
+import posixpath
 import subprocess
+import sys
 import tarfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
+from typing import Sequence
 
 from ..errors import TfdeployError, ValidationError
 
@@ -95,37 +99,136 @@ def tag_source(repo_root: Path, tag: str, *, default_branch: str = "main",
                      date=commit.committed_datetime.isoformat())
 
 
+def _git(repo_root: Path, *args: str) -> subprocess.CompletedProcess:
+    # The ceiling keeps git from using a repo above the infra repo when this one is not a git repo.
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(Path(repo_root).resolve().parent)}
+    return subprocess.run(["git", *args], cwd=repo_root, capture_output=True, text=True, env=env)
+
+
+def tag_commit(repo_root: Path, tag: str) -> str | None:
+    """The commit a tag points at, or None when there is no such tag (git subprocess, no gitpython).
+
+    No checks on the tag itself (annotated, on the default branch): that is `tag_source`'s job."""
+    proc = _git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def existing_paths(repo_root: Path, commit: str, paths: Sequence[str]) -> list[str]:
+    """Which of the top-level `paths` the commit's tree holds."""
+    proc = _git(repo_root, "ls-tree", "--name-only", commit, "--", *paths)
+    if proc.returncode != 0:
+        raise TfdeployError(f"git ls-tree {commit[:12]} failed: {proc.stderr.strip()}")
+    return proc.stdout.splitlines()
+
+
 def worktree_source(repo_root: Path, tag: str) -> SourceRef:
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo_root, capture_output=True, text=True)
     commit = head.stdout.strip() if head.returncode == 0 else "0" * 40
     return SourceRef(tag=tag, commit=commit, annotated=False, worktree=True)
 
 
-def export_commit(repo_root: Path, commit: str, dest: Path) -> None:
-    """Write the commit's tree into `dest` (which must exist and be empty)."""
-    proc = subprocess.run(["git", "archive", "--format=tar", commit], cwd=repo_root,
+# Terraform's local state and workspace selection: a tagged tree carrying them would steer where
+# state goes (`.terraform/environment` selects a workspace, so state lands under `env:/<name>/`)
+# or hand Terraform a stale state. They never come from the repo.
+_LOCAL_STATE_DIRS = (".terraform", "terraform.tfstate.d")
+ENVS_DIR = "envs"
+
+
+def is_local_terraform_state(rel: str) -> bool:
+    """Is this repo-relative path Terraform's local state or data dir? (pure)"""
+    parts = PurePosixPath(rel).parts
+    if not parts:
+        return False
+    name = parts[-1]
+    return (any(part in _LOCAL_STATE_DIRS for part in parts)
+            or name.endswith(".tfstate") or ".tfstate." in name)
+
+
+def link_problem(rel: str, target: str, hard: bool = False) -> str | None:
+    """Why a link in the tree may not be exported, or None (pure).
+
+    Any link under envs/ is refused (see model.envs.refuse_symlinks); elsewhere a link must stay
+    inside the tree, its target resolved against the link's own directory (a hard link's against
+    the root)."""
+    kind = "hard link" if hard else "symlink"
+    if PurePosixPath(rel).parts[:1] == (ENVS_DIR,):
+        return (f"{rel} is a {kind} (to {target!r}); files under {ENVS_DIR}/ must be regular files in "
+                "the repo: commit the file itself")
+    base = "" if hard else posixpath.dirname(rel)
+    resolved = posixpath.normpath(posixpath.join(base, target))
+    if target.startswith("/") or resolved == ".." or resolved.startswith("../"):
+        return (f"{rel} is a {kind} to {target!r}, outside the repo; commit the file itself "
+                "instead of a link")
+    return None
+
+
+def _announce_ignored(ignored: list[str], what: str) -> None:
+    if ignored:
+        shown = ", ".join(ignored[:10]) + (f" (+{len(ignored) - 10} more)" if len(ignored) > 10 else "")
+        print(f"tfdeploy: ignored from {what}: {shown} (Terraform's local state and workspace "
+              "never come from the repo)", file=sys.stderr)
+
+
+def export_commit(repo_root: Path, commit: str, dest: Path, paths: Sequence[str] = ()) -> list[str]:
+    """Write the commit's tree (or only `paths` of it) into `dest` (which must exist and be empty).
+
+    Returns the paths left out as Terraform local state (announced once on stderr). Refuses,
+    before anything is written, a link under envs/ or a link leaving the tree.
+    """
+    proc = subprocess.run(["git", "archive", "--format=tar", commit, "--", *paths], cwd=repo_root,
                           capture_output=True)
     if proc.returncode != 0:
         raise TfdeployError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}")
+    ignored: list[str] = []
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
-        if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: refuse links/paths outside dest
-            archive.extractall(dest, filter="data")
-        else:  # git archive of a commit holds only repo-relative paths
-            archive.extractall(dest)
+        members = []
+        for member in archive.getmembers():
+            rel = member.name.rstrip("/")
+            if is_local_terraform_state(rel):
+                ignored += [rel] if not member.isdir() else []
+                continue
+            if member.issym() or member.islnk():
+                problem = link_problem(rel, member.linkname, hard=member.islnk())
+                if problem:
+                    raise ValidationError(f"the tagged tree at {commit[:12]}: {problem}")
+            members.append(member)
+        try:
+            if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4: a second guard on links/paths
+                archive.extractall(dest, members=members, filter="data")
+            else:
+                archive.extractall(dest, members=members)
+        except tarfile.TarError as exc:  # FilterError and friends: one line, not a traceback
+            raise ValidationError(f"the tagged tree at {commit[:12]} cannot be exported safely: {exc}") from None
+    _announce_ignored(ignored, "the tagged tree")
+    return ignored
 
 
-def export_worktree(repo_root: Path, dest: Path) -> None:
-    """Copy tracked and untracked-but-not-ignored files of the working tree into `dest`."""
+def export_worktree(repo_root: Path, dest: Path) -> list[str]:
+    """Copy tracked and untracked-but-not-ignored files of the working tree into `dest`.
+
+    Same rules as export_commit: local Terraform state is left out, links are kept as links and
+    refused under envs/ or when they leave the tree (never followed to copy an outside file).
+    """
     proc = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                           cwd=repo_root, capture_output=True)
     if proc.returncode != 0:
         raise TfdeployError(f"git ls-files failed: {proc.stderr.decode().strip()}")
     import shutil
 
+    ignored: list[str] = []
     for rel in filter(None, proc.stdout.decode().split("\0")):
         src = repo_root / rel
-        if not src.is_file():  # deleted in the working tree
+        if is_local_terraform_state(rel):
+            ignored.append(rel)
+            continue
+        if src.is_symlink():
+            problem = link_problem(rel, os.readlink(src))
+            if problem:
+                raise ValidationError(f"the working tree: {problem}")
+        elif not src.is_file():  # deleted in the working tree
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, target)
+        shutil.copy2(src, target, follow_symlinks=False)
+    _announce_ignored(ignored, "the working tree")
+    return ignored

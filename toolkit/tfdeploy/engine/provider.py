@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..errors import ValidationError
 from ..model.deployment import Deployment
 from ..model.envs import parse_tfvars
 
@@ -29,9 +30,13 @@ def _mentions_aws(parsed: dict) -> bool:
 
 def uses_aws_provider(root: Path) -> bool:
     """Does any .tf file under `root` use the AWS provider? (resources, data, required_providers)."""
+    inside = root.resolve()
     for path in sorted(root.rglob("*.tf")):
         if ".terraform" in path.parts or path.name == PROVIDER_FILE:
             continue
+        if not path.resolve().is_relative_to(inside):  # a link must not make us read outside files
+            raise ValidationError(f"{path.relative_to(root)} leads outside {root} (a symlink); "
+                                  "commit the file itself instead of a link")
         if _mentions_aws(parse_tfvars(path.read_text(encoding="utf-8"), str(path.relative_to(root)))):
             return True
     return False

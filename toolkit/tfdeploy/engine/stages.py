@@ -125,19 +125,17 @@ def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str
 
 def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
                          terraform_bin: str | None = None) -> str | None:
-    """`terraform init -backend=false` so `validate` can run; None on success, else why not.
+    """`terraform init -backend=false` so `validate` can run; None on success, else its stderr.
 
-    Offline, a configuration that needs a provider download cannot be initialised; the lint
-    stage then skips validate with this reason instead of failing.
+    The lint gate decides what a failure means (gates.lint.init_failure_verdict): a download that
+    could not reach the network skips validate, saying what was not checked; anything else fails.
     """
     binary = find_terraform(terraform_bin, repo_root, environ)
     terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
     result = terraform.run("init", backend="false", input=False, no_color=_flag(), stream=False)
     if result.returncode == 0:
         return None
-    from .terraform import explain_failure
-
-    return "validate skipped: " + explain_failure("init -backend=false", result)
+    return result.stderr or f"terraform init -backend=false exited {result.returncode} with no output"
 
 
 def has_aws_credentials(environ: Mapping[str, str]) -> bool:

@@ -8,6 +8,7 @@ passes because a tool silently did nothing.
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Collection, Mapping
@@ -32,6 +33,25 @@ from .tools import ENV_VARS, INSTALL_HINTS, find_tool, require_tool, run_tool, t
 STAGE = "lint"
 TFLINT_CONFIG = ".tflint.hcl"
 VALIDATE_SKIPPED = "validate skipped: work dir not initialised (run init first)"
+
+# `terraform init` errors that are downloads (provider registry, remote module source)...
+_DOWNLOAD_ERRORS = (
+    "Failed to query available provider packages",
+    "Failed to install provider",
+    "Failed to download module",
+    "Error accessing remote module registry",
+)
+# ...and the causes that say the network, not the name, was the problem. Offline, a misspelled
+# provider fails exactly like a real one, so such a skip names what could not be checked.
+_NETWORK_CAUSES = re.compile(
+    r"could not connect to|no such host|could not resolve host|dial tcp|connection refused|"
+    r"i/o timeout|network is unreachable|tls handshake timeout|temporary failure in name resolution|"
+    r"context deadline exceeded|connection reset|giving up after \d+ attempt|failed to connect to|"
+    r"couldn't connect to server", re.IGNORECASE)
+_PROVIDER_IN_DETAIL = re.compile(r"provider ((?:[\w.-]+/)?[\w.-]+/[\w.-]+)")
+_MODULE_IN_DETAIL = re.compile(r'module "([^"]+)"')
+_SOURCE_IN_DETAIL = re.compile(r'source code from\s+"([^"]+)"')
+_LOCATION = re.compile(r"^\s*on (\S+) line (\d+)", re.MULTILINE)
 
 
 def terraform_files(root: Path) -> list[Path]:
@@ -87,6 +107,55 @@ def run_validate(workdir: Path, terraform: str, environ: Mapping[str, str]) -> l
     return findings
 
 
+def _init_errors(stderr: str) -> list[tuple[str, str]]:
+    """(summary, body) of each `Error:` diagnostic in `terraform init -no-color` output (pure)."""
+    text = "\n".join(re.sub(r"^[\u2502\u2577\u2575]\s?", "", line) for line in stderr.splitlines())
+    parts = re.split(r"^(Error|Warning): (.*)$", text, flags=re.MULTILINE)
+    # re.split with two groups: [before, kind, summary, body, kind, summary, body, ...]
+    return [(parts[i + 1].strip(), parts[i + 2]) for i in range(1, len(parts) - 2, 3) if parts[i] == "Error"]
+
+
+def _what_was_not_checked(body: str) -> str:
+    provider = _PROVIDER_IN_DETAIL.search(body)
+    if provider:
+        return f"provider {provider.group(1)}"
+    module = _MODULE_IN_DETAIL.search(body)
+    source = _SOURCE_IN_DETAIL.search(" ".join(body.split()))
+    if module:
+        return f'module "{module.group(1)}"' + (f" ({source.group(1)})" if source else "")
+    return "a download"
+
+
+def init_failure_verdict(stderr: str) -> tuple[str | None, list[Finding]]:
+    """What a failed `terraform init -backend=false` means for the lint stage (pure).
+
+    (note, []) when every error is a provider or remote module download that could not reach the
+    network: validate is skipped, the note naming what could not be checked. (None, findings)
+    otherwise: a missing local module dir, invalid HCL, a duplicate block, a provider the registry
+    says does not exist... are the configuration's own errors and fail the stage.
+    """
+    errors = _init_errors(stderr)
+    # The banner Terraform puts before configuration errors is not itself an error.
+    errors = [e for e in errors if not e[0].startswith("Terraform encountered problems during initiali")]
+    unreachable = [body for summary, body in errors
+                   if summary in _DOWNLOAD_ERRORS and _NETWORK_CAUSES.search(body)]
+    if errors and len(unreachable) == len(errors):
+        names = list(dict.fromkeys(_what_was_not_checked(body) for body in unreachable))
+        return (f"validate skipped: the network is unreachable, so terraform init could not download "
+                f"{', '.join(names)}; NOT checked (offline, a misspelled name fails the same way); to "
+                "validate, make it installable here (providers: TFDEPLOY_PROVIDER_MIRROR or "
+                "TF_PLUGIN_CACHE_DIR; modules: a local path)"), []
+    findings = []
+    for summary, body in errors or [("terraform init failed", stderr)]:
+        location = _LOCATION.search(body)
+        prose = " ".join(line.strip() for line in body.splitlines()
+                         if line.strip() and not _LOCATION.match(line) and not re.match(r"^\s*\d+:", line))
+        findings.append(Finding(VALIDATE, summary, "error", location.group(1) if location else "",
+                                int(location.group(2)) if location else 0,
+                                f"(init) {prose or summary}"))
+    return None, findings
+
+
 def run_tflint(workdir: Path, tflint: str, config: Path | None,
                environ: Mapping[str, str]) -> list[Finding]:
     config_args = ["--config", str(config)] if config else []
@@ -127,9 +196,12 @@ def run_lint(
     results_dir: Path | None = None,
     junit_path: Path | None = None,
     initialised: bool | None = None,
-    validate_skip_reason: str | None = None,
+    init_failure: str | None = None,
 ) -> StageResult:
     """Run fmt, validate (when initialised: `initialised`, else `.terraform/` exists) and tflint in `workdir`; write lint.result.json.
+
+    `init_failure` is the stderr of a failed `terraform init -backend=false`: a network-only
+    failure skips validate visibly, any other makes the init errors validate findings.
 
     Raises ToolMissingError (exit 3) when tflint is missing and not in `allow_missing`, after
     writing a failed result so pipelines still find one.
@@ -169,8 +241,13 @@ def run_lint(
     ready = (workdir / ".terraform").is_dir() if initialised is None else initialised
     if ready:
         findings += run_validate(workdir, terraform, environ)
+    elif init_failure is not None:
+        validate_skip, init_findings = init_failure_verdict(init_failure)
+        findings += init_findings
+        if validate_skip:
+            notes.append(validate_skip)
     else:
-        validate_skip = validate_skip_reason or VALIDATE_SKIPPED
+        validate_skip = VALIDATE_SKIPPED
         notes.append(validate_skip)
 
     if tflint is not None:

@@ -2,11 +2,17 @@
 
 Layout: `variables.tfvars` (required; holds `account` and optionally `allowed_regions`), then an
 optional `<region>.tfvars` or `global.tfvars` with per-scope values. Paths are built only from
-validated tag parts, so nothing from a tag escapes `envs/`.
+validated tag parts, so nothing from a tag escapes `envs/`; and no file there may be a symlink, so
+nothing in the repo can point `envs/` at a file elsewhere on the machine.
+
+Parsing is as strict as Terraform's: an attribute defined twice is an error ("Attribute
+redefined"), not the last one silently winning; a file over `MAX_TFVARS_BYTES` is refused before it
+is read (the parser needs time and memory many times the file's size).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +23,9 @@ from .tags import show
 
 ENVS_DIR = "envs"
 TEAM_FILE = "variables.tfvars"
-_ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
+_ACCOUNT_RE = re.compile(r"[0-9]{12}")  # with fullmatch: `$` would accept a trailing newline
+MAX_TFVARS_BYTES = 1024 * 1024
+MAX_TFVARS_TEXT = "1 MiB"
 
 
 @dataclass(frozen=True)
@@ -28,26 +36,82 @@ class TeamConfig:
 
 
 def parse_tfvars(text: str, source: str) -> dict[str, Any]:
-    """Parse tfvars text into plain Python values (strings without their quotes)."""
+    """Parse tfvars (or .tf) text into plain Python values (strings without their quotes).
+
+    An attribute set twice in one body is an error naming the key, as in Terraform; python-hcl2
+    alone would keep the last value without a word.
+    """
     import hcl2  # parsing cost only when a tfvars file is read
 
     options = hcl2.SerializationOptions(
         strip_string_quotes=True, explicit_blocks=False, with_comments=False
     )
     try:
-        data = hcl2.loads(text, serialization_options=options)
+        tree = hcl2.parses_to_tree(text)
     except Exception as exc:  # python-hcl2 raises lark errors of several types
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{source}: not valid HCL ({first_line}); fix the file") from None
-    return data
+    refuse_redefined_attributes(tree, source)
+    try:
+        return hcl2.serialize(hcl2.transform(tree), serialization_options=options)
+    except Exception as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{source}: not valid HCL ({first_line}); fix the file") from None
+
+
+def refuse_redefined_attributes(tree: Any, source: str) -> None:
+    """Raise ConfigError for the first attribute set twice in one body of a lark parse tree."""
+    for body in tree.iter_subtrees_topdown():
+        if body.data != "body":
+            continue
+        first_seen: dict[str, int] = {}
+        for child in body.children:
+            if getattr(child, "data", None) != "attribute":
+                continue
+            token = child.children[0].children[0]
+            name, line = str(token), getattr(token, "line", 0)
+            if name in first_seen:
+                raise ConfigError(
+                    f"{source}: line {line}: attribute {name!r} is already set on line "
+                    f"{first_seen[name]} (Terraform: Attribute redefined); keep one of them"
+                )
+            first_seen[name] = line
 
 
 def _read_tfvars(path: Path, rel: str) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        # O_NOFOLLOW: even a symlink swapped in after the envs/ check is not followed.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_TFVARS_BYTES:
+                raise ConfigError(f"{rel}: {size} bytes, over the {MAX_TFVARS_TEXT} limit for a tfvars "
+                                  "file; keep only variable values there")
+            text = handle.read(MAX_TFVARS_BYTES + 1).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{rel}: cannot be read ({exc})") from None
     return parse_tfvars(text, rel)
+
+
+def refuse_symlinks(repo_root: Path) -> None:
+    """Refuse any symlink under envs/ (or envs/ itself being one), naming it.
+
+    A link there, even one that stays in the repo, would let a reviewed path read an unreviewed
+    file; the account of a deployment must come from the file named in the tag's layout.
+    """
+    base = repo_root / ENVS_DIR
+    candidates = [base] if base.is_symlink() else []
+    if not candidates:
+        for dirpath, dirnames, filenames in os.walk(base):  # does not descend into linked dirs
+            candidates += [Path(dirpath) / name for name in (*dirnames, *filenames)
+                           if (Path(dirpath) / name).is_symlink()]
+            if candidates:
+                break
+    if candidates:
+        link = candidates[0]
+        rel = link.relative_to(repo_root).as_posix()
+        raise ConfigError(f"{rel} is a symlink (to {show(os.readlink(link))}); files under "
+                          f"{ENVS_DIR}/ must be regular files in the repo: commit the file itself")
 
 
 def team_config_from(values: dict[str, Any], rel: str) -> tuple[str, tuple[str, ...] | None]:
@@ -57,7 +121,7 @@ def team_config_from(values: dict[str, Any], rel: str) -> tuple[str, tuple[str, 
         raise ConfigError(f"{rel}: no account; add account = \"123456789012\" (the team's 12-digit AWS account id)")
     if not isinstance(account, str):
         raise ConfigError(f"{rel}: account must be a quoted string of 12 digits, e.g. account = \"012345678901\"")
-    if not _ACCOUNT_RE.match(account):
+    if not _ACCOUNT_RE.fullmatch(account):
         raise ConfigError(f"{rel}: account {show(account)} is not a 12-digit AWS account id")
     allowed = values.get("allowed_regions")
     if allowed is not None:
@@ -69,6 +133,7 @@ def team_config_from(values: dict[str, Any], rel: str) -> tuple[str, tuple[str, 
 
 def load_team(repo_root: Path, env: str, team: str, scope_name: str) -> TeamConfig:
     """Read and validate the team's files for one env and scope (Region code or `global`)."""
+    refuse_symlinks(repo_root)
     env_dir = repo_root / ENVS_DIR / env
     team_rel = f"{ENVS_DIR}/{env}/{team}/{TEAM_FILE}"
     if not env_dir.is_dir():

@@ -39,7 +39,7 @@ KNOWN_REGIONS: frozenset[str] = frozenset(
 )
 
 # The shape any Region code has; used to vet `extra_regions` entries.
-REGION_SHAPE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}$")
+REGION_SHAPE = re.compile(r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-[0-9]{1,2}")
 
 _DIRECTION_SHORT = {
     "north": "n", "south": "s", "east": "e", "west": "w", "central": "c",

@@ -17,9 +17,10 @@ from .tags import ENV_RE, show
 
 STATE_LAYOUTS = ("central", "regional")
 LOCK_MODES = ("dynamodb", "s3")
-_PREFIX_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-_IAM_NAME_RE = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
-_BRANCH_RE = re.compile(r"^[A-Za-z0-9._/-]{1,100}$")
+# Matched with fullmatch: a `$`-anchored match accepts "InfraBuildRole\n" and splices it into ARNs.
+_PREFIX_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
+_IAM_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
+_BRANCH_RE = re.compile(r"[A-Za-z0-9._/-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -75,26 +76,26 @@ def _check(name: str, value: Any, source: str) -> Any:
         if name in ("environments", "scan_soft_fail_envs"):
             if not items and name == "environments":
                 raise ConfigError(f"{where}: list at least one environment")
-            bad = [e for e in items if not ENV_RE.match(e)]
+            bad = [e for e in items if not ENV_RE.fullmatch(e)]
             if bad:
                 raise ConfigError(f"{where}: {show(bad[0])} is not a valid env name "
                                   "(lowercase letters, digits, '-')")
             return items
-        bad = [r for r in items if not REGION_SHAPE.match(r)]
+        bad = [r for r in items if not REGION_SHAPE.fullmatch(r)]
         if bad:
             raise ConfigError(f"{where}: {show(bad[0])} is not shaped like a Region code (xx-name-1)")
         return frozenset(items)
     if not isinstance(value, str):
         raise ConfigError(f"{where}: must be a string")
-    if name == "backend_prefix" and not _PREFIX_RE.match(value):
+    if name == "backend_prefix" and not _PREFIX_RE.fullmatch(value):
         raise ConfigError(f"{where}: use 1-40 lowercase letters, digits or '-' (it starts S3 bucket names)")
-    if name in ("role_name", "session_name") and not _IAM_NAME_RE.match(value):
+    if name in ("role_name", "session_name") and not _IAM_NAME_RE.fullmatch(value):
         raise ConfigError(f"{where}: use 1-64 letters, digits or +=,.@_-")
     if name == "state_layout" and value not in STATE_LAYOUTS:
         raise ConfigError(f"{where}: must be one of {', '.join(STATE_LAYOUTS)}")
     if name == "lock" and value not in LOCK_MODES:
         raise ConfigError(f"{where}: must be one of {', '.join(LOCK_MODES)}")
-    if name == "default_branch" and not _BRANCH_RE.match(value):
+    if name == "default_branch" and not _BRANCH_RE.fullmatch(value):
         raise ConfigError(f"{where}: not a valid branch name")
     return value
 
@@ -145,6 +146,9 @@ def read_pyproject_table(repo_root: Path) -> dict[str, Any]:
     path = repo_root / "pyproject.toml"
     if not path.is_file():
         return {}
+    if path.is_symlink() and not path.resolve().is_relative_to(repo_root.resolve()):
+        raise ConfigError(f"{path} is a symlink to {path.resolve()}, outside the repo; settings "
+                          "must come from the repo itself: commit the file instead of a link")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

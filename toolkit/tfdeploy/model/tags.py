@@ -20,10 +20,11 @@ EXPECTED = "<env>_<region|global>/<team>/<version>, e.g. dev_us-east-1/research/
 MAX_TAG_LENGTH = 128
 GLOBAL = "global"
 
+# Use these with `fullmatch` only: `match` with `$` also accepts a value ending in a newline.
 _NAME = r"[a-z](?:[a-z0-9-]{0,%d}[a-z0-9])?"
-ENV_RE = re.compile(r"^%s$" % (_NAME % 18))  # 1-20 chars
-TEAM_RE = re.compile(r"^%s$" % (_NAME % 38))  # 1-40 chars
-VERSION_RE = re.compile(r"^[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}(?:-[0-9a-z]{1,20}(?:\.[0-9a-z]{1,20}){0,3})?$")
+ENV_RE = re.compile(_NAME % 18)  # 1-20 chars
+TEAM_RE = re.compile(_NAME % 38)  # 1-40 chars
+VERSION_RE = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9}){0,3}(?:-[0-9a-z]{1,20}(?:\.[0-9a-z]{1,20}){0,3})?")
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,14 @@ def parse_tag(tag: str, extra_regions: frozenset[str] = frozenset()) -> Tag:
         raise _fail(tag, f"first part {show(head)} needs '_' between env and region "
                          "(like dev_us-east-1 or dev_global)")
     env, scope = head.split("_", 1)
-    if not ENV_RE.match(env):
+    if not ENV_RE.fullmatch(env):
         raise _fail(tag, f"env {show(env)} must be 1-20 lowercase letters, digits or '-', "
                          "starting with a letter")
     region = _parse_scope(tag, scope, extra_regions)
-    if not TEAM_RE.match(team):
+    if not TEAM_RE.fullmatch(team):
         raise _fail(tag, f"team {show(team)} must be 1-40 lowercase letters, digits or '-', "
                          "starting with a letter")
-    if not VERSION_RE.match(version):
+    if not VERSION_RE.fullmatch(version):
         hint = " (drop the leading 'v')" if version[:1] in ("v", "V") else ""
         raise _fail(tag, f"version {show(version)} must be dotted numbers like 1.0 or 2.3.1, "
                          f"optionally with a suffix like 1.1-rc1{hint}")
@@ -97,7 +98,7 @@ def parse_tag(tag: str, extra_regions: frozenset[str] = frozenset()) -> Tag:
 def _parse_scope(tag: str, scope: str, extra_regions: frozenset[str]) -> str | None:
     if scope == GLOBAL:
         return None
-    if not REGION_SHAPE.match(scope):
+    if not REGION_SHAPE.fullmatch(scope):
         raise _fail(tag, f"region {show(scope)} is not an AWS Region code like us-east-1 "
                          "(or 'global')")
     if not is_allowed(scope, extra_regions):
