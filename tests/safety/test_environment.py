@@ -93,3 +93,49 @@ def test_a_workspace_selected_in_the_work_dir_is_never_used(repo):
         Bucket=BUCKET, Key=evil)["Body"].read()) == json.loads(planted)
     state = json.loads(boto3.client("s3", region_name="us-east-1").get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
     assert state["resources"]
+
+
+# The policy itself: one pure function, table-driven.
+@pytest.mark.parametrize("name, refused", [
+    ("TF_WORKSPACE", True), ("TF_CLI_ARGS", True), ("TF_CLI_ARGS_plan", True), ("TF_CLI_ARGS_apply", True),
+    ("TF_CLI_ARGS_init", True), ("TF_DATA_DIR", True), ("TF_REATTACH_PROVIDERS", True),
+    ("TF_VAR_env", True), ("TF_VAR_region", True), ("TF_VAR_team", True), ("TF_VAR_account", True),
+    ("TF_VAR_release_version", True),
+    ("TF_VAR_greeting", False), ("TF_VAR_apply_delay_seconds", False), ("TF_VAR_Account", False),
+    ("TF_LOG", False), ("TF_LOG_PATH", False), ("TF_LOG_PROVIDER", False), ("TF_PLUGIN_CACHE_DIR", False),
+    ("TF_CLI_CONFIG_FILE", False), ("TF_IN_AUTOMATION", False), ("TF_INPUT", False),
+    ("TF_TOKEN_app_terraform_io", False), ("TF_REGISTRY_CLIENT_TIMEOUT", False),
+    ("TF_STATE_PERSIST_INTERVAL", False), ("AWS_PROFILE", False), ("PATH", False),
+])
+def test_policy_table(name, refused):
+    from tfdeploy.engine.tfenv import refused_variables, why_refused
+
+    assert (why_refused(name) is not None) == refused
+    assert (name in refused_variables({name: "x"})) == refused
+    assert refused_variables({name: ""}) == {}  # empty is unset for Terraform
+
+
+def test_policy_error_names_every_variable_and_drops_empty_ones():
+    from tfdeploy.engine.tfenv import controlled_environment
+    from tfdeploy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        controlled_environment({"TF_WORKSPACE": "evil", "TF_CLI_ARGS_plan": "-target=x", "TF_LOG": "1"})
+    message = str(caught.value)
+    assert "TF_CLI_ARGS_plan, TF_WORKSPACE" in message and "\n" not in message
+    assert controlled_environment({"TF_WORKSPACE": "", "TF_LOG": "1"}) == {"TF_LOG": "1"}
+
+
+def test_generated_variables_match_what_tfdeploy_generates():
+    from tfdeploy.engine.provider import deployment_tfvars
+    from tfdeploy.engine.tfenv import GENERATED_VARIABLES
+    from tfdeploy.model.deployment import resolve
+    from tfdeploy.model.settings import load_settings
+    from tfdeploy.adopt.example import write_example_repo
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_example_repo(Path(tmp))
+        deployment = resolve(REGIONAL, load_settings(Path(tmp), {}, {}), Path(tmp))
+    assert set(deployment_tfvars(deployment)) == set(GENERATED_VARIABLES)

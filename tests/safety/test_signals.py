@@ -169,3 +169,90 @@ def test_sigkill_of_tfdeploy_still_stops_terraform_gracefully(repo):
     assert not lock_held()
     assert [r["type"] for r in state()["resources"]] == ["terraform_data"]
     assert_next_apply_is_clean(repo)
+
+
+_WORKER_SCRIPT = """
+import os, sys, threading
+from pathlib import Path
+from tfdeploy.engine import supervise
+from tfdeploy.engine.terraform import Terraform, base_environment
+
+workdir, binary = Path(sys.argv[1]), sys.argv[2]
+terraform = Terraform(binary, workdir, base_environment(workdir.parent / "cache", os.environ))
+terraform.check("init", "-no-color")
+outcome = {}
+
+def work():  # what fan-out will do: Terraform in a worker thread
+    try:
+        terraform.run("apply", "-auto-approve", "-no-color")
+        outcome["line"] = "finished without an interrupt"
+    except supervise.Interrupted as exc:
+        outcome["line"] = f"{exc.exit_code} {exc}"
+
+with supervise.handling_signals():  # installed once, by the main thread
+    worker = threading.Thread(target=work)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+print("OUTCOME", outcome["line"], flush=True)
+"""
+
+_SLOW_TF = """
+resource "terraform_data" "slow" {
+  input = "x"
+  provisioner "local-exec" {
+    command = "sleep 5"
+  }
+}
+"""
+
+
+def test_terraform_in_a_worker_thread_gets_the_interrupt(tmp_path, terraform_bin):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(_SLOW_TF)
+    script = tmp_path / "fanout.py"
+    script.write_text(_WORKER_SCRIPT)
+    proc = subprocess.Popen([os.sys.executable, str(script), str(workdir), terraform_bin],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout))
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any("Executing:" in line for line in list(seen)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    reader.join(timeout=10)
+    outcome = next(line for line in seen if line.startswith("OUTCOME"))
+    assert outcome.startswith("OUTCOME 143 interrupted (SIGTERM): terraform apply stopped cleanly"), "".join(seen)
+    state = json.loads((workdir / "terraform.tfstate").read_text())
+    assert [r["type"] for r in state["resources"]] == ["terraform_data"]
+    assert processes_in(str(workdir)) == []
+
+
+def _result(code: int, out: str = "", err: str = ""):
+    from tfdeploy.engine.terraform import TerraformResult
+
+    return TerraformResult(("terraform",), code, out, err)
+
+
+@pytest.mark.parametrize("signals, command, result, expected", [
+    (1, "apply", _result(1, err="Error: execution halted"),
+     "interrupted (SIGTERM): terraform apply of dev-us-east-1-research stopped cleanly; state saved at "
+     "s3://b/k, lock released; run tfdeploy plan --tag T to see what remains"),
+    (1, "apply", _result(1, err="Failed to save state ... wrote errored.tfstate"), "could NOT save its state"),
+    (2, "apply", _result(1, out="Two interrupts received. Exiting immediately."), "was stopped forcibly"),
+    (3, "apply", _result(-9), "was stopped forcibly"),
+    (1, "apply", _result(1, err="Error releasing the state lock\nLock Info:\n  ID: abc-123\n"),
+     "terraform force-unlock abc-123"),
+    (1, "plan", _result(1), "it changes no state"),
+    (1, "apply", _result(0), "it completed, state saved at s3://b/k"),
+])
+def test_interrupt_line(signals, command, result, expected):
+    from tfdeploy.engine.terraform import RunContext, describe_interrupt
+
+    line = describe_interrupt(signal.SIGTERM, signals, command, result, RunContext("dev-us-east-1-research",
+                              "T", "s3://b/k"), Path("/w"))
+    assert expected in line and "\n" not in line
