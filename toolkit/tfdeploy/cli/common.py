@@ -26,11 +26,19 @@ class TfdeployGroup(click.Group):
     """Turns TfdeployError into one `tfdeploy: error: ...` line and its exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        from ..engine.supervise import handling_signals
+
+        # SIGINT/SIGTERM/SIGHUP: forwarded to a running Terraform, else raised as Interrupted.
         try:
-            return super().invoke(ctx)
+            with handling_signals(until_exit=True):
+                return super().invoke(ctx)
         except TfdeployError as exc:
             click.echo(f"tfdeploy: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # before our handler was in place; click would say "Aborted!"
+            click.echo("tfdeploy: error: interrupted (SIGINT); no Terraform was running; run the "
+                       "command again when ready", err=True)
+            ctx.exit(130)
 
 
 @dataclass

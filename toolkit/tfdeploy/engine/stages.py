@@ -23,7 +23,7 @@ from ..model.tags import Tag, parse_tag
 from ..paths import repo_cache_dir
 from ..results import PASSED, StageResult, write_atomic, write_result
 from .gitsource import SourceRef, tag_source, worktree_source
-from .terraform import Terraform, base_environment
+from .terraform import RunContext, Terraform, base_environment
 from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
 
 
@@ -182,6 +182,8 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
                            sandbox=endpoint is not None, reuse=reuse_workdir)
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     tag = workdir.deployment.tag
+    backend = workdir.deployment.backend
+    terraform.context = RunContext(tag.cell, tag.name, f"s3://{backend.bucket}/{backend.key}")
     return Session(repo_root, tag, workdir, terraform, endpoint, extra)
 
 

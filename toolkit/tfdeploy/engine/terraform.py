@@ -1,20 +1,26 @@
 """Run Terraform commands in a work dir (argv built by python-terraform), streaming output live.
 
 Output is shown while Terraform runs and also kept, so failures can be explained in one line
-(e.g. who holds the state lock).
+(e.g. who holds the state lock). Terraform writes it to unlinked temporary files that tfdeploy
+tails, not to pipes: if tfdeploy dies, a pipe would break and Terraform would die of SIGPIPE on
+its next line ("Interrupt received...") before saving state; a file keeps accepting its output.
+Every process is started and stopped by `supervise` (signals, process group, parent death).
 """
 
 from __future__ import annotations
 
+import codecs
+import os
 import re
-import subprocess
 import sys
-import threading
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Mapping
 
 from ..errors import ConfigError, TfdeployError
+from . import supervise
+from .tfenv import controlled_environment
 
 
 @dataclass(frozen=True)
@@ -96,8 +102,11 @@ def mirror_cli_config(mirror: Path, providers: list[str]) -> str:
 
 
 def base_environment(cache: Path, environ: Mapping[str, str]) -> dict[str, str]:
-    """Environment for any Terraform run: automation mode, plugin cache, a usable CLI config."""
-    env = dict(environ)
+    """Environment for any Terraform run: automation mode, plugin cache, a usable CLI config.
+
+    Refuses variables that would steer Terraform away from the tag (see tfenv), before anything
+    is written."""
+    env = controlled_environment(environ)
     plugin_cache = cache / "plugin-cache"
     plugin_cache.mkdir(parents=True, exist_ok=True)
     env.setdefault("TF_PLUGIN_CACHE_DIR", str(plugin_cache))
@@ -142,6 +151,8 @@ class Terraform:
         # Where live output goes: stdout normally, stderr under --json, a buffer for the demo.
         self.sink = sink if sink is not None else sys.stdout
         self.err_sink = err_sink if err_sink is not None else sys.stderr
+        # Which cell this Terraform works for, to say what an interrupt left behind.
+        self.context: RunContext | None = None
 
     def argv(self, command: str, *args: str, **options: Any) -> list[str]:
         """python-terraform's option convention: foo_bar=1 -> -foo-bar=1, flag=IsFlagged -> -flag."""
@@ -149,24 +160,27 @@ class Terraform:
 
     def run(self, command: str, *args: str, stream: bool = True, **options: Any) -> TerraformResult:
         argv = self.argv(command, *args, **options)
-        try:
-            proc = subprocess.Popen(argv, cwd=self.workdir, env=self.env, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True, bufsize=1)
-        except FileNotFoundError:
-            raise TfdeployError(f"terraform executable {self.binary!r} not found; "
-                                "pass --terraform PATH or run tfdeploy doctor") from None
-        out: list[str] = []
-        err: list[str] = []
-        readers = [
-            threading.Thread(target=_pump, args=(proc.stdout, out, self.sink if stream else None)),
-            threading.Thread(target=_pump, args=(proc.stderr, err, self.err_sink if stream else None)),
-        ]
-        for reader in readers:
-            reader.start()
-        for reader in readers:
-            reader.join()
-        proc.wait()
-        return TerraformResult(tuple(argv), proc.returncode, "".join(out), "".join(err))
+        select_default_workspace(self.workdir, self.err_sink)
+        with supervise.handling_signals(), tempfile.TemporaryFile() as out_file, \
+                tempfile.TemporaryFile() as err_file:
+            try:
+                child = supervise.spawn(argv, self.workdir, self.env, out_file, err_file)
+            except FileNotFoundError:
+                raise TfdeployError(f"terraform executable {self.binary!r} not found; "
+                                    "pass --terraform PATH or run tfdeploy doctor") from None
+            out = _Tail(out_file, self.sink if stream else None)
+            err = _Tail(err_file, self.err_sink if stream else None)
+            try:
+                returncode = supervise.wait(child, lambda: (out.poll(), err.poll()))
+            finally:
+                out.poll(final=True)
+                err.poll(final=True)
+        result = TerraformResult(tuple(argv), returncode, out.text, err.text)
+        signum = supervise.received()
+        if signum is not None:
+            raise supervise.Interrupted(describe_interrupt(signum, supervise.signal_count(), command,
+                                                           result, self.context, self.workdir), signum)
+        return result
 
     def check(self, command: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> TerraformResult:
         result = self.run(command, *args, **options)
@@ -175,10 +189,105 @@ class Terraform:
         return result
 
 
-def _pump(stream: IO[str], keep: list[str], echo: IO[str] | None) -> None:
-    for line in stream:
-        keep.append(line)
-        if echo is not None:
-            echo.write(line)
-            echo.flush()
-    stream.close()
+class _Tail:
+    """Follows a file Terraform writes to: keeps every line, echoes complete lines as they come."""
+
+    def __init__(self, file: IO[bytes], echo: IO[str] | None):
+        self._fd = file.fileno()
+        self._offset = 0
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial = ""
+        self._keep: list[str] = []
+        self._echo = echo
+
+    def poll(self, final: bool = False) -> None:
+        # pread: the file offset is shared with Terraform's descriptor and must not move.
+        while chunk := os.pread(self._fd, 65536, self._offset):
+            self._offset += len(chunk)
+            self._partial += self._decoder.decode(chunk)
+        if final:
+            self._partial += self._decoder.decode(b"", final=True)
+        *lines, self._partial = self._partial.split("\n")
+        lines = [line + "\n" for line in lines]
+        if final and self._partial:
+            lines.append(self._partial)
+            self._partial = ""
+        self._keep.extend(lines)
+        if self._echo is not None and lines:
+            self._echo.write("".join(lines))
+            self._echo.flush()
+
+    @property
+    def text(self) -> str:
+        return "".join(self._keep)
+
+
+def select_default_workspace(workdir: Path, note: IO[str] | None = None) -> None:
+    """Make sure Terraform uses the default workspace in `workdir`.
+
+    `.terraform/environment` names the selected workspace (what `terraform workspace select`
+    writes); a tagged tree or a hand-run command could leave one there and move state to
+    env:/<name>/... . A cell's state is always the default workspace's, so the file goes."""
+    selected = workdir / ".terraform" / "environment"
+    try:
+        name = selected.read_text(encoding="utf-8", errors="replace").strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except IsADirectoryError:
+        import shutil
+
+        shutil.rmtree(selected)
+        return
+    selected.unlink()
+    if name not in ("", "default") and note is not None:
+        note.write(f"tfdeploy: ignoring workspace {name!r} selected in {selected}; a cell always "
+                   "uses the default workspace\n")
+        note.flush()
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The cell a Terraform works for: named in the line an interrupt ends with."""
+
+    cell: str
+    tag: str
+    state_url: str
+
+
+# Commands that write state; the others leave it as it was when interrupted.
+_STATE_WRITERS = {"apply", "destroy", "import", "refresh", "state", "taint", "untaint"}
+
+
+def describe_interrupt(signum: int, signals: int, command: str, result: TerraformResult,
+                       context: RunContext | None, workdir: Path) -> str:
+    """One line: what a signal did to a Terraform command and what to run next (pure)."""
+    name = supervise.signal_name(signum)
+    what = f"terraform {command}" + (f" of {context.cell}" if context else "")
+    state = f"state saved at {context.state_url}" if context else "state saved"
+    see = (f"run tfdeploy plan --tag {context.tag} to see what remains" if context
+           else "plan again to see what remains")
+    output = result.stdout + result.stderr
+    if "errored.tfstate" in output or "Failed to save state" in output or "Failed to persist state" in output:
+        recover = (f"tfdeploy state recover --tag {context.tag}" if context
+                   else "terraform state push errored.tfstate")
+        return (f"interrupted ({name}): {what} could NOT save its state and wrote errored.tfstate "
+                f"(in {workdir}), the only record of what it created; push it back before any "
+                f"plan or apply: {recover}")
+    forced = result.returncode < 0 or signals > 1 or "Two interrupts received" in output
+    if forced:
+        return (f"interrupted ({name}, {signals} signals): {what} was stopped forcibly; changes it "
+                f"made last may be missing from state and the lock may still be held; {see} "
+                "(if it reports the lock, release it once nothing runs)")
+    if "Error releasing the state lock" in output:
+        holder = re.search(r"Lock Info:\s*\n\s*ID:\s*(\S+)", output)
+        lock = holder.group(1) if holder else "LOCK_ID"
+        return (f"interrupted ({name}): {what} stopped, {state}, but the lock was NOT released; "
+                f"once nothing runs: terraform force-unlock {lock} in {workdir}")
+    if command not in _STATE_WRITERS:
+        again = f"tfdeploy plan --tag {context.tag}" if context else "the command"
+        return (f"interrupted ({name}): {what} stopped before it finished; it changes no state "
+                f"and released its lock; run {again} again when ready")
+    if result.returncode == 0:
+        return (f"interrupted ({name}) as {what} finished: it completed, {state}, lock released; "
+                f"{see}")
+    return f"interrupted ({name}): {what} stopped cleanly; {state}, lock released; {see}"

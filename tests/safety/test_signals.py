@@ -1,0 +1,258 @@
+"""SIGTERM, SIGINT and SIGKILL to tfdeploy mid-apply (real Terraform, moto, a `local-exec` sleep):
+Terraform stops gracefully, state is saved, the lock is released, nothing is left running, and
+the next apply succeeds without a manual unlock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.e2e.conftest import TFDEPLOY, repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.safety
+
+REGIONAL = "dev_us-east-1/research/1.0"
+BUCKET = "demo-tfstate-dev"
+KEY = "research/dev-us-east-1/terraform.tfstate"
+LOCK_TABLE = "demo-tfstate-lock-dev"
+LOCK_ID = f"{BUCKET}/{KEY}"
+
+
+class Run:
+    """A `tfdeploy` started on its own (its own session: signals reach only the pid we name)."""
+
+    def __init__(self, repo: Path, *args: str, env: dict[str, str] | None = None):
+        self.proc = subprocess.Popen([TFDEPLOY, *args], cwd=repo, env={**os.environ, **(env or {})},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [threading.Thread(target=self._pump, args=(self.proc.stdout, self.out)),
+                         threading.Thread(target=self._pump, args=(self.proc.stderr, self.err))]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _pump(stream, keep: list[str]) -> None:
+        for line in stream:
+            keep.append(line)
+
+    def wait_for(self, text: str, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.out + self.err):
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        self.finish(kill=True)
+        pytest.fail(f"never saw {text!r}:\n{''.join(self.out)}\n{''.join(self.err)}")
+
+    def finish(self, timeout: float = 90, kill: bool = False) -> int:
+        if kill:
+            self.proc.kill()
+        code = self.proc.wait(timeout=timeout)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    @property
+    def workdir(self) -> str:
+        return next(line.split("work dir ", 1)[1].strip() for line in self.err if "work dir " in line)
+
+
+def processes_in(workdir: str) -> list[str]:
+    """Live processes whose cwd is the work dir (Terraform, its providers, provisioners)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            if cwd == workdir or cwd.startswith(workdir + "/"):
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if stat != "Z":
+                    found.append(f"{entry.name} {cmd}")
+        except OSError:
+            continue
+    return found
+
+
+def wait_until_no_processes(workdir: str, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while (left := processes_in(workdir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def state() -> dict:
+    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=BUCKET, Key=KEY)["Body"].read()
+    return json.loads(body)
+
+
+def lock_held() -> bool:
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=LOCK_TABLE)["Items"]
+    return any(i["LockID"]["S"] == LOCK_ID and "Info" in i for i in items)
+
+
+def start_slow_apply(repo: Path) -> Run:
+    tag(repo, REGIONAL)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = Run(repo, "apply", "--tag", REGIONAL, "--auto-approve", env={"TF_VAR_apply_delay_seconds": "5"})
+    run.wait_for("(local-exec): Executing:")  # the apply is creating the resource now
+    return run
+
+
+def assert_next_apply_is_clean(repo: Path) -> None:
+    tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve")
+    instances = [i for r in state()["resources"] for i in r["instances"]]
+    assert instances and all(i.get("status") != "tainted" for i in instances)
+    assert not lock_held()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGHUP, 129)])
+def test_signal_mid_apply_stops_terraform_cleanly(repo, signum, code):
+    run = start_slow_apply(repo)
+    workdir = run.workdir
+    os.kill(run.proc.pid, signum)
+    assert run.finish() == code, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("tfdeploy: error:")]
+    assert len(errors) == 1, run.stderr
+    line = errors[0]
+    name = signal.Signals(signum).name
+    assert line.startswith(f"tfdeploy: error: interrupted ({name}): terraform apply of dev-us-east-1-research")
+    assert "state saved at s3://demo-tfstate-dev/research/dev-us-east-1/terraform.tfstate" in line
+    assert "lock released" in line and f"tfdeploy plan --tag {REGIONAL}" in line
+    assert "Aborted!" not in run.stderr and "Traceback" not in run.stderr
+    assert processes_in(workdir) == []
+    # What Terraform created before it stopped is recorded (tainted: its provisioner was cut short).
+    assert [r["type"] for r in state()["resources"]] == ["terraform_data"]
+    assert not lock_held()
+    assert_next_apply_is_clean(repo)
+
+
+def test_second_signal_escalates_and_leaves_nothing_running(repo):
+    run = start_slow_apply(repo)
+    workdir = run.workdir
+    os.kill(run.proc.pid, signal.SIGTERM)
+    run.wait_for("Interrupt received")
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.finish() == 143, run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("tfdeploy: error:")]
+    assert len(errors) == 1 and "interrupted (SIGTERM" in errors[0], run.stderr
+    assert "Traceback" not in run.stderr
+    assert processes_in(workdir) == []
+
+
+def test_sigkill_of_tfdeploy_still_stops_terraform_gracefully(repo):
+    run = start_slow_apply(repo)
+    workdir = run.workdir
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    # Terraform gets its interrupt from the kernel when its parent dies, saves state, unlocks;
+    # the provisioner's `sleep 5` it leaves behind ends on its own.
+    left = wait_until_no_processes(workdir, timeout=20)
+    assert left == []
+    assert not lock_held()
+    assert [r["type"] for r in state()["resources"]] == ["terraform_data"]
+    assert_next_apply_is_clean(repo)
+
+
+_WORKER_SCRIPT = """
+import os, sys, threading
+from pathlib import Path
+from tfdeploy.engine import supervise
+from tfdeploy.engine.terraform import Terraform, base_environment
+
+workdir, binary = Path(sys.argv[1]), sys.argv[2]
+terraform = Terraform(binary, workdir, base_environment(workdir.parent / "cache", os.environ))
+terraform.check("init", "-no-color")
+outcome = {}
+
+def work():  # what fan-out will do: Terraform in a worker thread
+    try:
+        terraform.run("apply", "-auto-approve", "-no-color")
+        outcome["line"] = "finished without an interrupt"
+    except supervise.Interrupted as exc:
+        outcome["line"] = f"{exc.exit_code} {exc}"
+
+with supervise.handling_signals():  # installed once, by the main thread
+    worker = threading.Thread(target=work)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+print("OUTCOME", outcome["line"], flush=True)
+"""
+
+_SLOW_TF = """
+resource "terraform_data" "slow" {
+  input = "x"
+  provisioner "local-exec" {
+    command = "sleep 5"
+  }
+}
+"""
+
+
+def test_terraform_in_a_worker_thread_gets_the_interrupt(tmp_path, terraform_bin):
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    (workdir / "main.tf").write_text(_SLOW_TF)
+    script = tmp_path / "fanout.py"
+    script.write_text(_WORKER_SCRIPT)
+    proc = subprocess.Popen([os.sys.executable, str(script), str(workdir), terraform_bin],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(proc.stdout))
+    reader.start()
+    deadline = time.monotonic() + 60
+    while not any("Executing:" in line for line in list(seen)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    reader.join(timeout=10)
+    outcome = next(line for line in seen if line.startswith("OUTCOME"))
+    assert outcome.startswith("OUTCOME 143 interrupted (SIGTERM): terraform apply stopped cleanly"), "".join(seen)
+    state = json.loads((workdir / "terraform.tfstate").read_text())
+    assert [r["type"] for r in state["resources"]] == ["terraform_data"]
+    assert processes_in(str(workdir)) == []
+
+
+def _result(code: int, out: str = "", err: str = ""):
+    from tfdeploy.engine.terraform import TerraformResult
+
+    return TerraformResult(("terraform",), code, out, err)
+
+
+@pytest.mark.parametrize("signals, command, result, expected", [
+    (1, "apply", _result(1, err="Error: execution halted"),
+     "interrupted (SIGTERM): terraform apply of dev-us-east-1-research stopped cleanly; state saved at "
+     "s3://b/k, lock released; run tfdeploy plan --tag T to see what remains"),
+    (1, "apply", _result(1, err="Failed to save state ... wrote errored.tfstate"), "could NOT save its state"),
+    (2, "apply", _result(1, out="Two interrupts received. Exiting immediately."), "was stopped forcibly"),
+    (3, "apply", _result(-9), "was stopped forcibly"),
+    (1, "apply", _result(1, err="Error releasing the state lock\nLock Info:\n  ID: abc-123\n"),
+     "terraform force-unlock abc-123"),
+    (1, "plan", _result(1), "it changes no state"),
+    (1, "apply", _result(0), "it completed, state saved at s3://b/k"),
+])
+def test_interrupt_line(signals, command, result, expected):
+    from tfdeploy.engine.terraform import RunContext, describe_interrupt
+
+    line = describe_interrupt(signal.SIGTERM, signals, command, result, RunContext("dev-us-east-1-research",
+                              "T", "s3://b/k"), Path("/w"))
+    assert expected in line and "\n" not in line
