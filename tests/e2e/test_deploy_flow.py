@@ -26,7 +26,8 @@ def modules_in(state: dict) -> set[str]:
 
 
 def keys_in(bucket: str) -> list[str]:
-    return sorted(o["Key"] for o in s3().list_objects_v2(Bucket=bucket).get("Contents", []))
+    return sorted(o["Key"] for o in s3().list_objects_v2(Bucket=bucket).get("Contents", [])
+                  if o["Key"].endswith(".tfstate"))  # states, not the lock-mode records
 
 
 def test_regional_and_global_tags_land_in_their_own_state(repo):

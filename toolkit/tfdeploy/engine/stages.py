@@ -202,7 +202,13 @@ def check_source(repo_root: Path, tag: Tag, default_branch: str, options: Source
 def init(session: Session, quiet: bool = False) -> StageResult:
     """terraform init with the deployment's backend; `quiet` keeps its output unless it fails."""
     started = time.monotonic()
-    backend = {**session.deployment.backend.backend_config_args(), **session.backend_extra}
+    from .lockmode import ensure_mode
+
+    d = session.deployment
+    # Before init: a run in the other lock mode must not touch the state or its locks.
+    ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=session.terraform.env,
+                endpoint=session.sandbox_endpoint)
+    backend = {**d.backend.backend_config_args(), **session.backend_extra}
     session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
                             no_color=_flag(), stream=not quiet)
     return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3))
