@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -166,14 +166,18 @@ def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, 
 
 def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
-                 sandbox: bool = False, reuse: bool = False) -> Workdir:
-    """Validate the tag, check its source and build (or reopen) its work dir. No AWS access."""
+                 sandbox: bool = False, reuse: bool = False,
+                 state_has_aws: Callable[[Deployment], bool] | None = None) -> Workdir:
+    """Validate the tag, check its source and build (or reopen) its work dir.
+
+    No AWS access, except `state_has_aws` (a session's probe of the cell's state)."""
     settings = load_settings(repo_root, environ, overrides)
     tag = parse_tag(tag_name, settings.extra_regions)
     if reuse:
         return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
     source = check_source(repo_root, tag, settings.default_branch, options)
-    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox)
+    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox,
+                           state_has_aws=state_has_aws)
 
 
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
@@ -184,8 +188,11 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)  # fail fast
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
+    from .provider import cell_state_has_aws
+
     workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
-                           sandbox=endpoint is not None, reuse=reuse_workdir)
+                           sandbox=endpoint is not None, reuse=reuse_workdir,
+                           state_has_aws=lambda d: cell_state_has_aws(d.backend, env, endpoint))
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     tag = workdir.deployment.tag
     return Session(repo_root, tag, workdir, terraform, endpoint, extra)
