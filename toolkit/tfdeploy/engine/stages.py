@@ -123,8 +123,15 @@ def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str
     binary = find_terraform(terraform_bin, repo_root, environ)
     terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
     shown = terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
-    write_atomic(out, shown.stdout)
+    write_atomic(out, redacted_json(shown.stdout))
     return out
+
+
+def redacted_json(text: str) -> str:
+    """`terraform show -json` output with what Terraform marks sensitive hidden (see redact)."""
+    from .redact import redact_show
+
+    return json.dumps(redact_show(json.loads(text)))
 
 
 def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
@@ -241,7 +248,7 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     shown = session.terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
     summary = summarize_plan(json.loads(shown.stdout))
     # Kept for `plan --json`, checkov's plan scan and reviewers; same lifetime as the plan.
-    write_atomic(session.plan_json_path, shown.stdout)
+    write_atomic(session.plan_json_path, redacted_json(shown.stdout))
     meta = {
         "tag": session.tag.name,
         "commit": session.workdir.source.commit,
