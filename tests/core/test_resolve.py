@@ -56,7 +56,7 @@ def test_backend_for_both_layouts_and_lock_modes(infra, tag, overrides, bucket, 
     assert (backend["bucket"], backend["key"], backend["region"]) == (bucket, key, region)
     assert backend["encrypt"] is True
     assert backend[lock[0]] == lock[1]
-    assert ("dynamodb_table" in backend) != ("use_lockfile" in backend)
+    assert backend["use_lockfile"] is True  # both modes take the S3 lockfile
 
 
 def test_global_tag_targets_module_global_from_the_global_region(infra):

@@ -11,7 +11,7 @@ from tests.e2e.conftest import tag, tfdeploy
 
 def _keys(bucket):
     s3 = boto3.client("s3", region_name="us-east-1")
-    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []) if o["Key"].endswith(".tfstate")]
 
 
 def test_run_stops_before_apply_without_auto_approve_then_applies_with_it(repo, checkov_bin, monkeypatch):

@@ -120,4 +120,5 @@ def _state_objects(environ: dict[str, str], endpoint: str, bucket: str) -> list[
     from ..aws.clients import client
 
     s3 = client("s3", "us-east-1", environ, endpoint=endpoint)
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    keys = (o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+    return sorted(k for k in keys if k.endswith(".tfstate"))  # not the lock-mode records beside them

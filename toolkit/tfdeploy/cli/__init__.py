@@ -116,8 +116,9 @@ def _register() -> None:
     from .deploy import COMMANDS
     from .doctor import doctor
     from .quality import lint, scan
+    from .state import state
 
-    for command in (lint, scan, *COMMANDS, bootstrap, sandbox, *DELIVERY, demo, doctor):
+    for command in (lint, scan, *COMMANDS, state, bootstrap, sandbox, *DELIVERY, demo, doctor):
         cli.add_command(command)
 
 

@@ -123,28 +123,37 @@ def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_js
 
 
 @click.command()
+@click.option("--show-sensitive", is_flag=True,
+              help="Print outputs marked sensitive in clear (default: <sensitive>, as Terraform does).")
 @json_option
 @tag_command
-def output(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoContext) -> None:
+def output(tag: str, source, terraform_bin: str | None, show_sensitive: bool, as_json: bool,
+           repo: RepoContext) -> None:
     """Show the deployment's Terraform outputs (from its remote state).
+
+    Outputs marked sensitive print as <sensitive> unless --show-sensitive.
 
     \b
     Example:
       tfdeploy output --tag dev_us-east-1/research/1.0 --json
     """
+    from ..engine.redact import redact_outputs
     from ..engine.stages import init as run_init
 
     session = _open(repo, tag, source, terraform_bin, True)
     run_init(session, quiet=True)
     shown = session.terraform.check("output", "-json", stream=False)
     values = json.loads(shown.stdout or "{}")
+    if not show_sensitive:
+        values = redact_outputs(values)
     if as_json:
         echo_json(values)
     elif not values:
         click.echo("no outputs")
     else:
         for name, item in values.items():
-            click.echo(f"{name} = {json.dumps(item.get('value'))}")
+            value = item.get("value")
+            click.echo(f"{name} = {value if value == '<sensitive>' else json.dumps(value)}")
 
 
 @click.command()
@@ -162,10 +171,18 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoC
     session = _open(repo, tag, source, terraform_bin, as_json)
     run_init(session, quiet=True)
     if as_json:
+        from ..engine.redact import redact_show
+
         shown = session.terraform.check("show", "-json", stream=False)
-        echo_json(json.loads(shown.stdout or "{}"))
+        echo_json(redact_show(json.loads(shown.stdout or "{}")))
     else:
-        session.terraform.check("show", "-no-color")
+        # Terraform's own text shows values derived from sensitive ones unmarked; scrub them.
+        from ..engine.redact import scrub_text, sensitive_values
+
+        shown = session.terraform.check("show", "-json", stream=False)
+        secrets = sensitive_values(json.loads(shown.stdout or "{}"))
+        text = session.terraform.check("show", "-no-color", stream=False).stdout
+        click.echo(scrub_text(text, secrets), nl=False)
 
 
 COMMANDS = [init, plan, apply, output, show]

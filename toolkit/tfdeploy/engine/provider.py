@@ -1,16 +1,20 @@
 """The generated AWS provider for a deployment: Region + assume-role + default tags.
 
 The repo holds no `provider "aws"` block; each deployment gets one written into its work dir. It
-is generated only when the configuration uses the AWS provider, so provider-free stacks (like the
-example repo) stay provider-free and never need a provider download.
+is generated when the configuration uses the AWS provider OR the cell's current state holds AWS
+resources: rolling back to a version without them must destroy them through the cell's own
+provider (an unconfigured one would refresh them away, or act in the caller's account). Stacks
+that never had AWS resources (like the example repo) stay provider-free.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Mapping
 
-from ..errors import ValidationError
+from ..errors import TfdeployError, ValidationError
+from ..model.backend import BackendConfig
 from ..model.deployment import Deployment
 from ..model.envs import parse_tfvars
 
@@ -40,6 +44,43 @@ def uses_aws_provider(root: Path) -> bool:
         if _mentions_aws(parse_tfvars(path.read_text(encoding="utf-8"), str(path.relative_to(root)))):
             return True
     return False
+
+
+AWS_PROVIDER_ADDR = 'provider["registry.terraform.io/hashicorp/aws"]'
+
+
+def state_has_aws(state: Mapping[str, Any]) -> bool:
+    """Does a Terraform state document hold resources of the AWS provider? (pure).
+
+    A resource's `provider` is the provider configuration's address, e.g.
+    `provider["registry.terraform.io/hashicorp/aws"]` or `module.x.provider[...].alias`."""
+    for resource in state.get("resources") or []:
+        provider = str(resource.get("provider", ""))
+        if AWS_PROVIDER_ADDR in provider and resource.get("instances"):
+            return True
+    return False
+
+
+def cell_state_has_aws(backend: BackendConfig, environ: Mapping[str, str], endpoint: str | None) -> bool:
+    """Read the cell's state object (if any) and look for AWS resources in it.
+
+    Called only when the configuration itself has none, so the common path costs no S3 call."""
+    from ..aws.clients import client
+
+    s3 = client("s3", backend.region, environ, endpoint)
+    try:
+        body = s3.get_object(Bucket=backend.bucket, Key=backend.key)["Body"].read()
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+        if code in ("NoSuchKey", "NoSuchBucket", "404"):
+            return False  # no state yet (or no bucket: terraform init explains that)
+        raise TfdeployError(f"cannot read s3://{backend.bucket}/{backend.key} to tell whether the cell "
+                            f"holds AWS resources: {str(exc).splitlines()[0]}") from None
+    try:
+        return state_has_aws(json.loads(body))
+    except ValueError:
+        raise TfdeployError(f"s3://{backend.bucket}/{backend.key} is not a readable Terraform state; "
+                            "inspect it before running Terraform on this cell") from None
 
 
 def _hcl(value: str) -> str:

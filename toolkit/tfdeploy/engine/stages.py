@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -25,6 +25,10 @@ from ..results import PASSED, StageResult, write_atomic, write_result
 from .gitsource import SourceRef, tag_source, worktree_source
 from .terraform import RunContext, Terraform, base_environment
 from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
+
+# A saved plan is renamed to this the moment its apply starts: a plan applies once, even when
+# that apply fails or is interrupted halfway (its changes may already be partly made).
+PLAN_SPENT = PLAN_FILE + ".spent"
 
 
 @dataclass(frozen=True)
@@ -119,8 +123,15 @@ def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str
     binary = find_terraform(terraform_bin, repo_root, environ)
     terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
     shown = terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
-    write_atomic(out, shown.stdout)
+    write_atomic(out, redacted_json(shown.stdout))
     return out
+
+
+def redacted_json(text: str) -> str:
+    """`terraform show -json` output with what Terraform marks sensitive hidden (see redact)."""
+    from .redact import redact_show
+
+    return json.dumps(redact_show(json.loads(text)))
 
 
 def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
@@ -160,14 +171,18 @@ def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, 
 
 def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
-                 sandbox: bool = False, reuse: bool = False) -> Workdir:
-    """Validate the tag, check its source and build (or reopen) its work dir. No AWS access."""
+                 sandbox: bool = False, reuse: bool = False,
+                 state_has_aws: Callable[[Deployment], bool] | None = None) -> Workdir:
+    """Validate the tag, check its source and build (or reopen) its work dir.
+
+    No AWS access, except `state_has_aws` (a session's probe of the cell's state)."""
     settings = load_settings(repo_root, environ, overrides)
     tag = parse_tag(tag_name, settings.extra_regions)
     if reuse:
         return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
     source = check_source(repo_root, tag, settings.default_branch, options)
-    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox)
+    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox,
+                           state_has_aws=state_has_aws)
 
 
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
@@ -178,8 +193,11 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)  # fail fast
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
+    from .provider import cell_state_has_aws
+
     workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
-                           sandbox=endpoint is not None, reuse=reuse_workdir)
+                           sandbox=endpoint is not None, reuse=reuse_workdir,
+                           state_has_aws=lambda d: cell_state_has_aws(d.backend, env, endpoint))
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     tag = workdir.deployment.tag
     backend = workdir.deployment.backend
@@ -198,7 +216,13 @@ def check_source(repo_root: Path, tag: Tag, default_branch: str, options: Source
 def init(session: Session, quiet: bool = False) -> StageResult:
     """terraform init with the deployment's backend; `quiet` keeps its output unless it fails."""
     started = time.monotonic()
-    backend = {**session.deployment.backend.backend_config_args(), **session.backend_extra}
+    from .lockmode import ensure_mode
+
+    d = session.deployment
+    # Before init: a run in the other lock mode must not touch the state or its locks.
+    ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=session.terraform.env,
+                endpoint=session.sandbox_endpoint)
+    backend = {**d.backend.backend_config_args(), **session.backend_extra}
     session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
                             no_color=_flag(), stream=not quiet)
     return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3))
@@ -217,13 +241,14 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     d = session.deployment
     session.plan_path.unlink(missing_ok=True)
     (session.workdir.path / PLAN_META).unlink(missing_ok=True)
+    (session.workdir.path / PLAN_SPENT).unlink(missing_ok=True)
     session.terraform.check("plan", input=False, no_color=_flag(), detailed_exitcode=_flag(),
                             out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
                             ok=(0, 2))
     shown = session.terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
     summary = summarize_plan(json.loads(shown.stdout))
     # Kept for `plan --json`, checkov's plan scan and reviewers; same lifetime as the plan.
-    write_atomic(session.plan_json_path, shown.stdout)
+    write_atomic(session.plan_json_path, redacted_json(shown.stdout))
     meta = {
         "tag": session.tag.name,
         "commit": session.workdir.source.commit,
@@ -257,38 +282,77 @@ def _sha256(path: Path) -> str:
 
 
 def check_saved_plan(session: Session, current: SourceRef) -> dict[str, Any]:
-    """Refuse a saved plan made from another tag or commit, or one that was altered."""
+    """Refuse a saved plan that is spent, made from another tag or commit, altered, or whose own
+    content (backend, variables, changed addresses) is not this cell's."""
+    name = session.tag.name
     meta_path = session.workdir.path / PLAN_META
-    if not meta_path.is_file() or not session.plan_path.is_file():
-        raise ValidationError(f"no saved plan for {session.tag.name}; run: tfdeploy plan --tag "
-                              f"{session.tag.name} (or apply --auto-approve to plan and apply)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta["tag"] != session.tag.name:
-        raise ValidationError(f"the saved plan is for tag {meta['tag']}, not {session.tag.name}; "
-                              f"run: tfdeploy plan --tag {session.tag.name}")
+    meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+    if meta and meta.get("spent_at") and meta.get("tag") == name:
+        raise ValidationError(f"the saved plan of {name} was already used by an apply at "
+                              f"{meta['spent_at']}; run tfdeploy plan --tag {name}")
+    if meta is None or not session.plan_path.is_file():
+        raise ValidationError(f"no saved plan for {name}; run: tfdeploy plan --tag "
+                              f"{name} (or apply --auto-approve to plan and apply)")
+    if meta["tag"] != name:
+        raise ValidationError(f"the saved plan is for tag {meta['tag']}, not {name}; "
+                              f"run: tfdeploy plan --tag {name}")
     if meta["worktree"] != current.worktree:
         what = "the working tree" if meta["worktree"] else "the tagged commit"
         raise ValidationError(f"the saved plan was made from {what}; plan again the same way you apply")
     if not current.worktree and meta["commit"] != current.commit:
         raise ValidationError(
-            f"the saved plan was made from commit {meta['commit'][:12]} but {session.tag.name} now "
-            f"points at {current.commit[:12]}; run: tfdeploy plan --tag {session.tag.name}"
+            f"the saved plan was made from commit {meta['commit'][:12]} but {name} now "
+            f"points at {current.commit[:12]}; run: tfdeploy plan --tag {name}"
         )
     if _sha256(session.plan_path) != meta["plan_sha256"]:
         raise ValidationError("the saved plan file changed after it was made (checksum mismatch); "
-                              f"run: tfdeploy plan --tag {session.tag.name}")
+                              f"run: tfdeploy plan --tag {name}")
+    check_plan_content(session, session.plan_path)
     return meta
 
 
+def check_plan_content(session: Session, path: Path) -> None:
+    """The checksum beside a plan can be recomputed by anyone who can write the work dir; the
+    plan's own backend, variables and addresses cannot be faked without changing what it does."""
+    from .planfile import mismatches, read_plan
+    from .provider import deployment_tfvars
+
+    d = session.deployment
+    found = mismatches(read_plan(path), bucket=d.backend.bucket, key=d.backend.key,
+                       region=d.backend.region, variables=deployment_tfvars(d),
+                       namespace=d.target_module)
+    if found:
+        raise ValidationError(f"the saved plan in the work dir of {d.tag.name} is not this cell's: "
+                              f"{'; '.join(found)}; nothing applied; run tfdeploy plan --tag {d.tag.name}")
+
+
+def spend_saved_plan(session: Session, meta: dict[str, Any]) -> Path:
+    """Claim the saved plan for this apply: rename it (atomic, so one apply wins) and record when.
+
+    Done before Terraform starts, so a crash or failure mid-apply cannot leave it appliable."""
+    spent = session.workdir.path / PLAN_SPENT
+    try:
+        os.rename(session.plan_path, spent)
+    except FileNotFoundError:
+        raise ValidationError(f"the saved plan of {session.tag.name} was just taken by another apply; "
+                              f"run tfdeploy plan --tag {session.tag.name}") from None
+    meta = {**meta, "spent_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
+    if _sha256(spent) != meta["plan_sha256"]:  # swapped between the check and the claim
+        raise ValidationError("the saved plan file changed after it was made (checksum mismatch); "
+                              f"run: tfdeploy plan --tag {session.tag.name}")
+    return spent
+
+
 def apply_saved(session: Session, current: SourceRef) -> StageResult:
-    """Apply the saved plan of the same tag and commit."""
+    """Apply the saved plan of the same tag and commit, once."""
     started = time.monotonic()
     meta = check_saved_plan(session, current)
     init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
-    session.terraform.check("apply", PLAN_FILE, input=False, no_color=_flag())
+    spent = spend_saved_plan(session, meta)
+    check_plan_content(session, spent)
+    session.terraform.check("apply", spent.name, input=False, no_color=_flag())
     summary = meta["summary"]
-    # A saved plan applies once; removing it stops a second apply of a stale plan.
-    session.plan_path.unlink(missing_ok=True)
     backend = session.deployment.backend
     result = StageResult(
         stage="apply", status=PASSED, duration_s=round(time.monotonic() - started, 3),

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from ..errors import ValidationError
 from ..model.deployment import Deployment, resolve
@@ -51,8 +51,10 @@ def workdir_path(repo_root: Path, tag: Tag, environ: Mapping[str, str] = os.envi
     return repo_cache_dir(repo_root, environ) / "work" / tag.cell
 
 
-def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sandbox: bool) -> bool:
-    aws = uses_aws_provider(path)
+def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sandbox: bool,
+                     state_has_aws: Callable[[Deployment], bool] | None = None) -> bool:
+    # The state is asked only when the code has no AWS resources (a rollback may still hold some).
+    aws = uses_aws_provider(path) or (state_has_aws is not None and state_has_aws(deployment))
     if aws:
         write_atomic(path / PROVIDER_FILE, render_provider(deployment, sandbox=sandbox))
     write_atomic(path / TFVARS_FILE, json.dumps(deployment_tfvars(deployment), indent=2) + "\n")
@@ -62,7 +64,8 @@ def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sand
 
 
 def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Mapping[str, str],
-                    overrides: Mapping[str, Any], sandbox: bool) -> Workdir:
+                    overrides: Mapping[str, Any], sandbox: bool,
+                    state_has_aws: Callable[[Deployment], bool] | None = None) -> Workdir:
     """Export the source into a fresh work dir for the tag's cell and write generated files.
 
     Settings and envs/ are read from the exported tree: what is deployed is what was tagged.
@@ -77,7 +80,7 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
             export_commit(repo_root, source.commit, staging)
         settings = load_settings(staging, environ, overrides)
         deployment = resolve(tag.name, settings, staging)
-        aws = _write_generated(staging, deployment, source, sandbox)
+        aws = _write_generated(staging, deployment, source, sandbox, state_has_aws)
         if _same_source(final, source):
             for name in CARRY_OVER:
                 if (final / name).exists():

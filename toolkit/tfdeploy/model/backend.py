@@ -5,6 +5,10 @@ Two layouts, from the reference pattern:
   lock table `<prefix>-lock-<env>`, key `<team>/<env>-<scope>/terraform.tfstate`.
 - regional: state lives in the deployment's own Region: bucket `<prefix>-<regionshort>-<env>`,
   table `<prefix>-<regionshort>-lock-<env>`, key `<team>/<env>/terraform.tfstate`.
+
+Both lock modes take the S3 lockfile (`use_lockfile`); dynamodb mode takes the table's lock as
+well. So two runs of one cell contend on the same lockfile whatever mode each was given, and the
+dynamodb mode still keeps the state digest the lock table is known for.
 """
 
 from __future__ import annotations
@@ -26,13 +30,23 @@ class BackendConfig:
     region: str
     encrypt: bool = True
     dynamodb_table: str | None = None  # set in dynamodb lock mode
-    use_lockfile: bool = False  # S3-native locking (Terraform >= 1.11)
+    use_lockfile: bool = True  # S3-native locking (Terraform >= 1.11), in both modes
+    # The env's lock table whatever the mode: where a dynamodb-mode digest row would be found.
+    lock_table: str | None = None
+
+    @property
+    def lock_mode(self) -> str:
+        return "dynamodb" if self.dynamodb_table else "s3"
+
+    @property
+    def lockfile(self) -> str:
+        return f"s3://{self.bucket}/{self.key}.tflock"
 
     @property
     def lock_description(self) -> str:
         if self.dynamodb_table:
-            return f"DynamoDB table {self.dynamodb_table}"
-        return f"S3 lockfile s3://{self.bucket}/{self.key}.tflock"
+            return f"DynamoDB table {self.dynamodb_table} + S3 lockfile {self.lockfile}"
+        return f"S3 lockfile {self.lockfile}"
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {
@@ -43,8 +57,7 @@ class BackendConfig:
         }
         if self.dynamodb_table:
             data["dynamodb_table"] = self.dynamodb_table
-        else:
-            data["use_lockfile"] = self.use_lockfile
+        data["use_lockfile"] = self.use_lockfile
         return data
 
     def backend_config_args(self) -> dict[str, str]:
@@ -70,9 +83,9 @@ def bucket_name(settings: Settings, env: str, region: str) -> str:
     return bucket
 
 
-def lock_table_name(settings: Settings, env: str, region: str) -> str | None:
-    """The env's lock table (None in S3-lockfile mode)."""
-    if settings.lock != "dynamodb":
+def lock_table_name(settings: Settings, env: str, region: str, any_mode: bool = False) -> str | None:
+    """The env's lock table (None in S3-lockfile mode, unless `any_mode`)."""
+    if settings.lock != "dynamodb" and not any_mode:
         return None
     prefix = settings.require_backend_prefix()
     if settings.state_layout == "regional":
@@ -94,4 +107,5 @@ def backend_for(tag: Tag, settings: Settings, region: str) -> BackendConfig:
         key = f"{tag.team}/{tag.env}-{tag.scope_name}/terraform.tfstate"
     table = lock_table_name(settings, tag.env, region)
     return BackendConfig(bucket=bucket, key=key, region=state_region(settings, region),
-                         dynamodb_table=table, use_lockfile=table is None)
+                         dynamodb_table=table, use_lockfile=True,
+                         lock_table=lock_table_name(settings, tag.env, region, any_mode=True))

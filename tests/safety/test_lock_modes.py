@@ -1,0 +1,133 @@
+"""One writer per cell whatever `--lock` mode each run is given (real Terraform, moto, git tags)."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import time
+
+import boto3
+import pytest
+
+from tests.conftest import git
+from tests.e2e.conftest import TFDEPLOY, repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.safety
+
+BUCKET = "demo-tfstate-dev"
+KEY = "research/dev-us-east-1/terraform.tfstate"
+TABLE = "demo-tfstate-lock-dev"
+V1, V2, V3 = "dev_us-east-1/research/1.0", "dev_us-east-1/research/1.1", "dev_us-east-1/research/1.2"
+
+
+def s3():
+    return boto3.client("s3", region_name="us-east-1")
+
+
+def ddb():
+    return boto3.client("dynamodb", region_name="us-east-1")
+
+
+def state_bytes() -> bytes | None:
+    try:
+        return s3().get_object(Bucket=BUCKET, Key=KEY)["Body"].read()
+    except s3().exceptions.NoSuchKey:
+        return None
+
+
+def digest_row() -> str | None:
+    item = ddb().get_item(TableName=TABLE, Key={"LockID": {"S": f"{BUCKET}/{KEY}-md5"}}).get("Item")
+    return item["Digest"]["S"] if item else None
+
+
+def objects() -> list[str]:
+    return sorted(o["Key"] for o in s3().list_objects_v2(Bucket=BUCKET).get("Contents", []))
+
+
+def release(repo, version: str, greeting: str, delay: int = 0) -> None:
+    """Commit a new greeting (a real change to apply) and tag it."""
+    (repo / "envs/dev/research/us-east-1.tfvars").write_text(
+        f'greeting = "{greeting}"\napply_delay_seconds = {delay}\n')
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", f"release {version}")
+    tag(repo, version)
+
+
+def last_line(proc) -> str:
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_dynamodb_mode_also_takes_the_s3_lockfile_and_keeps_the_digest(repo):
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    # The digest Terraform keeps is the MD5 of the state object's bytes.
+    assert digest_row() == hashlib.md5(state_bytes()).hexdigest()
+    assert f"{KEY}.tfdeploy-lock-mode.json" in objects()
+    resolved = tfdeploy(repo, "resolve", "--tag", V1, "--json", "--lock", "dynamodb").stdout
+    assert '"use_lockfile": true' in resolved and '"dynamodb_table": "demo-tfstate-lock-dev"' in resolved
+
+
+def test_concurrent_applies_with_different_lock_modes_never_both_write(repo):
+    release(repo, V1, "slow", delay=6)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "plan", "--tag", V1, "--lock", "dynamodb")  # first run of the cell: records the mode
+    slow = subprocess.Popen([TFDEPLOY, "apply", "--tag", V1, "--lock", "dynamodb"], cwd=repo,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while f"{KEY}.tflock" not in objects():  # the slow apply holds the lock now
+        assert time.monotonic() < deadline and slow.poll() is None, slow.communicate()
+        time.sleep(0.2)
+    other = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "s3", check=False)
+    out, err = slow.communicate(timeout=120)
+    assert slow.returncode == 0, err
+    assert other.returncode == 2, other.stderr
+    assert "state is locked in dynamodb mode" in last_line(other)
+
+
+def test_a_run_in_the_other_mode_is_refused_and_writes_nothing(repo):
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    before, digest, listing = state_bytes(), digest_row(), objects()
+    release(repo, V2, "two")
+    proc = tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--lock", "s3", check=False)
+    assert proc.returncode == 2
+    line = last_line(proc)
+    assert line == (
+        "tfdeploy: error: cell dev-us-east-1-research's state is locked in dynamodb mode "
+        f"(recorded at s3://{BUCKET}/{KEY}.tfdeploy-lock-mode.json); run with --lock dynamodb, "
+        f"or switch deliberately: tfdeploy state migrate-lock --tag {V2} --to s3"), line
+    assert (state_bytes(), digest_row(), objects()) == (before, digest, listing)
+
+
+def test_an_existing_state_without_a_record_is_inferred_from_its_digest_row(repo):
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    s3().delete_object(Bucket=BUCKET, Key=f"{KEY}.tfdeploy-lock-mode.json")  # a pre-tfdeploy state
+    proc = tfdeploy(repo, "plan", "--tag", V1, "--lock", "s3", check=False)
+    assert proc.returncode == 2 and "locked in dynamodb mode (inferred from" in last_line(proc)
+
+
+def test_migrate_lock_both_directions(repo):
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+
+    moved = tfdeploy(repo, "state", "migrate-lock", "--tag", V1, "--to", "s3", "--yes")
+    assert "now s3" in moved.stdout
+    assert digest_row() is None
+    release(repo, V2, "two")
+    tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--lock", "s3")
+    assert b'"two from us-east-1"' in state_bytes()
+    refused = tfdeploy(repo, "plan", "--tag", V2, "--lock", "dynamodb", check=False)
+    assert refused.returncode == 2 and "locked in s3 mode" in last_line(refused)
+
+    back = tfdeploy(repo, "state", "migrate-lock", "--tag", V2, "--to", "dynamodb", "--yes")
+    assert "now dynamodb" in back.stdout
+    assert digest_row() == hashlib.md5(state_bytes()).hexdigest()
+    release(repo, V3, "three")
+    tfdeploy(repo, "apply", "--tag", V3, "--auto-approve", "--lock", "dynamodb")
+    assert b'"three from us-east-1"' in state_bytes()
+    assert f"{KEY}.tflock" not in objects()  # every lock released
