@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import git
 from tests.e2e.conftest import repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.statecheck import all_keys, state_keys
 
 pytestmark = pytest.mark.safety
 
@@ -18,9 +19,6 @@ BUCKET = "demo-tfstate-dev"
 KEY = "research/dev-us-east-1/terraform.tfstate"
 
 
-def keys_in(bucket: str) -> list[str]:
-    s3 = boto3.client("s3", region_name="us-east-1")
-    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -42,7 +40,7 @@ def test_tf_workspace_is_refused_and_nothing_is_written(repo):
     proc = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", check=False,
                     env={"TF_WORKSPACE": "evil"})
     assert_refused(proc, "TF_WORKSPACE")
-    assert keys_in(BUCKET) == []
+    assert all_keys(BUCKET) == []
 
 
 def test_tf_cli_args_cannot_widen_a_regional_plan(repo):
@@ -51,7 +49,7 @@ def test_tf_cli_args_cannot_widen_a_regional_plan(repo):
     proc = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", check=False,
                     env={"TF_CLI_ARGS_plan": "-target=module.global"})
     assert_refused(proc, "TF_CLI_ARGS_plan")
-    assert keys_in(BUCKET) == []
+    assert all_keys(BUCKET) == []
 
 
 @pytest.mark.parametrize("name, value", [("TF_CLI_ARGS", "-lock=false"), ("TF_DATA_DIR", "/tmp/elsewhere"),
@@ -69,7 +67,7 @@ def test_harmless_variables_still_work(repo, tmp_path):
     tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve",
              env={"TF_LOG": "ERROR", "TF_LOG_PATH": str(tmp_path / "tf.log"), "TF_IN_AUTOMATION": "1",
                   "TF_VAR_greeting": "hi", "TF_WORKSPACE": ""})
-    assert keys_in(BUCKET) == [KEY]
+    assert state_keys(BUCKET) == [KEY]
 
 
 def test_a_workspace_selected_in_the_work_dir_is_never_used(repo):
@@ -88,7 +86,7 @@ def test_a_workspace_selected_in_the_work_dir_is_never_used(repo):
     boto3.client("s3", region_name="us-east-1").put_object(Bucket=BUCKET, Key=evil, Body=planted.encode())
     proc = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", check=False)
     assert proc.returncode == 0, proc.stderr
-    assert keys_in(BUCKET) == sorted([KEY, evil])
+    assert state_keys(BUCKET) == sorted([KEY, evil])
     assert json.loads(boto3.client("s3", region_name="us-east-1").get_object(
         Bucket=BUCKET, Key=evil)["Body"].read()) == json.loads(planted)
     state = json.loads(boto3.client("s3", region_name="us-east-1").get_object(Bucket=BUCKET, Key=KEY)["Body"].read())
@@ -127,13 +125,14 @@ def test_policy_error_names_every_variable_and_drops_empty_ones():
 
 
 def test_generated_variables_match_what_tfdeploy_generates():
+    import tempfile
+    from pathlib import Path
+
+    from tfdeploy.adopt.example import write_example_repo
     from tfdeploy.engine.provider import deployment_tfvars
     from tfdeploy.engine.tfenv import GENERATED_VARIABLES
     from tfdeploy.model.deployment import resolve
     from tfdeploy.model.settings import load_settings
-    from tfdeploy.adopt.example import write_example_repo
-    import tempfile
-    from pathlib import Path
 
     with tempfile.TemporaryDirectory() as tmp:
         write_example_repo(Path(tmp))

@@ -14,6 +14,7 @@ from tfdeploy.engine.gitsource import export_commit, export_worktree
 
 from tests.conftest import git
 from tests.e2e.conftest import make_repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixture)
+from tests.statecheck import state_keys
 
 pytestmark = pytest.mark.safety
 
@@ -57,8 +58,7 @@ def test_workspace_file_in_the_tagged_tree_does_not_move_the_state(tmp_path, san
 
     evil = json.loads(s3.get_object(Bucket="demo-tfstate-dev", Key=f"env:/evil/{KEY}")["Body"].read())
     assert evil["resources"] == [] and evil["serial"] == 1  # untouched
-    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket="demo-tfstate-dev").get("Contents", []))
-    assert keys == [f"env:/evil/{KEY}", KEY]
+    assert state_keys("demo-tfstate-dev") == [f"env:/evil/{KEY}", KEY]
     state = json.loads(s3.get_object(Bucket="demo-tfstate-dev", Key=KEY)["Body"].read())
     assert state["resources"]
     assert applied.stderr.count("ignored from the tagged tree:") == 1
