@@ -52,15 +52,15 @@ def lock_holder(stderr: str) -> dict[str, str] | None:
     return info
 
 
-def explain_failure(command: str, result: TerraformResult) -> str:
+def explain_failure(command: str, result: TerraformResult, tag: str | None = None) -> str:
     """One line for a failed Terraform command (pure)."""
     holder = lock_holder(result.stderr)
     if holder is not None:
         return (
             f"terraform {command}: the state is locked by {holder.get('Who', 'someone')} "
             f"({holder.get('Operation', 'an operation')} since {holder.get('Created', '?')}, lock ID "
-            f"{holder.get('ID', '?')}); wait for it to finish, or if it died: terraform force-unlock "
-            f"{holder.get('ID', 'LOCK_ID')}"
+            f"{holder.get('ID', '?')}); wait for it to finish (--lock-timeout 5m), or if it died: "
+            f"tfdeploy locks, then tfdeploy unlock --tag {tag or 'TAG'} --lock-id {holder.get('ID', 'LOCK_ID')}"
         )
     errors = re.findall(r"^(?:\u2577\n\u2502 )?Error: (.+)$", result.stderr, re.MULTILINE)
     errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
@@ -139,6 +139,7 @@ class Terraform:
         self.binary = binary
         self.workdir = workdir
         self.env = dict(env)
+        self.tag: str | None = None  # the deployment tag, for hints in error lines
         # Where live output goes: stdout normally, stderr under --json, a buffer for the demo.
         self.sink = sink if sink is not None else sys.stdout
         self.err_sink = err_sink if err_sink is not None else sys.stderr
@@ -171,7 +172,7 @@ class Terraform:
     def check(self, command: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> TerraformResult:
         result = self.run(command, *args, **options)
         if result.returncode not in ok:
-            raise TfdeployError(explain_failure(command, result))
+            raise TfdeployError(explain_failure(command, result, self.tag))
         return result
 
 
