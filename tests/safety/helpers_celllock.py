@@ -20,7 +20,8 @@ BUCKET = "demo-tfstate-dev"
 KEY = "research/dev-us-east-1/terraform.tfstate"
 
 
-def slow_repo(path: Path, delay: int, lock: str = "dynamodb", tags: tuple[str, ...] = (TAG,)) -> Path:
+def slow_repo(path: Path, delay: int, lock: str = "dynamodb", tags: tuple[str, ...] = (TAG,),
+              env: dict | None = None) -> Path:
     """The example repo whose regional apply sleeps `delay` seconds (a local-exec provisioner)."""
     repo = make_repo(path, lock=lock)
     tfvars = repo / "envs/dev/research/us-east-1.tfvars"
@@ -28,7 +29,7 @@ def slow_repo(path: Path, delay: int, lock: str = "dynamodb", tags: tuple[str, .
     git(repo, "commit", "-qam", f"apply sleeps {delay}s")
     for name in tags:
         tag(repo, name)
-    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "bootstrap", "--env", "dev", env=env)
     return repo
 
 
@@ -43,8 +44,9 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]
     return proc.returncode, out, err
 
 
-def state_object(bucket: str = BUCKET, key: str = KEY) -> dict:
-    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=bucket, Key=key)["Body"].read()
+def state_object(bucket: str = BUCKET, key: str = KEY, endpoint: str | None = None) -> dict:
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     return json.loads(body)
 
 
@@ -74,3 +76,47 @@ def holder_script(cache: Path, seconds: float) -> list[str]:
 def last_line(text: str) -> str:
     lines = [line for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MotoProcess:
+    """A moto server of its own (a separate process on 127.0.0.1) that a test may kill."""
+
+    def __init__(self, port: int):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "MotoProcess":
+        import urllib.request
+
+        binary = str(Path(sys.executable).parent / "moto_server")
+        self.proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up() -> bool:
+            try:
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1).read()
+                return True
+            except OSError:
+                return False
+
+        wait_for(up, timeout=30, what="moto server")
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def env(self) -> dict[str, str]:
+        names = ("TFDEPLOY_SANDBOX_ENDPOINT", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+                 "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS")
+        return {name: self.url for name in names}

@@ -98,8 +98,9 @@ def _register() -> None:
     from .deploy import COMMANDS
     from .doctor import doctor
     from .quality import lint, scan
+    from .state import COMMANDS as STATE
 
-    for command in (lint, scan, *COMMANDS, bootstrap, sandbox, *DELIVERY, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *STATE, bootstrap, sandbox, *DELIVERY, demo, doctor):
         cli.add_command(command)
 
 

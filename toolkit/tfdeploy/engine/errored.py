@@ -6,6 +6,11 @@ every plan, so tfdeploy moves that file (an `os.replace` on the same filesystem:
 could be half-written) to `<repo cache>/errored/<cell>/<UTC timestamp>-serial<N>.tfstate`.
 `tfdeploy state recover` pushes one back and then moves it to `recovered/` beside it: nothing
 here is ever deleted by tfdeploy.
+
+Terraform writes that file without lineage or serial, so on its own it cannot say which remote
+state it follows. Next to it tfdeploy keeps `<name>.base.json`: the lineage and serial of the state
+the failed apply started from (the prior state inside the saved plan). If the remote state is still
+exactly that one, nobody wrote in between and the kept state is its successor.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from typing import Any
 
 ERRORED_STATE = "errored.tfstate"
 RECOVERED = "recovered"
+BASE_SUFFIX = ".base.json"
+_PLAN_FILE = "tfdeploy.tfplan"  # workdir.PLAN_FILE (not imported: workdir imports this module)
 
 
 def errored_dir(cache: Path, cell: str) -> Path:
@@ -49,9 +56,32 @@ def rescue(workdir: Path, cache: Path, cell: str) -> Path | None:
     target_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     target = target_dir / f"{stamp}-serial{_serial(source)}.tfstate"
+    base = plan_base(workdir / _PLAN_FILE)
+    if base is not None:
+        Path(str(target) + BASE_SUFFIX).write_text(json.dumps(base) + "\n", encoding="utf-8")
     os.replace(source, target)
     _fsync_dir(target_dir)
     return target
+
+
+def plan_base(plan: Path) -> dict[str, Any] | None:
+    """Lineage and serial of the prior state a saved plan was made against, or None."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(plan) as archive:
+            prior = json.loads(archive.read("tfstate"))
+        return {"lineage": str(prior.get("lineage") or ""), "serial": int(prior.get("serial") or 0)}
+    except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile):
+        return None
+
+
+def base_of(kept: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(Path(str(kept) + BASE_SUFFIX).read_text(encoding="utf-8"))
+        return {"lineage": str(data["lineage"]), "serial": int(data["serial"])}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def rescue_all(work_root: Path, cache: Path, cell: str) -> list[Path]:
@@ -73,6 +103,9 @@ def mark_recovered(path: Path) -> Path:
     target_dir = path.parent / RECOVERED
     target_dir.mkdir(parents=True, exist_ok=True)
     target = target_dir / path.name
+    base = Path(str(path) + BASE_SUFFIX)
+    if base.is_file():
+        os.replace(base, Path(str(target) + BASE_SUFFIX))
     os.replace(path, target)
     return target
 
@@ -107,7 +140,9 @@ def compare(kept: StateSummary, remote: StateSummary) -> list[str]:
     if remote.serial is None:
         return ["the remote state is empty: pushing restores every resource listed above"]
     lines = []
-    if kept.lineage != remote.lineage:
+    if not kept.lineage:
+        pass  # Terraform's errored state: `successor` decides
+    elif kept.lineage != remote.lineage:
         lines.append(f"DIFFERENT lineage (remote {remote.lineage}): this is another state; push refuses "
                      "without --force")
     elif (kept.serial or 0) <= (remote.serial or 0):
@@ -122,3 +157,24 @@ def compare(kept: StateSummary, remote: StateSummary) -> list[str]:
     if only_remote:
         lines.append("only in the remote state (pushing drops them from state): " + ", ".join(only_remote))
     return lines
+
+
+def successor(kept: dict[str, Any], base: dict[str, Any] | None,
+              remote: StateSummary) -> tuple[dict[str, Any] | None, str]:
+    """The state to push for a kept one, or None and why not without --force (pure).
+
+    A kept state with its own lineage is pushed as is (Terraform checks lineage and serial). One
+    without (what Terraform writes on a failed save) follows the remote state only if the remote
+    is still the state the failed apply started from; it then gets that lineage and the next serial.
+    """
+    if kept.get("lineage") or remote.serial is None:
+        return kept, "pushed as kept"
+    if base is None:
+        return None, ("the kept state carries no lineage and tfdeploy did not record which state the "
+                      "failed apply started from")
+    if base["lineage"] in ("", remote.lineage) and base["serial"] == remote.serial:
+        return {**kept, "lineage": remote.lineage, "serial": (remote.serial or 0) + 1}, (
+            f"the remote state is still the one the failed apply started from (serial {remote.serial}): "
+            f"the kept state follows it as serial {(remote.serial or 0) + 1}")
+    return None, (f"the remote state changed after the failed apply began (it started from serial "
+                  f"{base['serial']}, the remote is at serial {remote.serial})")
