@@ -10,8 +10,17 @@ import time
 import pytest
 
 from tests.e2e.conftest import sandbox_env, tag, tfdeploy  # noqa: F401  (fixtures)
-from tests.safety.helpers_celllock import (CELL, TAG, finish, holder_script, last_line, leftovers, slow_repo,
-                                           start, state_object)
+from tests.safety.helpers_celllock import (
+    CELL,
+    TAG,
+    finish,
+    holder_script,
+    last_line,
+    leftovers,
+    slow_repo,
+    start,
+    state_object,
+)
 
 pytestmark = pytest.mark.safety
 
@@ -100,8 +109,9 @@ def test_lock_timeout_reaches_terraforms_state_lock(tmp_path, sandbox_env):
     other = start(repo, "apply", "--tag", TAG, "--auto-approve",
                   env={"TFDEPLOY_CACHE_DIR": str(tmp_path / "other-machine")})
     time.sleep(0.5)
-    from tests.safety.helpers_celllock import wait_for
     import boto3
+
+    from tests.safety.helpers_celllock import wait_for
 
     table = boto3.client("dynamodb", region_name="us-east-1")
     wait_for(lambda: any("Info" in i for i in table.scan(TableName="demo-tfstate-lock-dev")["Items"]),

@@ -4,13 +4,20 @@ writes errored.tfstate, tfdeploy keeps it and `tfdeploy state recover` pushes it
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
 from tests.e2e.conftest import sandbox_env, tfdeploy  # noqa: F401  (fixtures)
-from tests.safety.helpers_celllock import (CELL, TAG, MotoProcess, free_port, last_line, slow_repo, start,
-                                           state_object)
+from tests.safety.helpers_celllock import (
+    CELL,
+    TAG,
+    MotoProcess,
+    free_port,
+    last_line,
+    slow_repo,
+    start,
+    state_object,
+)
 
 pytestmark = pytest.mark.safety
 

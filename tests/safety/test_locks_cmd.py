@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import sandbox_env, tfdeploy  # noqa: F401  (fixtures)
-from tests.safety.helpers_celllock import CELL, TAG, finish, last_line, slow_repo, start, wait_for
+from tests.safety.helpers_celllock import (
+    CELL,
+    TAG,
+    finish,
+    last_line,
+    slow_repo,
+    start,
+    wait_for,
+)
 
 pytestmark = pytest.mark.safety
 

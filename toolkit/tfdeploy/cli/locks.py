@@ -8,7 +8,13 @@ import sys
 import click
 
 from ..errors import TfdeployError, ValidationError
-from .common import RepoContext, echo_json, hold_cell_for_command, json_option, repo_command
+from .common import (
+    RepoContext,
+    echo_json,
+    hold_cell_for_command,
+    json_option,
+    repo_command,
+)
 from .deploy import _open, tag_command
 
 

@@ -62,12 +62,19 @@ def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, st
       tfdeploy state recover --tag dev_us-east-1/research/1.0
       tfdeploy state recover --tag dev_us-east-1/research/1.0 --file .tfdeploy/errored/CELL/X.tfstate --yes
     """
-    from ..engine.errored import (base_of, compare, errored_dir, kept_states, mark_recovered, successor,
-                                  summarize_state)
-    from ..results import write_atomic
+    from ..engine.errored import (
+        base_of,
+        compare,
+        errored_dir,
+        kept_states,
+        mark_recovered,
+        successor,
+        summarize_state,
+    )
     from ..engine.stages import init as run_init
     from ..model.tags import parse_tag
     from ..paths import repo_cache_dir
+    from ..results import write_atomic
 
     hold_cell_for_command(repo, tag, lock_timeout)
     cell = parse_tag(tag, repo.settings.extra_regions).cell

@@ -18,11 +18,11 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from ..errors import TfdeployError, ValidationError
 
@@ -152,7 +152,7 @@ def cell_lock(cache: Path, cell: str, *, timeout_s: float = 0, command: str | No
     try:
         _acquire(fd, cache, cell, timeout_s)
         holder = {"pid": os.getpid(), "command": command or current_command(), "host": socket.gethostname(),
-                  "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "since": datetime.now(UTC).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         _HELD[key] = [fd, 1]

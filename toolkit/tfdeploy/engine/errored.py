@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,7 @@ def rescue(workdir: Path, cache: Path, cell: str) -> Path | None:
         return None
     target_dir = errored_dir(cache, cell)
     target_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     target = target_dir / f"{stamp}-serial{_serial(source)}.tfstate"
     base = plan_base(workdir / _PLAN_FILE)
     if base is not None:

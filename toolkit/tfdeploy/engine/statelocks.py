@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from ..model.backend import bucket_name, lock_table_name, state_region
 from ..model.settings import Settings
@@ -38,7 +39,7 @@ class StateLock:
         started = parse_created(self.created)
         if started is None:
             return "?"
-        seconds = int(((now or datetime.now(timezone.utc)) - started).total_seconds())
+        seconds = int(((now or datetime.now(UTC)) - started).total_seconds())
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
 
     def to_dict(self) -> dict[str, Any]:
