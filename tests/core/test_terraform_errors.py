@@ -35,7 +35,10 @@ def test_lock_holder_is_parsed():
 def test_lock_error_names_holder_and_unlock_command():
     line = explain_failure("apply", _result(LOCKED))
     assert "locked by ci@builder" in line and "OperationTypeApply" in line
-    assert "terraform force-unlock 5f1c0a8e-1111-2222-3333-444455556666" in line
+    assert ("tfdeploy locks, then tfdeploy unlock --tag TAG --lock-id 5f1c0a8e-1111-2222-3333-444455556666"
+            in line)
+    tagged = explain_failure("apply", _result(LOCKED), tag="dev_us-east-1/research/1.0")
+    assert "tfdeploy unlock --tag dev_us-east-1/research/1.0 --lock-id 5f1c0a8e" in tagged
     assert "\n" not in line
 
 

@@ -185,7 +185,8 @@ def test_second_apply_while_first_holds_the_lock_shows_the_holder(repo):
     assert result["proc"].returncode == 0, result["proc"].stderr
     assert second.returncode == 1
     line = second.stderr.strip().splitlines()[-1]
-    assert "the state is locked by" in line and "OperationTypeApply" in line and "force-unlock" in line
+    assert "the state is locked by" in line and "OperationTypeApply" in line
+    assert f"tfdeploy unlock --tag {name} --lock-id " in line
 
 
 def test_apply_refuses_the_saved_plan_of_another_version_of_the_cell(repo):

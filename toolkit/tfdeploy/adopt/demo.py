@@ -60,7 +60,7 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
              say: Callable[[str], None] = print, verbose: bool = False) -> DemoReport:
     from ..aws import sandbox
     from ..aws.bootstrap import bootstrap_backend
-    from ..engine.stages import apply_saved, open_session, plan
+    from ..engine.stages import apply_saved, hold_cell, open_session, plan
     from ..model.settings import load_settings
     from ..paths import user_state_dir
 
@@ -94,10 +94,11 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
             buffer = io.StringIO()
             sink = None if verbose else buffer
             try:
-                session = open_session(repo, name, overrides={}, environ=environ, sink=sink, err_sink=sink)
-                _, summary = plan(session)
-                say(f"[{next(step)}/{steps}] plan  {name}: {summary} ({session.deployment.target_module})")
-                apply_saved(session, session.workdir.source)
+                with hold_cell(repo, name, overrides={}, environ=environ):
+                    session = open_session(repo, name, overrides={}, environ=environ, sink=sink, err_sink=sink)
+                    _, summary = plan(session)
+                    say(f"[{next(step)}/{steps}] plan  {name}: {summary} ({session.deployment.target_module})")
+                    apply_saved(session, session.workdir.source)
             except TfdeployError:
                 if not verbose:
                     say(buffer.getvalue()[-4000:])

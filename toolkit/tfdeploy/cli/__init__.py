@@ -115,10 +115,11 @@ def _register() -> None:
     from .demo import demo
     from .deploy import COMMANDS
     from .doctor import doctor
+    from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
-    from .state import state
+    from .state import COMMANDS as STATE
 
-    for command in (lint, scan, *COMMANDS, state, bootstrap, sandbox, *DELIVERY, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, demo, doctor):
         cli.add_command(command)
 
 

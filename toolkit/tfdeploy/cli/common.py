@@ -138,3 +138,33 @@ def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., 
         return tag_option(required)(wrapper)
 
     return decorate
+
+
+class _Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        from ..engine.celllock import parse_duration
+        from ..errors import ValidationError
+
+        try:
+            return parse_duration(str(value))
+        except ValidationError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def lock_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--lock-timeout: how long to wait for the cell lock (and Terraform's state lock)."""
+    return click.option("--lock-timeout", "lock_timeout", type=_Duration(), default="0", show_default=True,
+                        help="Wait this long (0, 30s, 2m, 1h) for another run of the same cell to "
+                             "finish, and for the state lock (Terraform's -lock-timeout).")(func)
+
+
+def hold_cell_for_command(repo: RepoContext, tag: str, lock_timeout: float) -> None:
+    """Hold the tag's cell lock until the current command ends (released by click's context)."""
+    from ..engine.stages import hold_cell
+
+    click.get_current_context().with_resource(
+        hold_cell(repo.root, tag, overrides=repo.overrides, environ=os.environ, timeout_s=lock_timeout))

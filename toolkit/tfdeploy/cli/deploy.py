@@ -9,7 +9,8 @@ from typing import Any, Callable
 
 import click
 
-from .common import RepoContext, echo_json, json_option, repo_command, tag_options
+from .common import (RepoContext, echo_json, hold_cell_for_command, json_option, lock_timeout_option,
+                     repo_command, tag_options)
 
 
 def tag_command(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -17,16 +18,23 @@ def tag_command(func: Callable[..., Any]) -> Callable[..., Any]:
     func = click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
                         help="Terraform executable [env: TFDEPLOY_TERRAFORM; default: terraform on "
                              "PATH, else the embedded tfdeploy-terraform].")(func)
-    return repo_command(tag_options(required=True)(func))
+    return repo_command(tag_options(required=True)(lock_timeout_option(func)))
 
 
-def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False):
+def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False,
+          lock_timeout: float = 0):
     from ..engine.stages import open_session
 
+    # Held until the command ends: no other run of this cell on this machine meanwhile.
+    hold_cell_for_command(repo, tag, lock_timeout)
     # With --json, Terraform's live output goes to stderr so stdout carries only the document.
     sink = sys.stderr if as_json else sys.stdout
     session = open_session(repo.root, tag, overrides=repo.overrides, environ=os.environ,
-                           options=source, terraform_bin=terraform_bin, sink=sink, reuse_workdir=reuse)
+                           options=source, terraform_bin=terraform_bin, sink=sink, reuse_workdir=reuse,
+                           lock_timeout_s=lock_timeout)
+    for kept in session.workdir.rescued:
+        click.secho(f"WARNING: a state Terraform could not save was left in the old work dir; kept in "
+                    f"{kept}: run tfdeploy state recover --tag {tag}", fg="yellow", err=True)
     if session.workdir.source.worktree:
         click.secho(f"WARNING: --worktree: planning the WORKING TREE of {repo.root}, not the tagged "
                     f"commit of {tag}. Do not apply this to a shared environment.", fg="yellow", err=True)
@@ -38,7 +46,7 @@ def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reu
 
 @click.command()
 @tag_command
-def init(tag: str, source, terraform_bin: str | None, repo: RepoContext) -> None:
+def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo: RepoContext) -> None:
     """Prepare the tag's work dir and run terraform init with its backend.
 
     \b
@@ -47,7 +55,7 @@ def init(tag: str, source, terraform_bin: str | None, repo: RepoContext) -> None
     """
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, False)
+    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
     run_init(session)
     b = session.deployment.backend
     click.echo(f"initialised: state s3://{b.bucket}/{b.key}, lock {b.lock_description}")
@@ -58,7 +66,7 @@ def init(tag: str, source, terraform_bin: str | None, repo: RepoContext) -> None
 @json_option
 @tag_command
 def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, as_json: bool,
-         repo: RepoContext) -> None:
+         lock_timeout: float, repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
 
     Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
@@ -73,7 +81,7 @@ def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, a
     """
     from ..engine.stages import plan as run_plan
 
-    session = _open(repo, tag, source, terraform_bin, as_json)
+    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
     result, summary = run_plan(session)
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
@@ -91,7 +99,7 @@ def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, a
 @json_option
 @tag_command
 def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_json: bool,
-          repo: RepoContext) -> None:
+          lock_timeout: float, repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
@@ -106,11 +114,11 @@ def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_js
     from ..engine.stages import plan as run_plan
 
     if auto_approve:
-        session = _open(repo, tag, source, terraform_bin, as_json)
+        session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
         run_plan(session)
         current = session.workdir.source
     else:
-        session = _open(repo, tag, source, terraform_bin, as_json, reuse=True)
+        session = _open(repo, tag, source, terraform_bin, as_json, reuse=True, lock_timeout=lock_timeout)
         current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
     result = apply_saved(session, current)
     b = session.deployment.backend
@@ -128,6 +136,7 @@ def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_js
 @json_option
 @tag_command
 def output(tag: str, source, terraform_bin: str | None, show_sensitive: bool, as_json: bool,
+           lock_timeout: float,
            repo: RepoContext) -> None:
     """Show the deployment's Terraform outputs (from its remote state).
 
@@ -140,7 +149,7 @@ def output(tag: str, source, terraform_bin: str | None, show_sensitive: bool, as
     from ..engine.redact import redact_outputs
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, True)
+    session = _open(repo, tag, source, terraform_bin, True, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     shown = session.terraform.check("output", "-json", stream=False)
     values = json.loads(shown.stdout or "{}")
@@ -159,7 +168,8 @@ def output(tag: str, source, terraform_bin: str | None, show_sensitive: bool, as
 @click.command()
 @json_option
 @tag_command
-def show(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoContext) -> None:
+def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeout: float,
+         repo: RepoContext) -> None:
     """Show the deployment's current state (terraform show).
 
     \b
@@ -168,7 +178,7 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, repo: RepoC
     """
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, as_json)
+    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     if as_json:
         from ..engine.redact import redact_show
@@ -195,7 +205,7 @@ COMMANDS = [init, plan, apply, output, show]
 @json_option
 @tag_command
 def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
-        allow_missing: tuple[str, ...], as_json: bool, repo: RepoContext) -> None:
+        allow_missing: tuple[str, ...], as_json: bool, lock_timeout: float, repo: RepoContext) -> None:
     """Run the pipeline's stages for a tag in order: lint, scan, plan, apply.
 
     Stops at the first stage that fails. Without --auto-approve, stops after the plan so you
@@ -212,7 +222,7 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
     report = run_flow(repo.root, tag, overrides=repo.overrides, settings=repo.settings, environ=os.environ,
                       options=source, allow_missing=allow_missing, auto_approve=auto_approve,
-                      terraform_bin=terraform_bin, sink=sys.stderr, progress=say)
+                      terraform_bin=terraform_bin, sink=sys.stderr, progress=say, lock_timeout_s=lock_timeout)
     if as_json:
         echo_json(report.to_dict())
     else:

@@ -15,7 +15,8 @@ import click
 
 from ..errors import ConfigError
 from ..results import StageResult
-from .common import RepoContext, echo_json, json_option, repo_command, tag_options
+from .common import (RepoContext, echo_json, hold_cell_for_command, json_option, lock_timeout_option,
+                     repo_command, tag_options)
 
 
 def _stage_options(allow: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -40,10 +41,11 @@ def _repo_for(repo: RepoContext, directory: Path) -> RepoContext:
     return repo
 
 
-def _tag_workdir(repo: RepoContext, tag: str, source):
+def _tag_workdir(repo: RepoContext, tag: str, source, lock_timeout: float):
     """Export the tag's commit into its work dir (as plan would) and return it."""
     from ..engine.stages import open_workdir
 
+    hold_cell_for_command(repo, tag, lock_timeout)  # until the command ends
     workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, options=source)
     click.echo(f"tfdeploy: {tag} @ {workdir.source.commit[:12]}; work dir {workdir.path}", err=True)
     return workdir
@@ -65,10 +67,11 @@ def _report(result: StageResult, as_json: bool, results_dir: Path) -> None:
 @click.command("lint")
 @_stage_options(("tflint",))
 @json_option
+@lock_timeout_option
 @tag_options(required=False)
 @repo_command
 def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
-         as_json: bool, tag: str | None, source, repo: RepoContext) -> None:
+         as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
     """Lint Terraform: terraform fmt -check, terraform validate (when initialised), tflint.
 
     tflint uses the repo's .tflint.hcl. A missing tflint fails with exit 3 unless
@@ -92,7 +95,7 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     if tag:
         from ..engine.stages import init_without_backend
 
-        workdir = _tag_workdir(repo, tag, source)
+        workdir = _tag_workdir(repo, tag, source, lock_timeout)
         directory = workdir.path
         failure = init_without_backend(workdir, repo.root, os.environ)
         init_kwargs = {"initialised": failure is None, "init_failure": failure}
@@ -120,11 +123,12 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
 @click.option("--saved-plan", is_flag=True,
               help="With --tag: scan the tag's saved plan (from tfdeploy plan) instead of the code.")
 @json_option
+@lock_timeout_option
 @tag_options(required=False)
 @repo_command
 def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
          env: str | None, baseline: Path | None, plan_json: Path | None, saved_plan: bool,
-         as_json: bool, tag: str | None, source, repo: RepoContext) -> None:
+         as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
     """Security-scan Terraform with checkov (offline: --skip-download).
 
     Failed checks fail the stage except in soft-fail envs. Inline skips need a reason
@@ -148,12 +152,13 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     if saved_plan:
         from ..engine.stages import open_workdir, saved_plan_json
 
+        hold_cell_for_command(repo, tag, lock_timeout)
         workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, reuse=True)
         directory = workdir.path
         env = env or workdir.deployment.tag.env
         plan_json = saved_plan_json(workdir, repo.root, os.environ)
     elif tag:
-        workdir = _tag_workdir(repo, tag, source)
+        workdir = _tag_workdir(repo, tag, source, lock_timeout)
         directory = workdir.path
         env = env or workdir.deployment.tag.env
     else:

@@ -16,7 +16,8 @@ from typing import IO, Any, Callable, Collection, Mapping
 from ..errors import TfdeployError
 from ..model.settings import Settings
 from ..results import FAILED, SKIPPED, StageResult
-from .stages import SourceOptions, apply_saved, init_without_backend, open_session, plan, terraform_base_env
+from .stages import (SourceOptions, apply_saved, hold_cell, init_without_backend, open_session, plan,
+                     terraform_base_env)
 
 STAGE_ORDER = ("lint", "scan", "plan", "apply")
 
@@ -42,13 +43,25 @@ def run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], setting
              environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
              allow_missing: Collection[str] = (), auto_approve: bool = False,
              terraform_bin: str | None = None, sink: IO[str] | None = None,
-             progress: Callable[[str], None] = print) -> FlowReport:
+             progress: Callable[[str], None] = print, lock_timeout_s: float = 0) -> FlowReport:
+    # One cell lock for the whole run: no other run of the cell slips in between plan and apply.
+    with hold_cell(repo_root, tag, overrides=overrides, environ=environ, timeout_s=lock_timeout_s):
+        return _run_flow(repo_root, tag, overrides=overrides, settings=settings, environ=environ,
+                         options=options, allow_missing=allow_missing, auto_approve=auto_approve,
+                         terraform_bin=terraform_bin, sink=sink, progress=progress,
+                         lock_timeout_s=lock_timeout_s)
+
+
+def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settings: Settings,
+              environ: Mapping[str, str], options: SourceOptions, allow_missing: Collection[str],
+              auto_approve: bool, terraform_bin: str | None, sink: IO[str] | None,
+              progress: Callable[[str], None], lock_timeout_s: float) -> FlowReport:
     from ..gates.lint import run_lint
     from ..gates.scan import run_scan
 
     report = FlowReport(tag)
     session = open_session(repo_root, tag, overrides=overrides, environ=environ, options=options,
-                           terraform_bin=terraform_bin, sink=sink, err_sink=sink)
+                           terraform_bin=terraform_bin, sink=sink, err_sink=sink, lock_timeout_s=lock_timeout_s)
     workdir = session.workdir
     env = session.deployment.tag.env
 

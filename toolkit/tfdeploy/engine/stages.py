@@ -11,10 +11,11 @@ import hashlib
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -22,6 +23,8 @@ from ..model.settings import load_settings
 from ..model.tags import Tag, parse_tag
 from ..paths import repo_cache_dir
 from ..results import PASSED, StageResult, write_atomic, write_result
+from .celllock import cell_lock, format_duration
+from .errored import rescue
 from .gitsource import SourceRef, tag_source, worktree_source
 from .terraform import RunContext, Terraform, base_environment
 from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
@@ -73,6 +76,14 @@ class Session:
     terraform: Terraform
     sandbox_endpoint: str | None
     backend_extra: dict[str, str] = field(default_factory=dict)
+    lock_timeout_s: float = 0  # also Terraform's -lock-timeout on commands that lock the state
+
+    @property
+    def cache(self) -> Path:
+        return self.workdir.path.parent.parent  # <cache>/work/<cell>
+
+    def lock_options(self) -> dict[str, str]:
+        return {"lock_timeout": format_duration(self.lock_timeout_s)} if self.lock_timeout_s > 0 else {}
 
     @property
     def deployment(self) -> Deployment:
@@ -169,6 +180,40 @@ def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, 
     return explicit or require_tool("terraform", environ, repo_root)
 
 
+@contextmanager
+def hold_cell(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
+              environ: Mapping[str, str] = os.environ, timeout_s: float = 0,
+              command: str | None = None) -> Iterator[Tag]:
+    """Hold the tag's cell lock (see celllock.py) for everything that uses its work dir.
+
+    On the way out, an `errored.tfstate` any Terraform run of the cell left is moved to the kept
+    place (errored.py), so it survives whatever ended the command.
+    """
+    tag = parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)
+    cache = repo_cache_dir(repo_root, environ)
+    with cell_lock(cache, tag.cell, timeout_s=timeout_s, command=command):
+        try:
+            yield tag
+        finally:
+            from .workdir import workdir_path
+
+            kept = rescue(workdir_path(repo_root, tag, environ), cache, tag.cell)
+            if kept is not None:
+                import sys
+
+                print(f"tfdeploy: Terraform could not save the state of cell {tag.cell}; it is kept in "
+                      f"{kept}: run tfdeploy state recover --tag {tag.name}", file=sys.stderr)
+
+
+def errored_state_error(session: Session, error: TfdeployError) -> TfdeployError:
+    """After a failed Terraform run: keep its errored.tfstate and say so in the error line."""
+    kept = rescue(session.workdir.path, session.cache, session.tag.cell)
+    if kept is None:
+        return error
+    return TfdeployError(f"{error}; Terraform could not save the state, it is kept in {kept}: check the "
+                         f"backend, then run tfdeploy state recover --tag {session.tag.name}")
+
+
 def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  sandbox: bool = False, reuse: bool = False,
@@ -188,8 +233,12 @@ def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  terraform_bin: str | None = None, sink: IO[str] | None = None,
-                 err_sink: IO[str] | None = None, reuse_workdir: bool = False) -> Session:
-    """A work dir plus a Terraform pointed at the deployment's AWS target (sandbox or AWS)."""
+                 err_sink: IO[str] | None = None, reuse_workdir: bool = False,
+                 lock_timeout_s: float = 0) -> Session:
+    """A work dir plus a Terraform pointed at the deployment's AWS target (sandbox or AWS).
+
+    The caller holds the cell lock (`hold_cell`) for as long as it uses the session.
+    """
     parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)  # fail fast
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
@@ -202,7 +251,7 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     tag = workdir.deployment.tag
     backend = workdir.deployment.backend
     terraform.context = RunContext(tag.cell, tag.name, f"s3://{backend.bucket}/{backend.key}")
-    return Session(repo_root, tag, workdir, terraform, endpoint, extra)
+    return Session(repo_root, tag, workdir, terraform, endpoint, extra, lock_timeout_s)
 
 
 def check_source(repo_root: Path, tag: Tag, default_branch: str, options: SourceOptions) -> SourceRef:
@@ -244,7 +293,7 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     (session.workdir.path / PLAN_SPENT).unlink(missing_ok=True)
     session.terraform.check("plan", input=False, no_color=_flag(), detailed_exitcode=_flag(),
                             out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
-                            ok=(0, 2))
+                            ok=(0, 2), **session.lock_options())
     shown = session.terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
     summary = summarize_plan(json.loads(shown.stdout))
     # Kept for `plan --json`, checkov's plan scan and reviewers; same lifetime as the plan.
@@ -351,7 +400,10 @@ def apply_saved(session: Session, current: SourceRef) -> StageResult:
     init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
     spent = spend_saved_plan(session, meta)
     check_plan_content(session, spent)
-    session.terraform.check("apply", spent.name, input=False, no_color=_flag())
+    try:
+        session.terraform.check("apply", spent.name, input=False, no_color=_flag(), **session.lock_options())
+    except TfdeployError as exc:
+        raise errored_state_error(session, exc) from None
     summary = meta["summary"]
     backend = session.deployment.backend
     result = StageResult(

@@ -58,15 +58,15 @@ def lock_holder(stderr: str) -> dict[str, str] | None:
     return info
 
 
-def explain_failure(command: str, result: TerraformResult) -> str:
+def explain_failure(command: str, result: TerraformResult, tag: str | None = None) -> str:
     """One line for a failed Terraform command (pure)."""
     holder = lock_holder(result.stderr)
     if holder is not None:
         return (
             f"terraform {command}: the state is locked by {holder.get('Who', 'someone')} "
             f"({holder.get('Operation', 'an operation')} since {holder.get('Created', '?')}, lock ID "
-            f"{holder.get('ID', '?')}); wait for it to finish, or if it died: terraform force-unlock "
-            f"{holder.get('ID', 'LOCK_ID')}"
+            f"{holder.get('ID', '?')}); wait for it to finish (--lock-timeout 5m), or if it died: "
+            f"tfdeploy locks, then tfdeploy unlock --tag {tag or 'TAG'} --lock-id {holder.get('ID', 'LOCK_ID')}"
         )
     errors = re.findall(r"^(?:\u2577\n\u2502 )?Error: (.+)$", result.stderr, re.MULTILINE)
     errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
@@ -151,7 +151,7 @@ class Terraform:
         # Where live output goes: stdout normally, stderr under --json, a buffer for the demo.
         self.sink = sink if sink is not None else sys.stdout
         self.err_sink = err_sink if err_sink is not None else sys.stderr
-        # Which cell this Terraform works for, to say what an interrupt left behind.
+        # Which cell and tag this Terraform works for: error lines and interrupt reports name them.
         self.context: RunContext | None = None
 
     def argv(self, command: str, *args: str, **options: Any) -> list[str]:
@@ -185,7 +185,7 @@ class Terraform:
     def check(self, command: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> TerraformResult:
         result = self.run(command, *args, **options)
         if result.returncode not in ok:
-            raise TfdeployError(explain_failure(command, result))
+            raise TfdeployError(explain_failure(command, result, self.context.tag if self.context else None))
         return result
 
 

@@ -3,6 +3,9 @@
 One directory per cell (env + scope + team) under the repo cache, so two deployments never share
 `.terraform/`, plans or generated files. A work dir is built in a temporary sibling and swapped in
 only once complete: an error (unknown team, bad tfvars) leaves the previous one untouched.
+
+Building or reopening a work dir requires the cell lock (engine/celllock.py): under it, the
+siblings a killed run left behind are removed, after any `errored.tfstate` in them is kept.
 """
 
 from __future__ import annotations
@@ -11,16 +14,18 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import ValidationError
+from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment, resolve
 from ..model.settings import load_settings
 from ..model.tags import Tag
 from ..paths import repo_cache_dir
 from ..results import write_atomic
+from .celllock import held_here
+from .errored import rescue_all
 from .gitsource import SourceRef, export_commit, export_worktree
 from .provider import PROVIDER_FILE, deployment_tfvars, render_provider, uses_aws_provider
 
@@ -41,6 +46,8 @@ class Workdir:
     deployment: Deployment
     source: SourceRef
     aws_provider: bool
+    # errored.tfstate files found in old work dirs and moved to the kept place while building.
+    rescued: tuple[Path, ...] = field(default=())
 
     @property
     def results_dir(self) -> Path:
@@ -71,7 +78,11 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
     Settings and envs/ are read from the exported tree: what is deployed is what was tagged.
     """
     final = workdir_path(repo_root, tag, environ)
+    cache = repo_cache_dir(repo_root, environ)
+    _require_lock(cache, tag)
     final.parent.mkdir(parents=True, exist_ok=True)
+    rescued = tuple(rescue_all(final.parent, cache, tag.cell))
+    _remove_stale_siblings(final)
     staging = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{tag.cell}."))
     try:
         if source.worktree:
@@ -89,7 +100,22 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Workdir(path=final, deployment=deployment, source=source, aws_provider=aws)
+    return Workdir(path=final, deployment=deployment, source=source, aws_provider=aws, rescued=rescued)
+
+
+def _require_lock(cache: Path, tag: Tag) -> None:
+    # Every caller takes the cell lock first (stages.hold_cell); building a work dir without it is
+    # how concurrent runs used to delete each other's directories.
+    if not held_here(cache, tag.cell):
+        raise TfdeployError(f"internal error: the work dir of cell {tag.cell} was opened without the "
+                            "cell lock; please report this")
+
+
+def _remove_stale_siblings(final: Path) -> None:
+    """Staging and moved-aside dirs of runs that died mid-build (safe: we hold the cell lock)."""
+    for sibling in final.parent.iterdir():
+        if sibling.name.startswith(f".{final.name}.") and sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def _same_source(path: Path, source: SourceRef) -> bool:
@@ -114,6 +140,7 @@ def load_workdir(repo_root: Path, tag: Tag, *, environ: Mapping[str, str],
                  overrides: Mapping[str, Any]) -> Workdir:
     """Reopen the work dir a previous `plan`/`init` prepared for this tag's cell."""
     path = workdir_path(repo_root, tag, environ)
+    _require_lock(repo_cache_dir(repo_root, environ), tag)
     meta_path = path / METADATA_FILE
     if not meta_path.is_file():
         raise ValidationError(f"no work dir for {tag.name} yet; run: tfdeploy plan --tag {tag.name}")
