@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.conftest import sandbox_env, tag, tfdeploy  # noqa: F401  (fixtures)
+from tests.e2e.conftest import tfdeploy
 from tests.safety.helpers_celllock import (
     CELL,
     TAG,

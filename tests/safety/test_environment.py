@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from tests.conftest import git
-from tests.e2e.conftest import repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.e2e.conftest import tag, tfdeploy
 from tests.statecheck import all_keys, state_keys
 
 pytestmark = pytest.mark.safety

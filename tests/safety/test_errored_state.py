@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import sandbox_env, tfdeploy  # noqa: F401  (fixtures)
+from tests.e2e.conftest import tfdeploy
 from tests.safety.helpers_celllock import (
     CELL,
     TAG,

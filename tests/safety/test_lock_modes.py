@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from tests.conftest import git
-from tests.e2e.conftest import TFDEPLOY, repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.e2e.conftest import TFDEPLOY, tag, tfdeploy
 
 pytestmark = pytest.mark.safety
 
@@ -68,7 +68,7 @@ def test_dynamodb_mode_also_takes_the_s3_lockfile_and_keeps_the_digest(repo):
     assert '"use_lockfile": true' in resolved and '"dynamodb_table": "demo-tfstate-lock-dev"' in resolved
 
 
-def test_concurrent_applies_with_different_lock_modes_never_both_write(repo):
+def test_concurrent_applies_with_different_lock_modes_never_both_write(repo, tmp_path):
     release(repo, V1, "slow", delay=6)
     tfdeploy(repo, "bootstrap", "--env", "dev")
     tfdeploy(repo, "plan", "--tag", V1, "--lock", "dynamodb")  # first run of the cell: records the mode
@@ -78,7 +78,9 @@ def test_concurrent_applies_with_different_lock_modes_never_both_write(repo):
     while f"{KEY}.tflock" not in objects():  # the slow apply holds the lock now
         assert time.monotonic() < deadline and slow.poll() is None, slow.communicate()
         time.sleep(0.2)
-    other = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "s3", check=False)
+    # Another machine: its own cache (so not this machine's cell lock), the other lock mode.
+    other = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "s3", check=False,
+                     env={"TFDEPLOY_CACHE_DIR": str(tmp_path / "other-machine")})
     out, err = slow.communicate(timeout=120)
     assert slow.returncode == 0, err
     assert other.returncode == 2, other.stderr

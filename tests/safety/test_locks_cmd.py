@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import sandbox_env, tfdeploy  # noqa: F401  (fixtures)
+from tests.e2e.conftest import tfdeploy
 from tests.safety.helpers_celllock import (
     CELL,
     TAG,
@@ -106,3 +106,16 @@ def test_unlock_of_an_unknown_lock_id_is_one_line(tmp_path, sandbox_env):
     assert last_line(proc.stderr) == ("tfdeploy: error: no state lock with ID not-a-lock is held in the dev "
                                       "backend; tfdeploy locks lists the held ones")
     assert tfdeploy(repo, "locks", "--env", "dev").stdout.strip() == "no state locks held"
+
+
+def test_a_dynamodb_mode_lock_held_in_both_places_is_listed_once():
+    from tfdeploy.engine.statelocks import StateLock, merge_modes
+
+    def lock(mode: str, where: str, lock_id: str = "id-1") -> StateLock:
+        return StateLock(mode=mode, bucket="b", key="k", lock_id=lock_id, operation="OperationTypeApply",
+                         who="me@host", created="", cell="dev-us-east-1-research", tags=(), where=where)
+
+    merged = merge_modes([lock("s3", "s3://b/k.tflock"), lock("dynamodb", "DynamoDB table t"),
+                          lock("s3", "s3://b/k.tflock", lock_id="id-2")])
+    assert [(m.mode, m.lock_id, m.where) for m in merged] == [
+        ("dynamodb", "id-1", "DynamoDB table t + s3://b/k.tflock"), ("s3", "id-2", "s3://b/k.tflock")]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import make_repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixture)
+from tests.e2e.conftest import make_repo, tag, tfdeploy
 
 pytestmark = pytest.mark.safety
 

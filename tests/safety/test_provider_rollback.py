@@ -12,7 +12,7 @@ import boto3
 import pytest
 
 from tests.conftest import git
-from tests.e2e.conftest import repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.e2e.conftest import tag, tfdeploy
 
 MIRROR = Path(os.environ.get("TFDEPLOY_TEST_PROVIDER_MIRROR", "/opt/tf-plugins"))
 HAS_AWS = (MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir()

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from tests.conftest import git
-from tests.e2e.conftest import repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.e2e.conftest import tag, tfdeploy
 
 pytestmark = pytest.mark.safety
 

@@ -12,7 +12,7 @@ import pytest
 from tfdeploy.engine.redact import SENSITIVE, redact_outputs, redact_show
 
 from tests.conftest import git
-from tests.e2e.conftest import repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.e2e.conftest import tag, tfdeploy
 
 pytestmark = pytest.mark.safety
 

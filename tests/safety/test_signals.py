@@ -15,7 +15,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.e2e.conftest import TFDEPLOY, repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixtures)
+from tests.e2e.conftest import TFDEPLOY, tag, tfdeploy
 
 pytestmark = pytest.mark.safety
 

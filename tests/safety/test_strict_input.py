@@ -18,7 +18,7 @@ from tfdeploy.model.settings import merge_settings
 from tfdeploy.model.tags import parse_tag
 
 from tests.conftest import git
-from tests.e2e.conftest import make_repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixture)
+from tests.e2e.conftest import make_repo, tag, tfdeploy
 
 pytestmark = pytest.mark.safety
 

@@ -13,7 +13,7 @@ import pytest
 from tfdeploy.engine.gitsource import export_commit, export_worktree
 
 from tests.conftest import git
-from tests.e2e.conftest import make_repo, sandbox_env, tag, tfdeploy  # noqa: F401 (fixture)
+from tests.e2e.conftest import make_repo, tag, tfdeploy
 from tests.statecheck import state_keys
 
 pytestmark = pytest.mark.safety

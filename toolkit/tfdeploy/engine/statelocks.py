@@ -133,7 +133,23 @@ def list_locks(settings: Settings, tags: Iterable[Tag], envs: Iterable[str],
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
-    return sorted(locks, key=lambda lock: (lock.cell or "", lock.key, lock.mode))
+    return merge_modes(locks)
+
+
+def merge_modes(locks: Iterable[StateLock]) -> list[StateLock]:
+    """One entry per held lock (pure). The dynamodb mode takes the S3 lockfile too (one writer
+    whatever the mode), so one lock shows up in both places with the same ID: it is a dynamodb-mode
+    lock held in both."""
+    merged: dict[tuple[str, str, str], StateLock] = {}
+    for lock in locks:
+        key = (lock.bucket, lock.key, lock.lock_id)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = lock
+        elif seen.mode != lock.mode:
+            dynamo, s3 = (seen, lock) if seen.mode == "dynamodb" else (lock, seen)
+            merged[key] = dataclasses.replace(dynamo, where=f"{dynamo.where} + {s3.where}")
+    return sorted(merged.values(), key=lambda lock: (lock.cell or "", lock.key, lock.mode))
 
 
 def _json(raw: bytes | str) -> dict[str, Any]:
