@@ -168,7 +168,11 @@ server = socket.socket(); server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEAD
 server.bind(("127.0.0.1", listen)); server.listen(64)
 while True:
     client, _ = server.accept()
-    upstream = socket.create_connection(("127.0.0.1", target))
+    try:
+        upstream = socket.create_connection(("127.0.0.1", target))
+    except OSError:
+        client.close()
+        continue
     threading.Thread(target=pipe, args=(client, upstream), daemon=True).start()
     threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
 """
@@ -181,8 +185,8 @@ class Backend:
         self.moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
                                      stdout=log, stderr=log)
         self.proxy: subprocess.Popen | None = None
-        self.start_proxy()
         wait_port(self.moto_port)
+        self.start_proxy()
 
     @property
     def moto_url(self) -> str:
@@ -276,11 +280,33 @@ class Soak:
             print(err[-2000:], file=sys.stderr)
         return err
 
-    def wait_started(self, proc: subprocess.Popen, limit: float) -> None:
-        """Let the apply get into Terraform (a random moment within `limit`)."""
-        deadline = time.monotonic() + self.rng.uniform(0.5, limit)
+    def changing_tag(self) -> str:
+        """A tag whose version differs from what its cell runs now, so an apply has work to do."""
+        cell_tag = self.rng.choice(CELLS)
+        current = self.deployed_version(cell_tag)
+        return f"{cell_tag}/{self.rng.choice([v for v in VERSIONS if v != current])}"
+
+    def deployed_version(self, cell_tag: str) -> str | None:
+        try:
+            state = json.loads(self.s3.get_object(Bucket=BUCKET, Key=state_key(cell_tag))["Body"].read())
+        except Exception:
+            return None
+        versions = {inst["attributes"]["input"]["value"]["version"] for res in state.get("resources", [])
+                    for inst in res.get("instances", []) if res.get("type") == "terraform_data"}
+        return versions.pop() if len(versions) == 1 else None
+
+    def wait_applying(self, proc: subprocess.Popen, cell_tag: str) -> None:
+        """Wait until Terraform is inside the apply (the ledger moves for the cell), then a random
+        moment more, so the signal lands mid-apply."""
+        cell, size = cell_of(cell_tag), self.ledger.stat().st_size
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline and proc.poll() is None:
+            with self.ledger.open() as ledger:
+                ledger.seek(size)
+                if cell in ledger.read():
+                    break
             time.sleep(0.05)
+        time.sleep(self.rng.uniform(0.0, 1.5))
 
     # -- operations --
     def op_plan(self) -> None:
@@ -299,16 +325,18 @@ class Soak:
             self.note("rc=%d" % proc.returncode)
 
     def op_signal(self, sig: signal.Signals) -> None:
-        proc = self.spawn("apply", "--tag", self.pick_tag(), "--auto-approve")
-        self.wait_started(proc, 4.0)
+        tag = self.changing_tag()
+        proc = self.spawn("apply", "--tag", tag, "--auto-approve")
+        self.wait_applying(proc, tag.rsplit("/", 1)[0])
         if proc.poll() is None:
             proc.send_signal(sig)
         self.finish(proc)
         self.note(f"{sig.name} rc={proc.returncode}")
 
     def op_kill_backend(self) -> None:
-        proc = self.spawn("apply", "--tag", self.pick_tag(), "--auto-approve")
-        self.wait_started(proc, 4.0)
+        tag = self.changing_tag()
+        proc = self.spawn("apply", "--tag", tag, "--auto-approve")
+        self.wait_applying(proc, tag.rsplit("/", 1)[0])
         self.backend.kill_proxy()
         self.finish(proc)
         self.note(f"backend-killed rc={proc.returncode}")
@@ -320,8 +348,8 @@ class Soak:
         listing = self.tfdeploy("locks", "--env", "dev", "--json")
         if listing.returncode == 0:
             for lock in json.loads(listing.stdout or "[]"):
-                tag = f"{lock['tag_prefix']}/{VERSIONS[0]}" if "tag_prefix" in lock else None
-                if tag and self.tfdeploy("unlock", "--tag", tag, "--lock-id", lock["id"], "--yes").returncode == 0:
+                if lock["tags"] and self.tfdeploy("unlock", "--tag", lock["tags"][0], "--lock-id",
+                                                  lock["lock_id"], "--yes").returncode == 0:
                     self.note("unlocked")
         for kept in sorted((self.cache / "errored").glob("*/*.tfstate")) if (self.cache / "errored").is_dir() else []:
             cell = kept.parent.name
@@ -335,8 +363,7 @@ class Soak:
         live = self.ledger_live()
         kept_ids = self.kept_ids()
         for cell_tag in CELLS:
-            cell = cell_of(cell_tag)
-            key = f"{cell_tag.split('/')[1]}/dev-{cell_tag.split('_')[1].split('/')[0]}/terraform.tfstate"
+            cell, key = cell_of(cell_tag), state_key(cell_tag)
             try:
                 body = self.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
             except self.s3.exceptions.NoSuchKey:
@@ -416,6 +443,11 @@ def cell_of(cell_tag: str) -> str:
     head, team = cell_tag.split("/")
     env, scope = head.split("_")
     return f"{env}-{scope}-{team}"
+
+
+def state_key(cell_tag: str) -> str:
+    head, team = cell_tag.split("/")
+    return f"{team}/dev-{head.split('_')[1]}/terraform.tfstate"
 
 
 def state_ids(state: dict) -> set[str]:
