@@ -247,7 +247,14 @@ class Soak:
 
         self.s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=self.backend.moto_url,
                                aws_access_key_id="testing", aws_secret_access_key="testing")
-        self.tfdeploy("bootstrap", "--env", "dev", check=True)
+        try:
+            self.tfdeploy("bootstrap", "--env", "dev", check=True)
+            doctor = self.tfdeploy("doctor", "--json")
+            checks = json.loads(doctor.stdout) if doctor.stdout.startswith("[") else []
+            self.terraform = next((c["detail"] for c in checks if c["name"] == "terraform"), "?")
+        except BaseException:
+            self.backend.stop()
+            raise
 
     # -- helpers --
     def tfdeploy(self, *args: str, check: bool = False, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -484,6 +491,7 @@ def main() -> None:
         soak.backend.stop()
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+    print(f"terraform: {soak.terraform}")
     keys = ("operations", "lost states", "lost resources", "corrupt states", "orphaned processes", "tracebacks", "hung")
     print(f"soak over {len(CELLS)} cells, seed {args.seed}")
     for key in keys:
