@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from .. import procs
 from ..errors import TfdeployError, ToolMissingError, ValidationError
 from ..paths import user_state_dir
 from ..results import write_atomic
@@ -133,16 +134,10 @@ def _reap(pid: int) -> None:
 
 
 def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    _reap(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Alive, after reaping it if it is our own exited child (a zombie would count as alive)."""
+    if pid > 0:
+        _reap(pid)
+    return procs.pid_alive(pid)
 
 
 def _is_moto(pid: int) -> bool:

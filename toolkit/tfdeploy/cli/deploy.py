@@ -9,8 +9,15 @@ from typing import Any, Callable
 
 import click
 
-from .common import (RepoContext, echo_json, hold_cell_for_command, json_option, lock_timeout_option,
-                     repo_command, tag_options)
+from .common import (
+    RepoContext,
+    echo_json,
+    hold_cell_for_command,
+    json_option,
+    lock_timeout_option,
+    repo_command,
+    tag_options,
+)
 
 
 def tag_command(func: Callable[..., Any]) -> Callable[..., Any]:

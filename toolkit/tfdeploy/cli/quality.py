@@ -15,8 +15,15 @@ import click
 
 from ..errors import ConfigError
 from ..results import StageResult
-from .common import (RepoContext, echo_json, hold_cell_for_command, json_option, lock_timeout_option,
-                     repo_command, tag_options)
+from .common import (
+    RepoContext,
+    echo_json,
+    hold_cell_for_command,
+    json_option,
+    lock_timeout_option,
+    repo_command,
+    tag_options,
+)
 
 
 def _stage_options(allow: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

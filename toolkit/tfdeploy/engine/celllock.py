@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import TfdeployError, ValidationError
+from ..procs import pid_alive
 
 _POLL_S = 0.2
 # (cache, cell) -> [descriptor, depth] for the locks this process holds.
@@ -116,16 +117,6 @@ def _holder_after_write(cache: Path, cell: str) -> Holder:
             return holder
         time.sleep(0.05)
     return holder or Holder(0, "another tfdeploy", "?", socket.gethostname())
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _busy_message(cell: str, holder: Holder, timeout_s: float) -> str:

@@ -16,8 +16,7 @@ from typing import IO, Any, Callable, Collection, Mapping
 from ..errors import TfdeployError
 from ..model.settings import Settings
 from ..results import FAILED, SKIPPED, StageResult
-from .stages import (SourceOptions, apply_saved, hold_cell, init_without_backend, open_session, plan,
-                     terraform_base_env)
+from .stages import SourceOptions, apply_saved, hold_cell, init_without_backend, open_session, plan, terraform_base_env
 
 STAGE_ORDER = ("lint", "scan", "plan", "apply")
 
