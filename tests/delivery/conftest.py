@@ -78,3 +78,36 @@ def make_infra_repo(path: Path, tags: tuple[str, ...] = (TAG,)) -> Path:
 @pytest.fixture
 def infra_repo(tmp_path) -> Path:
     return make_infra_repo(tmp_path / "infra")
+
+
+def create_pipeline(env: str = "dev", name_prefix: str = "tfdeploy", region: str = "us-east-1") -> str:
+    """The env's pipeline in the moto sandbox, shaped like modules/pipeline's (Source stage with the
+    S3 action `SourceBundle`); `publish` starts it. moto runs no actions: an execution only
+    records its request."""
+    import json
+
+    import boto3
+
+    name = f"{name_prefix}-{env}"
+    iam = boto3.client("iam", region_name=region)
+    role_name = f"{name}-codepipeline"
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "codepipeline.amazonaws.com"}}]}
+    role = iam.create_role(RoleName=role_name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    action = {"category": "Build", "owner": "AWS", "provider": "CodeBuild", "version": "1"}
+    boto3.client("codepipeline", region_name=region).create_pipeline(pipeline={
+        "name": name, "roleArn": role["Arn"], "pipelineType": "V2", "executionMode": "QUEUED",
+        "artifactStore": {"type": "S3", "location": f"{name}-artifacts"},
+        "variables": [{"name": "TFDEPLOY_TAG", "defaultValue": "none"}],
+        "stages": [
+            {"name": "Source", "actions": [{
+                "name": "SourceBundle", "outputArtifacts": [{"name": "source_output"}],
+                "actionTypeId": {"category": "Source", "owner": "AWS", "provider": "S3", "version": "1"},
+                "configuration": {"S3Bucket": f"{PREFIX}-source-{env}", "S3ObjectKey": f"source/{env}/source.zip",
+                                  "PollForSourceChanges": "false"}}]},
+            {"name": "Plan", "actions": [{
+                "name": "terraform-plan", "inputArtifacts": [{"name": "source_output"}],
+                "actionTypeId": action, "configuration": {"ProjectName": f"{name}-plan"}}]},
+        ],
+    })
+    return name

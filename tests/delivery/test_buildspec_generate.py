@@ -86,9 +86,13 @@ def test_structure(stage):
         assert phase["commands"], name
     assert spec["phases"]["build"]["commands"][0].startswith(f"tfdeploy ci {stage} ")
     assert spec["cache"]["paths"]
-    # Everything the toolkit needs is installed from the source, pinned by version.
+    # The toolkit (never the infra repo) is installed from the toolkit_spec setting, pinned by
+    # version, into a venv made afresh in each build.
+    assert spec["env"]["variables"]["TFDEPLOY_TOOLKIT_SPEC"] == f"tfdeploy-toolkit=={__version__}"
     install = spec["phases"]["install"]["commands"]
-    assert any('pip install --quiet "$TFDEPLOY_PIP_SPEC"' in c for c in install)
+    assert any(c.endswith('-m pip install --quiet --disable-pip-version-check "$TFDEPLOY_TOOLKIT_SPEC"')
+               for c in install)
+    assert any(c.startswith("python3 -m venv --clear ") for c in install)
 
 
 def test_stage_specifics():

@@ -20,7 +20,7 @@ from tfdeploy.errors import TfdeployError, ValidationError
 from tfdeploy.model.tags import parse_tag
 
 from tests.conftest import REPO_ROOT, git
-from tests.delivery.conftest import PREFIX, TAG, invoke
+from tests.delivery.conftest import PREFIX, TAG, create_pipeline, invoke
 
 DOUBLE = REPO_ROOT / "tests" / "quality" / "tflint_test_double.py"
 ENVIRON = {"CODEBUILD_SRC_DIR": "/codebuild/src", "ENV": "dev"}
@@ -137,8 +137,10 @@ def test_ci_source_publishes(infra_repo, aws_sandbox):
     bucket = f"{PREFIX}-source-dev"
     s3.create_bucket(Bucket=bucket)
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    create_pipeline("dev")
     result = invoke(["ci", "source"], env={"CODEBUILD_SRC_DIR": str(infra_repo), "ENV": "dev",
                                            "TFDEPLOY_TAG": TAG})
     assert result.exit_code == 0, result.output
     assert f"published {TAG}" in result.stdout
+    assert "started tfdeploy-dev execution " in result.stdout
     assert s3.head_object(Bucket=bucket, Key="source/dev/source.zip")["Metadata"]["tag"] == TAG

@@ -66,7 +66,7 @@ def test_tag_from_event():
         tag_from_event(codecommit_event("dev_us-east-1/research/1.0", event="referenceDeleted"))
     with pytest.raises(TagError, match="event tag: invalid tag"):
         tag_from_event(codecommit_event("dev_mars-1/research/1.0"))
-    with pytest.raises(ValidationError, match="no 'detail'"):
+    with pytest.raises(ValidationError, match="no detail object"):
         tag_from_event({"source": "aws.codecommit"})
 
 

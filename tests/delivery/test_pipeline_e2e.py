@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO_ROOT, git
-from tests.delivery.conftest import PREFIX, TAG
+from tests.delivery.conftest import PREFIX, TAG, create_pipeline
 
 DOUBLE = REPO_ROOT / "tests" / "quality" / "tflint_test_double.py"
 SPECS = REPO_ROOT / "buildspecs"
@@ -85,6 +85,7 @@ def test_tag_to_apply_through_the_buildspecs(infra_repo, pipeline_env, tmp_path)
     for bucket in (f"{PREFIX}-source-dev", f"{PREFIX}-dev"):
         s3.create_bucket(Bucket=bucket)
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    create_pipeline("dev")
     commit = git(infra_repo, "rev-parse", "HEAD").strip()
 
     # Source build: started by the EventBridge rule with the tag; runs on the repo checkout.

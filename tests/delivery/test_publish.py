@@ -16,7 +16,7 @@ from tfdeploy.engine.gitsource import SourceRef, tag_source
 from tfdeploy.model.settings import merge_settings
 
 from tests.conftest import git
-from tests.delivery.conftest import PREFIX, TAG, invoke
+from tests.delivery.conftest import PREFIX, TAG, create_pipeline, invoke
 from tests.delivery.test_events import codecommit_event
 
 BUCKET = f"{PREFIX}-source-dev"
@@ -27,10 +27,13 @@ def s3():
     return boto3.client("s3", region_name="us-east-1")
 
 
-def make_bucket(name: str = BUCKET, versioned: bool = True) -> None:
+def make_bucket(name: str = BUCKET, versioned: bool = True, pipeline: bool = True) -> None:
+    """The dev pipeline's source bucket (and the pipeline itself, which publish starts)."""
     s3().create_bucket(Bucket=name)
     if versioned:
         s3().put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+    if pipeline:
+        create_pipeline("dev")
 
 
 def publish(repo: Path, *args: str):
@@ -136,7 +139,7 @@ def test_refusals(infra_repo, aws_sandbox):
     assert missing.exit_code == 2 and "does not exist" in missing.stderr
 
     s3().delete_bucket(Bucket=BUCKET)
-    make_bucket(versioned=False)
+    make_bucket(versioned=False, pipeline=False)
     unversioned = publish(infra_repo, "--tag", TAG)
     assert unversioned.exit_code == 2 and "is not versioned" in unversioned.stderr
 

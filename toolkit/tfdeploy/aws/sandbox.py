@@ -205,7 +205,8 @@ def _server_command(port: int) -> list[str]:
 
     # moto[server] needs flask; plain `moto` installs lack it and the server would die on start.
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
-        raise ToolMissingError("moto server is not installed: pip install 'moto[server]'")
+        raise ToolMissingError("moto server is not installed (the sandbox is an extra): "
+                               "pip install 'tfdeploy-toolkit[sandbox]'")
     return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
 
 

@@ -74,6 +74,8 @@ _SETTING_OPTIONS = [
     ("--session-name", "session_name", None, "Assume-role session name (default INFRA_BUILD)."),
     ("--state-layout", "state_layout", click.Choice(["central", "regional"]), "central: one bucket per env; regional: per Region."),
     ("--lock", "lock", click.Choice(["dynamodb", "s3"]), "State lock: DynamoDB table or S3-native lockfile."),
+    ("--toolkit-spec", "toolkit_spec", None, "pip requirement the generated buildspecs install (default tfdeploy-toolkit==<version>)."),
+    ("--pipeline-name-prefix", "pipeline_name_prefix", None, "The env's pipeline is <prefix>-<env> (default tfdeploy)."),
 ]
 
 

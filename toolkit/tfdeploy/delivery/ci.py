@@ -8,6 +8,9 @@ Inputs, all from the environment:
 - the tag: `TFDEPLOY_TAG` (the source build gets it from the EventBridge event) or
   `tfdeploy-source.json` at the top of `CODEBUILD_SRC_DIR` (every later stage: the published
   zip carries it). When both are present they must agree.
+- `TFDEPLOY_EXPECTED_TAG` (every pipeline action: the execution's TFDEPLOY_TAG variable, set by
+  `publish` when it started the execution): the source must hold exactly that tag, so an action
+  can never run another tag's code, whichever object version it was given.
 - `ENV`: the pipeline's environment. A tag for another env is refused: each env has its own
   pipeline, and a `qa_...` tag must never run in the dev pipeline.
 - `CODEBUILD_SRC_DIR` (default: the current directory), `CODEBUILD_SRC_DIR_plan` (the apply
@@ -50,6 +53,7 @@ from .buildspec import (
 from .publish import METADATA_FILE
 
 TAG_VAR = "TFDEPLOY_TAG"
+EXPECTED_TAG_VAR = "TFDEPLOY_EXPECTED_TAG"
 ENV_VAR = "ENV"
 CACHE_VAR = "TFDEPLOY_CACHE_DIR"
 _EXPORT_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
@@ -138,6 +142,16 @@ def read_context(stage: str, environ: Mapping[str, str]) -> CiContext:
         raise ValidationError(f"{TAG_VAR}={show(from_env)} but {METADATA_FILE} says {show(from_file)}; "
                               f"unset {TAG_VAR} or re-publish the tag")
     tag = from_env or from_file
+    expected = environ.get(EXPECTED_TAG_VAR) or None
+    if expected and stage != "source":
+        if not from_file:
+            raise ValidationError(f"this execution is for {show(expected)} ({EXPECTED_TAG_VAR}) but "
+                                  f"{src_dir} has no {METADATA_FILE}; the source is not a published "
+                                  f"tag: run tfdeploy publish --tag {expected}")
+        if from_file != expected:
+            raise ValidationError(f"this execution is for {show(expected)} ({EXPECTED_TAG_VAR}) but its "
+                                  f"source holds {show(from_file)}; refusing to run another tag's code: "
+                                  f"run tfdeploy publish --tag {expected} to start an execution pinned to it")
     if not tag:
         where = (f"set {TAG_VAR} (the EventBridge target passes detail.referenceName)"
                  if stage == "source" else

@@ -39,26 +39,43 @@ def event_pattern(env: str) -> dict[str, Any]:
     }
 
 
+_WHOLE_EVENT = ('pass the whole EventBridge CodeCommit event: {"detail": {"event": "referenceCreated", '
+                '"referenceType": "tag", "referenceName": "<tag>", ...}, ...}')
+
+
+def _detail_field(detail: Mapping[str, Any], name: str, meaning: str) -> str:
+    """detail.<name> as a non-empty string, or one line naming what is missing."""
+    value = detail.get(name)
+    if value is None:
+        raise ValidationError(f"event has no detail.{name} ({meaning}); {_WHOLE_EVENT}")
+    if not isinstance(value, str) or not value:
+        raise ValidationError(f"event detail.{name} is {show(str(value))}, not {meaning}; {_WHOLE_EVENT}")
+    return value
+
+
 def tag_from_event(event: Mapping[str, Any], extra_regions: frozenset[str] = frozenset()) -> str:
-    """The validated tag name a CodeCommit tag-creation event carries."""
+    """The validated tag name a CodeCommit tag-creation event carries.
+
+    Every malformed event is one line naming the first field that is missing or wrong.
+    """
     if not isinstance(event, Mapping):
-        raise ValidationError("event must be a JSON object (an EventBridge CodeCommit event)")
+        raise ValidationError(f"event must be a JSON object; {_WHOLE_EVENT}")
     detail = event.get("detail")
     if not isinstance(detail, Mapping):
-        raise ValidationError("event has no 'detail' object; pass the whole EventBridge event")
+        raise ValidationError(f"event has no detail object; {_WHOLE_EVENT}")
     if event.get("source", SOURCE) != SOURCE or event.get("detail-type", DETAIL_TYPE) != DETAIL_TYPE:
         raise ValidationError(
             f"event is {show(str(event.get('source')))} / {show(str(event.get('detail-type')))}, "
             f"not a {DETAIL_TYPE} event from {SOURCE}"
         )
-    if detail.get("referenceType") != "tag" or detail.get("event") != "referenceCreated":
+    kind = _detail_field(detail, "event", "the change, e.g. 'referenceCreated'")
+    ref_type = _detail_field(detail, "referenceType", "'tag' or 'branch'")
+    if ref_type != "tag" or kind != "referenceCreated":
         raise ValidationError(
-            f"event is {show(str(detail.get('event')))} of a {show(str(detail.get('referenceType')))}; "
-            "only the creation of a tag (referenceCreated, referenceType tag) is deployed"
+            f"event is {show(kind)} of a {show(ref_type)}; only the creation of a tag "
+            "(referenceCreated, referenceType tag) is deployed"
         )
-    name = detail.get("referenceName")
-    if not isinstance(name, str):
-        raise ValidationError("event detail has no referenceName string")
+    name = _detail_field(detail, "referenceName", "the tag's name")
     try:
         parse_tag(name, extra_regions)
     except TagError as exc:

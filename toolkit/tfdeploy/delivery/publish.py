@@ -3,12 +3,15 @@
 This is the tag-capture step of the reference pattern. CodePipeline's S3 source action cannot know
 which tag started it, so the tag travels with the code: the zip holds a full clone (with `.git`,
 so later stages resolve and check the tag from git) plus `tfdeploy-source.json` naming the tag,
-its commit and its tagger. The object also carries the tag and commit as S3 metadata, which makes
-publishing idempotent: the same tag+commit is never uploaded twice in a row (a re-upload would
-start the pipeline again).
+its commit and its tagger. The object also carries the tag and commit as S3 metadata, so the
+same tag+commit is never uploaded twice in a row.
+
+Then publish starts the env's pipeline itself, pinned to the object version it uploaded and
+naming the tag (see pipeline_start.py): every tag of an env shares one object key, so only the
+version identifies a tag's upload when several tags are published at once.
 
 Bucket: `<backend_prefix>-source-<env>` (versioned, created with the pipeline), key
-`source/<env>/source.zip` (what modules/pipeline's S3 source action watches).
+`source/<env>/source.zip` (what modules/pipeline's S3 source action reads).
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ class PublishResult:
     uploaded: bool  # False: the object already held this tag+commit
     version_id: str | None
     size: int  # bytes uploaded (0 when nothing was uploaded)
+    pipeline: str | None = None  # the pipeline started (None with start=False)
+    execution_id: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -229,8 +234,10 @@ def publish(
     *,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     progress: Callable[[str], None] = lambda line: None,
+    start: bool = True,
 ) -> PublishResult:
-    """Publish a tag to its env's source bucket; a no-op when that tag+commit is already there."""
+    """Publish a tag to its env's source bucket (no upload when that tag+commit is already the
+    newest version) and, with `start`, start the env's pipeline pinned to that version."""
     tag = parse_tag(tag_name, settings.extra_regions)
     check_pipeline_env(tag, settings)
     bucket, key = source_bucket_name(settings, tag.env), source_key(tag.env)
@@ -240,10 +247,19 @@ def publish(
 
     s3 = s3_client(settings.state_region, environ)
     _check_bucket(s3, bucket, tag.env)
+    pipeline, codepipeline = None, None
+    if start:
+        from .pipeline_start import codepipeline_client, pipeline_name
+
+        # Checked before uploading: an upload no execution will ever take is worse than none.
+        pipeline = pipeline_name(settings, tag.env)
+        codepipeline = codepipeline_client(settings.state_region, environ)
+        _check_pipeline(codepipeline, pipeline, tag.env)
     current = _current(s3, bucket, key)
     if current and current.get("tag") == tag.name and current.get("commit") == info.commit:
-        return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key,
-                             uploaded=False, version_id=current["_version_id"] or None, size=0)
+        result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key,
+                               uploaded=False, version_id=current["_version_id"] or None, size=0)
+        return _started(result, codepipeline, pipeline, progress) if start else result
 
     with tempfile.TemporaryDirectory(prefix="tfdeploy-publish-") as tmp:
         clone = Path(tmp) / "src"
@@ -273,8 +289,41 @@ def publish(
                 )
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(exc, f"upload to s3://{bucket}/{key} failed") from None
-    return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=True,
-                         version_id=response.get("VersionId"), size=size)
+    result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=True,
+                           version_id=response.get("VersionId"), size=size)
+    return _started(result, codepipeline, pipeline, progress) if start else result
+
+
+def _check_pipeline(codepipeline: Any, name: str, env: str) -> None:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        codepipeline.get_pipeline(name=name)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) == "PipelineNotFoundException":
+            raise ConfigError(f"env {env!r} has no pipeline {name}: create it (modules/pipeline), set "
+                              "pipeline_name_prefix to the name prefix it was created with, or pass "
+                              "--no-start to only upload") from None
+        raise _aws_error(exc, f"cannot read pipeline {name}") from None
+    except BotoCoreError as exc:
+        raise _aws_error(exc, f"cannot read pipeline {name}") from None
+
+
+def _started(result: PublishResult, codepipeline: Any, pipeline: str | None,
+             progress: Callable[[str], None]) -> PublishResult:
+    """Start `pipeline` pinned to the result's object version; the result with the execution."""
+    from dataclasses import replace
+
+    from .pipeline_start import start_execution, start_request
+
+    assert pipeline is not None
+    if not result.version_id:
+        raise TfdeployError(f"s3://{result.bucket}/{result.key} has no version id, so no execution "
+                            "can be pinned to it; enable versioning on the bucket (modules/pipeline does)")
+    progress(f"starting {pipeline} at version {result.version_id} of s3://{result.bucket}/{result.key}")
+    execution = start_execution(codepipeline, start_request(pipeline, result.version_id, result.tag),
+                                result.tag)
+    return replace(result, pipeline=pipeline, execution_id=execution)
 
 
 def load_event_file(path: Path) -> dict[str, Any]:

