@@ -164,3 +164,32 @@ def test_publish_from_a_codebuild_style_checkout(infra_repo, aws_sandbox, tmp_pa
     subprocess.run(["unzip", "-q", str(tmp_path / "source.zip"), "-d", str(src)], check=True)
     commit = git(infra_repo, "rev-parse", "HEAD").strip()
     assert git(src, "rev-parse", "--verify", "refs/remotes/origin/main").strip() == commit
+
+
+_DETAIL = {"event": "referenceCreated", "referenceType": "tag", "referenceName": TAG}
+
+
+@pytest.mark.parametrize("event,message", [
+    ({"detail": {}}, "event has no detail.event (the change, e.g. 'referenceCreated')"),
+    ({}, "event has no detail object"),
+    ({"detail": "x"}, "event has no detail object"),
+    ([], "event file "),
+    ({"detail": {"event": "referenceCreated"}}, "event has no detail.referenceType ('tag' or 'branch')"),
+    ({"detail": {**_DETAIL, "referenceName": None}}, "event has no detail.referenceName (the tag's name)"),
+    ({"detail": {k: v for k, v in _DETAIL.items() if k != "referenceName"}},
+     "event has no detail.referenceName (the tag's name)"),
+    ({"detail": {**_DETAIL, "referenceName": ""}}, "event detail.referenceName is '', not the tag's name"),
+    ({"detail": {**_DETAIL, "referenceName": ["a"]}}, "event detail.referenceName is \"['a']\", not the tag's name"),
+    ({"detail": {**_DETAIL, "event": 7}}, "event detail.event is '7', not the change"),
+    ({"detail": {**_DETAIL, "referenceType": "branch"}}, "event is 'referenceCreated' of a 'branch'; only the creation of a tag"),
+    ({"source": "aws.s3", "detail": _DETAIL}, "event is 'aws.s3' / 'None', not a CodeCommit Repository State Change event"),
+    ({"detail": {**_DETAIL, "referenceName": "dev_us-east-1/research/v1"}}, "event tag: invalid tag"),
+])
+def test_every_malformed_event_is_one_line_naming_what_is_missing(infra_repo, tmp_path, event, message):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    result = publish(infra_repo, "--event-file", str(path))
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tfdeploy: error: {message}"), lines
+    assert "None' of a 'None" not in lines[0]
