@@ -119,8 +119,9 @@ def _register() -> None:
     from .quality import lint, scan
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
+    from .scaffold import COMMANDS as SCAFFOLD
 
-    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
         cli.add_command(command)
 
 
