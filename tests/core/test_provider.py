@@ -40,6 +40,13 @@ def test_aws_usage_detection(tmp_path):
     assert not uses_aws_provider(tmp_path)
     (tmp_path / "modules" / "m").mkdir(parents=True)
     (tmp_path / "modules" / "m" / "main.tf").write_text('data "aws_region" "current" {}\n')
+    # Only what terraform init loads counts: a module nobody calls, or another root such as a
+    # scaffolded pipeline/, does not give every cell an AWS provider.
+    (tmp_path / "pipeline").mkdir()
+    (tmp_path / "pipeline" / "main.tf").write_text('provider "aws" {}\n')
+    assert not uses_aws_provider(tmp_path)
+    (tmp_path / "main.tf").write_text('resource "terraform_data" "x" {}\n'
+                                      'module "m" {\n  source = "./modules/m"\n}\n')
     assert uses_aws_provider(tmp_path)
     (tmp_path / "modules" / "m" / "main.tf").write_text(
         'terraform {\n  required_providers {\n    aws = { source = "hashicorp/aws" }\n  }\n}\n')

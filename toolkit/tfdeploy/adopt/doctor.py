@@ -39,6 +39,22 @@ def _tool(name: str, environ: Mapping[str, str], repo_root: Path | None, require
     return Check(name, OK, f"{path} (version {tool_version(path, environ)})", required=required)
 
 
+def _hcl2() -> Check:
+    """Which `hcl2` module tfdeploy reads HCL with: either works; say which, and what it means for
+    a checkov in the same environment."""
+    from ..errors import ConfigError
+    from ..model import hcl
+
+    try:
+        kind = hcl.flavor()
+    except ConfigError as exc:
+        return Check("hcl2", MISSING, str(exc), "pip install --force-reinstall 'python-hcl2>=8,<9'")
+    detail = hcl.describe()
+    if kind == hcl.BC_PYTHON_HCL2:
+        detail += "; checkov's fork owns the hcl2 module here, tfdeploy reads HCL with it"
+    return Check("hcl2", OK, detail, required=False)
+
+
 def _git() -> Check:
     path = shutil.which("git")
     if path is None:
@@ -97,6 +113,7 @@ def run_checks(repo_root: Path | None, environ: Mapping[str, str]) -> list[Check
         _tool("terraform", environ, repo_root, required=True),
         _tool("checkov", environ, repo_root, required=False),
         _tool("tflint", environ, repo_root, required=False),
+        _hcl2(),
         _providers(environ),
         _git(),
         _aws(environ),

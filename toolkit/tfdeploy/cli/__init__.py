@@ -118,8 +118,10 @@ def _register() -> None:
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
     from .state import COMMANDS as STATE
+    from .tools import COMMANDS as TOOLS
+    from .scaffold import COMMANDS as SCAFFOLD
 
-    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
         cli.add_command(command)
 
 

@@ -127,6 +127,9 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
                    "[default: setting checkov_baseline].")
 @click.option("--plan", "plan_json", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Scan this plan JSON (terraform show -json) instead; --dir is the code it came from.")
+@click.option("--checkov", "checkov_path", metavar="PATH",
+              help="The checkov executable to run [default: $TFDEPLOY_CHECKOV, PATH, <repo>/.venv-checkov, "
+                   "the managed install of `tfdeploy tools install checkov`].")
 @click.option("--saved-plan", is_flag=True,
               help="With --tag: scan the tag's saved plan (from tfdeploy plan) instead of the code.")
 @json_option
@@ -134,8 +137,8 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
 @tag_options(required=False)
 @repo_command
 def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
-         env: str | None, baseline: Path | None, plan_json: Path | None, saved_plan: bool,
-         as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
+         env: str | None, baseline: Path | None, plan_json: Path | None, checkov_path: str | None,
+         saved_plan: bool, as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
     """Security-scan Terraform with checkov (offline: --skip-download).
 
     Failed checks fail the stage except in soft-fail envs. Inline skips need a reason
@@ -179,8 +182,9 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
         # With --tag, the baseline committed with the tagged code applies.
         baseline = (directory if tag else repo.root) / settings.checkov_baseline
     results_dir = results_dir or default_results_dir(directory.resolve())
+    environ = {**os.environ, "TFDEPLOY_CHECKOV": checkov_path} if checkov_path else None
     common = dict(repo_root=repo.root, env=env, soft_fail_envs=soft_fail_envs, baseline=baseline,
-                  allow_missing=allow_missing, results_dir=results_dir, junit_path=junit)
+                  allow_missing=allow_missing, results_dir=results_dir, junit_path=junit, environ=environ)
     if plan_json is not None:
         result = scan_plan(plan_json, source_dir=directory, **common)
     else:

@@ -32,17 +32,41 @@ def _mentions_aws(parsed: dict) -> bool:
     return any("aws" in block for block in parsed.get("provider", []))
 
 
+def _local_module_dirs(parsed: dict, here: Path) -> list[Path]:
+    dirs = []
+    for block in parsed.get("module", []):
+        for body in block.values():
+            source = body.get("source") if isinstance(body, dict) else None
+            if isinstance(source, str) and source.startswith(("./", "../")):
+                dirs.append(here / source)
+    return dirs
+
+
 def uses_aws_provider(root: Path) -> bool:
-    """Does any .tf file under `root` use the AWS provider? (resources, data, required_providers)."""
+    """Does the configuration Terraform would load from `root` use the AWS provider?
+
+    Only what `terraform init` reads counts: the root's own .tf files and the local modules they
+    call (recursively). Other folders in the tree (a `pipeline/` root, examples) are separate
+    configurations and must not make every cell get an AWS provider.
+    """
     inside = root.resolve()
-    for path in sorted(root.rglob("*.tf")):
-        if ".terraform" in path.parts or path.name == PROVIDER_FILE:
+    seen: set[Path] = set()
+    pending = [root]
+    while pending:
+        here = pending.pop()
+        if here.resolve() in seen or not here.is_dir():
             continue
-        if not path.resolve().is_relative_to(inside):  # a link must not make us read outside files
-            raise ValidationError(f"{path.relative_to(root)} leads outside {root} (a symlink); "
-                                  "commit the file itself instead of a link")
-        if _mentions_aws(parse_tfvars(path.read_text(encoding="utf-8"), str(path.relative_to(root)))):
-            return True
+        seen.add(here.resolve())
+        for path in sorted(here.glob("*.tf")):
+            if path.name == PROVIDER_FILE:
+                continue
+            if not path.resolve().is_relative_to(inside):  # a link must not make us read outside files
+                raise ValidationError(f"{path.relative_to(root)} leads outside {root} (a symlink); "
+                                      "commit the file itself instead of a link")
+            parsed = parse_tfvars(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
+            if _mentions_aws(parsed):
+                return True
+            pending += [d for d in _local_module_dirs(parsed, here) if d.resolve().is_relative_to(inside)]
     return False
 
 

@@ -33,7 +33,7 @@ from .findings import (
     write_junit,
 )
 from .lint import check_workdir, terraform_files
-from .tools import ENV_VARS, INSTALL_HINTS, find_tool, run_tool
+from .tools import ENV_VARS, INSTALL_HINTS, fallback_text, find_tool, run_tool
 
 STAGE, PLAN_STAGE = "scan", "scan-plan"
 CHECKOV_CONFIGS = (".checkov.yaml", ".checkov.yml")
@@ -130,8 +130,8 @@ def evaluate_scan(
 
 
 def _missing(stage: str, allow_missing: Collection[str], results_dir: Path, started: float,
-             status_key: str) -> StageResult:
-    message = f"checkov not found (looked at ${ENV_VARS['checkov']}, PATH, <repo>/.venv-checkov); " \
+             status_key: str, environ: Mapping[str, str]) -> StageResult:
+    message = f"checkov not found (looked at ${ENV_VARS['checkov']}, PATH{fallback_text('checkov', environ)}); " \
               f"{INSTALL_HINTS['checkov']}"
     duration = round(time.monotonic() - started, 3)
     if "checkov" not in allow_missing:
@@ -165,6 +165,11 @@ def _run_checkov(checkov: str, target_args: list[str], framework: str, cwd: Path
     except (OSError, ValueError):
         lines = [line for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else "(no output)"
+        if "hcl2" in reason and ("ImportError" in reason or "AttributeError" in reason):
+            # python-hcl2 was installed after checkov and replaced its bc-python-hcl2 module.
+            reason += (f"; checkov's hcl2 module was replaced by python-hcl2 in {checkov}'s environment: "
+                       "run `tfdeploy tools install checkov` (a venv of its own) and use that, or "
+                       "reinstall bc-python-hcl2 there (tfdeploy works with either hcl2)")
         return Finding(CHECKOV, "checkov-error", "error", "", 0,
                        f"checkov produced no report (exit {proc.returncode}): {reason}")
 
@@ -195,7 +200,7 @@ def _scan(
     known = load_baseline(Path(baseline)) if baseline is not None else None
     checkov = find_tool("checkov", environ, repo_root)
     if checkov is None:
-        return _missing(stage, allow_missing, results_dir, started, status_key)
+        return _missing(stage, allow_missing, results_dir, started, status_key, environ)
     config = Path(config_file).resolve() if config_file else find_checkov_config(cwd, repo_root)
 
     outcome = _run_checkov(checkov, target_args, framework, cwd, results_dir / stage, config, environ)

@@ -2,8 +2,9 @@
 
 Lookup order per tool: its `TFDEPLOY_<TOOL>` environment variable, then PATH, then a fallback
 that ships with tfdeploy's own install: the embedded `tfdeploy-terraform` next to the running
-Python, or checkov in the repo's `.venv-checkov` (checkov lives in its own venv because its
-bc-python-hcl2 installs over python-hcl2).
+Python; for checkov the repo's `.venv-checkov`, then the managed install that `tfdeploy tools
+install checkov` makes under the user state dir (gates/toolinstall.py). checkov may also live in
+tfdeploy's own environment (found on PATH): tfdeploy reads HCL with either `hcl2` module.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ INSTALL_HINTS = {
                  "reinstall tfdeploy to get the embedded tfdeploy-terraform, or set TFDEPLOY_TERRAFORM",
     "tflint": "install tflint (https://github.com/terraform-linters/tflint#installation) or pass "
               "--allow-missing tflint",
-    "checkov": "install checkov in its own venv (python3 -m venv .venv-checkov && "
-               ".venv-checkov/bin/pip install 'checkov>=3.2,<4'), or set TFDEPLOY_CHECKOV, or pass "
-               "--allow-missing checkov",
+    "checkov": "run `tfdeploy tools install checkov` (its own venv under the user state dir), "
+               "or pip install 'checkov>=3.2,<4' anywhere and set TFDEPLOY_CHECKOV (or --checkov), "
+               "or pass --allow-missing checkov",
 }
 
 _VERSION_RE = re.compile(r"v?(\d+\.\d+(?:\.\d+)?(?:[-+][0-9A-Za-z.-]+)?)")
@@ -39,11 +40,14 @@ def _executable(path: str | os.PathLike[str]) -> bool:
     return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
-def _fallbacks(name: str, repo_root: Path | None) -> list[Path]:
+def _fallbacks(name: str, repo_root: Path | None, environ: Mapping[str, str]) -> list[Path]:
     if name == "terraform":
         return [Path(sys.executable).parent / "tfdeploy-terraform"]
-    if name == "checkov" and repo_root is not None:
-        return [Path(repo_root) / ".venv-checkov" / "bin" / "checkov"]
+    if name == "checkov":
+        from .toolinstall import managed_executable
+
+        repo_venv = [Path(repo_root) / ".venv-checkov" / "bin" / "checkov"] if repo_root is not None else []
+        return [*repo_venv, managed_executable("checkov", environ)]
     return []
 
 
@@ -66,7 +70,7 @@ def find_tool(name: str, environ: Mapping[str, str] = os.environ,
     on_path = shutil.which(name, path=environ.get("PATH", ""))
     if on_path:
         return on_path
-    for candidate in _fallbacks(name, repo_root):
+    for candidate in _fallbacks(name, repo_root, environ):
         if _executable(candidate):
             return str(candidate)
     return None
@@ -78,15 +82,17 @@ def require_tool(name: str, environ: Mapping[str, str] = os.environ,
     path = find_tool(name, environ, repo_root)
     if path is None:
         raise ToolMissingError(f"{name} not found (looked at ${ENV_VARS[name]}, PATH"
-                               f"{_fallback_text(name)}); {INSTALL_HINTS[name]}")
+                               f"{fallback_text(name, environ)}); {INSTALL_HINTS[name]}")
     return path
 
 
-def _fallback_text(name: str) -> str:
+def fallback_text(name: str, environ: Mapping[str, str] = os.environ) -> str:
     if name == "terraform":
         return ", tfdeploy-terraform next to python"
     if name == "checkov":
-        return ", <repo>/.venv-checkov/bin/checkov"
+        from .toolinstall import managed_executable
+
+        return f", <repo>/.venv-checkov/bin/checkov, {managed_executable('checkov', environ)}"
     return ""
 
 

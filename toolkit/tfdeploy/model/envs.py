@@ -38,44 +38,12 @@ class TeamConfig:
 def parse_tfvars(text: str, source: str) -> dict[str, Any]:
     """Parse tfvars (or .tf) text into plain Python values (strings without their quotes).
 
-    An attribute set twice in one body is an error naming the key, as in Terraform; python-hcl2
-    alone would keep the last value without a word.
+    An attribute set twice in one body is an error naming the key, as in Terraform. Works with
+    python-hcl2 or checkov's bc-python-hcl2, whichever owns the `hcl2` module (see `model/hcl.py`).
     """
-    import hcl2  # parsing cost only when a tfvars file is read
+    from .hcl import loads
 
-    options = hcl2.SerializationOptions(
-        strip_string_quotes=True, explicit_blocks=False, with_comments=False
-    )
-    try:
-        tree = hcl2.parses_to_tree(text)
-    except Exception as exc:  # python-hcl2 raises lark errors of several types
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{source}: not valid HCL ({first_line}); fix the file") from None
-    refuse_redefined_attributes(tree, source)
-    try:
-        return hcl2.serialize(hcl2.transform(tree), serialization_options=options)
-    except Exception as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{source}: not valid HCL ({first_line}); fix the file") from None
-
-
-def refuse_redefined_attributes(tree: Any, source: str) -> None:
-    """Raise ConfigError for the first attribute set twice in one body of a lark parse tree."""
-    for body in tree.iter_subtrees_topdown():
-        if body.data != "body":
-            continue
-        first_seen: dict[str, int] = {}
-        for child in body.children:
-            if getattr(child, "data", None) != "attribute":
-                continue
-            token = child.children[0].children[0]
-            name, line = str(token), getattr(token, "line", 0)
-            if name in first_seen:
-                raise ConfigError(
-                    f"{source}: line {line}: attribute {name!r} is already set on line "
-                    f"{first_seen[name]} (Terraform: Attribute redefined); keep one of them"
-                )
-            first_seen[name] = line
+    return loads(text, source)
 
 
 def _read_tfvars(path: Path, rel: str) -> dict[str, Any]:
