@@ -92,7 +92,6 @@ module "source_bucket" {
   bucket_name                        = local.source_bucket_name
   kms_key_arn                        = module.pipeline_key.arn
   noncurrent_version_expiration_days = 365
-  eventbridge_notifications          = true
 
   tags = var.tags
 }
