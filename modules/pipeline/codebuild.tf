@@ -52,7 +52,7 @@ resource "aws_codebuild_project" "this" {
 
   source {
     type      = each.key == "source" ? "CODECOMMIT" : "CODEPIPELINE"
-    location  = each.key == "source" ? data.aws_codecommit_repository.infra.clone_url_http : null
+    location  = each.key == "source" ? local.repository_clone_url : null
     buildspec = var.buildspecs[each.key]
     # Full history and tags, so the bundle is exactly what the tag pointed at
     # and can be audited later.

@@ -129,7 +129,7 @@ data "aws_iam_policy_document" "build_source" {
   statement {
     sid       = "CloneInfraRepository"
     actions   = ["codecommit:GitPull"]
-    resources = [data.aws_codecommit_repository.infra.arn]
+    resources = [local.repository_arn]
   }
 
   # tfdeploy checks the bucket exists and is versioned, reads the current

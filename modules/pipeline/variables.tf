@@ -13,7 +13,7 @@ variable "buildspecs" {
   type        = map(string)
 
   validation {
-    condition     = length(setsymdiff(keys(var.buildspecs), ["source", "tflint", "checkov", "plan", "apply"])) == 0
+    condition     = length(var.buildspecs) == 5 && alltrue([for k in ["source", "tflint", "checkov", "plan", "apply"] : contains(keys(var.buildspecs), k)])
     error_message = "buildspecs must have exactly the keys source, tflint, checkov, plan and apply."
   }
 
