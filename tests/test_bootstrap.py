@@ -400,7 +400,7 @@ def test_unreachable_sandbox_says_so(aws_sandbox, monkeypatch) -> None:
         probe.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
     monkeypatch.setenv("TFDEPLOY_SANDBOX_ENDPOINT", dead)
-    with pytest.raises(TfdeployError, match=rf"cannot reach {dead}.*: is the sandbox running\?"):
+    with pytest.raises(TfdeployError, match=rf"the sandbox at {dead} .* is not running: run `tfdeploy sandbox up`"):
         bootstrap_backend(settings(), "dev", None, environ=os.environ)
 
 

@@ -104,7 +104,17 @@ def test_parse_info_rejects_garbage() -> None:
 
 
 def test_active_endpoint_prefers_the_environment(tmp_path: Path) -> None:
-    assert sb.active_endpoint({"TFDEPLOY_SANDBOX_ENDPOINT": "http://127.0.0.1:9/"}, tmp_path) == "http://127.0.0.1:9"
+    import socket
+
+    with socket.socket() as listener:  # something listening: the variable is taken as it is
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert sb.active_endpoint({"TFDEPLOY_SANDBOX_ENDPOINT": f"http://127.0.0.1:{port}/"}, tmp_path) == (
+            f"http://127.0.0.1:{port}")
+    # nothing listening any more: one line saying so, not a dial error later
+    with pytest.raises(TfdeployError, match=rf"the sandbox at http://127.0.0.1:{port} .* is not running"):
+        sb.active_endpoint({"TFDEPLOY_SANDBOX_ENDPOINT": f"http://127.0.0.1:{port}/"}, tmp_path)
     assert sb.active_endpoint({}, tmp_path) is None
     with pytest.raises(ValidationError, match="TFDEPLOY_SANDBOX_ENDPOINT='127.0.0.1:9' is not a URL"):
         sb.active_endpoint({"TFDEPLOY_SANDBOX_ENDPOINT": "127.0.0.1:9"}, tmp_path)

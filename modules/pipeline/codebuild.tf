@@ -1,41 +1,40 @@
 locals {
-  # Buildspec paths are relative to the tagged repository. role: "source"
-  # captures the tag, "scan" only reads code, "deploy" touches state and the
-  # target accounts. Only the source project is started by EventBridge; the
-  # others run as pipeline actions.
+  # role: "source" captures the tag, "scan" only reads code, "deploy" touches
+  # state and the target accounts. Only the source project is started by
+  # EventBridge; the others run as pipeline actions. Each project's buildspec
+  # is var.buildspecs[<key>], inline: it is versioned with the pipeline, so a
+  # tag made before buildspecs/ existed (or with older ones) still deploys.
   build_projects = {
     source = {
-      buildspec   = "buildspecs/source.yml"
       role        = "source"
       description = "Captures the pushed git tag with a full clone into the source bucket"
       # `tfdeploy ci source` derives the bucket (<prefix>-source-<env>) and the
-      # key (source/<env>/source.zip) from these; TFDEPLOY_TAG comes per build
-      # from the EventBridge target.
+      # key (source/<env>/source.zip) from these, and starts the pipeline
+      # <pipeline_name_prefix>-<env> (the setting, from its env var) with the
+      # uploaded object version; TFDEPLOY_TAG comes per build from the
+      # EventBridge target.
       env = {
-        ENV                      = var.env
-        TF_BACKEND_CONFIG_PREFIX = var.tf_backend_config_prefix
+        ENV                           = var.env
+        TF_BACKEND_CONFIG_PREFIX      = var.tf_backend_config_prefix
+        TFDEPLOY_PIPELINE_NAME_PREFIX = var.name_prefix
       }
     }
     tflint = {
-      buildspec   = "buildspecs/tflint.yml"
       role        = "scan"
       description = "Lints the Terraform code with tflint"
       env         = {}
     }
     checkov = {
-      buildspec   = "buildspecs/checkov.yml"
       role        = "scan"
       description = "Scans the Terraform code with checkov and exports the result counts"
       env         = {}
     }
     plan = {
-      buildspec   = "buildspecs/plan.yml"
       role        = "deploy"
       description = "Runs terraform plan for the deployment the tag names"
       env         = { TARGET_ROLE_NAME = var.target_role_name }
     }
     apply = {
-      buildspec   = "buildspecs/apply.yml"
       role        = "deploy"
       description = "Applies the plan produced by the plan stage"
       env         = { TARGET_ROLE_NAME = var.target_role_name }
@@ -54,8 +53,8 @@ resource "aws_codebuild_project" "this" {
 
   source {
     type      = each.key == "source" ? "CODECOMMIT" : "CODEPIPELINE"
-    location  = each.key == "source" ? data.aws_codecommit_repository.infra.clone_url_http : null
-    buildspec = each.value.buildspec
+    location  = each.key == "source" ? local.repository_clone_url : null
+    buildspec = var.buildspecs[each.key]
     # Full history and tags, so the bundle is exactly what the tag pointed at
     # and can be audited later.
     git_clone_depth = each.key == "source" ? 0 : null

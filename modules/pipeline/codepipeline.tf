@@ -1,9 +1,13 @@
 locals {
   # Pipeline-level variables handed to every Terraform build; the buildspecs
   # derive the backend (<prefix>-<env>, <prefix>-lock-<env>) from them.
+  # TFDEPLOY_EXPECTED_TAG is the tag `tfdeploy publish` started this execution
+  # for: `tfdeploy ci` refuses a source bundle of any other tag, so an
+  # execution can never deploy a tag that was pushed after it started.
   build_environment = jsonencode([
     { name = "TF_BACKEND_CONFIG_PREFIX", value = "#{variables.TF_BACKEND_CONFIG_PREFIX}", type = "PLAINTEXT" },
     { name = "ENV", value = "#{variables.ENV}", type = "PLAINTEXT" },
+    { name = "TFDEPLOY_EXPECTED_TAG", value = "#{variables.TFDEPLOY_TAG}", type = "PLAINTEXT" },
   ])
 
   approval_notification = var.approval_sns_topic_arn == null ? {} : { NotificationArn = var.approval_sns_topic_arn }
@@ -15,7 +19,10 @@ resource "aws_codepipeline" "this" {
 
   # V2 for pipeline-level variables. QUEUED: every pushed tag is deployed in
   # order; the default (SUPERSEDED) could silently skip a Region's deployment
-  # when two tags arrive close together.
+  # when two tags arrive close together. Nothing starts an execution but
+  # `tfdeploy publish` (StartPipelineExecution with the uploaded object's
+  # version as the source revision and the tag as TFDEPLOY_TAG): no polling,
+  # no S3 event rule, so no execution picks up "the latest" object.
   pipeline_type  = "V2"
   execution_mode = "QUEUED"
 
@@ -41,6 +48,13 @@ resource "aws_codepipeline" "this" {
     description   = "Environment this pipeline deploys"
   }
 
+  # No default: an execution started without the tag (e.g. "Release change"
+  # in the console) must not run with a guessed one.
+  variable {
+    name        = "TFDEPLOY_TAG"
+    description = "The tag this execution deploys; set by tfdeploy publish"
+  }
+
   stage {
     name = "Source"
 
@@ -55,7 +69,8 @@ resource "aws_codepipeline" "this" {
       configuration = {
         S3Bucket    = module.source_bucket.id
         S3ObjectKey = local.source_object_key
-        # Started by the S3 "Object Created" rule in events.tf instead of polling.
+        # Never polled and no S3 event rule: each execution is started by
+        # tfdeploy publish with sourceRevisions = the exact object version.
         PollForSourceChanges = "false"
       }
     }

@@ -35,28 +35,7 @@ resource "aws_cloudwatch_event_target" "tag_created" {
   }
 }
 
-# ---------------------------------------------------------------------------
-# Source bundle uploaded -> pipeline execution
-# ---------------------------------------------------------------------------
-
-resource "aws_cloudwatch_event_rule" "source_uploaded" {
-  name        = "${local.name}-source-uploaded"
-  description = "A new source bundle for ${var.env} starts the ${local.name} pipeline"
-
-  event_pattern = jsonencode({
-    source      = ["aws.s3"]
-    detail-type = ["Object Created"]
-    detail = {
-      bucket = { name = [module.source_bucket.id] }
-      object = { key = [local.source_object_key] }
-    }
-  })
-
-  tags = var.tags
-}
-
-resource "aws_cloudwatch_event_target" "source_uploaded" {
-  rule     = aws_cloudwatch_event_rule.source_uploaded.name
-  arn      = aws_codepipeline.this.arn
-  role_arn = aws_iam_role.events.arn
-}
+# No rule on the source object: an S3 "Object Created" rule starts an execution
+# that takes whatever version is current when its Source action runs, which
+# may be another tag's bundle when several tags are pushed at once. tfdeploy
+# publish starts each execution with its own object version instead.

@@ -10,6 +10,9 @@ locals {
   target_role_arns = [for a in var.target_account_ids : "arn:${local.partition}:iam::${a}:role/${var.target_role_name}"]
 
   source_object_arn = "${module.source_bucket.arn}/${local.source_object_key}"
+  # Built from its name: the pipeline refers to the build projects, so the
+  # build roles cannot refer to the pipeline resource.
+  pipeline_arn = "arn:${local.partition}:codepipeline:${local.region}:${local.account_id}:${local.name}"
 
   # IAM is global: names carry the Region so the same pipeline can also be
   # deployed to a second tooling Region.
@@ -126,7 +129,7 @@ data "aws_iam_policy_document" "build_source" {
   statement {
     sid       = "CloneInfraRepository"
     actions   = ["codecommit:GitPull"]
-    resources = [data.aws_codecommit_repository.infra.arn]
+    resources = [local.repository_arn]
   }
 
   # tfdeploy checks the bucket exists and is versioned, reads the current
@@ -141,6 +144,14 @@ data "aws_iam_policy_document" "build_source" {
     sid       = "PublishSourceBundle"
     actions   = ["s3:GetObject", "s3:PutObject"]
     resources = [local.source_object_arn]
+  }
+
+  # tfdeploy publish starts this environment's pipeline with the uploaded
+  # object version and the tag (one execution per tag).
+  statement {
+    sid       = "StartOwnPipeline"
+    actions   = ["codepipeline:StartPipelineExecution"]
+    resources = [local.pipeline_arn]
   }
 }
 
@@ -321,7 +332,7 @@ resource "aws_iam_role_policy" "pipeline" {
 }
 
 # ---------------------------------------------------------------------------
-# EventBridge role: start the tag capture, and the pipeline on a new bundle
+# EventBridge role: start the tag capture
 # ---------------------------------------------------------------------------
 
 data "aws_iam_policy_document" "events" {
@@ -331,16 +342,11 @@ data "aws_iam_policy_document" "events" {
     resources = [aws_codebuild_project.this["source"].arn]
   }
 
-  statement {
-    sid       = "StartPipeline"
-    actions   = ["codepipeline:StartPipelineExecution"]
-    resources = [aws_codepipeline.this.arn]
-  }
 }
 
 resource "aws_iam_role" "events" {
   name                 = "${local.name}-events-${local.role_suffix}"
-  description          = "Lets EventBridge start the ${local.name} tag capture and pipeline"
+  description          = "Lets EventBridge start the ${local.name} tag capture"
   assume_role_policy   = data.aws_iam_policy_document.trust["events"].json
   max_session_duration = 3600
 
@@ -348,7 +354,7 @@ resource "aws_iam_role" "events" {
 }
 
 resource "aws_iam_role_policy" "events" {
-  name   = "start-pipeline"
+  name   = "start-tag-capture"
   role   = aws_iam_role.events.id
   policy = data.aws_iam_policy_document.events.json
 }

@@ -4,14 +4,17 @@ data "aws_caller_identity" "current" {}
 
 data "aws_partition" "current" {}
 
-data "aws_codecommit_repository" "infra" {
-  repository_name = var.repository_name
-}
-
 locals {
   region     = data.aws_region.current.name
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
+
+  # The repository's ARN and HTTPS clone URL follow documented formats, so they are derived from
+  # its name rather than read with data.aws_codecommit_repository: no read permission or API call
+  # at plan time (and moto's GetRepository answer cannot be decoded by the AWS provider, which
+  # kept the module from being applied against the sandbox).
+  repository_arn       = "arn:${local.partition}:codecommit:${local.region}:${local.account_id}:${var.repository_name}"
+  repository_clone_url = "https://git-codecommit.${local.region}.${data.aws_partition.current.dns_suffix}/v1/repos/${var.repository_name}"
 
   name              = "${var.name_prefix}-${var.env}"
   source_object_key = coalesce(var.source_object_key, "source/${var.env}/source.zip")
@@ -92,7 +95,6 @@ module "source_bucket" {
   bucket_name                        = local.source_bucket_name
   kms_key_arn                        = module.pipeline_key.arn
   noncurrent_version_expiration_days = 365
-  eventbridge_notifications          = true
 
   tags = var.tags
 }

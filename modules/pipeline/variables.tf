@@ -8,6 +8,21 @@ variable "env" {
   }
 }
 
+variable "buildspecs" {
+  description = "Buildspec YAML of each CodeBuild project (keys source, tflint, checkov, plan, apply), set inline on the projects: the buildspecs are versioned with the pipeline, not read from the tagged tree, so a tag made before they were committed still deploys. Pass file(\"buildspecs/<stage>.yml\") of the files `tfdeploy buildspec generate` writes."
+  type        = map(string)
+
+  validation {
+    condition     = length(var.buildspecs) == 5 && alltrue([for k in ["source", "tflint", "checkov", "plan", "apply"] : contains(keys(var.buildspecs), k)])
+    error_message = "buildspecs must have exactly the keys source, tflint, checkov, plan and apply."
+  }
+
+  validation {
+    condition     = alltrue([for k, v in var.buildspecs : length(trimspace(v)) > 0 && can(yamldecode(v).phases)])
+    error_message = "every buildspec must be non-empty YAML with a phases section (what `tfdeploy buildspec generate` writes)."
+  }
+}
+
 variable "name_prefix" {
   description = "Prefix of every resource name; resources are named <name_prefix>-<env>-..."
   type        = string

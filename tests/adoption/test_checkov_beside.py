@@ -18,8 +18,8 @@ import pytest
 
 from tests.conftest import REPO_ROOT
 from tests.e2e.conftest import tag, tfdeploy
-from tests.statecheck import state_keys
 from tests.quality.test_quality_tools import fake_tool
+from tests.statecheck import state_keys
 
 
 def _pip_env() -> dict[str, str]:

@@ -78,7 +78,9 @@ def test_regional_plan_and_global_apply(infra):
     role_name = roles[0]["instances"][0]["attributes"]["name"]
     # The generated provider's default tags reached the real resource.
     tags = in_team_account("iam").list_role_tags(RoleName=role_name)["Tags"]
-    assert {"Key": "tfdeploy:tag", "Value": GLOBAL} in tags
+    assert {"Key": "tfdeploy:scope", "Value": "global"} in tags
+    assert {"Key": "tfdeploy:managed-by", "Value": "tfdeploy"} in tags
+    assert not [t for t in tags if t["Key"] in ("tfdeploy:version", "tfdeploy:tag")]  # stable across releases
 
 
 def test_regional_apply_creates_the_network_and_load_balancer(infra):
@@ -90,7 +92,7 @@ def test_regional_apply_creates_the_network_and_load_balancer(infra):
     ec2 = in_team_account("ec2")
     vpc = ec2.describe_vpcs(VpcIds=[vpc_id])["Vpcs"][0]
     assert vpc["CidrBlock"] == "10.20.0.0/16"  # from envs/dev/research/us-east-1.tfvars
-    assert {"Key": "tfdeploy:tag", "Value": REGIONAL} in vpc["Tags"]
+    assert {"Key": "tfdeploy:scope", "Value": "us-east-1"} in vpc["Tags"]
     lbs = in_team_account("elbv2").describe_load_balancers()["LoadBalancers"]
     assert [lb["Type"] for lb in lbs if lb["VpcId"] == vpc_id] == ["application"]
     alb = next(r for r in state["resources"] if r["type"] == "aws_lb")["instances"][0]["attributes"]

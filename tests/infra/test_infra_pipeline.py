@@ -73,15 +73,18 @@ def test_source_stage_watches_the_versioned_source_object(pipeline, codepipeline
     assert unwrap(pipeline.locals()["source_object_key"]) == (
         'coalesce(var.source_object_key, "source/${var.env}/source.zip")'
     )
+    # No S3 event starts an execution (it would take whatever version is current): publish
+    # starts each one with its own object version.
     source_bucket = pipeline.named("module")["source_bucket"]
-    assert source_bucket["eventbridge_notifications"] is True
+    assert not source_bucket.get("eventbridge_notifications", False)
 
 
 def test_each_build_stage_runs_its_own_project_and_buildspec(pipeline, codepipeline):
     projects = pipeline.locals()["build_projects"]
     assert set(projects) == {"source", "tflint", "checkov", "plan", "apply"}
-    for key, project in projects.items():
-        assert project["buildspec"] == f"buildspecs/{key}.yml"
+    # The buildspec is inline, from var.buildspecs: versioned with the pipeline, not the tag.
+    project = pipeline.typed("resource")[("aws_codebuild_project", "this")]
+    assert unwrap(project["source"][0]["buildspec"]) == "var.buildspecs[each.key]"
     stage_project = {}
     for stage in codepipeline["stage"][1:]:
         for action in actions(stage):
@@ -114,7 +117,9 @@ def test_apply_waits_for_approval_in_staging_and_prod(pipeline, codepipeline):
 
 
 def test_pipeline_variables_reach_every_build_action(pipeline, codepipeline, terraform_bin, tmp_path):
-    assert {v["name"] for v in codepipeline["variable"]} == {"TF_BACKEND_CONFIG_PREFIX", "ENV"}
+    assert {v["name"] for v in codepipeline["variable"]} == {"TF_BACKEND_CONFIG_PREFIX", "ENV", "TFDEPLOY_TAG"}
+    (tag_var,) = [v for v in codepipeline["variable"] if v["name"] == "TFDEPLOY_TAG"]
+    assert "default_value" not in tag_var  # an execution without its tag must not guess one
     for stage in codepipeline["stage"][1:]:
         for action in actions(stage):
             if action["provider"] == "CodeBuild":
@@ -124,6 +129,7 @@ def test_pipeline_variables_reach_every_build_action(pipeline, codepipeline, ter
     assert json.loads(evaluated) == [
         {"name": "TF_BACKEND_CONFIG_PREFIX", "value": "#{variables.TF_BACKEND_CONFIG_PREFIX}", "type": "PLAINTEXT"},
         {"name": "ENV", "value": "#{variables.ENV}", "type": "PLAINTEXT"},
+        {"name": "TFDEPLOY_EXPECTED_TAG", "value": "#{variables.TFDEPLOY_TAG}", "type": "PLAINTEXT"},
     ]
 
 
@@ -195,13 +201,26 @@ def test_tag_event_starts_the_source_build_with_the_tag(pipeline, terraform_bin,
     assert ci.TAG_VAR == "TFDEPLOY_TAG"
 
 
-def test_new_source_bundle_starts_the_pipeline(pipeline):
+def test_only_publish_starts_the_pipeline(pipeline):
+    """No EventBridge rule or target starts the pipeline; the source build's role may start it."""
     resources = pipeline.typed("resource")
-    target = resources[("aws_cloudwatch_event_target", "source_uploaded")]
-    assert unwrap(target["arn"]) == "aws_codepipeline.this.arn"
-    pattern = unwrap(resources[("aws_cloudwatch_event_rule", "source_uploaded")]["event_pattern"])
-    assert "module.source_bucket.id" in pattern and "local.source_object_key" in pattern
-    assert '"Object Created"' in pattern
+    targets = [body for (rtype, _), body in resources.items() if rtype == "aws_cloudwatch_event_target"]
+    assert [unwrap(t["arn"]) for t in targets] == ['aws_codebuild_project.this["source"].arn']
+    events_policy = pipeline.typed("data")[("aws_iam_policy_document", "events")]
+    assert [a for s in _statements(events_policy) for a in s["actions"]] == ["codebuild:StartBuild"]
+    source_policy = pipeline.typed("data")[("aws_iam_policy_document", "build_source")]
+    (start,) = [s for s in _statements(source_policy) if "codepipeline:StartPipelineExecution" in s["actions"]]
+    assert start["actions"] == ["codepipeline:StartPipelineExecution"]
+    assert start["resources"] == ["${local.pipeline_arn}"]
+    assert pipeline.locals()["build_projects"]["source"]["env"]["TFDEPLOY_PIPELINE_NAME_PREFIX"] == "${var.name_prefix}"
+
+
+def test_buildspecs_variable_requires_all_five_stages(pipeline):
+    variable = pipeline.named("variable")["buildspecs"]
+    assert unwrap(variable["type"]) == "map(string)"
+    conditions = " ".join(unwrap(v["condition"]) for v in variable["validation"])
+    for stage in ("source", "tflint", "checkov", "plan", "apply"):
+        assert f'"{stage}"' in conditions
 
 
 def test_source_location_matches_the_publisher(pipeline):

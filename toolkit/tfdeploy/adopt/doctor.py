@@ -66,8 +66,13 @@ def _git() -> Check:
 def _aws(environ: Mapping[str, str]) -> Check:
     from ..aws.sandbox import active_endpoint
     from ..engine.stages import has_aws_credentials
+    from ..errors import TfdeployError
 
-    endpoint = active_endpoint(environ)
+    try:
+        endpoint = active_endpoint(environ)
+    except TfdeployError as exc:  # a stale TFDEPLOY_SANDBOX_ENDPOINT: report it, do not stop
+        what, _, todo = str(exc).partition(": run ")
+        return Check("aws", MISSING, what, "run " + todo if todo else "")
     if endpoint:
         return Check("aws", OK, f"local sandbox at {endpoint} (moto); nothing goes to AWS")
     if has_aws_credentials(environ):

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -302,10 +303,29 @@ def status(state_dir: Path) -> SandboxInfo | None:
     return info
 
 
+def listening(endpoint: str, timeout: float = 1.0) -> bool:
+    """Does anything accept connections at the endpoint's host and port? (not only moto: the
+    variable may name another AWS stand-in)."""
+    parsed = urllib.parse.urlsplit(endpoint)
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def active_endpoint(environ: Mapping[str, str], state_dir: Path | None = None) -> str | None:
     """Where AWS calls go when the sandbox is in use: TFDEPLOY_SANDBOX_ENDPOINT, else the running
     sandbox, else None (real AWS)."""
     if environ.get(ENDPOINT_VAR):
-        return _check_endpoint(environ[ENDPOINT_VAR])
+        endpoint = _check_endpoint(environ[ENDPOINT_VAR])
+        # A variable left from a stopped sandbox would otherwise surface as a raw S3 dial error
+        # deep inside boto3 or Terraform.
+        if not listening(endpoint):
+            raise TfdeployError(f"the sandbox at {endpoint} ({ENDPOINT_VAR}) is not running: "
+                                f"run `tfdeploy sandbox up` and eval \"$(tfdeploy sandbox env)\", "
+                                f"or unset {ENDPOINT_VAR}")
+        return endpoint
     info = _running(state_dir if state_dir is not None else user_state_dir(environ))
     return info.endpoint if info is not None else None

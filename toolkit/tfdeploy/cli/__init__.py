@@ -117,9 +117,9 @@ def _register() -> None:
     from .doctor import doctor
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
+    from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
-    from .scaffold import COMMANDS as SCAFFOLD
 
     for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
         cli.add_command(command)

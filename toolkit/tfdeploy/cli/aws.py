@@ -125,11 +125,9 @@ def sandbox_env() -> None:
 @click.option("--env", "env", required=True, metavar="ENV", help="Environment whose backend to create, e.g. dev.")
 @click.option("--region", default=None, metavar="REGION",
               help="Region of the state bucket (required with state_layout = regional).")
-@click.option("--kms-key-id", default=None, metavar="KEY",
-              help="KMS key for the bucket's default encryption [setting: kms_key_id; default: SSE-S3].")
 @json_option
 @repo_command
-def bootstrap(env: str, region: str | None, kms_key_id: str | None, as_json: bool, repo: RepoContext) -> None:
+def bootstrap(env: str, region: str | None, as_json: bool, repo: RepoContext) -> None:
     """Create the env's state bucket and lock table, or fix their settings; safe to re-run.
 
     The bucket gets versioning, default encryption, all public-access blocks and a policy that
@@ -144,7 +142,8 @@ def bootstrap(env: str, region: str | None, kms_key_id: str | None, as_json: boo
     """
     from ..aws.bootstrap import bootstrap_backend, render_report
 
-    report = bootstrap_backend(repo.settings, env, region, environ=os.environ, kms_key_id=kms_key_id)
+    # --kms-key-id is the kms_key_id setting's option (every setting has one), so it is in settings.
+    report = bootstrap_backend(repo.settings, env, region, environ=os.environ)
     if as_json:
         echo_json(report.to_dict())
     else:

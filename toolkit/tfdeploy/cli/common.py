@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -22,8 +23,26 @@ if TYPE_CHECKING:
 EXAMPLE_TAG = "dev_us-east-1/research/1.0"
 
 
+def usage_error_line(exc: click.UsageError) -> str:
+    """Click's usage error (usage, hint and message on three lines) as one line (pure)."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    message = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1)", message)
+    command = exc.ctx.command_path if exc.ctx is not None else "tfdeploy"
+    return f"tfdeploy: error: {message}; see {command} --help"
+
+
 class TfdeployGroup(click.Group):
-    """Turns TfdeployError into one `tfdeploy: error: ...` line and its exit code."""
+    """Turns TfdeployError into one `tfdeploy: error: ...` line and its exit code; the same for
+    click's usage errors (exit 2), which click itself prints on three lines."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        # The group's own options are parsed here, before invoke.
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.UsageError as exc:
+            click.echo(usage_error_line(exc), err=True)
+            raise SystemExit(exc.exit_code) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         from ..engine.supervise import handling_signals
@@ -34,6 +53,9 @@ class TfdeployGroup(click.Group):
                 return super().invoke(ctx)
         except TfdeployError as exc:
             click.echo(f"tfdeploy: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except click.UsageError as exc:  # a subcommand's options, an unknown command
+            click.echo(usage_error_line(exc), err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:  # before our handler was in place; click would say "Aborted!"
             click.echo("tfdeploy: error: interrupted (SIGINT); no Terraform was running; run the "
@@ -66,17 +88,17 @@ class RepoContext:
         return settings
 
 
-_SETTING_OPTIONS = [
-    ("--backend-prefix", "backend_prefix", None, "State bucket/table name prefix [env: TF_BACKEND_CONFIG_PREFIX]."),
-    ("--state-region", "state_region", None, "Region of the central state bucket."),
-    ("--global-region", "global_region", None, "Region global deployments run from."),
-    ("--role-name", "role_name", None, "Role assumed in the team account (default InfraBuildRole)."),
-    ("--session-name", "session_name", None, "Assume-role session name (default INFRA_BUILD)."),
-    ("--state-layout", "state_layout", click.Choice(["central", "regional"]), "central: one bucket per env; regional: per Region."),
-    ("--lock", "lock", click.Choice(["dynamodb", "s3"]), "State lock: DynamoDB table or S3-native lockfile."),
-    ("--toolkit-spec", "toolkit_spec", None, "pip requirement the generated buildspecs install (default tfdeploy-toolkit==<version>)."),
-    ("--pipeline-name-prefix", "pipeline_name_prefix", None, "The env's pipeline is <prefix>-<env> (default tfdeploy)."),
-]
+def _setting_options() -> list[tuple[str, str, Any, str]]:
+    """(flag, name, click type, help) for every setting, from the settings model's own table."""
+    from ..model.settings import SETTING_CHOICES, SETTING_HELP, SETTING_NAMES, option_flag
+
+    return [(option_flag(name), name,
+             click.Choice(list(SETTING_CHOICES[name])) if name in SETTING_CHOICES else None,
+             SETTING_HELP[name])
+            for name in SETTING_NAMES]
+
+
+_SETTING_OPTIONS = _setting_options()
 
 
 def repo_command(func: Callable[..., Any]) -> Callable[..., Any]:

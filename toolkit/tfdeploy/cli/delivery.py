@@ -139,7 +139,8 @@ def events() -> None:
 
 @events.command("pattern")
 @click.option("--env", required=True, metavar="ENV", help="The pipeline's environment, e.g. dev.")
-def events_pattern(env: str) -> None:
+@repo_command
+def events_pattern(env: str, repo: RepoContext) -> None:
     """Print the event pattern matching creation of `<ENV>_...` tags (JSON).
 
     modules/pipeline's rule uses the same pattern; compare them with this output.
@@ -148,9 +149,11 @@ def events_pattern(env: str) -> None:
     Example:
       tfdeploy events pattern --env dev
     """
-    from ..delivery.events import event_pattern
+    from ..delivery.events import check_configured_env, event_pattern
 
-    echo_json(event_pattern(env))
+    pattern = event_pattern(env)  # validates the shape first
+    check_configured_env(env, repo.settings.environments)
+    echo_json(pattern)
 
 
 @click.command()

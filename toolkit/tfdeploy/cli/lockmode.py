@@ -42,6 +42,6 @@ def migrate_lock(tag: str, source, to: str, yes: bool, repo: RepoContext) -> Non
     if not yes:
         click.echo(f"migrate-lock {deployment.tag.cell} to {to}:\n" + "\n".join(f"  - {s}" for s in steps))
         click.confirm("Proceed?", abort=True)
-    before = run_migration(backend, to, environ=env, endpoint=endpoint)
+    before = run_migration(backend, to, environ=env, endpoint=endpoint, env=deployment.tag.env)
     click.echo(f"cell {deployment.tag.cell}: lock mode was {before}, now {to} (recorded at "
                f"s3://{backend.bucket}/{backend.key}.tfdeploy-lock-mode.json); run with --lock {to}")

@@ -36,8 +36,13 @@ def scaffold(directory: Path, backend_prefix: str, teams: tuple[str, ...], envs:
       tfdeploy scaffold infra --backend-prefix acme-tfstate --team research --team risk \\
           --env dev --env prod --region us-east-1 --region eu-central-1
     """
-    from ..adopt.scaffold import (DEFAULT_PIPELINE_MODULE_SOURCE, ScaffoldOptions, scaffold_files,
-                                  validate, write_scaffold)
+    from ..adopt.scaffold import (
+        DEFAULT_PIPELINE_MODULE_SOURCE,
+        ScaffoldOptions,
+        scaffold_files,
+        validate,
+        write_scaffold,
+    )
 
     options = ScaffoldOptions(
         backend_prefix=backend_prefix,

@@ -53,6 +53,14 @@ def _detail_field(detail: Mapping[str, Any], name: str, meaning: str) -> str:
     return value
 
 
+def check_configured_env(env: str, environments: tuple[str, ...]) -> None:
+    """Refuse an env the repo does not deploy to (pure): its pattern would start nothing useful."""
+    if env not in environments:
+        raise ValidationError(f"--env {env} is not one of the configured environments "
+                              f"({', '.join(environments)}); add it to environments in [tool.tfdeploy] "
+                              "or pass one of those")
+
+
 def tag_from_event(event: Mapping[str, Any], extra_regions: frozenset[str] = frozenset()) -> str:
     """The validated tag name a CodeCommit tag-creation event carries.
 

@@ -229,14 +229,14 @@ def migration_steps(backend: BackendConfig, to: str) -> list[str]:
 
 
 def migrate_lock(backend: BackendConfig, to: str, *, environ: Mapping[str, str],
-                 endpoint: str | None) -> str:
+                 endpoint: str | None, env: str = "<env>") -> str:
     """Switch the cell's lock mode to `to` under its locks; returns what it found before."""
     aws = _Aws(backend, environ, endpoint)
     try:
         before = current_mode(aws)
         if to == "dynamodb" and not (backend.lock_table and aws.table_exists()):
             raise TfdeployError(f"lock table {backend.lock_table} does not exist; run: tfdeploy bootstrap "
-                                "--env ENV --lock dynamodb, then migrate again")
+                                f"--env {env} --lock dynamodb, then migrate again")
         with _locked(aws):
             state = aws.get(backend.key)
             if to == "dynamodb" and state is not None:

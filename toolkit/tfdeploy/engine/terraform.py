@@ -38,8 +38,8 @@ _HINTS = (
     ("Failed to query available provider packages",
      "the provider registry is unreachable: point TF_CLI_CONFIG_FILE at a config with a "
      "provider_installation mirror, or pre-fill TF_PLUGIN_CACHE_DIR"),
-    ("NoSuchBucket", "the state bucket does not exist: run tfdeploy bootstrap --env ENV"),
-    ("ResourceNotFoundException", "the lock table does not exist: run tfdeploy bootstrap --env ENV"),
+    ("NoSuchBucket", "the state bucket does not exist: run tfdeploy bootstrap --env {env}"),
+    ("ResourceNotFoundException", "the lock table does not exist: run tfdeploy bootstrap --env {env}"),
     ("No valid credential sources found",
      'no AWS credentials: eval "$(tfdeploy sandbox env)" for the sandbox, or configure AWS credentials'),
 )
@@ -72,6 +72,10 @@ def explain_failure(command: str, result: TerraformResult, tag: str | None = Non
     errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
     first = errors[0].strip() if errors else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
     hint = next((text for needle, text in _HINTS if needle in result.stderr), None)
+    if hint:
+        # A hint names the real env (the tag's first part), never a placeholder to fill in.
+        env = tag.split("_", 1)[0] if tag and "_" in tag else "<env of the tag>"
+        hint = hint.replace("{env}", env)
     return f"terraform {command} failed (exit {result.returncode}): {first}" + (f"; {hint}" if hint else "")
 
 

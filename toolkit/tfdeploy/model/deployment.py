@@ -26,6 +26,8 @@ class Deployment:
     target_module: str
     backend: BackendConfig
     var_files: tuple[str, ...]
+    # (key, value) pairs of the generated provider's default_tags, from the default_tags setting.
+    default_tags: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -44,7 +46,15 @@ class Deployment:
             "session_name": self.session_name,
             "var_files": list(self.var_files),
             "backend": self.backend.to_dict(),
+            "default_tags": dict(self.default_tags),
         }
+
+
+def default_tag_pairs(tag: Tag, region: str, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Pure: the provider's default tags for the chosen names (`default_tags` setting)."""
+    values = {"env": tag.env, "team": tag.team, "scope": tag.scope_name, "region": region,
+              "managed-by": "tfdeploy", "version": tag.version, "tag": tag.name}
+    return tuple((f"tfdeploy:{name}", values[name]) for name in names)
 
 
 def check_env(tag: Tag, settings: Settings) -> None:
@@ -76,6 +86,7 @@ def build_deployment(tag: Tag, settings: Settings, team: TeamConfig) -> Deployme
         target_module=MODULE_FOR_SCOPE[tag.scope],
         backend=backend_for(tag, settings, region),
         var_files=team.var_files,
+        default_tags=default_tag_pairs(tag, region, settings.default_tags),
     )
 
 

@@ -17,6 +17,12 @@ from .regions import REGION_SHAPE, is_allowed
 from .tags import ENV_RE, show
 
 STATE_LAYOUTS = ("central", "regional")
+# What the generated provider's default_tags may carry (each as `tfdeploy:<name>`). The default
+# leaves out version and tag: they change with every release, so every taggable resource would show
+# an in-place update on a release of unchanged code. The version is in outputs and the deployment
+# record (release_version, tfdeploy.json) instead.
+DEFAULT_TAG_NAMES = ("env", "team", "scope", "region", "managed-by", "version", "tag")
+STABLE_DEFAULT_TAGS = ("env", "team", "scope", "managed-by")
 LOCK_MODES = ("dynamodb", "s3")
 # Matched with fullmatch: a `$`-anchored match accepts "InfraBuildRole\n" and splices it into ARNs.
 _PREFIX_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?")
@@ -53,6 +59,7 @@ class Settings:
     toolkit_spec: str = DEFAULT_TOOLKIT_SPEC
     # The env's pipeline is <pipeline_name_prefix>-<env> (modules/pipeline's name_prefix).
     pipeline_name_prefix: str = "tfdeploy"
+    default_tags: tuple[str, ...] = STABLE_DEFAULT_TAGS  # see DEFAULT_TAG_NAMES
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -66,6 +73,34 @@ class Settings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origin")
+
+# One line per setting: the help of its `--<name>` option (every setting has one; the CLI builds
+# the options from this table, and a test checks it covers SETTING_NAMES). Choices where fixed.
+SETTING_HELP: dict[str, str] = {
+    "backend_prefix": "State bucket/table name prefix [env: TF_BACKEND_CONFIG_PREFIX].",
+    "state_region": "Region of the central state bucket.",
+    "global_region": "Region global deployments run from.",
+    "role_name": "Role assumed in the team account (default InfraBuildRole).",
+    "session_name": "Assume-role session name (default INFRA_BUILD).",
+    "environments": "Known environments in promotion order, comma-separated (default dev,qa,staging,prod).",
+    "state_layout": "central: one bucket per env; regional: per Region.",
+    "lock": "State lock: DynamoDB table or S3-native lockfile.",
+    "extra_regions": "Region codes to accept beyond the built-in list, comma-separated.",
+    "default_branch": "Tagged commits must be reachable from this branch (default main).",
+    "kms_key_id": "KMS key for the state bucket's default encryption (bootstrap; default SSE-S3).",
+    "scan_soft_fail_envs": "Envs where checkov findings do not fail the scan, comma-separated (default dev).",
+    "checkov_baseline": "Repo-relative checkov baseline file of accepted findings.",
+    "toolkit_spec": "pip requirement the generated buildspecs install (default tfdeploy-toolkit==<version>).",
+    "pipeline_name_prefix": "The env's pipeline is <prefix>-<env> (default tfdeploy).",
+    "default_tags": ("Provider default tags, comma-separated from " + ",".join(DEFAULT_TAG_NAMES)
+                     + " (default " + ",".join(STABLE_DEFAULT_TAGS) + "; '' for none)."),
+}
+SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
+
+
+def option_flag(name: str) -> str:
+    """The CLI option of a setting: `--<name>` with `-` for `_`."""
+    return "--" + name.replace("_", "-")
 
 # Env var names per setting; the first one set wins.
 ENV_VARS: dict[str, tuple[str, ...]] = {
@@ -85,6 +120,13 @@ def _as_list(value: Any, name: str, source: str) -> tuple[str, ...]:
 def _check(name: str, value: Any, source: str) -> Any:
     """Validate one setting value; return it in its typed form."""
     where = f"setting {name} = {show(str(value))} (from {source})"
+    if name == "default_tags":
+        items = _as_list(value, name, source)
+        bad = [t for t in items if t not in DEFAULT_TAG_NAMES]
+        if bad:
+            raise ConfigError(f"{where}: {show(bad[0])} is not a default tag tfdeploy knows; "
+                              f"choose from {', '.join(DEFAULT_TAG_NAMES)} (or [] for none)")
+        return tuple(dict.fromkeys(items))
     if name in ("environments", "extra_regions", "scan_soft_fail_envs"):
         items = _as_list(value, name, source)
         if name in ("environments", "scan_soft_fail_envs"):
@@ -144,7 +186,7 @@ def merge_settings(
             if environ.get(var):
                 candidates.append((environ[var], var))
         if overrides.get(name) is not None:
-            candidates.append((overrides[name], "--" + name.replace("_", "-")))
+            candidates.append((overrides[name], option_flag(name)))
         if candidates:
             raw, source = candidates[-1]
             values[name] = _check(name, raw, source)

@@ -21,6 +21,12 @@ module "pipeline_dev" {
   repository_name          = "infra"
   tf_backend_config_prefix = "acme-tfstate"
   target_account_ids       = ["111111111111", "211111111111"]
+
+  # The buildspecs `tfdeploy buildspec generate` wrote into this repo, set
+  # inline on the CodeBuild projects (versioned with the pipeline).
+  buildspecs = { for stage in ["source", "tflint", "checkov", "plan", "apply"] :
+    stage => file("${path.module}/../../../../buildspecs/${stage}.yml")
+  }
 }
 
 output "tag_event_pattern" {

@@ -1,0 +1,140 @@
+"""README claims about the command line, each checked the way a user would: the real `tfdeploy`
+script, its exit code and its one error line."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+from tfdeploy.model.settings import SETTING_NAMES
+
+from tests.e2e.conftest import TFDEPLOY, make_repo, tag, tfdeploy
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")  # what the README promises for each setting
+
+
+def one_error_line(proc: subprocess.CompletedProcess) -> str:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr, got:\n{proc.stderr}"
+    assert lines[0].startswith("tfdeploy: error: "), lines[0]
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    """The example infra repo (environments dev and qa), no AWS needed."""
+    return make_repo(tmp_path / "infra")
+
+
+# --- "each setting can be overridden ... by a CLI option --<name>" ------------------------------
+
+
+def test_every_setting_has_its_option_on_every_repo_command(example):
+    for command in (["resolve"], ["plan"], ["bootstrap"], ["scan"], ["events", "pattern"]):
+        help_text = tfdeploy(example, *command, "--help").stdout
+        missing = [option_flag(n) for n in SETTING_NAMES if option_flag(n) not in help_text]
+        assert not missing, f"tfdeploy {' '.join(command)} lacks {missing}"
+
+
+def test_every_setting_is_in_the_readme_table():
+    table = README.read_text(encoding="utf-8")
+    missing = [n for n in SETTING_NAMES if not re.search(rf"^\| `{n}` \|", table, re.MULTILINE)]
+    assert not missing, f"README settings table lacks {missing}"
+
+
+def test_setting_options_win_over_the_file(example):
+    tag(example, "dev_us-east-1/research/1.0")
+    # The file says environments = ["dev", "qa"] and default_branch main.
+    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--json",
+                    "--environments", "qa", check=False)
+    assert proc.returncode == 2
+    assert "env 'dev' is not one of the configured environments (qa)" in one_error_line(proc)
+    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--json",
+                    "--default-tags", "env,version")
+    assert json.loads(proc.stdout)["default_tags"] == {"tfdeploy:env": "dev", "tfdeploy:version": "1.0"}
+    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--default-branch", "nope",
+                    "--extra-regions", "xx-test-1", "--kms-key-id", "k", "--scan-soft-fail-envs", "dev",
+                    "--checkov-baseline", "b.json", "-v")
+    assert "--default-branch" in proc.stderr and "--extra-regions" in proc.stderr
+
+
+# --- hints name the real env ----------------------------------------------------------------------
+
+
+def test_missing_state_bucket_hint_names_the_env(repo):
+    # No bootstrap: the state bucket does not exist.
+    tag(repo, "qa_us-east-1/research/1.0")
+    proc = tfdeploy(repo, "plan", "--tag", "qa_us-east-1/research/1.0", check=False)
+    assert proc.returncode != 0
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "tfdeploy bootstrap --env qa" in line, line
+    assert "--env ENV" not in proc.stderr
+
+
+def test_no_hint_tells_the_user_to_run_terraform_force_unlock():
+    source = Path(__file__).resolve().parents[2] / "toolkit" / "tfdeploy"
+    offenders = [str(p) for p in source.rglob("*.py") if "run terraform force-unlock" in p.read_text()]
+    assert not offenders
+    assert "tfdeploy unlock --tag" in (source / "engine" / "terraform.py").read_text()
+
+
+# --- usage errors are one line --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, command", [
+    (["plan"], "tfdeploy plan"),                                   # missing option
+    (["--bogus"], "tfdeploy"),                                     # the group's own option
+    (["nosuch"], "tfdeploy"),                                      # unknown command
+    (["sandbox", "up", "--nope"], "tfdeploy sandbox up"),          # nested group
+    (["plan", "--tag", "x", "--lock-timeout", "soon"], "tfdeploy plan"),  # bad value
+    (["plan", "--tag", "x", "--lock", "redis"], "tfdeploy plan"),   # bad choice
+])
+def test_usage_errors_are_one_line_with_a_next_step(tmp_path, args, command):
+    proc = subprocess.run([TFDEPLOY, *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert line.endswith(f"; see {command} --help"), line
+
+
+# --- events pattern refuses an env that is not configured ----------------------------------------
+
+
+def test_events_pattern_refuses_an_env_that_is_not_configured(example):
+    proc = tfdeploy(example, "events", "pattern", "--env", "staging", check=False)
+    assert proc.returncode == 2
+    line = one_error_line(proc)
+    assert "staging" in line and "(dev, qa)" in line
+    assert proc.stdout == ""
+    pattern = json.loads(tfdeploy(example, "events", "pattern", "--env", "qa").stdout)
+    assert pattern["detail"]["referenceName"] == [{"prefix": "qa_"}]
+
+
+# --- a stale sandbox variable ---------------------------------------------------------------------
+
+
+def _dead_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed when the block ends: nothing listens there
+
+
+def test_stale_sandbox_endpoint_is_one_line(example, tmp_path):
+    tag(example, "dev_us-east-1/research/1.0")
+    url = f"http://127.0.0.1:{_dead_port()}"
+    env = {"TFDEPLOY_SANDBOX_ENDPOINT": url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "TFDEPLOY_HOME": str(tmp_path / "home")}
+    for args in (["bootstrap", "--env", "dev"], ["plan", "--tag", "dev_us-east-1/research/1.0"]):
+        proc = tfdeploy(example, *args, check=False, env=env)
+        assert proc.returncode != 0
+        line = one_error_line(proc)
+        assert f"the sandbox at {url}" in line and "is not running" in line, line
+        assert "tfdeploy sandbox up" in line and "unset TFDEPLOY_SANDBOX_ENDPOINT" in line
