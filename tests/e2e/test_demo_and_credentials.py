@@ -48,7 +48,7 @@ def test_plan_without_sandbox_or_credentials_says_how_to_fix(tmp_path, terraform
     assert "no AWS credentials found" in lines[0] and "tfdeploy sandbox up" in lines[0]
 
 
-def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, checkov_bin):
+def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, checkov_bin, moto_server):
     repo = make_repo(tmp_path / "infra")
     env = {**clean_env(tmp_path, terraform_bin), "TFDEPLOY_CHECKOV": checkov_bin}
     proc = subprocess.run([TFDEPLOY, "doctor", "--json"], cwd=repo, capture_output=True, text=True, env=env)
@@ -58,7 +58,11 @@ def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, ch
     assert checks["terraform"]["status"] == "ok" and "1.15.5" in checks["terraform"]["detail"]
     assert checks["checkov"]["status"] == "ok"
     assert checks["repo"]["status"] == "ok" and "backend_prefix=demo-tfstate" in checks["repo"]["detail"]
-    env["TFDEPLOY_SANDBOX_ENDPOINT"] = "http://127.0.0.1:9"
+    env["TFDEPLOY_SANDBOX_ENDPOINT"] = moto_server
     proc = subprocess.run([TFDEPLOY, "doctor"], cwd=repo, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout
-    assert "local sandbox at http://127.0.0.1:9" in proc.stdout
+    assert f"local sandbox at {moto_server}" in proc.stdout
+    env["TFDEPLOY_SANDBOX_ENDPOINT"] = "http://127.0.0.1:9"  # a stale endpoint: nothing listens there
+    proc = subprocess.run([TFDEPLOY, "doctor"], cwd=repo, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    assert "the sandbox at http://127.0.0.1:9 (TFDEPLOY_SANDBOX_ENDPOINT) is not running" in proc.stdout
