@@ -138,3 +138,44 @@ def test_a_failing_global_skips_its_regions(repo):
     assert missing.stderr.strip().splitlines() == [
         "tfdeploy: error: --tag 'prod_*/research/2.0' matches no deployment tag in this repo; see "
         "tfdeploy tags list"]
+
+
+def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
+    import os
+    import signal
+
+    import boto3
+
+    from tests.safety.test_signals import Run
+
+    for scope in ("eu-central-1", "us-east-1"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = Run(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0",
+              "--auto-approve", "--parallel", "1", env={"TF_VAR_apply_delay_seconds": "4"})
+    run.wait_for("[dev-eu-central-1-research] plan +1 ~0 -0")
+    time.sleep(1.5)  # inside the apply's local-exec sleep
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.finish() == 143, run.stderr
+    out = "".join(run.out)
+    assert re.search(r"^dev-eu-central-1-research\s+\S+\s+interrupted\s", out, re.M), out
+    assert re.search(r"^dev-us-east-1-research\s+\S+\s+skipped\s", out, re.M), out
+    assert "[dev-us-east-1-research] start" not in out
+    errors = [line for line in run.stderr.splitlines() if line.startswith("tfdeploy: error:")]
+    assert errors == ["tfdeploy: error: interrupted (SIGTERM); running cells were stopped gracefully, no new "
+                      "ones started; see the matrix, then run again with --only-failed"], run.stderr
+    assert "Traceback" not in run.stderr
+    # Terraform saved what it created and released its lock; the other cell was never touched.
+    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate"]
+    assert [r["type"] for r in state_of(BUCKET, "research/dev-eu-central-1/terraform.tfstate")["resources"]] == [
+        "terraform_data"]
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="demo-tfstate-lock-dev")["Items"]
+    assert not any("Info" in i for i in items)
+    other = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed",
+                     check=False)
+    assert other.returncode == 2 and "no previous apply of --tag dev_*/research/1.0" in other.stderr
+    again = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", "--tag",
+                     "dev_eu-central-1/research/1.0", "--auto-approve", "--only-failed")
+    assert "running again 2 of 2 cells" in again.stdout
+    assert sorted(state_keys(BUCKET)) == ["research/dev-eu-central-1/terraform.tfstate",
+                                          "research/dev-us-east-1/terraform.tfstate"]
