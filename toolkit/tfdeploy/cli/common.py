@@ -129,19 +129,30 @@ def _one_tag(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     # click keeps only the last of a repeated option; running one of two tags silently is worse
     # than refusing both.
     if len(values) > 1:
-        raise ValidationError(f"--tag given {len(values)} times; one tag per command until fan-out "
-                              "(issue 11) accepts many")
+        raise ValidationError(f"--tag given {len(values)} times; this command takes one tag (plan, "
+                              "apply and destroy take many)")
+    if values and any(char in values[0] for char in "*?["):
+        raise ValidationError(f"--tag {values[0]!r} is a pattern; this command takes one exact tag "
+                              "(plan, apply and destroy take patterns)")
     return values[0] if values else None
 
 
-def tag_option(required: bool, help_text: str = f"Deployment tag, e.g. {EXAMPLE_TAG}.") -> Callable[
-        [Callable[..., Any]], Callable[..., Any]]:
-    """--tag TAG, given at most once (a repeated --tag is an error, not "the last one wins")."""
+MANY_TAGS_HELP = (f"Deployment tag, e.g. {EXAMPLE_TAG}; repeat it, or use a pattern matched against "
+                  "the repo's tags ('dev_*/research/1.1'), to run many cells in parallel.")
+
+
+def tag_option(required: bool, help_text: str = f"Deployment tag, e.g. {EXAMPLE_TAG}.",
+               many: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """--tag TAG: given at most once (a repeated --tag is an error, not "the last one wins"), or
+    with `many`, any number of tags and patterns (passed on as a tuple)."""
+    if many:
+        return click.option("--tag", required=required, metavar="TAG|PATTERN", multiple=True,
+                            help=MANY_TAGS_HELP)
     return click.option("--tag", required=required, metavar="TAG", multiple=True, callback=_one_tag,
                         help=help_text)
 
 
-def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def tag_options(required: bool, many: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--tag and where its code comes from; passes `source: SourceOptions` to the command."""
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -159,7 +170,7 @@ def tag_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., 
         wrapper = click.option("--worktree", is_flag=True,
                                help="Use the current working tree instead of the tagged commit "
                                     "(local iteration only).")(wrapper)
-        return tag_option(required)(wrapper)
+        return tag_option(required, many=many)(wrapper)
 
     return decorate
 

@@ -18,14 +18,22 @@ from .common import (
     repo_command,
     tag_options,
 )
+from .fanout import fanout_options, run_fanout, wants_fanout
 
 
-def tag_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every Terraform stage shares: the tag, where the code comes from, which terraform."""
+def tag_command(func: Callable[..., Any], many: bool = False) -> Callable[..., Any]:
+    """Options every Terraform stage shares: the tag, where the code comes from, which terraform.
+
+    `many`: --tag may repeat and be a pattern (plan, apply, destroy); `tag` is then a tuple."""
     func = click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
                         help="Terraform executable [env: TFDEPLOY_TERRAFORM; default: terraform on "
                              "PATH, else the embedded tfdeploy-terraform].")(func)
-    return repo_command(tag_options(required=True)(lock_timeout_option(func)))
+    return repo_command(tag_options(required=True, many=many)(lock_timeout_option(func)))
+
+
+def fleet_command(func: Callable[..., Any]) -> Callable[..., Any]:
+    """A stage that runs one cell per exact --tag, or a fleet of cells (fan-out)."""
+    return tag_command(fanout_options(func), many=True)
 
 
 def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False,
@@ -71,9 +79,10 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
 @click.command()
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
 @json_option
-@tag_command
-def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, as_json: bool,
-         lock_timeout: float, repo: RepoContext) -> None:
+@fleet_command
+def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitcode: bool, as_json: bool,
+         lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
+         repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
 
     Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
@@ -85,9 +94,15 @@ def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, a
       tfdeploy plan --tag dev_us-east-1/research/1.0
       tfdeploy plan --tag dev_global/research/1.0 --json
       tfdeploy plan --tag dev_us-east-1/research/1.0 --worktree   # try uncommitted changes
+      tfdeploy plan --tag 'dev_*/research/1.1' --parallel 4       # every cell of a release
     """
     from ..engine.stages import plan as run_plan
 
+    if wants_fanout(tag, retry, only_failed):
+        run_fanout(repo, tag, "plan", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
+                   as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
+                   fail_fast=fail_fast, retry=retry, only_failed=only_failed)
+    tag = tag[0]
     session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
     result, summary = run_plan(session)
     if as_json:
@@ -103,10 +118,13 @@ def plan(tag: str, source, terraform_bin: str | None, detailed_exitcode: bool, a
 
 @click.command()
 @click.option("--auto-approve", is_flag=True, help="Plan and apply in one go (no saved plan needed).")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when every cell succeeded and any had changes (0: none had).")
 @json_option
-@tag_command
-def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_json: bool,
-          lock_timeout: float, repo: RepoContext) -> None:
+@fleet_command
+def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, detailed_exitcode: bool,
+          as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
+          repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
@@ -116,10 +134,16 @@ def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_js
     Examples:
       tfdeploy plan --tag dev_us-east-1/research/1.0 && tfdeploy apply --tag dev_us-east-1/research/1.0
       tfdeploy apply --tag dev_global/research/1.0 --auto-approve
+      tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve --parallel 4   # global first
     """
     from ..engine.stages import apply_saved, check_source
     from ..engine.stages import plan as run_plan
 
+    if wants_fanout(tag, retry, only_failed):
+        run_fanout(repo, tag, "apply", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
+                   as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
+                   fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve)
+    tag = tag[0]
     if auto_approve:
         session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
         run_plan(session)
@@ -135,6 +159,8 @@ def apply(tag: str, source, terraform_bin: str | None, auto_approve: bool, as_js
         click.echo(f"applied {tag}: {result.exports['PLAN_SUMMARY']}; state s3://{b.bucket}/{b.key} "
                    f"({b.lock_description})")
         click.echo(result.export_lines())
+    if detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
+        sys.exit(2)
 
 
 @click.command()

@@ -217,15 +217,18 @@ def errored_state_error(session: Session, error: TfdeployError) -> TfdeployError
 def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  sandbox: bool = False, reuse: bool = False,
-                 state_has_aws: Callable[[Deployment], bool] | None = None) -> Workdir:
+                 state_has_aws: Callable[[Deployment], bool] | None = None,
+                 source: SourceRef | None = None) -> Workdir:
     """Validate the tag, check its source and build (or reopen) its work dir.
 
+    `source`: the tag's source, already checked by the caller (a fleet checks every tag once).
     No AWS access, except `state_has_aws` (a session's probe of the cell's state)."""
     settings = load_settings(repo_root, environ, overrides)
     tag = parse_tag(tag_name, settings.extra_regions)
     if reuse:
         return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
-    source = check_source(repo_root, tag, settings.default_branch, options)
+    if source is None:
+        source = check_source(repo_root, tag, settings.default_branch, options)
     return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox,
                            state_has_aws=state_has_aws)
 
@@ -234,7 +237,7 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  terraform_bin: str | None = None, sink: IO[str] | None = None,
                  err_sink: IO[str] | None = None, reuse_workdir: bool = False,
-                 lock_timeout_s: float = 0) -> Session:
+                 lock_timeout_s: float = 0, source: SourceRef | None = None) -> Session:
     """A work dir plus a Terraform pointed at the deployment's AWS target (sandbox or AWS).
 
     The caller holds the cell lock (`hold_cell`) for as long as it uses the session.
@@ -246,7 +249,8 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
 
     workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
                            sandbox=endpoint is not None, reuse=reuse_workdir,
-                           state_has_aws=lambda d: cell_state_has_aws(d.backend, env, endpoint))
+                           state_has_aws=lambda d: cell_state_has_aws(d.backend, env, endpoint),
+                           source=source)
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     tag = workdir.deployment.tag
     backend = workdir.deployment.backend

@@ -60,6 +60,8 @@ def signal_name(signum: int) -> str:
 _received: list[int] = []
 _live: dict[int, subprocess.Popen] = {}  # pid -> child, the Terraform processes running now
 _supervising = [0]  # how many Terraform runs are in progress (any thread)
+# `+= 1` is not atomic across threads (fan-out runs Terraform from workers); the handler only reads.
+_count_lock = threading.Lock()
 _installed = {"depth": 0, "previous": {}}
 
 
@@ -143,7 +145,8 @@ def spawn(argv: list[str], cwd: Path, env: Mapping[str, str], stdout: IO[bytes],
     if _received:
         raise Interrupted(f"interrupted ({signal_name(_received[0])}); not starting terraform "
                           f"{argv[1] if len(argv) > 1 else ''}".rstrip(), _received[0])
-    _supervising[0] += 1
+    with _count_lock:
+        _supervising[0] += 1
     try:
         # preexec_fn is documented as unsafe with threads; ours only calls an already-resolved
         # prctl and getppid, which take no Python-level locks that another thread could hold.
@@ -151,7 +154,8 @@ def spawn(argv: list[str], cwd: Path, env: Mapping[str, str], stdout: IO[bytes],
                                  stdin=subprocess.DEVNULL, start_new_session=True,
                                  preexec_fn=_death_signal())
     except BaseException:
-        _supervising[0] -= 1
+        with _count_lock:
+            _supervising[0] -= 1
         raise
     _live[child.pid] = child
     if _received:  # a signal arrived while it was starting: it gets its interrupt too
@@ -181,7 +185,8 @@ def wait(child: subprocess.Popen, tick: Callable[[], None]) -> int:
             child.wait()
     finally:
         _live.pop(child.pid, None)
-        _supervising[0] -= 1
+        with _count_lock:
+            _supervising[0] -= 1
     return child.returncode
 
 

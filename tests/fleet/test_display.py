@@ -1,0 +1,67 @@
+"""What a person sees (pure renderers): CI lines, the matrix, --json, exit codes, the live table."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from tfdeploy.fleet.display import Event, LineDisplay, make_display, render_table
+from tfdeploy.fleet.results import CellResult, document, exit_code, matrix
+
+
+def results():
+    return [CellResult("dev_global/research/1.1", "dev-global-research", "applied", 1, 0, 0, 2.04, "g.log"),
+            CellResult("dev_us-east-1/research/1.1", "dev-us-east-1-research", "failed", 0, 0, 0, 3.0, "u.log",
+                       error="terraform apply failed"),
+            CellResult("dev_eu-central-1/research/1.1", "dev-eu-central-1-research", "skipped")]
+
+
+def test_ci_lines_are_one_per_event_prefixed_and_show_the_failed_log_tail(tmp_path):
+    log = tmp_path / "cell.log"
+    log.write_text("".join(f"line {i}\n" for i in range(40)))
+    out = io.StringIO()
+    with LineDisplay(out) as display:
+        display.add("dev-us-east-1-research", "dev_us-east-1/research/1.1")
+        display.event(Event("dev-us-east-1-research", "dev_us-east-1/research/1.1", "running", log=str(log)))
+        display.event(Event("dev-us-east-1-research", "t", "plan", (1, 0, 0), 3.2))
+        display.event(Event("dev-us-east-1-research", "t", "failed", None, 4.0, "boom", str(log)))
+    lines = out.getvalue().splitlines()
+    assert lines[0] == f"[dev-us-east-1-research] start dev_us-east-1/research/1.1 (log: {log})"
+    assert lines[1] == "[dev-us-east-1-research] plan +1 ~0 -0 (3.2s)"
+    assert lines[2] == "[dev-us-east-1-research] failed (4.0s): boom"
+    assert lines[-1] == "[dev-us-east-1-research] | line 39" and "line 19" not in out.getvalue()
+    assert all(line.startswith("[dev-us-east-1-research] ") for line in lines)
+
+
+def test_matrix_json_and_exit_codes():
+    text = matrix(results())
+    assert text.splitlines()[0].split() == ["CELL", "TAG", "RESULT", "+/~/-", "TIME", "LOG"]
+    assert text.splitlines()[1].split() == ["dev-global-research", "dev_global/research/1.1", "applied",
+                                            "+1", "~0", "-0", "2.0s", "g.log"]
+    assert text.splitlines()[-1] == ("1 of 3 cells succeeded; not done: dev-us-east-1-research, "
+                                     "dev-eu-central-1-research")
+    doc = json.loads(json.dumps(document(results())))
+    assert doc["ok"] is False
+    assert list(doc["cells"][0]) == ["tag", "cell", "result", "add", "change", "destroy", "duration_s", "log"]
+    assert exit_code(results(), detailed=True) == 1
+    ok = results()[:1]
+    assert exit_code(ok, detailed=False) == 0 and exit_code(ok, detailed=True) == 2
+    assert exit_code(ok, detailed=True, signum=2) == 130
+
+
+def test_live_table_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    display = make_display(Tty(), live=True)
+    display.add("dev-global-research", "dev_global/research/1.1")
+    display.board.apply(Event("dev-global-research", "dev_global/research/1.1", "running"), 0.0)
+    display.board.apply(Event("dev-global-research", "dev_global/research/1.1", "plan", (1, 0, 0)), 1.0)
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=120)
+    console.print(render_table(display.board, 2.5))
+    shown = console.file.getvalue()
+    assert "dev-global-research" in shown and "applying" in shown and "2.5s" in shown and "+1 ~0 -0" in shown
+    assert isinstance(make_display(io.StringIO()), LineDisplay)  # not a terminal: lines

@@ -1,0 +1,181 @@
+"""Fan-out end to end: real git tags, the embedded Terraform, moto. One release of 3 Regions and
+global, in parallel; one cell fails alone; --only-failed after the fix; a failing global skips its
+Regions; a busy cell retried."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from pathlib import Path
+
+from tests.conftest import git
+from tests.e2e.conftest import tag, tfdeploy
+from tests.statecheck import state_keys, state_of
+
+BUCKET = "demo-tfstate-dev"
+TEAM_VARS = "envs/dev/research/variables.tfvars"
+REGIONS = ("us-east-1", "eu-central-1", "us-west-2")
+
+
+def commit(repo: Path, files: dict[str, str], message: str) -> None:
+    for rel, text in files.items():
+        (repo / rel).write_text(text)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", message)
+
+
+def stamps(log: str) -> tuple[str, str]:
+    """When a cell started and finished, from the first and last lines of its log."""
+    text = Path(log).read_text()
+    started = re.search(r"^# tfdeploy \w+ \S+: started (\S+)$", text, re.M).group(1)
+    finished = re.findall(r"^# finished (\S+?):", text, re.M)[-1]
+    return started, finished
+
+
+def message_of(key: str) -> str:
+    state = state_of(BUCKET, key)
+    [resource] = state["resources"]
+    assert resource["module"] == "module.regional"
+    [instance] = resource["instances"]
+    assert instance.get("status") != "tainted", instance
+    return instance["attributes"]["input"]["value"]["message"]
+
+
+def test_release_fans_out_global_first_a_failure_stays_alone_and_only_failed_reruns_it(repo):
+    # us-west-2 allowed; eu-central-1 broken: its provisioner runs `sleep -1`, which exits 1.
+    commit(repo, {TEAM_VARS: 'account = "111111111111"\nallowed_regions = ["us-east-1", "eu-central-1", '
+                             '"us-west-2"]\n',
+                  "envs/dev/research/eu-central-1.tfvars": "apply_delay_seconds = -1\n"}, "release 1.0")
+    for scope in (*REGIONS, "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tag(repo, "dev_us-east-1/risk/1.0")  # another team: not selected
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+
+    run = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--parallel", "3",
+                   "--json", check=False)
+    assert run.returncode == 1, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["ok"] is False
+    results = {c["cell"]: c for c in doc["cells"]}
+    assert list(results) == ["dev-global-research", "dev-eu-central-1-research", "dev-us-east-1-research",
+                             "dev-us-west-2-research"]
+    assert {c: r["result"] for c, r in results.items()} == {
+        "dev-global-research": "applied", "dev-eu-central-1-research": "failed",
+        "dev-us-east-1-research": "applied", "dev-us-west-2-research": "applied"}
+    assert all(set(c) == {"tag", "cell", "result", "add", "change", "destroy", "duration_s", "log"}
+               for c in doc["cells"])
+    assert (results["dev-us-west-2-research"]["add"], results["dev-us-west-2-research"]["destroy"]) == (1, 0)
+    # The global cell finished before any regional cell started.
+    global_done = stamps(results["dev-global-research"]["log"])[1]
+    assert all(stamps(results[f"dev-{r}-research"]["log"])[0] > global_done for r in REGIONS)
+    # The failure: reported in one line naming the cell, its log's tail under its name.
+    assert "[dev-eu-central-1-research] failed" in run.stderr
+    assert re.search(r"^\[dev-eu-central-1-research\] \| .*sleep", run.stderr, re.M), run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(
+        "tfdeploy: error: 1 of 4 cells did not succeed (dev-eu-central-1-research)")
+    assert "Traceback" not in run.stderr
+    # Terraform's own output is in the logs, not interleaved in the run's output.
+    assert "Apply complete!" in Path(results["dev-us-east-1-research"]["log"]).read_text()
+    assert "Apply complete!" not in run.stderr + run.stdout
+    # States at the right keys; the other team untouched.
+    assert message_of("research/dev-us-west-2/terraform.tfstate") == "hello from us-west-2"
+    assert message_of("research/dev-us-east-1/terraform.tfstate") == "hello from N. Virginia from us-east-1"
+    assert "research/dev-global/terraform.tfstate" in state_keys(BUCKET)
+    assert not any(k.startswith("risk/") for k in state_keys(BUCKET))
+
+    # Fix the Region's tfvars, move its tag to the fix, run only what failed.
+    commit(repo, {"envs/dev/research/eu-central-1.tfvars": 'greeting = "hallo"\n'}, "fix eu-central-1")
+    git(repo, "tag", "-f", "-a", "dev_eu-central-1/research/1.0", "-m", "release (fixed)")
+    again = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed", "--json")
+    assert [(c["cell"], c["result"]) for c in json.loads(again.stdout)["cells"]] == [
+        ("dev-eu-central-1-research", "applied")]
+    assert message_of("research/dev-eu-central-1/terraform.tfstate") == "hallo from eu-central-1"
+    assert state_keys(BUCKET) == sorted(f"research/dev-{s}/terraform.tfstate" for s in (*REGIONS, "global"))
+    done = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed")
+    assert "nothing to run again" in done.stdout
+
+    # Exact tags repeated; nothing changed -> --detailed-exitcode 0; a busy cell is retried.
+    from tfdeploy.engine.celllock import cell_lock
+
+    held = threading.Event()
+
+    def hold_briefly():
+        with cell_lock(repo / ".tfdeploy", "dev-us-east-1-research"):
+            held.set()
+            time.sleep(1.0)
+
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    held.wait(5)
+    plan = tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0", "--tag", "dev_us-west-2/research/1.0",
+                    "--retry", "1", "--detailed-exitcode", check=False)
+    holder.join()
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert re.search(r"^\[dev-us-east-1-research\] retry: attempt 2 of 2 in 2s after: cell "
+                     r"dev-us-east-1-research is busy", plan.stdout, re.M), plan.stdout
+    assert "[dev-us-east-1-research] planned +0 ~0 -0" in plan.stdout
+
+
+def test_a_failing_global_skips_its_regions(repo):
+    # A malformed global-only tfvars: the global cell fails.
+    commit(repo, {"envs/dev/research/global.tfvars": 'apply_delay_seconds = \n'}, "broken global")
+    tag(repo, "dev_global/research/2.0")
+    tag(repo, "dev_us-east-1/research/2.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = tfdeploy(repo, "plan", "--tag", "dev_*/research/2.0", check=False)
+    assert run.returncode == 1
+    assert "[dev-global-research] failed" in run.stdout
+    assert ("[dev-us-east-1-research] skipped: dev-global-research did not succeed" in run.stdout), run.stdout
+    assert "[dev-us-east-1-research] start" not in run.stdout
+    assert state_keys(BUCKET) == []
+    assert run.stderr.strip().splitlines() == [
+        "tfdeploy: error: 2 of 2 cells did not succeed (dev-global-research, dev-us-east-1-research); see "
+        "their logs, fix, then run the same command with --only-failed"]
+    missing = tfdeploy(repo, "plan", "--tag", "prod_*/research/2.0", check=False)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [
+        "tfdeploy: error: --tag 'prod_*/research/2.0' matches no deployment tag in this repo; see "
+        "tfdeploy tags list"]
+
+
+def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
+    import os
+    import signal
+
+    import boto3
+
+    from tests.safety.test_signals import Run
+
+    for scope in ("eu-central-1", "us-east-1"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = Run(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0",
+              "--auto-approve", "--parallel", "1", env={"TF_VAR_apply_delay_seconds": "4"})
+    run.wait_for("[dev-eu-central-1-research] plan +1 ~0 -0")
+    time.sleep(1.5)  # inside the apply's local-exec sleep
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.finish() == 143, run.stderr
+    out = "".join(run.out)
+    assert re.search(r"^dev-eu-central-1-research\s+\S+\s+interrupted\s", out, re.M), out
+    assert re.search(r"^dev-us-east-1-research\s+\S+\s+skipped\s", out, re.M), out
+    assert "[dev-us-east-1-research] start" not in out
+    errors = [line for line in run.stderr.splitlines() if line.startswith("tfdeploy: error:")]
+    assert errors == ["tfdeploy: error: interrupted (SIGTERM); running cells were stopped gracefully, no new "
+                      "ones started; see the matrix, then run again with --only-failed"], run.stderr
+    assert "Traceback" not in run.stderr
+    # Terraform saved what it created and released its lock; the other cell was never touched.
+    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate"]
+    assert [r["type"] for r in state_of(BUCKET, "research/dev-eu-central-1/terraform.tfstate")["resources"]] == [
+        "terraform_data"]
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="demo-tfstate-lock-dev")["Items"]
+    assert not any("Info" in i for i in items)
+    other = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed",
+                     check=False)
+    assert other.returncode == 2 and "no previous apply of --tag dev_*/research/1.0" in other.stderr
+    again = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", "--tag",
+                     "dev_eu-central-1/research/1.0", "--auto-approve", "--only-failed")
+    assert "running again 2 of 2 cells" in again.stdout
+    assert sorted(state_keys(BUCKET)) == ["research/dev-eu-central-1/terraform.tfstate",
+                                          "research/dev-us-east-1/terraform.tfstate"]

@@ -1,0 +1,94 @@
+"""What the fleet does to one cell: plan, apply (saved plan or --auto-approve), destroy.
+
+Each action opens the cell's work dir under its cell lock, sends Terraform's output to the cell's
+log, and returns (result, (+, ~, -)). The git checks of the tag were done once in the main thread
+(`Job.source`); the work dir is built from that commit.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .runner import CellAction, Job
+
+
+def open_cell(job: Job, *, reuse: bool = False) -> Any:
+    from ..engine.stages import open_session
+
+    shared = job.shared
+    session = open_session(shared.repo_root, job.tag.name, overrides=shared.overrides, environ=shared.environ,
+                           options=shared.options, terraform_bin=shared.terraform_bin, sink=job.log,
+                           err_sink=job.log, reuse_workdir=reuse, lock_timeout_s=shared.lock_timeout_s,
+                           source=None if reuse else job.source)
+    job.session = session
+    job.plan_spent = lambda: _spent(session)
+    for kept in session.workdir.rescued:
+        job.log.write(f"WARNING: a state Terraform could not save was kept in {kept}: run tfdeploy "
+                      f"state recover --tag {job.tag.name}\n")
+    job.log.write(f"tfdeploy: {job.tag.name} @ {session.workdir.source.commit[:12]} -> "
+                  f"{session.deployment.target_module} in {session.deployment.region}; work dir "
+                  f"{session.workdir.path}\n")
+    job.log.flush()
+    return session
+
+
+def _spent(session: Any) -> bool:
+    """Did an apply claim the saved plan? Then it may have changed things: never retried."""
+    from ..engine.stages import PLAN_SPENT
+
+    return (session.workdir.path / PLAN_SPENT).exists()
+
+
+def _counts(counts: dict[str, Any]) -> tuple[int, int, int]:
+    return int(counts.get("add", 0)), int(counts.get("change", 0)), int(counts.get("destroy", 0))
+
+
+def plan_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
+    from ..engine.stages import plan
+
+    with job.cell_lock():
+        session = open_cell(job)
+        result, _summary = plan(session)
+    return "planned", _counts(result.counts)
+
+
+def apply_action(auto_approve: bool) -> CellAction:
+    def apply_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
+        from ..engine.stages import apply_saved, plan
+
+        with job.cell_lock():
+            if auto_approve:
+                session = open_cell(job)
+                planned, _summary = plan(session)
+                job.progress("plan", _counts(planned.counts))
+                current = session.workdir.source
+            else:
+                session = open_cell(job, reuse=True)
+                current = job.source  # the tag now, checked once for the whole run
+            result = apply_saved(session, current)
+        return "applied", _counts(result.counts)
+
+    return apply_cell
+
+
+def destroy_action(auto_approve: bool) -> CellAction:
+    """HOOK for `tfdeploy destroy --tag ...` (engine/destroy.py, written beside this): runs
+    `destroy(session, auto_approve=...)` per cell. The fleet asks for confirmation once, before
+    any cell starts, so cells always run with auto_approve=True."""
+
+    def destroy_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
+        from ..engine.destroy import destroy  # type: ignore[import-not-found]
+
+        with job.cell_lock():
+            session = open_cell(job)
+            _result, summary = destroy(session, auto_approve=auto_approve)
+        return "destroyed", (summary.add, summary.change, summary.destroy)
+
+    return destroy_cell
+
+
+ACTIONS: dict[str, Callable[..., CellAction]] = {
+    "plan": lambda **_: plan_cell,
+    "apply": lambda auto_approve=False, **_: apply_action(auto_approve),
+    "destroy": lambda auto_approve=False, **_: destroy_action(auto_approve),
+}

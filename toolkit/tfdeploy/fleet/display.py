@@ -1,0 +1,205 @@
+"""What a person sees while a fleet runs.
+
+On a terminal: a live table, one row per cell (state, elapsed, +/~/-), redrawn in place. Anywhere
+else (CI logs, pipes): one line per event, each prefixed with its cell, never Terraform's own
+output (that goes to each cell's log). When a cell fails, the tail of its log is shown under its
+name either way. Everything is drawn from the main thread; workers only post events.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+TAIL_LINES = 20
+FINAL = ("planned", "applied", "destroyed", "failed", "skipped", "interrupted")
+
+
+@dataclass(frozen=True)
+class Event:
+    cell: str
+    tag: str
+    state: str  # queued, running, plan, retry, or a FINAL state
+    counts: tuple[int, int, int] | None = None
+    elapsed_s: float | None = None
+    detail: str = ""
+    log: str = ""
+
+
+@dataclass
+class Row:
+    cell: str
+    tag: str
+    state: str = "queued"
+    counts: tuple[int, int, int] | None = None
+    started: float | None = None
+    elapsed_s: float | None = None  # set when the cell ends
+
+
+@dataclass
+class Board:
+    """The table's content, updated by events (no I/O)."""
+
+    rows: dict[str, Row] = field(default_factory=dict)
+
+    def add(self, cell: str, tag: str) -> None:
+        self.rows[cell] = Row(cell, tag)
+
+    def apply(self, event: Event, now: float) -> None:
+        row = self.rows.setdefault(event.cell, Row(event.cell, event.tag))
+        if event.state == "running" and row.started is None:
+            row.started = now
+        # "plan" is the plan half of apply --auto-approve: planned, now applying.
+        row.state = {"plan": "applying", "retry": "retrying"}.get(event.state, event.state)
+        if event.counts is not None:
+            row.counts = event.counts
+        if event.state in FINAL:
+            row.elapsed_s = event.elapsed_s
+
+    def elapsed(self, row: Row, now: float) -> float | None:
+        if row.elapsed_s is not None:
+            return row.elapsed_s
+        return None if row.started is None else now - row.started
+
+
+def counts_text(counts: tuple[int, int, int] | None) -> str:
+    return "" if counts is None else f"+{counts[0]} ~{counts[1]} -{counts[2]}"
+
+
+def event_line(event: Event) -> str | None:
+    """One CI line for an event (pure); None for events not worth a line."""
+    prefix = f"[{event.cell}]"
+    took = f" ({event.elapsed_s:.1f}s)" if event.elapsed_s is not None else ""
+    if event.state == "queued":
+        return None
+    if event.state == "running":
+        return f"{prefix} start {event.tag}" + (f" (log: {event.log})" if event.log else "")
+    if event.state == "plan":
+        return f"{prefix} plan {counts_text(event.counts)}{took}"
+    if event.state == "retry":
+        return f"{prefix} retry: {event.detail}"
+    if event.state in ("failed", "interrupted", "skipped"):
+        return f"{prefix} {event.state}{took}" + (f": {event.detail}" if event.detail else "")
+    return f"{prefix} {event.state} {counts_text(event.counts)}{took}".rstrip()
+
+
+def log_tail(log: str | Path, lines: int = TAIL_LINES) -> list[str]:
+    try:
+        text = Path(log).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [line for line in text.splitlines() if line.strip()][-lines:]
+
+
+def tail_lines(cell: str, log: str) -> list[str]:
+    """The failed cell's log tail, each line under the cell's name (pure but for the read)."""
+    tail = log_tail(log)
+    if not tail:
+        return []
+    return [f"[{cell}] | last {len(tail)} lines of {log}:"] + [f"[{cell}] | {line}" for line in tail]
+
+
+class LineDisplay:
+    """CI: a line per event, the failed cell's log tail."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream = stream
+        self.board = Board()
+
+    def __enter__(self) -> "LineDisplay":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stream.flush()
+
+    def add(self, cell: str, tag: str) -> None:
+        self.board.add(cell, tag)
+
+    def event(self, event: Event) -> None:
+        self.board.apply(event, time.monotonic())
+        line = event_line(event)
+        if line:
+            self.stream.write(line + "\n")
+        if event.state == "failed" and event.log:
+            for tail in tail_lines(event.cell, event.log):
+                self.stream.write(tail + "\n")
+        self.stream.flush()
+
+    def note(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def tick(self) -> None:
+        pass
+
+
+STYLE = {"failed": "red", "interrupted": "red", "skipped": "yellow", "applied": "green",
+         "planned": "green", "destroyed": "green", "running": "cyan", "applying": "cyan",
+         "retrying": "yellow"}
+
+
+def render_table(board: Board, now: float) -> Any:
+    """A rich Table of the board."""
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for name in ("cell", "tag", "state", "elapsed", "+/~/-"):
+        table.add_column(name, justify="right" if name == "elapsed" else "left")
+    for row in board.rows.values():
+        elapsed = board.elapsed(row, now)
+        style = STYLE.get(row.state, "")
+        table.add_row(row.cell, row.tag, f"[{style}]{row.state}[/]" if style else row.state,
+                      "" if elapsed is None else f"{elapsed:.1f}s", counts_text(row.counts))
+    return table
+
+
+class LiveDisplay:
+    """A terminal: the live table, redrawn a few times a second; failures' tails printed above."""
+
+    def __init__(self, stream: IO[str]):
+        from rich.console import Console
+
+        self.console = Console(file=stream)
+        self.board = Board()
+        self._live: Any = None
+
+    def __enter__(self) -> "LiveDisplay":
+        from rich.live import Live
+
+        self._live = Live(render_table(self.board, time.monotonic()), console=self.console,
+                          refresh_per_second=4, transient=False, auto_refresh=False)
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.tick()
+        self._live.__exit__(*exc)
+
+    def add(self, cell: str, tag: str) -> None:
+        self.board.add(cell, tag)
+
+    def event(self, event: Event) -> None:
+        self.board.apply(event, time.monotonic())
+        if event.state == "failed" and event.log:
+            for line in tail_lines(event.cell, event.log) + ([f"[{event.cell}] {event.detail}"]
+                                                            if event.detail else []):
+                self.console.print(line, markup=False, highlight=False)
+        self.tick()
+
+    def note(self, text: str) -> None:
+        self.console.print(text, markup=False, highlight=False)
+
+    def tick(self) -> None:
+        if self._live is not None:
+            self._live.update(render_table(self.board, time.monotonic()), refresh=True)
+
+
+def make_display(stream: IO[str], live: bool | None = None) -> LineDisplay | LiveDisplay:
+    """The live table on a terminal, lines otherwise (`live` forces either)."""
+    if live is None:
+        import os
+
+        live = stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
+    return LiveDisplay(stream) if live else LineDisplay(stream)

@@ -1,0 +1,216 @@
+"""Run a fleet's cells in parallel threads: each under its cell lock, into its own log, in the
+schedule's order, retrying only what is safe to retry.
+
+The main thread owns the schedule and the display; workers run one cell each and post events.
+Signals: the CLI installed tfdeploy's handler in the main thread (engine/supervise.py); it forwards
+an interrupt to every Terraform the workers run, whose runs then end with `Interrupted`. The main
+thread stops starting cells, waits for the running ones and reports them as interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Mapping
+
+from ..engine import supervise
+from ..errors import TfdeployError
+from ..model.tags import Tag
+from .display import Event
+from .results import FAILED, INTERRUPTED, SKIPPED, CellResult, now_iso
+from .retry import backoff_s, should_retry
+from .schedule import Step
+
+POLL_S = 0.25
+
+
+def default_parallel(cpus: int | None = None) -> int:
+    """Twice the CPUs, between 2 and 8: a cell's Terraform mostly waits on AWS APIs, so two per
+    core keeps the machine busy; past 8, each Terraform and provider process (hundreds of MB)
+    and AWS API throttling per account cost more than the overlap gains."""
+    return max(2, min(8, 2 * (cpus or os.cpu_count() or 1)))
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What is the same for every cell of one invocation, computed once in the main thread."""
+
+    repo_root: Path
+    overrides: Mapping[str, Any]
+    environ: Mapping[str, str]
+    options: Any  # engine.stages.SourceOptions
+    terraform_bin: str
+    lock_timeout_s: float
+    sources: Mapping[str, Any]  # tag name -> engine.gitsource.SourceRef, or the TfdeployError it raised
+
+
+@dataclass
+class Job:
+    """One cell's run, as its action sees it."""
+
+    tag: Tag
+    shared: Shared
+    log: IO[str]
+    log_path: Path
+    post: Callable[[Event], None]
+    session: Any = None  # set by the action once it opened the work dir
+    plan_spent: Callable[[], bool] = field(default=lambda: False)
+
+    @property
+    def source(self) -> Any:
+        found = self.shared.sources[self.tag.name]
+        if isinstance(found, TfdeployError):
+            raise found
+        return found
+
+    def progress(self, state: str, counts: tuple[int, int, int] | None = None, detail: str = "") -> None:
+        self.post(Event(self.tag.cell, self.tag.name, state, counts, detail=detail))
+
+    def cell_lock(self) -> Any:
+        from ..engine.stages import hold_cell
+
+        return hold_cell(self.shared.repo_root, self.tag.name, overrides=self.shared.overrides,
+                         environ=self.shared.environ, timeout_s=self.shared.lock_timeout_s,
+                         command=f"tfdeploy fleet {self.tag.name}")
+
+
+# An action runs one cell and returns its result word and +/~/- counts.
+CellAction = Callable[[Job], tuple[str, tuple[int, int, int]]]
+
+
+@dataclass
+class Outcome:
+    results: list[CellResult]
+    signum: int | None  # the signal that stopped the run, if any
+
+
+class _Stop:
+    def __init__(self) -> None:
+        self.reason = ""  # "fail-fast" or "interrupted"
+        self.wake = threading.Event()  # ends retry back-offs early
+
+
+def _skip(step: Step, why: str, result: str = SKIPPED) -> CellResult:
+    return CellResult(tag=step.tag.name, cell=step.tag.cell, result=result, error=why)
+
+
+def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir: Path, parallel: int,
+              fail_fast: bool = False, retries: int = 0, display: Any,
+              backoff: Callable[[int], float] = backoff_s, action_name: str = "") -> Outcome:
+    """Run every step, at most `parallel` at a time; a step starts once the cells it comes after
+    succeeded and is skipped if one of them did not. Returns results in schedule order."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    events: queue.Queue[Event] = queue.Queue()
+    done: dict[str, CellResult] = {}
+    pending = list(steps)
+    running: dict[Future, Step] = {}
+    stop = _Stop()
+    for step in steps:
+        display.add(step.tag.cell, step.tag.name)
+
+    def drain() -> None:
+        while True:
+            try:
+                display.event(events.get_nowait())
+            except queue.Empty:
+                return
+
+    def finish(result: CellResult) -> None:
+        done[result.cell] = result
+        drain()  # the cell's own events before its end
+        display.event(Event(result.cell, result.tag, result.result,
+                            (result.add, result.change, result.destroy) if result.ok else None,
+                            result.duration_s if result.result not in (SKIPPED,) else None,
+                            detail=result.error, log=result.log if result.result == FAILED else ""))
+        if result.result == FAILED and fail_fast and not stop.reason:
+            stop.reason = "fail-fast"
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="tfdeploy-cell") as pool:
+        while pending or running:
+            try:
+                if supervise.received() is not None and stop.reason != "interrupted":
+                    stop.reason = "interrupted"
+                    stop.wake.set()
+                for step in list(pending):
+                    failed_before = [c for c in step.after if c in done and not done[c].ok]
+                    if failed_before:
+                        pending.remove(step)
+                        finish(_skip(step, f"{', '.join(failed_before)} did not succeed"))
+                    elif stop.reason:
+                        pending.remove(step)
+                        finish(_skip(step, "not started: " + (
+                            "interrupted" if stop.reason == "interrupted" else "--fail-fast after a failure")))
+                    elif all(c in done for c in step.after) and len(running) < parallel:
+                        pending.remove(step)
+                        log = log_dir / f"{step.tag.cell}.log"
+                        events.put(Event(step.tag.cell, step.tag.name, "running", log=str(log)))
+                        running[pool.submit(_run_cell, step, action, shared, log, events.put, retries,
+                                            backoff, stop, action_name)] = step
+                drain()
+                display.tick()
+                if running:
+                    finished, _ = wait(list(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        step = running.pop(future)
+                        finish(future.result())
+            except supervise.Interrupted:
+                continue  # the handler raised it here (no Terraform running): the loop stops cells
+        drain()
+    order = {step.tag.cell: i for i, step in enumerate(steps)}
+    results = sorted(done.values(), key=lambda r: order[r.cell])
+    return Outcome(results, supervise.received())
+
+
+def _run_cell(step: Step, action: CellAction, shared: Shared, log_path: Path,
+              post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
+              stop: _Stop, action_name: str) -> CellResult:
+    """One cell, in a worker thread; never raises (a bug becomes a failed cell with a traceback
+    in its log)."""
+    tag = step.tag
+    started, started_at = time.monotonic(), now_iso()
+    result = CellResult(tag=tag.name, cell=tag.cell, result=FAILED, log=str(log_path), started_at=started_at)
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
+        log.flush()
+        job = Job(tag, shared, log, log_path, post)
+        for attempt in range(1, retries + 2):
+            result.attempts = attempt
+            try:
+                word, counts = action(job)
+                result.result, (result.add, result.change, result.destroy) = word, counts
+                result.error = ""
+                break
+            except supervise.Interrupted as exc:
+                result.result, result.error = INTERRUPTED, str(exc)
+                break
+            except TfdeployError as exc:
+                result.result, result.error = FAILED, str(exc)
+                log.write(f"tfdeploy: error: {exc}\n")
+                if stop.reason or not should_retry(str(exc), attempt=attempt, retries=retries,
+                                                   plan_spent=job.plan_spent()):
+                    break
+                delay = backoff(attempt)
+                post(Event(tag.cell, tag.name, "retry",
+                           detail=f"attempt {attempt + 1} of {retries + 1} in {delay:.0f}s after: {exc}"))
+                log.write(f"# transient failure; attempt {attempt + 1} in {delay:.0f}s\n")
+                log.flush()
+                if stop.wake.wait(delay):
+                    break
+            except Exception as exc:  # a bug: keep it in the log, fail this cell only
+                log.write(traceback.format_exc())
+                result.result = FAILED
+                result.error = f"internal error ({type(exc).__name__}: {exc}); details in {log_path}; please report this"
+                break
+        if result.result == FAILED and supervise.received() is not None:
+            result.result = INTERRUPTED
+        result.duration_s = round(time.monotonic() - started, 1)
+        result.finished_at = now_iso()
+        log.write(f"# finished {result.finished_at}: {result.result}"
+                  + (f": {result.error}" if result.error else "") + "\n")
+    return result

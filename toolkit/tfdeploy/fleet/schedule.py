@@ -1,0 +1,38 @@
+"""In what order a fleet's cells run (pure).
+
+The global cell of an env and team holds what its Regions build on (account-level roles,
+baselines), so it runs first and its regional cells wait for it; they are skipped if it fails.
+Destroy runs the other way round: the Regions go before the global cell they depend on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..model.tags import Tag
+
+
+@dataclass(frozen=True)
+class Step:
+    tag: Tag
+    after: tuple[str, ...]  # cells that must succeed before this one starts
+
+
+def _group(tag: Tag) -> tuple[str, str]:
+    return (tag.env, tag.team)
+
+
+def schedule(tags: tuple[Tag, ...] | list[Tag], action: str) -> list[Step]:
+    """Steps in start order with their prerequisites; `destroy` reverses global-first."""
+    reverse = action == "destroy"
+    # Stable: env, team, then global before regionals (after them for destroy), then Region.
+    ordered = sorted(tags, key=lambda t: (t.env, t.team, (t.region is None) == reverse, t.region or ""))
+    steps = []
+    for tag in ordered:
+        same = [o for o in ordered if o is not tag and _group(o) == _group(tag)]
+        if reverse:
+            after = tuple(o.cell for o in same if o.region is not None) if tag.region is None else ()
+        else:
+            after = tuple(o.cell for o in same if o.region is None) if tag.region is not None else ()
+        steps.append(Step(tag, after))
+    return steps
