@@ -117,11 +117,12 @@ def _register() -> None:
     from .doctor import doctor
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
+    from .release import COMMANDS as RELEASE
     from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
         cli.add_command(command)
 
 

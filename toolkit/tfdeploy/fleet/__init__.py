@@ -1,0 +1,1 @@
+"""The fleet: many cells at once (selection, schedule, runner, release)."""
