@@ -113,6 +113,7 @@ def _register() -> None:
     from .aws import bootstrap, sandbox
     from .delivery import COMMANDS as DELIVERY
     from .demo import demo
+    from .destroy import COMMANDS as DESTROY
     from .deploy import COMMANDS
     from .doctor import doctor
     from .locks import COMMANDS as LOCKS
@@ -122,7 +123,7 @@ def _register() -> None:
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
         cli.add_command(command)
 
 
