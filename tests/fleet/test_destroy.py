@@ -94,16 +94,15 @@ def test_destroy_empties_its_cell_only_after_a_yes(repo):
 
 def test_a_destroy_plan_is_never_applied_by_apply(repo):
     """A destroy plan left behind (a crash at the prompt) is not a plan `apply` may use."""
-
-    from tfdeploy.engine.stages import open_session, hold_cell
     from tfdeploy.engine.destroy import plan_destroy
+    from tfdeploy.engine.stages import hold_cell, open_session
 
     tag(repo, US)
     tfdeploy(repo, "bootstrap", "--env", "dev")
     tfdeploy(repo, "apply", "--tag", US, "--auto-approve")
     applied = state_of(BUCKET, US_KEY)
-    with hold_cell(repo, US, overrides={}):
-        session = open_session(repo, US, overrides={}, sink=open(os.devnull, "w"))
+    with hold_cell(repo, US, overrides={}), open(os.devnull, "w") as quiet:
+        session = open_session(repo, US, overrides={}, sink=quiet)
         planned = plan_destroy(session)
     assert str(planned.summary) == "+0 ~0 -1" and planned.addresses == ("module.regional.terraform_data.cell",)
     assert json.loads((session.workdir.path / "tfdeploy.plan.json").read_text())["operation"] == "destroy"

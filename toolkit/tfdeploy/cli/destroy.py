@@ -31,7 +31,8 @@ def destroy(tag: str, source, terraform_bin: str | None, auto_approve: bool, all
       tfdeploy destroy --tag dev_us-east-1/research/1.0
       tfdeploy destroy --tag prod_eu-west-1/research/1.0 --auto-approve --allow-protected
     """
-    from ..engine.destroy import DestroyPlan, destroy as run_destroy, refuse_protected
+    from ..engine.destroy import DestroyPlan, refuse_protected
+    from ..engine.destroy import destroy as run_destroy
     from ..model.settings import load_settings
     from ..model.tags import parse_tag
 
