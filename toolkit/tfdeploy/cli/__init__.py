@@ -113,15 +113,17 @@ def _register() -> None:
     from .aws import bootstrap, sandbox
     from .delivery import COMMANDS as DELIVERY
     from .demo import demo
+    from .destroy import COMMANDS as DESTROY
     from .deploy import COMMANDS
     from .doctor import doctor
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
+    from .release import COMMANDS as RELEASE
     from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
         cli.add_command(command)
 
 

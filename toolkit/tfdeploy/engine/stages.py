@@ -334,12 +334,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def check_saved_plan(session: Session, current: SourceRef) -> dict[str, Any]:
+def check_saved_plan(session: Session, current: SourceRef, operation: str = "apply") -> dict[str, Any]:
     """Refuse a saved plan that is spent, made from another tag or commit, altered, or whose own
-    content (backend, variables, changed addresses) is not this cell's."""
+    content (backend, variables, changed addresses) is not this cell's; or a plan of the other
+    `operation` (a destroy plan is applied only by `destroy`, see engine/destroy.py)."""
     name = session.tag.name
     meta_path = session.workdir.path / PLAN_META
     meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
+    if meta and meta.get("operation", "apply") != operation and not meta.get("spent_at"):
+        kind = "a destroy plan (made by tfdeploy destroy)" if meta.get("operation") == "destroy" \
+            else "an apply plan (made by tfdeploy plan)"
+        raise ValidationError(f"the saved plan of {meta.get('tag', name)} is {kind}; nothing applied; "
+                              f"run tfdeploy plan --tag {name}")
     if meta and meta.get("spent_at") and meta.get("tag") == name:
         raise ValidationError(f"the saved plan of {name} was already used by an apply at "
                               f"{meta['spent_at']}; run tfdeploy plan --tag {name}")

@@ -60,6 +60,8 @@ class Settings:
     # The env's pipeline is <pipeline_name_prefix>-<env> (modules/pipeline's name_prefix).
     pipeline_name_prefix: str = "tfdeploy"
     default_tags: tuple[str, ...] = STABLE_DEFAULT_TAGS  # see DEFAULT_TAG_NAMES
+    # Envs whose cells `destroy` touches only with --allow-protected (a second, deliberate yes).
+    protected_envs: tuple[str, ...] = ("prod",)
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -94,6 +96,7 @@ SETTING_HELP: dict[str, str] = {
     "pipeline_name_prefix": "The env's pipeline is <prefix>-<env> (default tfdeploy).",
     "default_tags": ("Provider default tags, comma-separated from " + ",".join(DEFAULT_TAG_NAMES)
                      + " (default " + ",".join(STABLE_DEFAULT_TAGS) + "; '' for none)."),
+    "protected_envs": "Envs whose cells destroy touches only with --allow-protected, comma-separated (default prod).",
 }
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
 
@@ -127,9 +130,9 @@ def _check(name: str, value: Any, source: str) -> Any:
             raise ConfigError(f"{where}: {show(bad[0])} is not a default tag tfdeploy knows; "
                               f"choose from {', '.join(DEFAULT_TAG_NAMES)} (or [] for none)")
         return tuple(dict.fromkeys(items))
-    if name in ("environments", "extra_regions", "scan_soft_fail_envs"):
+    if name in ("environments", "extra_regions", "scan_soft_fail_envs", "protected_envs"):
         items = _as_list(value, name, source)
-        if name in ("environments", "scan_soft_fail_envs"):
+        if name in ("environments", "scan_soft_fail_envs", "protected_envs"):
             if not items and name == "environments":
                 raise ConfigError(f"{where}: list at least one environment")
             bad = [e for e in items if not ENV_RE.fullmatch(e)]
@@ -192,10 +195,12 @@ def merge_settings(
             values[name] = _check(name, raw, source)
             origin[name] = source
     settings = Settings(**values, origin=origin)
-    unknown_envs = [e for e in settings.scan_soft_fail_envs if e not in settings.environments]
-    if unknown_envs and origin["scan_soft_fail_envs"] != "default":
-        raise ConfigError(f"setting scan_soft_fail_envs names {unknown_envs[0]!r}, which is not in "
-                          f"environments ({', '.join(settings.environments)})")
+    # The defaults name envs a repo may not have (prod); a value someone wrote must not.
+    for name in ("scan_soft_fail_envs", "protected_envs"):
+        unknown_envs = [e for e in getattr(settings, name) if e not in settings.environments]
+        if unknown_envs and origin[name] != "default":
+            raise ConfigError(f"setting {name} names {unknown_envs[0]!r}, which is not in "
+                              f"environments ({', '.join(settings.environments)})")
     for name in ("state_region", "global_region"):
         region = getattr(settings, name)
         if not is_allowed(region, settings.extra_regions):
