@@ -179,3 +179,32 @@ def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
     assert "running again 2 of 2 cells" in again.stdout
     assert sorted(state_keys(BUCKET)) == ["research/dev-eu-central-1/terraform.tfstate",
                                           "research/dev-us-east-1/terraform.tfstate"]
+
+
+def test_fanout_destroy_runs_regions_before_global_and_refuses_protected_envs(repo):
+    for scope in ("us-east-1", "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+        tag(repo, f"qa_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve")
+    keys = ["research/dev-global/terraform.tfstate", "research/dev-us-east-1/terraform.tfstate"]
+    assert all(state_of(BUCKET, key)["resources"] for key in keys)
+
+    # Without a terminal a fleet destroy needs --auto-approve; nothing is planned or changed.
+    refused = tfdeploy(repo, "destroy", "--tag", "dev_*/research/1.0", check=False)
+    assert refused.returncode == 2 and "needs a yes" in refused.stderr.strip().splitlines()[-1]
+    assert all(state_of(BUCKET, key)["resources"] for key in keys)
+    # A protected env anywhere in the selection refuses the whole run before any cell starts.
+    protected = tfdeploy(repo, "destroy", "--tag", "dev_*/research/1.0", "--tag", "qa_*/research/1.0",
+                         "--auto-approve", "--protected-envs", "qa", check=False)
+    assert protected.returncode == 2 and "--allow-protected" in protected.stderr.strip().splitlines()[-1]
+    assert all(state_of(BUCKET, key)["resources"] for key in keys)
+
+    run = tfdeploy(repo, "destroy", "--tag", "dev_*/research/1.0", "--auto-approve", "--json")
+    doc = json.loads(run.stdout)
+    results = {c["cell"]: c for c in doc["cells"]}
+    assert doc["ok"] and [c["result"] for c in doc["cells"]] == ["destroyed", "destroyed"]
+    assert list(results) == ["dev-us-east-1-research", "dev-global-research"]  # reverse of apply
+    assert stamps(results["dev-global-research"]["log"])[0] > stamps(results["dev-us-east-1-research"]["log"])[1]
+    assert results["dev-us-east-1-research"]["destroy"] == 1
+    assert all(state_of(BUCKET, key)["resources"] == [] for key in keys)

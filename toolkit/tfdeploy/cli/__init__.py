@@ -113,8 +113,8 @@ def _register() -> None:
     from .aws import bootstrap, sandbox
     from .delivery import COMMANDS as DELIVERY
     from .demo import demo
-    from .destroy import COMMANDS as DESTROY
     from .deploy import COMMANDS
+    from .destroy import COMMANDS as DESTROY
     from .doctor import doctor
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan

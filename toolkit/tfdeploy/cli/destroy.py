@@ -1,4 +1,8 @@
-"""`tfdeploy destroy --tag T`: destroy one cell's namespace after showing what goes (engine/destroy.py)."""
+"""`tfdeploy destroy --tag T ...`: destroy cells' namespaces after showing what goes (engine/destroy.py).
+
+One exact tag: plan the destroy, show it, ask, apply. Many tags or patterns: the fleet runner, in
+reverse order (regional cells before their global cell), after one confirmation for the whole list.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,18 @@ import click
 
 from ..errors import ValidationError
 from .common import RepoContext, echo_json, json_option
-from .deploy import _open, tag_command
+from .deploy import _open, fleet_command
+from .fanout import run_fanout, wants_fanout
 
 
 @click.command("destroy")
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking (CI); needed without a terminal.")
 @click.option("--allow-protected", is_flag=True, help="Also destroy in an env listed in protected_envs.")
 @json_option
-@tag_command
-def destroy(tag: str, source, terraform_bin: str | None, auto_approve: bool, allow_protected: bool,
-            as_json: bool, lock_timeout: float, repo: RepoContext) -> None:
+@fleet_command
+def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, allow_protected: bool,
+            as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
+            repo: RepoContext) -> None:
     """Destroy what the tag's cell deployed: plan the destroy of its module namespace, show it, ask, apply.
 
     Only the tag's namespace (module.regional or module.global) in the cell's own state is
@@ -30,12 +36,18 @@ def destroy(tag: str, source, terraform_bin: str | None, auto_approve: bool, all
     Examples:
       tfdeploy destroy --tag dev_us-east-1/research/1.0
       tfdeploy destroy --tag prod_eu-west-1/research/1.0 --auto-approve --allow-protected
+      tfdeploy destroy --tag 'dev_*/research/1.1' --auto-approve   # regional cells first, global last
     """
     from ..engine.destroy import DestroyPlan, refuse_protected
     from ..engine.destroy import destroy as run_destroy
     from ..model.settings import load_settings
     from ..model.tags import parse_tag
 
+    if wants_fanout(tag, retry, only_failed):
+        _destroy_many(repo, tag, source=source, terraform_bin=terraform_bin, auto_approve=auto_approve,
+                      allow_protected=allow_protected, as_json=as_json, lock_timeout=lock_timeout,
+                      parallel=parallel, fail_fast=fail_fast, retry=retry, only_failed=only_failed)
+    tag = tag[0]
     parsed = parse_tag(tag, repo.settings.extra_regions)
     refuse_protected(parsed, [repo.settings], allow_protected=allow_protected)
     if not auto_approve and not sys.stdin.isatty():
@@ -75,6 +87,31 @@ def destroy(tag: str, source, terraform_bin: str | None, auto_approve: bool, all
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "summary": result.counts,
                    "addresses": list(shown[0].addresses) if shown else [], "result": result.to_dict()})
+
+
+def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve: bool, allow_protected: bool,
+                  as_json: bool, **options) -> None:
+    """The fleet path: every selected cell is checked against protected_envs, the whole list is shown
+    and confirmed once (or --auto-approve), then cells are destroyed in reverse order."""
+    from ..engine.destroy import refuse_protected
+
+    def confirm(steps: list) -> None:
+        for step in steps:
+            refuse_protected(step.tag, [repo.settings], allow_protected=allow_protected)
+        say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+        say(f"destroy {len(steps)} cells, in this order: " + ", ".join(step.tag.name for step in steps))
+        if auto_approve:
+            return
+        if not sys.stdin.isatty():
+            raise ValidationError(f"destroying {len(steps)} cells needs a yes: run it on a terminal to review "
+                                  "and confirm, or pass --auto-approve (CI); nothing was planned")
+        answer = click.prompt(f"Destroy what these {len(steps)} cells deployed? Only 'yes' will be accepted",
+                              default="", show_default=False, err=as_json)
+        if answer.strip() != "yes":
+            raise ValidationError("not destroyed: not confirmed; nothing was planned")
+
+    run_fanout(repo, tag_args, "destroy", as_json=as_json, detailed_exitcode=False, auto_approve=True,
+               confirm=confirm, allow_protected=allow_protected, **options)
 
 
 COMMANDS = [destroy]

@@ -44,7 +44,8 @@ def wants_fanout(tags: tuple[str, ...], retry: int, only_failed: bool) -> bool:
 def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, source: Any,
                terraform_bin: str | None, lock_timeout: float, as_json: bool, detailed_exitcode: bool,
                parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-               auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None) -> NoReturn:
+               auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None,
+               allow_protected: bool = False) -> NoReturn:
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
     `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse."""
@@ -53,8 +54,18 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     from ..errors import TfdeployError
     from ..fleet.actions import ACTIONS
     from ..fleet.display import make_display
-    from ..fleet.results import (RUNS_DIR, RunRecord, document, exit_code, matrix, new_run_id,
-                                 now_iso, only_failed_tags, selection_key, write_record)
+    from ..fleet.results import (
+        RUNS_DIR,
+        RunRecord,
+        document,
+        exit_code,
+        matrix,
+        new_run_id,
+        now_iso,
+        only_failed_tags,
+        selection_key,
+        write_record,
+    )
     from ..fleet.runner import Shared, run_cells
     from ..fleet.schedule import schedule
     from ..fleet.selection import expand
@@ -98,7 +109,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     log_dir = runs / record.run_id
     say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {log_dir}")
     with make_display(out) as display:
-        outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve), shared=shared,
+        outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
                             display=display, action_name=action)
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None

@@ -71,17 +71,20 @@ def apply_action(auto_approve: bool) -> CellAction:
     return apply_cell
 
 
-def destroy_action(auto_approve: bool) -> CellAction:
-    """HOOK for `tfdeploy destroy --tag ...` (engine/destroy.py, written beside this): runs
-    `destroy(session, auto_approve=...)` per cell. The fleet asks for confirmation once, before
-    any cell starts, so cells always run with auto_approve=True."""
+def destroy_action(allow_protected: bool) -> CellAction:
+    """Destroy one cell (engine/destroy.py). The fleet asked once for the whole list before any cell
+    started, so each cell runs approved; the tagged commit's settings may still protect its env
+    (they can add protection, never lift it)."""
 
     def destroy_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
-        from ..engine.destroy import destroy  # type: ignore[import-not-found]
+        from ..engine.destroy import destroy, refuse_protected
+        from ..model.settings import load_settings
 
         with job.cell_lock():
             session = open_cell(job)
-            _result, summary = destroy(session, auto_approve=auto_approve)
+            tagged = load_settings(session.workdir.path, job.shared.environ, job.shared.overrides)
+            refuse_protected(session.tag, [tagged], allow_protected=allow_protected)
+            _result, summary = destroy(session, auto_approve=True)
         return "destroyed", (summary.add, summary.change, summary.destroy)
 
     return destroy_cell
@@ -90,5 +93,5 @@ def destroy_action(auto_approve: bool) -> CellAction:
 ACTIONS: dict[str, Callable[..., CellAction]] = {
     "plan": lambda **_: plan_cell,
     "apply": lambda auto_approve=False, **_: apply_action(auto_approve),
-    "destroy": lambda auto_approve=False, **_: destroy_action(auto_approve),
+    "destroy": lambda allow_protected=False, **_: destroy_action(allow_protected),
 }
