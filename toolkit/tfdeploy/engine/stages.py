@@ -149,7 +149,7 @@ def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[
 
 def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
                     terraform_bin: str | None = None) -> Path:
-    """`terraform show -json` of the work dir's saved plan (written by `plan` alongside it)."""
+    """`terraform show -json` of the work dir's saved plan, redacted: made on first use, then kept."""
     plan_path = workdir.path / PLAN_FILE
     if not plan_path.is_file():
         raise ValidationError(f"no saved plan for {workdir.deployment.tag.name}; run: tfdeploy plan "
