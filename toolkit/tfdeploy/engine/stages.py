@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -66,6 +67,29 @@ def summarize_plan(plan: Mapping[str, Any]) -> PlanSummary:
     return PlanSummary(add, change, destroy)
 
 
+_PLAN_LINE = re.compile(r"^Plan: (?:\d+ to import, )?(\d+) to add, (\d+) to change, (\d+) to destroy",
+                        re.MULTILINE)
+
+
+def summary_from_output(text: str, exit_code: int) -> PlanSummary | None:
+    """The counts of `terraform plan -detailed-exitcode` from its own human output (pure).
+
+    None when the output does not say: the caller then asks `show -json` (never guesses 0).
+    Why the human line and not `plan -json`: it keeps the attribute-level diff a reviewer reads
+    before `apply` on the terminal, costs no extra process, and the line has been the same
+    since Terraform 0.12 ("N to import, " was prepended in 1.5). A fleet that wants the event
+    stream sets Terraform.on_event and gets `plan -json` with `change_summary` instead (tfjson).
+    """
+    if exit_code == 0:
+        return PlanSummary()  # -detailed-exitcode: 0 means no changes at all
+    match = _PLAN_LINE.search(text)
+    if match:
+        return PlanSummary(*(int(n) for n in match.groups()))
+    if "Changes to Outputs:" in text and "will be" not in text:
+        return PlanSummary()  # only outputs change: Terraform prints no Plan line
+    return None
+
+
 @dataclass
 class Session:
     """Everything a stage needs for one tag: the work dir and a Terraform bound to it."""
@@ -95,7 +119,9 @@ class Session:
 
     @property
     def plan_json_path(self) -> Path:
-        return self.workdir.results_dir / PLAN_JSON
+        """`terraform show -json` of the saved plan, redacted; made on first use, not by every
+        plan (one Terraform process fewer per cell), and kept with the plan."""
+        return _plan_json(self.workdir, self.terraform)
 
 
 def terraform_base_env(repo_root: Path, environ: Mapping[str, str]) -> dict[str, str]:
@@ -123,7 +149,7 @@ def terraform_environment(repo_root: Path, environ: Mapping[str, str]) -> tuple[
 
 def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str],
                     terraform_bin: str | None = None) -> Path:
-    """`terraform show -json` of the work dir's saved plan (written by `plan` alongside it)."""
+    """`terraform show -json` of the work dir's saved plan, redacted: made on first use, then kept."""
     plan_path = workdir.path / PLAN_FILE
     if not plan_path.is_file():
         raise ValidationError(f"no saved plan for {workdir.deployment.tag.name}; run: tfdeploy plan "
@@ -132,7 +158,17 @@ def saved_plan_json(workdir: Workdir, repo_root: Path, environ: Mapping[str, str
     if out.is_file() and out.stat().st_mtime >= plan_path.stat().st_mtime:
         return out
     binary = find_terraform(terraform_bin, repo_root, environ)
-    terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
+    return _plan_json(workdir, Terraform(binary, workdir.path, terraform_base_env(repo_root, environ)))
+
+
+def _plan_json(workdir: Workdir, terraform: Terraform) -> Path:
+    plan_path = workdir.path / PLAN_FILE
+    out = workdir.results_dir / PLAN_JSON
+    if not plan_path.is_file():
+        raise ValidationError(f"no saved plan for {workdir.deployment.tag.name}; run: tfdeploy plan "
+                              f"--tag {workdir.deployment.tag.name}")
+    if out.is_file() and out.stat().st_mtime >= plan_path.stat().st_mtime:
+        return out
     shown = terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
     write_atomic(out, redacted_json(shown.stdout))
     return out
@@ -267,17 +303,31 @@ def check_source(repo_root: Path, tag: Tag, default_branch: str, options: Source
 
 
 def init(session: Session, quiet: bool = False) -> StageResult:
-    """terraform init with the deployment's backend; `quiet` keeps its output unless it fails."""
+    """terraform init with the deployment's backend; `quiet` keeps its output unless it fails.
+
+    Skipped when the work dir is already initialised for exactly this backend, Terraform and
+    configuration (initrecord.py); inits that may write the shared plugin cache are serialised
+    (plugincache.py)."""
     started = time.monotonic()
+    from . import initrecord, plugincache
     from .lockmode import ensure_mode
 
     d = session.deployment
-    # Before init: a run in the other lock mode must not touch the state or its locks.
+    # Before init (run or skipped): a run in the other lock mode must not touch the state or its locks.
     ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=session.terraform.env,
                 endpoint=session.sandbox_endpoint)
     backend = {**d.backend.backend_config_args(), **session.backend_extra}
-    session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
-                            no_color=_flag(), stream=not quiet)
+    path = session.workdir.path
+    print_ = initrecord.fingerprint(path, backend_args=backend, lock_mode=d.backend.lock_mode,
+                                    binary=session.terraform.binary, env=session.terraform.env)
+    if initrecord.is_initialised(path, print_, backend):
+        return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3),
+                           notes=("already initialised for this backend; init skipped",))
+    initrecord.forget(path)
+    with plugincache.guarded(path, session.terraform.env):
+        session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
+                                no_color=_flag(), stream=not quiet)
+    initrecord.remember(path, print_)
     return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3))
 
 
@@ -295,13 +345,14 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     session.plan_path.unlink(missing_ok=True)
     (session.workdir.path / PLAN_META).unlink(missing_ok=True)
     (session.workdir.path / PLAN_SPENT).unlink(missing_ok=True)
-    session.terraform.check("plan", input=False, no_color=_flag(), detailed_exitcode=_flag(),
-                            out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
-                            ok=(0, 2), **session.lock_options())
-    shown = session.terraform.check("show", "-json", PLAN_FILE, no_color=_flag(), stream=False)
-    summary = summarize_plan(json.loads(shown.stdout))
-    # Kept for `plan --json`, checkov's plan scan and reviewers; same lifetime as the plan.
-    write_atomic(session.plan_json_path, redacted_json(shown.stdout))
+    # plan.json is made from the saved plan when asked for (Session.plan_json_path); an old one
+    # must not outlive its plan.
+    (session.workdir.results_dir / PLAN_JSON).unlink(missing_ok=True)
+    events = session.terraform.on_event is not None
+    planned = session.terraform.check("plan", input=False, no_color=_flag(), detailed_exitcode=_flag(),
+                                      out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
+                                      ok=(0, 2), ui_json=events, **session.lock_options())
+    summary = _plan_summary(session, planned)
     meta = {
         "tag": session.tag.name,
         "commit": session.workdir.source.commit,
@@ -322,6 +373,21 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     )
     write_result(result, session.workdir.results_dir)
     return result, summary
+
+
+def _plan_summary(session: Session, planned: Any) -> PlanSummary:
+    from .tfjson import change_summary
+
+    if planned.events:
+        counts = change_summary(planned.events)
+        if counts is not None:
+            return PlanSummary(counts.add, counts.change, counts.remove)
+    else:
+        summary = summary_from_output(planned.stdout, planned.returncode)
+        if summary is not None:
+            return summary
+    # The output did not say (another Terraform's wording?): ask the saved plan itself.
+    return summarize_plan(json.loads(session.plan_json_path.read_text(encoding="utf-8")))
 
 
 def _exports(session: Session, **extra: str) -> dict[str, str]:

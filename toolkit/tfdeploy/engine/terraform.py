@@ -16,7 +16,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Mapping
+from typing import IO, Any, Callable, Mapping
 
 from ..errors import ConfigError, TfdeployError
 from . import supervise
@@ -27,8 +27,9 @@ from .tfenv import controlled_environment
 class TerraformResult:
     argv: tuple[str, ...]
     returncode: int
-    stdout: str
-    stderr: str
+    stdout: str  # with ui_json: the rendered human text, not the raw stream
+    stderr: str  # with ui_json: also every diagnostic, rendered (explain_failure reads it)
+    events: tuple[dict[str, Any], ...] = ()  # with ui_json: the parsed stream
 
 
 _LOCK_FIELDS = ("ID", "Path", "Operation", "Who", "Created")
@@ -157,12 +158,22 @@ class Terraform:
         self.err_sink = err_sink if err_sink is not None else sys.stderr
         # Which cell and tag this Terraform works for: error lines and interrupt reports name them.
         self.context: RunContext | None = None
+        # Called with each event of a -json run as it arrives (a fleet's live table); None: nobody.
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
 
     def argv(self, command: str, *args: str, **options: Any) -> list[str]:
         """python-terraform's option convention: foo_bar=1 -> -foo-bar=1, flag=IsFlagged -> -flag."""
         return self._argv_builder.generate_cmd_string(command, *args, **options)
 
-    def run(self, command: str, *args: str, stream: bool = True, **options: Any) -> TerraformResult:
+    def run(self, command: str, *args: str, stream: bool = True, ui_json: bool = False,
+            **options: Any) -> TerraformResult:
+        """Run one command; `ui_json` adds -json and renders the event stream for the human."""
+        from . import tfjson
+
+        if ui_json:
+            from python_terraform import IsFlagged
+
+            options["json"] = IsFlagged
         argv = self.argv(command, *args, **options)
         select_default_workspace(self.workdir, self.err_sink)
         with supervise.handling_signals(), tempfile.TemporaryFile() as out_file, \
@@ -172,14 +183,17 @@ class Terraform:
             except FileNotFoundError:
                 raise TfdeployError(f"terraform executable {self.binary!r} not found; "
                                     "pass --terraform PATH or run tfdeploy doctor") from None
-            out = _Tail(out_file, self.sink if stream else None)
+            out = _Tail(out_file, self.sink if stream else None,
+                        _EventRenderer(self.on_event) if ui_json else None)
             err = _Tail(err_file, self.err_sink if stream else None)
             try:
                 returncode = supervise.wait(child, lambda: (out.poll(), err.poll()))
             finally:
                 out.poll(final=True)
                 err.poll(final=True)
-        result = TerraformResult(tuple(argv), returncode, out.text, err.text)
+        events = tuple(out.events)
+        stderr = err.text + tfjson.diagnostics_text(events) if ui_json else err.text
+        result = TerraformResult(tuple(argv), returncode, out.text, stderr, events)
         signum = supervise.received()
         if signum is not None:
             raise supervise.Interrupted(describe_interrupt(signum, supervise.signal_count(), command,
@@ -193,16 +207,40 @@ class Terraform:
         return result
 
 
+class _EventRenderer:
+    """Turns -json stream lines into Terraform's human lines, keeping the events."""
+
+    def __init__(self, on_event: Callable[[dict[str, Any]], None] | None):
+        self.events: list[dict[str, Any]] = []
+        self._on_event = on_event
+
+    def __call__(self, line: str) -> str | None:
+        from . import tfjson
+
+        event = tfjson.parse_event(line)
+        if event is None:
+            return line  # not part of the stream (a crash message): shown as it is
+        self.events.append(event)
+        if self._on_event is not None:
+            self._on_event(event)
+        return tfjson.render_event(event)
+
+
 class _Tail:
     """Follows a file Terraform writes to: keeps every line, echoes complete lines as they come."""
 
-    def __init__(self, file: IO[bytes], echo: IO[str] | None):
+    def __init__(self, file: IO[bytes], echo: IO[str] | None, render: _EventRenderer | None = None):
         self._fd = file.fileno()
         self._offset = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial = ""
         self._keep: list[str] = []
         self._echo = echo
+        self._render = render
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        return self._render.events if self._render is not None else []
 
     def poll(self, final: bool = False) -> None:
         # pread: the file offset is shared with Terraform's descriptor and must not move.
@@ -216,6 +254,8 @@ class _Tail:
         if final and self._partial:
             lines.append(self._partial)
             self._partial = ""
+        if self._render is not None:
+            lines = [text for line in lines if (text := self._render(line)) is not None]
         self._keep.extend(lines)
         if self._echo is not None and lines:
             self._echo.write("".join(lines))

@@ -38,6 +38,10 @@ RESULTS_DIR = ".tfdeploy-results"
 # Kept when the work dir is rebuilt from the same commit, so `lint`/`scan` after `plan` do not
 # throw the saved plan away (apply re-checks its commit and checksum anyway).
 CARRY_OVER = (PLAN_FILE, PLAN_META, RESULTS_DIR)
+# Kept too when the backend is also the same, so the next init can be skipped (initrecord.py
+# decides; it re-checks everything init depends on). The lock file only when the tagged tree has
+# none of its own: a committed one always wins.
+INIT_CARRY_OVER = (".terraform", ".terraform.lock.hcl")
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,14 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
         deployment = resolve(tag.name, settings, staging)
         aws = _write_generated(staging, deployment, source, sandbox, state_has_aws)
         if _same_source(final, source):
-            for name in CARRY_OVER:
+            carried = CARRY_OVER
+            if _same_backend(final, deployment):
+                carried += tuple(n for n in INIT_CARRY_OVER if not (staging / n).exists())
+            for name in carried:
                 if (final / name).exists():
                     os.replace(final / name, staging / name)
+            # Never a workspace selection: a cell always uses the default workspace (issue 9).
+            _drop_workspace_selection(staging)
         _swap_in(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -124,6 +133,23 @@ def _same_source(path: Path, source: SourceRef) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return not source.worktree and not old.get("worktree") and old.get("commit") == source.commit
+
+
+def _same_backend(path: Path, deployment: Deployment) -> bool:
+    try:
+        old = json.loads((path / METADATA_FILE).read_text(encoding="utf-8"))["deployment"]
+    except (OSError, ValueError, KeyError):
+        return False
+    new = json.loads(json.dumps(deployment.to_dict()))  # as it would read back from the file
+    return old.get("tag") == new["tag"] and old.get("backend") == new["backend"]
+
+
+def _drop_workspace_selection(path: Path) -> None:
+    selected = path / ".terraform" / "environment"
+    if selected.is_dir() and not selected.is_symlink():
+        shutil.rmtree(selected)
+    elif selected.exists() or selected.is_symlink():
+        selected.unlink()
 
 
 def _swap_in(staging: Path, final: Path) -> None:

