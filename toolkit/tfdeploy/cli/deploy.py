@@ -108,7 +108,7 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
                    "summary": result.counts, "plan_file": str(session.plan_path),
-                   "plan": json.loads(session.plan_json_path.read_text(encoding="utf-8"))})
+                   "plan": json.loads(session.ensure_plan_json().read_text(encoding="utf-8"))})
     else:
         click.echo(f"plan {tag}: {summary}  (saved: {session.plan_path})")
         click.echo(result.export_lines())

@@ -119,8 +119,12 @@ class Session:
 
     @property
     def plan_json_path(self) -> Path:
-        """`terraform show -json` of the saved plan, redacted; made on first use, not by every
-        plan (one Terraform process fewer per cell), and kept with the plan."""
+        """Where the redacted `terraform show -json` of the saved plan is kept (see ensure_plan_json)."""
+        return self.workdir.results_dir / PLAN_JSON
+
+    def ensure_plan_json(self) -> Path:
+        """The redacted `terraform show -json` of the saved plan, made on first use — not by every
+        plan (one Terraform process fewer per cell) — and kept with the plan."""
         return _plan_json(self.workdir, self.terraform)
 
 
@@ -345,7 +349,7 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     session.plan_path.unlink(missing_ok=True)
     (session.workdir.path / PLAN_META).unlink(missing_ok=True)
     (session.workdir.path / PLAN_SPENT).unlink(missing_ok=True)
-    # plan.json is made from the saved plan when asked for (Session.plan_json_path); an old one
+    # plan.json is made from the saved plan when asked for (Session.ensure_plan_json); an old one
     # must not outlive its plan.
     (session.workdir.results_dir / PLAN_JSON).unlink(missing_ok=True)
     events = session.terraform.on_event is not None
@@ -387,7 +391,7 @@ def _plan_summary(session: Session, planned: Any) -> PlanSummary:
         if summary is not None:
             return summary
     # The output did not say (another Terraform's wording?): ask the saved plan itself.
-    return summarize_plan(json.loads(session.plan_json_path.read_text(encoding="utf-8")))
+    return summarize_plan(json.loads(session.ensure_plan_json().read_text(encoding="utf-8")))
 
 
 def _exports(session: Session, **extra: str) -> dict[str, str]:
