@@ -10,7 +10,14 @@ from pathlib import Path
 import click
 
 from ..errors import TfdeployError, ValidationError
-from .common import RepoContext, echo_json, hold_cell_for_command, json_option, repo_command, tag_options
+from .common import (
+    RepoContext,
+    echo_json,
+    hold_cell_for_command,
+    json_option,
+    repo_command,
+    tag_options,
+)
 from .deploy import _open, tag_command
 from .lockmode import migrate_lock
 
@@ -199,9 +206,15 @@ def restore(tag: str, source, terraform_bin: str | None, lock_timeout: float, ve
       tfdeploy state history --tag dev_us-east-1/research/1.1
       tfdeploy state restore --tag dev_us-east-1/research/1.1 --version-id 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY
     """
-    from ..engine.stages import init as run_init
-    from ..engine.stateversions import StateObject, changes, parse_state, restore_document, short_lineage
     from ..engine.errored import summarize_state
+    from ..engine.stages import init as run_init
+    from ..engine.stateversions import (
+        StateObject,
+        changes,
+        parse_state,
+        restore_document,
+        short_lineage,
+    )
     from ..results import write_atomic
 
     session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)  # holds the cell lock

@@ -15,9 +15,10 @@ The pure parts (summaries, the change list, the document to push) are separate f
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import TfdeployError, ValidationError
 from ..model.backend import BackendConfig
