@@ -186,3 +186,29 @@ def test_history_input_errors_are_one_line(repo, args, code, message):
     proc = tfdeploy(repo, "state", "history", "--tag", TAG10, *args, check=False)
     assert proc.returncode == code and "Traceback" not in proc.stderr
     assert last_line(proc.stderr).startswith("tfdeploy: error: ") and message in last_line(proc.stderr)
+
+
+def test_restore_document_and_history_lines_pure():
+    from datetime import UTC, datetime
+
+    from tfdeploy.engine.errored import summarize_state
+    from tfdeploy.engine.stateversions import StateVersion, changes, describe, restore_document
+    from tfdeploy.errors import TfdeployError
+
+    old = {"lineage": "L1", "serial": 3, "resources": []}
+    assert restore_document(old, {"lineage": "L1", "serial": 7}, force=False) == ({**old, "serial": 8}, False)
+    assert restore_document(old, None, force=False) == (old, False)  # nothing to follow
+    with pytest.raises(TfdeployError, match="another state.*--force"):
+        restore_document(old, {"lineage": "L2", "serial": 7}, force=False)
+    assert restore_document(old, {"lineage": "L2", "serial": 7}, force=True) == ({**old, "serial": 8}, True)
+
+    current = summarize_state({"lineage": "L1", "serial": 7, "resources": [
+        {"module": "module.regional", "mode": "managed", "type": "terraform_data", "name": "extra",
+         "instances": [{}]}]})
+    assert changes(current, summarize_state(old)) == ([], ["module.regional.terraform_data.extra"])
+
+    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert describe(StateVersion("v9", when, 0, True, True)) == (
+        "v9  2026-01-02 03:04:05Z  delete marker (the state object was deleted)  current")
+    line = describe(StateVersion("v1", when, 1674, False, False, summarize_state(old)))
+    assert line == "v1  2026-01-02 03:04:05Z      1674 B  serial 3, lineage L1, 0 resource(s)"

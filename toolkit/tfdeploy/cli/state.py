@@ -1,4 +1,5 @@
-"""`tfdeploy state ...`: a cell's state: `recover` (engine/errored.py), `migrate-lock` (engine/lockmode.py)."""
+"""`tfdeploy state ...`: a cell's state: `recover` (engine/errored.py), `migrate-lock` (engine/lockmode.py),
+`history` and `restore` (engine/stateversions.py)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def state() -> None:
     Example:
       tfdeploy state recover --tag dev_us-east-1/research/1.0
       tfdeploy state migrate-lock --tag dev_us-east-1/research/1.0 --to s3
+      tfdeploy state history --tag dev_us-east-1/research/1.0
+      tfdeploy state restore --tag dev_us-east-1/research/1.0 --version-id ID
     """
 
 
@@ -245,8 +248,9 @@ def restore(tag: str, source, terraform_bin: str | None, lock_timeout: float, ve
         click.echo("  same resource addresses (attributes and outputs may differ)")
     to_push, needs_force = restore_document(old, current, force)
     if to_push is not old:
-        click.echo(f"  written as serial {to_push['serial']} of lineage {short_lineage(to_push['lineage'])}, "
-                   "a new version of the object; every existing version is kept")
+        # Terraform's push may bump the serial once more; the final line says what was stored.
+        click.echo(f"  written as the current state's successor (lineage {short_lineage(to_push['lineage'])}, "
+                   f"serial above {now.serial}), a new version of the object; every existing version is kept")
     question = f"restore version {version_id} as the current state of {tag}" + (" with -force" if needs_force else "")
     if not yes:
         if not sys.stdin.isatty():
