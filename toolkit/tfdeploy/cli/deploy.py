@@ -240,15 +240,19 @@ def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> Non
 
     try:
         settings = repo.settings
+    except TfdeployError:
+        return  # no valid settings: nothing was applied, and no topic can be trusted
+    if not settings.notify_topic_arn:
+        return
+    cell = state = None
+    try:
         from ..model.deployment import resolve
 
         deployment = resolve(tag, settings, repo.root)
         b = deployment.backend
         cell, state = deployment.tag.cell, f"s3://{b.bucket}/{b.key}"
-    except TfdeployError:
-        return  # no valid settings or tag: nothing was applied, and no topic can be trusted
-    except Exception:  # noqa: BLE001 - the apply's own error is what the user must see
-        cell, state = None, None
+    except Exception:  # noqa: BLE001 - a bad tag still fails the apply: say so without its cell
+        pass
     result = "interrupted" if isinstance(exc, Interrupted) else "failed"
     notify("apply-failed", f"tfdeploy: apply {result}: {tag}",
            {"tag": tag, "cell": cell, "result": result, "error": str(exc), "state": state,
