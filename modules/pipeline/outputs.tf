@@ -47,3 +47,8 @@ output "pipeline_role_arn" {
   description = "ARN of the CodePipeline service role."
   value       = aws_iam_role.pipeline.arn
 }
+
+output "execution_failed_rule_arn" {
+  description = "ARN of the EventBridge rule sending failed executions to notification_topic_arn (null without a topic); use it as aws:SourceArn in the topic policy."
+  value       = one(aws_cloudwatch_event_rule.execution_failed[*].arn)
+}

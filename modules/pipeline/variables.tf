@@ -120,6 +120,17 @@ variable "approval_sns_topic_arn" {
   }
 }
 
+variable "notification_topic_arn" {
+  description = "SNS topic told when an execution of this pipeline fails (an EventBridge rule targets it); null for none. The topic is yours: its policy must let events.amazonaws.com publish (see README)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.notification_topic_arn == null || can(regex("^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}(\\.fifo)?$", var.notification_topic_arn))
+    error_message = "notification_topic_arn must be an SNS topic ARN."
+  }
+}
+
 variable "codebuild_image" {
   description = "CodeBuild image for every build; it must offer the Python runtime the buildspecs request (3.12). Pin it: a moving image changes the toolchain under a release."
   type        = string

@@ -205,7 +205,9 @@ def test_only_publish_starts_the_pipeline(pipeline):
     """No EventBridge rule or target starts the pipeline; the source build's role may start it."""
     resources = pipeline.typed("resource")
     targets = [body for (rtype, _), body in resources.items() if rtype == "aws_cloudwatch_event_target"]
-    assert [unwrap(t["arn"]) for t in targets] == ['aws_codebuild_project.this["source"].arn']
+    # The failed-execution target only tells the (optional) notification topic.
+    assert [unwrap(t["arn"]) for t in targets] == ['aws_codebuild_project.this["source"].arn',
+                                                   "var.notification_topic_arn"]
     events_policy = pipeline.typed("data")[("aws_iam_policy_document", "events")]
     assert [a for s in _statements(events_policy) for a in s["actions"]] == ["codebuild:StartBuild"]
     source_policy = pipeline.typed("data")[("aws_iam_policy_document", "build_source")]
@@ -281,3 +283,72 @@ def test_builds_are_encrypted_logged_and_unprivileged(pipeline):
     assert pipeline.named("module")["pipeline_key"]["source"] == "../logs-kms-key"
     key = load_dir(MODULES / "logs-kms-key").typed("resource")[("aws_kms_key", "this")]
     assert key["enable_key_rotation"] is True
+
+
+# --- failed executions -> SNS (issue 12, item 10) ----------------------------------------------
+
+
+def _failed_pattern(terraform_bin, work, env: str = "dev", name_prefix: str = "tfdeploy") -> dict:
+    sources = [attribute_source(PIPELINE / "main.tf", "name"),
+               attribute_source(PIPELINE / "notifications.tf", "failed_execution_pattern")]
+    return console_eval(terraform_bin, work, sources, "local.failed_execution_pattern",
+                        {"env": env, "name_prefix": name_prefix})
+
+
+def test_failed_executions_go_to_the_notification_topic_only_when_set(pipeline, terraform_bin, tmp_path):
+    resources = pipeline.typed("resource")
+    rule = resources[("aws_cloudwatch_event_rule", "execution_failed")]
+    target = resources[("aws_cloudwatch_event_target", "execution_failed")]
+    for block in (rule, target):
+        assert unwrap(block["count"]) == "var.notification_topic_arn == null ? 0 : 1"
+    assert unwrap(rule["event_pattern"]) == "jsonencode(local.failed_execution_pattern)"
+    assert unwrap(target["rule"]) == "aws_cloudwatch_event_rule.execution_failed[0].name"
+    assert unwrap(target["arn"]) == "var.notification_topic_arn"
+    assert "role_arn" not in target  # SNS targets are allowed by the topic's own policy
+    variable = pipeline.named("variable")["notification_topic_arn"]
+    assert variable["default"] is None and unwrap(variable["type"]) == "string"
+    assert "sns" in unwrap(variable["validation"][0]["condition"])
+    assert _failed_pattern(terraform_bin, tmp_path) == {
+        "source": ["aws.codepipeline"],
+        "detail-type": ["CodePipeline Pipeline Execution State Change"],
+        "detail": {"pipeline": ["tfdeploy-dev"], "state": ["FAILED"]},
+    }
+    assert "notification_topic_arn" in (PIPELINE / "README.md").read_text(encoding="utf-8")
+
+
+def test_eventbridge_delivers_only_this_pipelines_failed_executions(aws_sandbox, terraform_bin, tmp_path):
+    """The module's pattern on moto's EventBridge, an SQS queue standing in for the SNS topic."""
+    import time
+
+    import boto3
+
+    pattern = _failed_pattern(terraform_bin, tmp_path, env="prod", name_prefix="acme")
+    events = boto3.client("events", region_name="us-east-1")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue = sqs.create_queue(QueueName="pipeline-failures")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="acme-prod-execution-failed", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="acme-prod-execution-failed", Targets=[{"Id": "topic", "Arn": arn}])
+
+    def execution(pipeline: str, state: str, execution_id: str) -> dict:
+        return {"Source": "aws.codepipeline", "DetailType": "CodePipeline Pipeline Execution State Change",
+                "Resources": [f"arn:aws:codepipeline:us-east-1:123456789012:{pipeline}"],
+                "Detail": json.dumps({"pipeline": pipeline, "execution-id": execution_id, "state": state,
+                                      "version": 3.0})}
+
+    sent = [execution("acme-prod", "FAILED", "e-1"),      # delivered
+            execution("acme-prod", "SUCCEEDED", "e-2"),
+            execution("acme-prod", "STARTED", "e-3"),
+            execution("acme-prod", "STOPPED", "e-4"),
+            execution("acme-dev", "FAILED", "e-5"),       # another env's pipeline
+            execution("acme-prod-x", "FAILED", "e-6")]    # a name that merely starts the same
+    for entry in sent:
+        assert events.put_events(Entries=[entry])["FailedEntryCount"] == 0
+    received: list[dict] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        received += [json.loads(m["Body"]) for m in messages]
+        if not messages and received:
+            break
+    assert [(b["detail"]["pipeline"], b["detail"]["execution-id"]) for b in received] == [("acme-prod", "e-1")]

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import click
 
+from ..errors import TfdeployError
 from .common import (
     RepoContext,
     echo_json,
@@ -144,14 +145,18 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
                    as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
                    fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve)
     tag = tag[0]
-    if auto_approve:
-        session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-        run_plan(session)
-        current = session.workdir.source
-    else:
-        session = _open(repo, tag, source, terraform_bin, as_json, reuse=True, lock_timeout=lock_timeout)
-        current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
-    result = apply_saved(session, current)
+    try:
+        if auto_approve:
+            session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+            run_plan(session)
+            current = session.workdir.source
+        else:
+            session = _open(repo, tag, source, terraform_bin, as_json, reuse=True, lock_timeout=lock_timeout)
+            current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
+        result = apply_saved(session, current)
+    except TfdeployError as exc:
+        _notify_apply_failed(repo, tag, exc)
+        raise
     b = session.deployment.backend
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "result": result.to_dict()})
@@ -226,6 +231,32 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
         secrets = sensitive_values(json.loads(shown.stdout or "{}"))
         text = session.terraform.check("show", "-no-color", stream=False).stdout
         click.echo(scrub_text(text, secrets), nl=False)
+
+
+def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> None:
+    """Tell the `notify_topic_arn` topic (if any) that this apply failed; never raises."""
+    from ..engine.supervise import Interrupted
+    from ..fleet.notify import notify
+
+    try:
+        settings = repo.settings
+    except TfdeployError:
+        return  # no valid settings: nothing was applied, and no topic can be trusted
+    if not settings.notify_topic_arn:
+        return
+    cell = state = None
+    try:
+        from ..model.deployment import resolve
+
+        deployment = resolve(tag, settings, repo.root)
+        b = deployment.backend
+        cell, state = deployment.tag.cell, f"s3://{b.bucket}/{b.key}"
+    except Exception:  # noqa: BLE001 - a bad tag still fails the apply: say so without its cell
+        pass
+    result = "interrupted" if isinstance(exc, Interrupted) else "failed"
+    notify("apply-failed", f"tfdeploy: apply {result}: {tag}",
+           {"tag": tag, "cell": cell, "result": result, "error": str(exc), "state": state,
+            "command": f"tfdeploy apply --tag {tag}"}, settings, os.environ)
 
 
 COMMANDS = [init, plan, apply, output, show]

@@ -1,4 +1,5 @@
-"""`tfdeploy state ...`: a cell's state: `recover` (engine/errored.py), `migrate-lock` (engine/lockmode.py)."""
+"""`tfdeploy state ...`: a cell's state: `recover` (engine/errored.py), `migrate-lock` (engine/lockmode.py),
+`history` and `restore` (engine/stateversions.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 import click
 
 from ..errors import TfdeployError, ValidationError
-from .common import RepoContext, hold_cell_for_command
+from .common import (
+    RepoContext,
+    echo_json,
+    hold_cell_for_command,
+    json_option,
+    repo_command,
+    tag_options,
+)
 from .deploy import _open, tag_command
 from .lockmode import migrate_lock
 
@@ -23,6 +31,8 @@ def state() -> None:
     Example:
       tfdeploy state recover --tag dev_us-east-1/research/1.0
       tfdeploy state migrate-lock --tag dev_us-east-1/research/1.0 --to s3
+      tfdeploy state history --tag dev_us-east-1/research/1.0
+      tfdeploy state restore --tag dev_us-east-1/research/1.0 --version-id ID
     """
 
 
@@ -123,12 +133,142 @@ def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, st
         # The kept file is never edited: its successor is written next to the work dir's code.
         pushed = session.workdir.path / "tfdeploy.recover.tfstate"
         write_atomic(pushed, json.dumps(to_push, indent=2) + "\n")
-    session.terraform.check("state", "push", *flags, str(pushed), stream=False)
+    session.terraform.check("state", "push", "-no-color", *flags, str(pushed), stream=False)
     moved = mark_recovered(state_file) if state_file.parent == errored_dir(cache, cell).resolve() else state_file
     click.echo(f"recovered {tag}: pushed serial {kept_summary.serial} to s3://{b.bucket}/{b.key}; "
                f"the file is kept in {moved}")
 
 
 state.add_command(migrate_lock)
+
+COMMANDS = [state]
+
+
+# ---- state history / state restore: the versions of the state object (engine/stateversions.py) ----
+
+
+@state.command("history")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Read the state documents of this many newest versions (each is one S3 GET).")
+@json_option
+@tag_options(required=True)
+@repo_command
+def history(tag: str, source, limit: int, as_json: bool, repo: RepoContext) -> None:
+    """List the versions of a tag's state object in the versioned state bucket, newest first.
+
+    Shows each version's id, time, size, serial, lineage and resource count, the current one and
+    delete markers. Read-only: no lock, no Terraform.
+
+    \b
+    Examples:
+      tfdeploy state history --tag dev_us-east-1/research/1.0
+      tfdeploy state history --tag dev_us-east-1/research/1.0 --limit 50 --json
+    """
+    from ..engine.stages import terraform_environment
+    from ..engine.stateversions import StateObject, describe
+    from ..engine.tagview import resolve_tag
+
+    deployment, _ = resolve_tag(repo.root, tag, environ=os.environ, overrides=repo.overrides,
+                                worktree=source.worktree, note=lambda text: click.echo(text, err=True),
+                                worktree_settings=lambda: repo.settings)
+    env, endpoint, _ = terraform_environment(repo.root, os.environ)
+    obj = StateObject(deployment.backend, deployment.tag.env, env, endpoint)
+    versions, more = obj.list_versions(limit)
+    if as_json:
+        echo_json({"tag": tag, "cell": deployment.tag.cell, "state": obj.url, "more": more,
+                   "versions": [v.to_dict() for v in versions]})
+        return
+    if not versions:
+        click.echo(f"{obj.url}: no versions (never written)")
+        return
+    click.echo(f"{obj.url} ({deployment.tag.cell}), newest first:")
+    for version in versions:
+        click.echo(f"  {describe(version)}")
+    if more:
+        click.echo(f"  ... older versions not shown (--limit {limit}); restore one with: tfdeploy state "
+                   f"restore --tag {tag} --version-id ID")
+
+
+@state.command("restore")
+@click.option("--version-id", "version_id", required=True, metavar="ID",
+              help="The S3 version of the state object to restore (see tfdeploy state history).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True,
+              help="Restore a version of another lineage too (terraform state push -force).")
+@tag_command
+def restore(tag: str, source, terraform_bin: str | None, lock_timeout: float, version_id: str, yes: bool,
+            force: bool, repo: RepoContext) -> None:
+    """Write an earlier version of a tag's state back as the current state (a NEW version).
+
+    Under the cell lock and Terraform's state lock (terraform state push, which also checks
+    lineage and serial), shows which resources the restore adds back to or removes from the state,
+    asks, then writes the old content as the current state's successor. No version is deleted.
+
+    \b
+    Examples:
+      tfdeploy state history --tag dev_us-east-1/research/1.1
+      tfdeploy state restore --tag dev_us-east-1/research/1.1 --version-id 3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY
+    """
+    from ..engine.errored import summarize_state
+    from ..engine.stages import init as run_init
+    from ..engine.stateversions import (
+        StateObject,
+        changes,
+        parse_state,
+        restore_document,
+        short_lineage,
+    )
+    from ..results import write_atomic
+
+    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)  # holds the cell lock
+    b = session.deployment.backend
+    obj = StateObject(b, session.tag.env, session.terraform.env, session.sandbox_endpoint)
+    chosen = obj.version(version_id)
+    try:
+        old = parse_state(obj.read(version_id))
+    except ValueError as exc:
+        raise TfdeployError(f"version {version_id} of {obj.url} is not a Terraform state ({exc}); pick "
+                            "another from tfdeploy state history") from None
+    run_init(session, quiet=True)
+    pulled = session.terraform.check("state", "pull", stream=False).stdout.strip()
+    current = json.loads(pulled) if pulled else None
+    if current is not None and not current.get("lineage") and not current.get("resources"):
+        current = None  # what Terraform shows for a state never written (or deleted)
+    now, then = summarize_state(current), summarize_state(old)
+    added, removed = changes(now, then)
+    click.echo(f"restore {obj.url} to version {version_id} "
+               f"(written {chosen.last_modified.strftime('%Y-%m-%d %H:%M:%SZ')}):")
+    click.echo(f"  current state: {now.describe() if current else 'empty'}")
+    click.echo(f"  that version:  {then.describe()}")
+    for address in added:
+        click.echo(f"  + {address}  (added back to the state)")
+    for address in removed:
+        click.echo(f"  - {address}  (removed from the state: the real object stays, Terraform forgets it)")
+    if not added and not removed:
+        click.echo("  same resource addresses (attributes and outputs may differ)")
+    to_push, needs_force = restore_document(old, current, force)
+    if to_push is not old:
+        # Terraform's push may bump the serial once more; the final line says what was stored.
+        click.echo(f"  written as the current state's successor (lineage {short_lineage(to_push['lineage'])}, "
+                   f"serial above {now.serial}), a new version of the object; every existing version is kept")
+    question = f"restore version {version_id} as the current state of {tag}" + (" with -force" if needs_force else "")
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ValidationError(f"not confirmed: {question} needs a terminal; read the above, then pass --yes")
+        if not click.confirm(question + "?", default=False):
+            raise TfdeployError("not restored: nothing changed")
+    pushed = session.workdir.path / "tfdeploy.restore.tfstate"
+    write_atomic(pushed, json.dumps(to_push, indent=2) + "\n")
+    flags = [*(["-force"] if needs_force else []),
+             *[f"-lock-timeout={v}" for v in session.lock_options().values()]]
+    session.terraform.check("state", "push", "-no-color", *flags, str(pushed), stream=False)
+    newest, _ = obj.list_versions(1)
+    written = newest[0] if newest else None
+    serial = written.summary.serial if written and written.summary else "?"
+    click.echo(f"restored {tag}: version {version_id} is the current state again, as version "
+               f"{written.version_id if written else '?'} (serial {serial}); earlier versions kept "
+               f"(tfdeploy state history --tag {tag}); run tfdeploy plan --tag {tag} to see what differs "
+               "from the real resources")
+
 
 COMMANDS = [state]

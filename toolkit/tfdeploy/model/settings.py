@@ -37,6 +37,8 @@ _TOOLKIT_SPEC_RE = re.compile(rf"{_REQ_NAME}(?:{_REQ_SPEC}(?:,{_REQ_SPEC})*| ?@ 
 # modules/pipeline's name_prefix: the env's pipeline is <pipeline_name_prefix>-<env>.
 _PIPELINE_PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,14}[a-z0-9]")
 DEFAULT_TOOLKIT_SPEC = f"{DISTRIBUTION}=={__version__}"
+# An SNS topic ARN (standard or FIFO), any partition: what fleet/notify.py publishes to.
+_SNS_TOPIC_ARN_RE = re.compile(r"arn:aws[a-z-]*:sns:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class Settings:
     default_tags: tuple[str, ...] = STABLE_DEFAULT_TAGS  # see DEFAULT_TAG_NAMES
     # Envs whose cells `destroy` touches only with --allow-protected (a second, deliberate yes).
     protected_envs: tuple[str, ...] = ("prod",)
+    # SNS topic told about failed applies, refused promotions and drift (fleet/notify.py); none: silent.
+    notify_topic_arn: str | None = None
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -97,6 +101,7 @@ SETTING_HELP: dict[str, str] = {
     "default_tags": ("Provider default tags, comma-separated from " + ",".join(DEFAULT_TAG_NAMES)
                      + " (default " + ",".join(STABLE_DEFAULT_TAGS) + "; '' for none)."),
     "protected_envs": "Envs whose cells destroy touches only with --allow-protected, comma-separated (default prod).",
+    "notify_topic_arn": "SNS topic ARN told about failed applies, refused promotions and drift (default none).",
 }
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
 
@@ -160,6 +165,9 @@ def _check(name: str, value: Any, source: str) -> Any:
         raise ConfigError(f"{where}: must be one pip requirement, e.g. {DEFAULT_TOOLKIT_SPEC!r} or "
                           f"'{DISTRIBUTION} @ https://host/path.whl' (no options, markers "
                           "or shell characters: it is written into the buildspecs)")
+    if name == "notify_topic_arn" and not _SNS_TOPIC_ARN_RE.fullmatch(value):
+        raise ConfigError(f"{where}: must be an SNS topic ARN, e.g. "
+                          "arn:aws:sns:us-east-1:123456789012:tfdeploy-alerts")
     if name == "pipeline_name_prefix" and not _PIPELINE_PREFIX_RE.fullmatch(value):
         raise ConfigError(f"{where}: use 3-16 lowercase letters, digits or '-', starting with a "
                           "letter (modules/pipeline's name_prefix)")
