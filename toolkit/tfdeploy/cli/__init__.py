@@ -115,13 +115,14 @@ def _register() -> None:
     from .demo import demo
     from .deploy import COMMANDS
     from .doctor import doctor
+    from .fleetstate import COMMANDS as FLEETSTATE
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
     from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *STATE, *LOCKS, *FLEETSTATE, bootstrap, sandbox, *DELIVERY, *TOOLS, *SCAFFOLD, demo, doctor):
         cli.add_command(command)
 
 
