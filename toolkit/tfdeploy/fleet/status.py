@@ -20,7 +20,7 @@ from ..model.tags import GLOBAL, Tag
 from .ledger import Record, newest_first
 
 MARKS = ("failed", "drifted", "behind", "never-deployed", "destroyed")
-_NUMBERS = re.compile(r"[0-9]+")
+_RUNS = re.compile(r"[0-9]+|[a-z]+")
 
 
 def version_key(version: str) -> tuple[Any, ...]:
@@ -30,7 +30,8 @@ def version_key(version: str) -> tuple[Any, ...]:
     parts = parts + (0,) * (4 - len(parts))
     if not suffix:
         return (parts, 1, ())
-    pieces = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in suffix.split("."))
+    # Natural order inside the suffix: rc10 after rc2.
+    pieces = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in _RUNS.findall(suffix))
     return (parts, 0, pieces)
 
 
