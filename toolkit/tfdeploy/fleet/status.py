@@ -139,7 +139,7 @@ def _who(arn: str) -> str:
         return "?"
     resource = arn.split(":", 5)[-1]
     kind, _, rest = resource.partition("/")
-    return rest if kind in ("assumed-role", "user", "role") and rest else resource
+    return rest if kind == "assumed-role" and rest else resource
 
 
 def render_table(rows: Sequence[CellStatus]) -> str:
