@@ -42,7 +42,7 @@ ACTIONS = ("apply", "destroy", "drift")
 RESULTS = ("succeeded", "failed", "drifted", "in-sync")
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _SUMMARY_ATTEMPTS = 12
-READ_THREADS = 32
+READ_THREADS = 16  # past this, moto (and a 2-core runner) gain nothing
 
 
 class LedgerError(TfdeployError):
@@ -209,7 +209,7 @@ def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: A
 
     s3 = s3 or _s3(place.region, environ)
     key = record_key(record)
-    body = json.dumps(record.to_dict(), sort_keys=True).encode()
+    body = record_body(record)
     try:
         try:
             s3.put_object(Bucket=place.bucket, Key=key, Body=body, IfNoneMatch="*",
@@ -247,14 +247,23 @@ def _read_summary(s3: Any, place: Place, cell: str, *, for_reading: bool = False
     return records, etag
 
 
+def summary_body(cell: str, records: Iterable[Record], updated_at: str) -> bytes:
+    """The summary object's content (pure)."""
+    return json.dumps({"cell": cell, "updated_at": updated_at, "records": [r.to_dict() for r in records]},
+                      sort_keys=True).encode()
+
+
+def record_body(record: Record) -> bytes:
+    """A record object's content (pure)."""
+    return json.dumps(record.to_dict(), sort_keys=True).encode()
+
+
 def _update_summary(s3: Any, place: Place, record: Record, sleep: Callable[[float], None]) -> None:
     from botocore.exceptions import ClientError
 
     for attempt in range(_SUMMARY_ATTEMPTS):
         records, etag = _read_summary(s3, place, record.cell)
-        merged = merge_summary(records, record)
-        body = json.dumps({"cell": record.cell, "updated_at": now_iso(),
-                           "records": [r.to_dict() for r in merged]}, sort_keys=True).encode()
+        body = summary_body(record.cell, merge_summary(records, record), now_iso())
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             s3.put_object(Bucket=place.bucket, Key=summary_key(record.cell), Body=body,
