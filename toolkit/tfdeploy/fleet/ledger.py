@@ -413,7 +413,7 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
             continue
         try:
             written.append(write_record(record, place, environ))
-        except TfdeployError as exc:
+        except Exception as exc:  # stays kept; never breaks the command that flushes
             warn(f"ledger record kept in {path} still not written: {exc}")
             continue
         path.unlink()
@@ -448,8 +448,14 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
     try:
         write_record(record, place, environ)
     except Exception as exc:  # the run's own outcome stands; the record must not be lost
-        kept = keep_in_outbox(cache_dir, record, place)
         reason = str(exc) if isinstance(exc, TfdeployError) else f"{type(exc).__name__}: {exc}"
+        try:
+            kept = keep_in_outbox(cache_dir, record, place)
+        except OSError as disk:  # last resort: the record itself, in the run's output
+            warn(f"ledger record not written: {reason}; nor kept ({disk}); the record: "
+                 + json.dumps({"bucket": place.bucket, "region": place.region, "record": record.to_dict()},
+                              sort_keys=True))
+            return record
         warn(f"ledger record not written: {reason}; kept in {kept}, written by the next tfdeploy "
              "apply, destroy, status or history")
     return record
