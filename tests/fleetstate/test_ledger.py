@@ -171,3 +171,19 @@ def test_the_ci_apply_stage_prints_a_record_it_could_not_write(tmp_path):
     assert line.startswith("ci: warning: ledger record not written; kept in this build's log: ")
     assert json.loads(line.split("log: ", 1)[1])["record"]["id"] == kept.id
     assert Path(tmp_path / "ledger-outbox").is_dir()
+
+
+def test_parallel_appends_to_one_cell_all_reach_its_summary(sandbox_env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tfdeploy.fleet.ledger import append
+    from tfdeploy.model.settings import Settings
+
+    s3().create_bucket(Bucket=BUCKET)
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    records = [record(n) for n in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda r: append(r, settings, dict(os.environ)), records))
+    summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key("dev-us-east-1-research"))["Body"].read())
+    assert sorted(r["id"] for r in summary["records"]) == sorted(r.id for r in records)
+    assert len(ledger_records("dev-us-east-1-research")) == 16
