@@ -15,17 +15,21 @@ _CONNECT_TIMEOUT_S = 5
 _READ_TIMEOUT_S = 30
 
 
-def client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None) -> Any:
+def client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None,
+           max_pool_connections: int | None = None) -> Any:
     """A boto3 client for `service` in `region`.
 
     With `endpoint` (the sandbox, from `sandbox.active_endpoint`) every call goes there, with the
     credentials `aws_env` chooses. Without it boto3's usual chain applies (env vars, AWS_PROFILE,
     SSO, instance roles), which reads the process environment rather than `environ`.
+    `max_pool_connections`: for a client shared by that many threads (botocore's default is 10).
     """
     import boto3
     from botocore.config import Config
 
     config = Config(retries=dict(_RETRIES), connect_timeout=_CONNECT_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S)
+    if max_pool_connections:
+        config = config.merge(Config(max_pool_connections=max_pool_connections))
     if endpoint is None:
         return boto3.session.Session(region_name=region).client(service, config=config)
     env = {**environ, **aws_env(endpoint, environ)}

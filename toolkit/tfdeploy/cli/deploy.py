@@ -37,6 +37,10 @@ def fleet_command(func: Callable[..., Any]) -> Callable[..., Any]:
     return tag_command(fanout_options(func), many=True)
 
 
+def _warn(text: str) -> None:
+    click.secho(f"tfdeploy: warning: {text}", fg="yellow", err=True)
+
+
 def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False,
           lock_timeout: float = 0):
     from ..engine.stages import open_session
@@ -144,16 +148,24 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
         run_fanout(repo, tag, "apply", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
                    as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
                    fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve)
+    from ..fleet.recording import recorded
+
     tag = tag[0]
+    # Every apply that reaches Terraform leaves a ledger record, succeeded or failed; a failure
+    # also notifies (notify_topic_arn).
     try:
-        if auto_approve:
-            session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-            run_plan(session)
-            current = session.workdir.source
-        else:
-            session = _open(repo, tag, source, terraform_bin, as_json, reuse=True, lock_timeout=lock_timeout)
-            current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
-        result = apply_saved(session, current)
+        with recorded("apply", os.environ, _warn) as rec:
+            if auto_approve:
+                session = rec.session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+                run_plan(session)
+                current = session.workdir.source
+            else:
+                session = rec.session = _open(repo, tag, source, terraform_bin, as_json, reuse=True,
+                                              lock_timeout=lock_timeout)
+                current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
+            result = apply_saved(session, current)
+            rec.counts = (result.counts.get("add", 0), result.counts.get("change", 0),
+                          result.counts.get("destroy", 0))
     except TfdeployError as exc:
         _notify_apply_failed(repo, tag, exc)
         raise

@@ -224,6 +224,20 @@ def _read_result_exports(path: Path | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in exports.items()} if isinstance(exports, dict) else {}
 
 
+def report_kept_records(cache_dir: Path, echo: Callable[[str], None]) -> None:
+    """The apply stage records itself in the ledger (with CODEBUILD_BUILD_ID); a record it could
+    not write would wait in the build's outbox, which CodeBuild throws away: print it whole in the
+    build log, so it is kept there and can be written back by hand."""
+    from ..fleet.ledger import outbox_dir
+
+    for path in sorted(outbox_dir(cache_dir).glob("*.json")):
+        try:
+            text = " ".join(path.read_text(encoding="utf-8").split())
+        except OSError:
+            continue
+        echo(f"ci: warning: ledger record not written; kept in this build's log: {text}")
+
+
 def run(
     stage: str,
     environ: Mapping[str, str],
@@ -276,6 +290,8 @@ def run(
     echo("ci: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in extra_env.items())
          + (" " if extra_env else "") + f"tfdeploy {shlex.join(argv)}")
     code = invoke(argv, extra_env)
+    if stage == "apply":
+        report_kept_records(Path(extra_env[CACHE_VAR]), echo)
 
     stage_values = _read_result_exports(results)
     for name in STAGE_EXPORTS.get(stage, ()):

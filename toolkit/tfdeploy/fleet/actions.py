@@ -52,20 +52,35 @@ def plan_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
     return "planned", _counts(result.counts)
 
 
+def _recorded(job: Job, action: str) -> Any:
+    """The cell's ledger record (fleet/recording.py); a record that cannot be written is said in
+    the cell's log and on stderr."""
+    import sys
+
+    from .recording import recorded
+
+    def warn(text: str) -> None:
+        job.log.write(f"tfdeploy: warning: {text}\n")
+        print(f"[{job.tag.cell}] tfdeploy: warning: {text}", file=sys.stderr, flush=True)
+
+    return recorded(action, job.shared.environ, warn)
+
+
 def apply_action(auto_approve: bool) -> CellAction:
     def apply_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
         from ..engine.stages import apply_saved, plan
 
-        with job.cell_lock():
+        with job.cell_lock(), _recorded(job, "apply") as rec:
             if auto_approve:
-                session = open_cell(job)
+                session = rec.session = open_cell(job)
                 planned, _summary = plan(session)
                 job.progress("plan", _counts(planned.counts))
                 current = session.workdir.source
             else:
-                session = open_cell(job, reuse=True)
+                session = rec.session = open_cell(job, reuse=True)
                 current = job.source  # the tag now, checked once for the whole run
             result = apply_saved(session, current)
+            rec.counts = _counts(result.counts)
         return "applied", _counts(result.counts)
 
     return apply_cell
@@ -80,11 +95,12 @@ def destroy_action(allow_protected: bool) -> CellAction:
         from ..engine.destroy import destroy, refuse_protected
         from ..model.settings import load_settings
 
-        with job.cell_lock():
-            session = open_cell(job)
+        with job.cell_lock(), _recorded(job, "destroy") as rec:
+            session = rec.session = open_cell(job)
             tagged = load_settings(session.workdir.path, job.shared.environ, job.shared.overrides)
             refuse_protected(session.tag, [tagged], allow_protected=allow_protected)
             _result, summary = destroy(session, auto_approve=True)
+            rec.counts = (summary.add, summary.change, summary.destroy)
         return "destroyed", (summary.add, summary.change, summary.destroy)
 
     return destroy_cell

@@ -1,0 +1,161 @@
+"""`tfdeploy status` on a fleet of 1,000 cells x 10 ledger records, in the local sandbox (moto).
+
+    python benchmarks/status.py [--cells 1000] [--records 10] [--runs 3]
+
+Seeds moto with the ledger's own objects (record objects and per-cell summaries, built by the
+ledger's pure functions, so they are byte-for-byte what `append` writes; written directly, as
+`append` would also re-read each summary), then times:
+- `tfdeploy status --json` in-process, counting the AWS requests with a botocore event hook
+  (`before-send`): they must grow with the cells, not with the records;
+- the same command as a subprocess (what a person waits for, Python start-up included).
+Target: under 2 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ENVS = ("dev", "qa")
+SCOPES = ("global", "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-central-1", "eu-west-1",
+          "eu-west-2", "ap-southeast-1", "ap-northeast-1")
+
+
+def make_repo(root: Path) -> None:
+    env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e", "GIT_COMMITTER_NAME": "b",
+           "GIT_COMMITTER_EMAIL": "b@e", "PATH": "/usr/bin:/bin"}
+    (root / "pyproject.toml").write_text('[tool.tfdeploy]\nbackend_prefix = "bench-tfstate"\n'
+                                         'environments = ["dev", "qa"]\n')
+    for cmd in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "bench"]):
+        subprocess.run(["git", *cmd], cwd=root, check=True, env=env, capture_output=True)
+
+
+def seed(endpoint: str, cells: int, records: int) -> float:
+    from tfdeploy.aws.clients import client
+    from tfdeploy.fleet.ledger import (
+        merge_summary,
+        now_iso,
+        record_body,
+        record_for,
+        record_key,
+        summary_body,
+        summary_key,
+    )
+    from tfdeploy.model.tags import parse_tag
+
+    started = time.perf_counter()
+    s3 = client("s3", "us-east-1", os.environ, endpoint, max_pool_connections=32)
+    for env in ENVS:
+        s3.create_bucket(Bucket=f"bench-tfstate-{env}")
+    teams = -(-cells // (len(ENVS) * len(SCOPES)))
+    tags = [parse_tag(f"{env}_{scope}/team-{t:03d}/1.0") for env in ENVS for t in range(teams)
+            for scope in SCOPES][:cells]
+
+    def one_cell(first) -> None:
+        summary = []
+        for r in range(records):
+            tag = parse_tag(f"{first.env}_{first.scope_name}/{first.team}/1.{r}")
+            record = record_for(tag, commit=f"{r:040x}", action="apply",
+                                result="failed" if r == records - 1 and r % 7 == 0 else "succeeded",
+                                add=r, change=0, destroy=0, caller="arn:aws:sts::123456789012:user/moto",
+                                started_at=f"2026-11-20T10:{r:02d}:00.000Z",
+                                finished_at=f"2026-11-20T10:{r:02d}:30.000Z", plan_sha256="0" * 64,
+                                tfdeploy_version="0.1.0", build_id="")
+            s3.put_object(Bucket=f"bench-tfstate-{tag.env}", Key=record_key(record), Body=record_body(record),
+                          ServerSideEncryption="AES256", ContentType="application/json")
+            summary = merge_summary(summary, record)
+        s3.put_object(Bucket=f"bench-tfstate-{first.env}", Key=summary_key(first.cell),
+                      Body=summary_body(first.cell, summary, now_iso()), ServerSideEncryption="AES256",
+                      ContentType="application/json")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(one_cell, tags))
+    return time.perf_counter() - started
+
+
+def in_process(repo: Path) -> tuple[float, int, int]:
+    """Wall time, AWS requests and cells of one `status --json`, run inside this process."""
+    import io
+    from contextlib import redirect_stdout
+
+    import tfdeploy.aws.clients as clients
+    from tfdeploy.cli import cli
+
+    requests = 0
+    lock = threading.Lock()
+
+    def count(**_kwargs) -> None:
+        nonlocal requests
+        with lock:
+            requests += 1
+
+    original = clients.client
+
+    def counted(*args, **kwargs):
+        made = original(*args, **kwargs)
+        made.meta.events.register("before-send", count)
+        return made
+
+    clients.client = counted
+    out = io.StringIO()
+    try:
+        started = time.perf_counter()
+        with redirect_stdout(out):
+            cli.main(args=["status", "--json", "--repo", str(repo)], prog_name="tfdeploy", standalone_mode=False)
+        elapsed = time.perf_counter() - started
+    finally:
+        clients.client = original
+    return elapsed, requests, len(json.loads(out.getvalue())["cells"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cells", type=int, default=1000)
+    parser.add_argument("--records", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+    os.environ.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+                       "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = Path(tmp) / "infra"
+            repo.mkdir()
+            make_repo(repo)
+            seeded = seed(endpoint, args.cells, args.records)
+            print(f"seeded {args.cells} cells x {args.records} records in {seeded:.1f}s ({endpoint})")
+            exe = str(Path(sys.executable).parent / "tfdeploy")
+            walls, cli_walls = [], []
+            for _ in range(args.runs):
+                wall, requests, cells = in_process(repo)
+                walls.append(wall)
+                started = time.perf_counter()
+                subprocess.run([exe, "status", "--json"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
+                cli_walls.append(time.perf_counter() - started)
+            print(f"status --json: {cells} cells, {requests} AWS requests "
+                  f"({requests / max(cells, 1):.2f} per cell; {args.cells * args.records} records)")
+            print(f"  in-process median {statistics.median(walls):.2f}s, "
+                  f"as a command median {statistics.median(cli_walls):.2f}s (target: under 2 s)")
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()

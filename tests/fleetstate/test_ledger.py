@@ -1,0 +1,189 @@
+"""The deployment ledger: every apply (single cell and fan-out, succeeded or failed) leaves one
+record beside the state, with what a person asks afterwards: who, which commit, what changed.
+Real Terraform (embedded), moto server, real annotated tags; the pure merge rules without them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import boto3
+import pytest
+from tfdeploy.fleet.ledger import (
+    Place,
+    Record,
+    merge_summary,
+    parse_cell,
+    record_key,
+    record_run,
+    summary_key,
+)
+from tfdeploy.model.tags import parse_tag
+
+from tests.conftest import git
+from tests.e2e.conftest import tag, tfdeploy
+from tests.statecheck import all_keys, s3, state_keys
+
+BUCKET = "demo-tfstate-dev"
+PREFIX = "_tfdeploy-ledger/"
+TEAM_VARS = "envs/dev/research/variables.tfvars"
+
+
+def record(n: int, action: str = "apply", result: str = "succeeded", cell_tag: str = "dev_us-east-1/research/1.0",
+           **extra) -> Record:
+    t = parse_tag(cell_tag)
+    return Record(tag=t.name, commit=f"{n:040x}", cell=t.cell, env=t.env, team=t.team, scope=t.scope_name,
+                  version=t.version, action=action, result=result, add=1, change=0, destroy=0, caller="",
+                  started_at=f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}.000Z",
+                  finished_at=f"2026-11-01T00:{n // 60:02d}:{n % 60:02d}.500Z", plan_sha256="", tfdeploy_version="0",
+                  build_id="", id=f"id{n:04d}", **extra)
+
+
+def test_summary_keeps_the_newest_records_and_never_loses_the_last_success_or_drift():
+    history = [record(0), record(1, action="drift", result="drifted")]
+    history += [record(n, result="failed") for n in range(2, 40)]
+    summary: list[Record] = []
+    for r in history:
+        summary = merge_summary(summary, r, keep=5)
+    ids = [r.id for r in summary]
+    assert ids[:5] == ["id0039", "id0038", "id0037", "id0036", "id0035"]  # newest first
+    assert set(ids[5:]) == {"id0000", "id0001"}  # pinned: the deployed one and the drift check
+    assert merge_summary(summary, record(39, result="failed"), keep=5) == summary  # the same record twice: no change
+    # Record names sort in time order, whatever the id.
+    assert record_key(record(3)) < record_key(record(12)) < record_key(record(61))
+    assert record_key(record(3)).startswith(PREFIX + "dev-us-east-1-research/")
+
+
+def test_cell_names_with_dashes_in_env_and_team_parse_back():
+    assert parse_cell("dev-us-east-1-research", ["dev", "qa"]) == ("dev", "us-east-1", "research")
+    assert parse_cell("pre-prod-global-data-eng", ["pre", "pre-prod"]) == ("pre-prod", "global", "data-eng")
+    assert parse_cell("qa-eu-central-1-x", ["dev", "qa"]) == ("qa", "eu-central-1", "x")
+    with pytest.raises(Exception, match="not a cell"):
+        parse_cell("prod-us-east-1-research", ["dev", "qa"])
+
+
+def ledger_records(cell: str) -> list[dict]:
+    keys = [k for k in all_keys(BUCKET) if k.startswith(f"{PREFIX}{cell}/") and not k.endswith("/_latest.json")]
+    return [json.loads(s3().get_object(Bucket=BUCKET, Key=k)["Body"].read()) for k in keys]
+
+
+def test_single_and_fanout_applies_succeeded_or_failed_are_recorded_with_who_what_and_which_commit(repo):
+    # eu-central-1's provisioner runs `sleep -1`, which fails: its apply fails after the plan.
+    (repo / "envs/dev/research/eu-central-1.tfvars").write_text("apply_delay_seconds = -1\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "eu-central-1 breaks on apply")
+    for scope in ("us-east-1", "eu-central-1", "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    commit = git(repo, "rev-parse", "dev_us-east-1/research/1.0^{commit}").strip()
+    caller = boto3.client("sts", region_name="us-east-1").get_caller_identity()["Arn"]
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+
+    # One cell, saved plan, inside a CodeBuild build.
+    tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0")
+    tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", env={"CODEBUILD_BUILD_ID": "tfdeploy-dev-apply:42"})
+    [first] = ledger_records("dev-us-east-1-research")
+    spent = repo / ".tfdeploy/work/dev-us-east-1-research/tfdeploy.tfplan.spent"
+    assert {k: first[k] for k in ("tag", "commit", "cell", "env", "team", "scope", "version", "action", "result",
+                                  "add", "change", "destroy", "caller", "build_id", "override")} == {
+        "tag": "dev_us-east-1/research/1.0", "commit": commit, "cell": "dev-us-east-1-research", "env": "dev",
+        "team": "research", "scope": "us-east-1", "version": "1.0", "action": "apply", "result": "succeeded",
+        "add": 1, "change": 0, "destroy": 0, "caller": caller, "build_id": "tfdeploy-dev-apply:42", "override": ""}
+    assert first["plan_sha256"] == hashlib.sha256(spent.read_bytes()).hexdigest()
+    assert first["tfdeploy_version"] and first["started_at"] < first["finished_at"]
+    assert first["finished_at"].endswith("Z")
+    # Same encryption as the state.
+    head = s3().head_object(Bucket=BUCKET, Key=[k for k in all_keys(BUCKET) if k.startswith(PREFIX)][0])
+    assert head["ServerSideEncryption"] == "AES256"
+
+    # A fan-out: global and us-east-1 succeed, eu-central-1 fails; each leaves its own record.
+    run = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--json", check=False)
+    assert run.returncode == 1, run.stderr
+    [glob] = ledger_records("dev-global-research")
+    assert (glob["result"], glob["add"], glob["commit"], glob["caller"]) == ("succeeded", 1, commit, caller)
+    assert glob["build_id"] == "" and len(glob["plan_sha256"]) == 64
+    [failed] = ledger_records("dev-eu-central-1-research")
+    assert (failed["result"], failed["action"], failed["add"]) == ("failed", "apply", 1)
+    assert "sleep" in failed["details"]["error"] or "exit" in failed["details"]["error"]
+    again = sorted(ledger_records("dev-us-east-1-research"), key=lambda r: r["finished_at"])
+    assert [(r["result"], r["add"]) for r in again] == [("succeeded", 1), ("succeeded", 0)]
+    # The summary status reads holds them too, newest first; state objects are untouched.
+    summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key("dev-us-east-1-research"))["Body"].read())
+    assert [r["id"] for r in summary["records"]] == [again[1]["id"], again[0]["id"]]
+    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate",
+                                  "research/dev-global/terraform.tfstate",
+                                  "research/dev-us-east-1/terraform.tfstate"]
+
+    # A refusal before Terraform runs (the saved plan is spent) is not a deployment: no record.
+    refused = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", check=False)
+    assert refused.returncode == 2 and len(ledger_records("dev-us-east-1-research")) == 2
+
+
+def test_a_record_that_cannot_be_written_is_reported_kept_and_written_by_the_next_command(repo):
+    tag(repo, "dev_us-east-1/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", "--auto-approve")
+    cell = "dev-us-east-1-research"
+    # A lifecycle rule archived the cell's summary: it cannot be read, so it must not be replaced.
+    s3().put_object(Bucket=BUCKET, Key=summary_key(cell), Body=b"{}", StorageClass="GLACIER")
+    warnings: list[str] = []
+    kept_record = record_run(parse_tag("dev_us-east-1/research/1.0"), None, dict(os.environ),
+                             cache_dir=repo / ".tfdeploy", action="apply", result="succeeded", commit="c" * 40,
+                             counts=(0, 1, 0), started_at="2026-11-22T00:00:00.000Z", warn=warnings.append,
+                             place=Place(BUCKET, "us-east-1"))
+    [warning] = warnings
+    assert warning.startswith("ledger record not written: ") and "InvalidObjectState" in warning
+    outbox = list((repo / ".tfdeploy/ledger-outbox").glob("*.json"))
+    assert [p.name for p in outbox] == [f"{cell}-{kept_record.id}.json"]
+    assert str(outbox[0]) in warning
+
+    # Through the CLI: an apply whose record cannot be written still succeeds (exit 0), says so
+    # in one warning line, and keeps its record too.
+    tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0")
+    applied = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0")
+    lines = [line for line in applied.stderr.splitlines() if "ledger record not written" in line]
+    assert len(lines) == 1 and lines[0].startswith("tfdeploy: warning: ledger record not written: ")
+    assert "Traceback" not in applied.stderr
+    assert len(list((repo / ".tfdeploy/ledger-outbox").glob("*.json"))) == 2
+
+    # The operator restores the summary (here: removes the archived copy); the next command
+    # writes the kept records and the summary holds every record, the first apply's too.
+    s3().delete_object(Bucket=BUCKET, Key=summary_key(cell))
+    status = tfdeploy(repo, "status", "--json")
+    assert status.stderr.count("kept ledger record written") == 2
+    assert not list((repo / ".tfdeploy/ledger-outbox").glob("*.json"))
+    summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key(cell))["Body"].read())
+    assert len(summary["records"]) == 3 and kept_record.id in {r["id"] for r in summary["records"]}
+    [row] = [c for c in json.loads(status.stdout)["cells"] if c["cell"] == cell]
+    assert row["result"] == "succeeded"
+
+
+def test_the_ci_apply_stage_prints_a_record_it_could_not_write(tmp_path):
+    from tfdeploy.delivery.ci import report_kept_records
+    from tfdeploy.fleet.ledger import keep_in_outbox
+
+    kept = record(7)
+    keep_in_outbox(tmp_path, kept, Place(BUCKET, "us-east-1"))
+    said: list[str] = []
+    report_kept_records(tmp_path, said.append)
+    [line] = said
+    assert line.startswith("ci: warning: ledger record not written; kept in this build's log: ")
+    assert json.loads(line.split("log: ", 1)[1])["record"]["id"] == kept.id
+    assert Path(tmp_path / "ledger-outbox").is_dir()
+
+
+def test_parallel_appends_to_one_cell_all_reach_its_summary(sandbox_env):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tfdeploy.fleet.ledger import append
+    from tfdeploy.model.settings import Settings
+
+    s3().create_bucket(Bucket=BUCKET)
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    records = [record(n) for n in range(16)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda r: append(r, settings, dict(os.environ)), records))
+    summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key("dev-us-east-1-research"))["Body"].read())
+    assert sorted(r["id"] for r in summary["records"]) == sorted(r.id for r in records)
+    assert len(ledger_records("dev-us-east-1-research")) == 16

@@ -1,0 +1,109 @@
+"""`tfdeploy status`: the fleet matrix from the ledger and the repo's tags. Records are seeded
+through the ledger's own `append` into moto (recording by real applies is tests/fleetstate/
+test_ledger.py); the tags are real annotated git tags; the command runs as a subprocess."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+
+from tfdeploy.fleet.ledger import Record, append, record_for
+from tfdeploy.fleet.status import cell_status, fleet_matrix, render_table, version_key
+from tfdeploy.model.settings import Settings
+from tfdeploy.model.tags import parse_tag
+
+from tests.e2e.conftest import tag, tfdeploy
+
+SETTINGS = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"), lock="dynamodb")
+_clock = itertools.count(1)
+
+
+def rec(tag_name: str, action: str = "apply", result: str = "succeeded", commit: str = "a" * 40) -> Record:
+    n = next(_clock)
+    return record_for(parse_tag(tag_name), commit=commit, action=action, result=result, add=1, change=0,
+                      destroy=0, caller="arn:aws:sts::123456789012:assumed-role/InfraBuildRole/INFRA_BUILD",
+                      started_at=f"2026-11-20T10:{n:02d}:00.000Z", finished_at=f"2026-11-20T10:{n:02d}:30.000Z",
+                      plan_sha256="0" * 64, tfdeploy_version="0.1.0", build_id="")
+
+
+def test_versions_order_as_people_read_them():
+    assert version_key("1.10") > version_key("1.9") > version_key("1.1") > version_key("1.1-rc2")
+    assert version_key("1.1-rc10") > version_key("1.1-rc2") > version_key("1.0.9")
+    assert version_key("2") == version_key("2.0")
+
+
+def test_marks_pure():
+    dev = ("dev", "us-east-1", "research")
+    ok = cell_status(dev, [rec("dev_us-east-1/research/1.1")], "dev_us-east-1/research/1.1")
+    assert ok.marks == () and ok.deployed.version == "1.1"
+    failed = cell_status(dev, [rec("dev_us-east-1/research/1.0"), rec("dev_us-east-1/research/1.1", result="failed")],
+                         "dev_us-east-1/research/1.1")
+    assert failed.marks == ("failed", "behind") and failed.deployed.version == "1.0"
+    # A drift check before the current deployment says nothing about it.
+    stale = cell_status(dev, [rec("dev_us-east-1/research/1.0", action="drift", result="drifted"),
+                              rec("dev_us-east-1/research/1.0")], None)
+    assert stale.marks == () and stale.drift is None
+    drifted = cell_status(dev, [rec("dev_us-east-1/research/1.0"),
+                                rec("dev_us-east-1/research/1.0", action="drift", result="drifted")], None)
+    assert drifted.marks == ("drifted",)
+    gone = cell_status(dev, [rec("dev_us-east-1/research/1.0"), rec("dev_us-east-1/research/1.0", action="destroy")],
+                       "dev_us-east-1/research/1.0")
+    assert gone.marks == ("destroyed",) and gone.deployed is None
+    never = fleet_matrix({}, [dev], [], ["dev"])
+    assert [r.marks for r in never] == [("never-deployed",)]
+    assert "never-deployed" in render_table(never)
+
+
+def test_status_marks_behind_failed_drifted_and_never_deployed_on_a_small_fleet(repo):
+    for name in ("dev_us-east-1/research/1.0", "dev_global/research/1.0", "dev_eu-central-1/research/1.0",
+                 "dev_us-east-1/research/1.1", "dev_global/research/1.1", "dev_eu-central-1/research/1.1",
+                 "dev_us-east-1/risk/2.0"):
+        tag(repo, name)
+    tfdeploy(repo, "bootstrap", "--env", "dev")  # qa has no bucket yet: nothing recorded there
+    environ = dict(os.environ)
+    for record in (
+        rec("dev_us-east-1/research/1.0"), rec("dev_us-east-1/research/1.1", commit="b" * 40),  # current
+        rec("dev_global/research/1.0"),  # 1.1 is tagged: behind
+        rec("dev_eu-central-1/research/1.0"), rec("dev_eu-central-1/research/1.1", result="failed"),
+        rec("dev_us-east-1/risk/2.0"), rec("dev_us-east-1/risk/2.0", action="drift", result="drifted"),
+    ):
+        where = append(record, SETTINGS, environ)
+        assert where.startswith("s3://demo-tfstate-dev/_tfdeploy-ledger/")
+
+    doc = json.loads(tfdeploy(repo, "status", "--json").stdout)
+    cells = {c["cell"]: c for c in doc["cells"]}
+    marks = {cell: c["marks"] for cell, c in cells.items()}
+    assert marks == {
+        "dev-us-east-1-research": [],
+        "dev-global-research": ["behind"],
+        "dev-eu-central-1-research": ["failed", "behind"],
+        "dev-us-east-1-risk": ["drifted"],
+        # envs/ sets these up (allowed_regions us-east-1, eu-central-1), nothing deployed them
+        "dev-eu-central-1-risk": ["never-deployed"],
+        "qa-us-east-1-research": ["never-deployed"], "qa-eu-central-1-research": ["never-deployed"],
+        "qa-us-east-1-risk": ["never-deployed"], "qa-eu-central-1-risk": ["never-deployed"],
+    }
+    current = cells["dev-us-east-1-research"]
+    assert (current["version"], current["commit"], current["result"]) == ("1.1", "b" * 40, "succeeded")
+    assert current["deployed_by"].endswith("assumed-role/InfraBuildRole/INFRA_BUILD")
+    broken = cells["dev-eu-central-1-research"]
+    assert (broken["version"], broken["result"], broken["last"]["version"]) == ("1.0", "failed", "1.1")
+    assert cells["dev-global-research"]["newest_version"] == "1.1"
+    assert doc["counts"] == {"cells": 9, "failed": 1, "drifted": 1, "behind": 2, "never-deployed": 5,
+                             "destroyed": 0}
+    # Sorted by team, env in promotion order, global first.
+    assert list(cells)[:3] == ["dev-global-research", "dev-eu-central-1-research", "dev-us-east-1-research"]
+
+    text = tfdeploy(repo, "status", "--env", "dev", "--team", "research").stdout
+    lines = text.splitlines()
+    assert lines[0].split() == ["TEAM", "ENV", "SCOPE", "VERSION", "COMMIT", "DEPLOYED", "BY", "LAST", "MARKS"]
+    [broken_line] = [line for line in lines if " eu-central-1 " in line]
+    assert "1.0" in broken_line and "apply failed (1.1," in broken_line and "failed, behind (1.1 tagged)" in broken_line
+    assert "InfraBuildRole/INFRA_BUILD" in broken_line
+    assert len([line for line in lines if line.startswith("research ")]) == 3
+    assert lines[-1] == "3 cells: 1 failed, 2 behind"
+
+    bad = tfdeploy(repo, "status", "--env", "prod", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "tfdeploy: error: --env prod is not one of the configured environments (dev, qa)"]

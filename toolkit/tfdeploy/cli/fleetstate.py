@@ -1,0 +1,139 @@
+"""`tfdeploy status` and `tfdeploy history`: what the ledger says runs where."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from ..errors import ValidationError
+from .common import RepoContext, echo_json, json_option, repo_command, tag_option
+
+
+def _warn(text: str) -> None:
+    click.echo(f"tfdeploy: warning: {text}", err=True)
+
+
+def _flush(repo: RepoContext) -> None:
+    """Records an earlier command could not write go first, so what is read is complete."""
+    from ..fleet.ledger import flush_outbox
+    from ..paths import repo_cache_dir
+
+    for where in flush_outbox(repo_cache_dir(repo.root, os.environ), os.environ, _warn):
+        click.echo(f"tfdeploy: kept ledger record written: {where}", err=True)
+
+
+def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[str]) -> set[tuple[str, str, str]]:
+    """(env, scope, team) the working tree's envs/ sets up: a team's `<region>.tfvars` or
+    `global.tfvars`, and its allowed_regions. A malformed file is skipped (lint reports it)."""
+    from ..errors import ConfigError
+    from ..model.envs import ENVS_DIR, TEAM_FILE, _read_tfvars, team_config_from
+    from ..model.regions import is_allowed
+    from ..model.tags import GLOBAL, TEAM_RE
+
+    cells: set[tuple[str, str, str]] = set()
+    for env in envs:
+        env_dir = repo_root / ENVS_DIR / env
+        if not env_dir.is_dir() or env_dir.is_symlink():
+            continue
+        for team_dir in sorted(env_dir.iterdir()):
+            team_file = team_dir / TEAM_FILE
+            if not TEAM_RE.fullmatch(team_dir.name) or not team_file.is_file() or team_file.is_symlink():
+                continue
+            scopes = {p.stem for p in team_dir.glob("*.tfvars") if p.name != TEAM_FILE}
+            try:
+                _account, allowed = team_config_from(_read_tfvars(team_file, str(team_file)), str(team_file))
+            except ConfigError:
+                allowed = None
+            scopes |= set(allowed or ())
+            cells |= {(env, s, team_dir.name) for s in scopes if s == GLOBAL or is_allowed(s, extra_regions)}
+    return cells
+
+
+@click.command("status")
+@click.option("--env", help="Only this environment.")
+@click.option("--team", help="Only this team.")
+@json_option
+@repo_command
+def status(env: str | None, team: str | None, as_json: bool, repo: RepoContext) -> None:
+    """The fleet: which version runs in each team x env x scope, who put it there, and what needs a look.
+
+    Reads the deployment ledger in the state buckets (one request per cell) and the repo's tags.
+    Marks cells whose last apply failed, that are behind the newest version tagged for them, that
+    were never deployed, or that a drift check found drifted.
+
+    \b
+    Examples:
+      tfdeploy status
+      tfdeploy status --env prod --team research --json
+    """
+    from ..engine.tagindex import list_tags
+    from ..fleet.ledger import latest
+    from ..fleet.status import counts, fleet_matrix, render_table
+
+    settings = repo.settings
+    if env is not None and env not in settings.environments:
+        raise ValidationError(f"--env {env} is not one of the configured environments "
+                              f"({', '.join(settings.environments)})")
+    envs = [env] if env else list(settings.environments)
+    _flush(repo)
+    records = latest(settings, os.environ, envs, [team] if team else None)
+    tags = [e.tag for e in list_tags(repo.root, settings.extra_regions)
+            if e.tag is not None and e.tag.env in envs]
+    cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
+    rows = fleet_matrix(records, cells, tags, settings.environments, env=env, team=team)
+    if as_json:
+        echo_json({"cells": [r.to_dict() for r in rows], "counts": counts(rows)})
+        return
+    if not rows:
+        click.echo("no cells: no tags, no envs/ set up and no deployments recorded"
+                   + (" for these filters" if env or team else ""))
+        return
+    click.echo(render_table(rows))
+    summary = counts(rows)
+    marked = ", ".join(f"{n} {mark}" for mark, n in summary.items() if mark != "cells" and n)
+    click.echo(f"\n{summary['cells']} cells: {marked or 'all ok'}")
+
+
+@click.command("history")
+@tag_option(required=False, help_text="A tag of the cell, e.g. dev_us-east-1/research/1.0 (any version).")
+@click.option("--cell", help="The cell, e.g. dev-us-east-1-research.")
+@json_option
+@repo_command
+def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext) -> None:
+    """A cell's deployments, newest first: every apply, destroy and drift check in the ledger.
+
+    \b
+    Examples:
+      tfdeploy history --tag dev_us-east-1/research/1.0
+      tfdeploy history --cell dev-global-research --json
+    """
+    from ..fleet.ledger import history as read_history
+    from ..fleet.ledger import parse_cell
+    from ..fleet.status import render_history
+    from ..model.tags import parse_tag
+
+    settings = repo.settings
+    if (tag is None) == (cell is None):
+        raise ValidationError("give one of --tag TAG or --cell CELL (e.g. --cell dev-us-east-1-research)")
+    if tag is not None:
+        parsed = parse_tag(tag, settings.extra_regions)
+        cell, env = parsed.cell, parsed.env
+    else:
+        env, _scope, _team = parse_cell(cell, settings.environments, settings.extra_regions)
+    if env not in settings.environments:
+        raise ValidationError(f"env {env} of {cell} is not one of the configured environments "
+                              f"({', '.join(settings.environments)})")
+    _flush(repo)
+    records = read_history(cell, env, settings, os.environ)
+    if as_json:
+        echo_json({"cell": cell, "records": [r.to_dict() for r in records]})
+    elif not records:
+        click.echo(f"no deployments recorded for {cell}")
+    else:
+        click.echo(f"{cell}: {len(records)} record(s), newest first")
+        click.echo(render_history(records))
+
+
+COMMANDS = [status, history]

@@ -1,0 +1,461 @@
+"""The deployment ledger: one record per apply, destroy or drift check of a cell, kept beside its state.
+
+Storage: append-only JSON objects in the cell's own state bucket (same bucket, encryption and
+access as the state), under a prefix no state key can take (state keys start with a team name,
+and a team name starts with a letter, never `_`):
+
+    _tfdeploy-ledger/<cell>/<finished_at compact>-<id>.json   one per record, never overwritten
+    _tfdeploy-ledger/<cell>/_latest.json                      the newest records, for `status`
+
+A record object is written with `If-None-Match: *`, so it is never overwritten (and writing the
+same record twice, when a kept one is flushed, is a no-op). The summary is rewritten with a
+conditional write on its ETag and retried on conflict, so two runs appending at once both land.
+`status` reads one listing per bucket plus one summary per cell: requests grow with the cells,
+not with the records.
+
+Pure parts (keys, merging, cell names) are separate from the S3 calls below them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from ..errors import TfdeployError, ValidationError
+from ..model.backend import backend_for, bucket_name
+from ..model.regions import KNOWN_REGIONS
+from ..model.settings import Settings
+from ..model.tags import GLOBAL, ENV_RE, TEAM_RE, Tag, parse_tag
+
+LEDGER_PREFIX = "_tfdeploy-ledger/"
+SUMMARY_NAME = "_latest.json"
+SUMMARY_KEEP = 20  # records kept in a cell's summary (plus the last success and drift, see below)
+OUTBOX_DIR = "ledger-outbox"
+ACTIONS = ("apply", "destroy", "drift")
+RESULTS = ("succeeded", "failed", "drifted", "in-sync")
+_CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_SUMMARY_ATTEMPTS = 12
+READ_THREADS = 16  # past this, moto (and a 2-core runner) gain nothing
+
+
+class LedgerError(TfdeployError):
+    """The ledger could not be read or written."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Record:
+    tag: str
+    commit: str
+    cell: str
+    env: str
+    team: str
+    scope: str  # a Region code or "global"
+    version: str
+    action: str  # "apply" | "destroy" | "drift"
+    result: str  # "succeeded" | "failed" | "drifted" | "in-sync"
+    add: int
+    change: int
+    destroy: int
+    caller: str  # STS GetCallerIdentity ARN ("" when unknown)
+    started_at: str  # ISO 8601 UTC
+    finished_at: str
+    plan_sha256: str
+    tfdeploy_version: str
+    build_id: str  # CodeBuild build id or ""
+    override: str = ""  # promotion-check override reason, "" when none
+    details: dict = field(default_factory=dict)  # e.g. the error line, drifted addresses
+    id: str = field(default_factory=new_id)  # unique: makes writing a record idempotent
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """Tolerant of fields added by newer versions (ignored) and missing optional ones."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def order(self) -> tuple[str, str]:
+        return (self.finished_at, self.id)
+
+
+def record_for(tag: Tag, **values: Any) -> Record:
+    """A record for `tag` (pure): the tag's parts filled in, the rest from `values`."""
+    return Record(tag=tag.name, cell=tag.cell, env=tag.env, team=tag.team, scope=tag.scope_name,
+                  version=tag.version, **values)
+
+
+# --- where records live (pure) ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Place:
+    """A state bucket and the Region its client talks to."""
+
+    bucket: str
+    region: str
+
+
+def place_for(tag: Tag, settings: Settings) -> Place:
+    """The bucket holding the cell's state, hence its records."""
+    backend = backend_for(tag, settings, tag.region or settings.global_region)
+    return Place(backend.bucket, backend.region)
+
+
+def cell_prefix(cell: str) -> str:
+    return f"{LEDGER_PREFIX}{cell}/"
+
+
+def record_key(record: Record) -> str:
+    """`_tfdeploy-ledger/<cell>/<finished_at>-<id>.json`; names sort oldest first."""
+    stamp = "".join(ch for ch in record.finished_at if ch.isalnum() or ch == ".")
+    return f"{cell_prefix(record.cell)}{stamp}-{record.id}.json"
+
+
+def summary_key(cell: str) -> str:
+    return f"{cell_prefix(cell)}{SUMMARY_NAME}"
+
+
+def newest_first(records: Iterable[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: r.order, reverse=True)
+
+
+def merge_summary(existing: Iterable[Record], record: Record, keep: int = SUMMARY_KEEP) -> list[Record]:
+    """The summary after adding `record` (pure): the newest `keep` records, plus — however many
+    failures came after them — the newest successful apply/destroy and the newest drift check, so
+    `status` can always say what is deployed and whether it drifted."""
+    by_id = {r.id: r for r in existing}
+    by_id[record.id] = record
+    ordered = newest_first(by_id.values())
+    kept = ordered[:keep]
+    for wanted in (lambda r: r.action in ("apply", "destroy") and r.result == "succeeded",
+                   lambda r: r.action == "drift"):
+        pinned = next((r for r in ordered if wanted(r)), None)
+        if pinned is not None and pinned not in kept:
+            kept.append(pinned)
+    return newest_first(kept)
+
+
+def parse_cell(cell: str, environments: Iterable[str],
+               extra_regions: frozenset[str] = frozenset()) -> tuple[str, str, str]:
+    """`dev-us-east-1-research` -> ("dev", "us-east-1", "research") (pure).
+
+    Env and team names may hold `-`, so the env is one of the configured ones and the scope a
+    known Region code (or `global`)."""
+    scopes = sorted({GLOBAL, *KNOWN_REGIONS, *extra_regions}, key=len, reverse=True)
+    for env in sorted(environments, key=len, reverse=True):
+        if not cell.startswith(env + "-"):
+            continue
+        rest = cell[len(env) + 1:]
+        for scope in scopes:
+            team = rest[len(scope) + 1:]
+            if rest.startswith(scope + "-") and TEAM_RE.fullmatch(team) and ENV_RE.fullmatch(env):
+                return env, scope, team
+    raise ValidationError(f"{cell!r} is not a cell of this repo (<env>-<region|global>-<team> with env one "
+                      f"of {', '.join(environments)}); tfdeploy status lists the cells")
+
+
+def env_places(settings: Settings, env: str, existing_buckets: set[str] | None = None) -> list[Place]:
+    """The buckets an env's records can be in (pure): one (central), or one per Region whose
+    bucket exists (regional; `existing_buckets` from one ListBuckets)."""
+    if settings.state_layout == "central":
+        return [Place(bucket_name(settings, env, settings.state_region), settings.state_region)]
+    found = []
+    for region in sorted(KNOWN_REGIONS | settings.extra_regions):
+        name = bucket_name(settings, env, region)
+        if existing_buckets is None or name in existing_buckets:
+            found.append(Place(name, region))
+    return found
+
+
+# --- S3 ------------------------------------------------------------------------------------------
+
+def _s3(region: str, environ: Mapping[str, str], pool: int | None = None) -> Any:
+    from ..aws.clients import client
+    from ..aws.sandbox import active_endpoint
+
+    return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool)
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+# What the state's backend (`encrypt = true`) asks for, so records are protected alike.
+ENCRYPTION = {"ServerSideEncryption": "AES256"}
+
+
+def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: Any = None,
+                 sleep: Callable[[float], None] = time.sleep) -> str:
+    """Write the record object, then fold it into the cell's summary; its s3:// address.
+
+    Idempotent: a record already written (a kept one flushed twice) is not written again."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = s3 or _s3(place.region, environ)
+    key = record_key(record)
+    body = record_body(record)
+    try:
+        try:
+            s3.put_object(Bucket=place.bucket, Key=key, Body=body, IfNoneMatch="*",
+                          ContentType="application/json", **ENCRYPTION)
+        except ClientError as exc:
+            if _code(exc) not in _CONFLICT_CODES:  # 412: written before, by an earlier attempt
+                raise
+        _update_summary(s3, place, record, sleep)
+    except (BotoCoreError, ClientError) as exc:
+        raise LedgerError(f"cannot write to s3://{place.bucket}/{cell_prefix(record.cell)}: {exc}") from None
+    return f"s3://{place.bucket}/{key}"
+
+
+def _read_summary(s3: Any, place: Place, cell: str, *, for_reading: bool = False) -> tuple[list[Record], str | None]:
+    """The summary's records and ETag (None when it does not exist yet).
+
+    A missing or damaged summary is rebuilt from the cell's record objects. One that cannot be
+    read (e.g. archived by a lifecycle rule) is rebuilt the same way for a reader, but stops a
+    writer: it must not replace what it could not read."""
+    from botocore.exceptions import ClientError
+
+    try:
+        got = s3.get_object(Bucket=place.bucket, Key=summary_key(cell))
+    except ClientError as exc:
+        if _code(exc) in ("NoSuchKey", "404"):
+            return newest_first(_read_records(s3, place, cell)), None
+        if for_reading:
+            return newest_first(_read_records(s3, place, cell)), None
+        raise
+    etag = got["ETag"]
+    try:
+        records = [Record.from_dict(r) for r in json.loads(got["Body"].read())["records"]]
+    except (ValueError, KeyError, TypeError):
+        records = newest_first(_read_records(s3, place, cell))
+    return records, etag
+
+
+def summary_body(cell: str, records: Iterable[Record], updated_at: str) -> bytes:
+    """The summary object's content (pure)."""
+    return json.dumps({"cell": cell, "updated_at": updated_at, "records": [r.to_dict() for r in records]},
+                      sort_keys=True).encode()
+
+
+def record_body(record: Record) -> bytes:
+    """A record object's content (pure)."""
+    return json.dumps(record.to_dict(), sort_keys=True).encode()
+
+
+def _update_summary(s3: Any, place: Place, record: Record, sleep: Callable[[float], None]) -> None:
+    from botocore.exceptions import ClientError
+
+    for attempt in range(_SUMMARY_ATTEMPTS):
+        records, etag = _read_summary(s3, place, record.cell)
+        body = summary_body(record.cell, merge_summary(records, record), now_iso())
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
+        try:
+            s3.put_object(Bucket=place.bucket, Key=summary_key(record.cell), Body=body,
+                          ContentType="application/json", **condition, **ENCRYPTION)
+            return
+        except ClientError as exc:
+            if _code(exc) not in _CONFLICT_CODES:
+                raise
+        # Another run rewrote it between our read and write: read again, with jittered backoff.
+        sleep(random.uniform(0.02, 0.05) * 2 ** min(attempt, 5))
+    raise LedgerError(f"the ledger summary s3://{place.bucket}/{summary_key(record.cell)} kept changing "
+                      f"under {_SUMMARY_ATTEMPTS} attempts; the record itself was written")
+
+
+def _read_records(s3: Any, place: Place, cell: str) -> list[Record]:
+    keys = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=cell_prefix(cell)):
+        keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/" + SUMMARY_NAME)]
+
+    def get(key: str) -> Record | None:
+        try:
+            return Record.from_dict(json.loads(s3.get_object(Bucket=place.bucket, Key=key)["Body"].read()))
+        except (ValueError, TypeError):  # not a record: ignored rather than breaking the history
+            return None
+
+    with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(keys)))) as pool:
+        return [r for r in pool.map(get, keys) if r is not None]
+
+
+def append(record: Record, settings: Settings, environ: Mapping[str, str]) -> str:
+    """Append `record` to its cell's ledger; where it was written (s3://...). Raises LedgerError."""
+    place = place_for(parse_tag(record.tag, settings.extra_regions), settings)
+    return write_record(record, place, environ)
+
+
+def history(cell: str, env: str, settings: Settings, environ: Mapping[str, str]) -> list[Record]:
+    """Every record of the cell, newest first (reads each record object: one cell's history)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    _env, scope, team = parse_cell(cell, [env], settings.extra_regions)
+    tag = Tag(name=f"{env}_{scope}/{team}/0", env=env, region=None if scope == GLOBAL else scope,
+              team=team, version="0")
+    place = place_for(tag, settings)
+    try:
+        return newest_first(_read_records(_s3(place.region, environ, READ_THREADS), place, cell))
+    except (BotoCoreError, ClientError) as exc:
+        raise LedgerError(f"cannot read the ledger in s3://{place.bucket}/{cell_prefix(cell)}: {exc}") from None
+
+
+def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
+           teams: Iterable[str] | None = None) -> dict[str, list[Record]]:
+    """cell -> its newest records (newest first), from the summaries: one listing per bucket and
+    one GET per cell, in parallel. A bucket that does not exist yet holds no records."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    envs = list(envs)
+    wanted_teams = set(teams) if teams is not None else None
+    clients: dict[str, Any] = {}
+
+    def s3_for(region: str) -> Any:  # one client per Region, shared by the reading threads
+        if region not in clients:
+            clients[region] = _s3(region, environ, READ_THREADS)
+        return clients[region]
+
+    try:
+        existing = None
+        if settings.state_layout == "regional":
+            existing = {b["Name"] for b in s3_for(settings.state_region).list_buckets().get("Buckets", [])}
+        jobs: list[tuple[Place, str]] = []
+        for env in envs:
+            for place in env_places(settings, env, existing):
+                for cell in _list_cells(s3_for(place.region), place):
+                    try:
+                        _e, _scope, team = parse_cell(cell, [env], settings.extra_regions)
+                    except ValidationError:
+                        continue  # another env's cell in a shared bucket, or not a cell
+                    if wanted_teams is None or team in wanted_teams:
+                        jobs.append((place, cell))
+
+        def read(job: tuple[Place, str]) -> tuple[str, list[Record]]:
+            place, cell = job
+            records, _etag = _read_summary(clients[place.region], place, cell, for_reading=True)
+            return cell, records
+
+        with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(jobs)))) as pool:
+            return {cell: records for cell, records in pool.map(read, jobs) if records}
+    except (BotoCoreError, ClientError) as exc:
+        raise LedgerError(f"cannot read the ledger: {exc}") from None
+
+
+def _list_cells(s3: Any, place: Place) -> list[str]:
+    from botocore.exceptions import ClientError
+
+    cells = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=LEDGER_PREFIX,
+                                                                  Delimiter="/"):
+            cells += [p["Prefix"][len(LEDGER_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    except ClientError as exc:
+        if _code(exc) == "NoSuchBucket":
+            return []
+        raise
+    return cells
+
+
+# --- recording a run -----------------------------------------------------------------------------
+
+def caller_identity(region: str, environ: Mapping[str, str]) -> str:
+    """Who ran this (the STS caller ARN), or "" — never a reason to fail a run."""
+    try:
+        from ..aws.clients import client
+        from ..aws.sandbox import active_endpoint
+
+        return str(client("sts", region, environ, active_endpoint(environ)).get_caller_identity()["Arn"])
+    except Exception:
+        return ""
+
+
+def outbox_dir(cache_dir: Path) -> Path:
+    return cache_dir / OUTBOX_DIR
+
+
+def keep_in_outbox(cache_dir: Path, record: Record, place: Place) -> Path:
+    """Keep a record that could not be written, with where it was going, for the next command."""
+    from ..results import write_atomic
+
+    path = outbox_dir(cache_dir) / f"{record.cell}-{record.id}.json"
+    write_atomic(path, json.dumps({"bucket": place.bucket, "region": place.region,
+                                   "record": record.to_dict()}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
+                 warn: Callable[[str], None]) -> list[str]:
+    """Write the kept records; each written one leaves the outbox. Where they were written."""
+    folder = outbox_dir(cache_dir)
+    if not folder.is_dir():
+        return []
+    written = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            kept = json.loads(path.read_text(encoding="utf-8"))
+            record = Record.from_dict(kept["record"])
+            place = Place(kept["bucket"], kept["region"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            warn(f"ledger record {path} is not readable ({exc}); left in place")
+            continue
+        try:
+            written.append(write_record(record, place, environ))
+        except Exception as exc:  # stays kept; never breaks the command that flushes
+            warn(f"ledger record kept in {path} still not written: {exc}")
+            continue
+        path.unlink()
+    return written
+
+
+def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], *, cache_dir: Path,
+               action: str, result: str, commit: str, counts: Mapping[str, int] | tuple[int, int, int],
+               started_at: str, plan_sha256: str = "", override: str = "",
+               details: Mapping[str, Any] | None = None, warn: Callable[[str], None],
+               place: Place | None = None) -> Record:
+    """Record one run of a cell: build the record (caller from STS, build id from CodeBuild's
+    CODEBUILD_BUILD_ID), flush any kept records, append it. Never raises for the ledger: a record
+    that cannot be written is reported through `warn` and kept in `.tfdeploy/ledger-outbox/`.
+
+    The one entry point for every command that changes a cell (apply, destroy, fleet, ci).
+    `place`: the cell's state bucket as its run resolved it (else computed from `settings`)."""
+    from .. import __version__
+
+    add, change, destroy = (counts if isinstance(counts, tuple)
+                            else (counts.get("add", 0), counts.get("change", 0), counts.get("destroy", 0)))
+    if place is None:
+        if settings is None:
+            raise TypeError("record_run needs settings or place")
+        place = place_for(tag, settings)
+    record = record_for(tag, commit=commit, action=action, result=result, add=int(add), change=int(change),
+                        destroy=int(destroy), caller=caller_identity(place.region, environ),
+                        started_at=started_at, finished_at=now_iso(), plan_sha256=plan_sha256,
+                        tfdeploy_version=__version__, build_id=environ.get("CODEBUILD_BUILD_ID", ""),
+                        override=override, details=dict(details or {}))
+    flush_outbox(cache_dir, environ, warn)
+    try:
+        write_record(record, place, environ)
+    except Exception as exc:  # the run's own outcome stands; the record must not be lost
+        reason = str(exc) if isinstance(exc, TfdeployError) else f"{type(exc).__name__}: {exc}"
+        try:
+            kept = keep_in_outbox(cache_dir, record, place)
+        except OSError as disk:  # last resort: the record itself, in the run's output
+            warn(f"ledger record not written: {reason}; nor kept ({disk}); the record: "
+                 + json.dumps({"bucket": place.bucket, "region": place.region, "record": record.to_dict()},
+                              sort_keys=True))
+            return record
+        warn(f"ledger record not written: {reason}; kept in {kept}, written by the next tfdeploy "
+             "apply, destroy, status or history")
+    return record

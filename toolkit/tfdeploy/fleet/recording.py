@@ -1,0 +1,65 @@
+"""Record every apply and destroy of a cell in the ledger, whatever its outcome.
+
+Commands wrap the part of a run that can change a cell in `recorded(...)` and hand it the session
+once it is open; the record is written on the way out, succeeded or failed. A refusal before
+Terraform changes anything (`ValidationError`: a spent or foreign saved plan, a moved tag) is not
+a deployment and is not recorded; neither is a failure before the cell's session exists.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from ..errors import ValidationError
+from .ledger import Place, now_iso, record_run
+
+
+@dataclass
+class Recording:
+    action: str  # "apply" | "destroy"
+    started_at: str = field(default_factory=now_iso)
+    session: Any = None  # engine.stages.Session, set once open
+    counts: tuple[int, int, int] | None = None  # set on success; else the saved plan's
+    override: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def plan_meta(session: Any) -> dict[str, Any]:
+    """The saved plan's metadata beside it in the work dir ({} when there is none)."""
+    from ..engine.workdir import PLAN_META
+
+    try:
+        return json.loads((session.workdir.path / PLAN_META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write(rec: Recording, result: str, environ: Mapping[str, str], warn: Callable[[str], None]) -> None:
+    session = rec.session
+    meta = plan_meta(session)
+    planned = meta.get("summary") or {}
+    counts = rec.counts or (planned.get("add", 0), planned.get("change", 0), planned.get("destroy", 0))
+    backend = session.deployment.backend
+    record_run(session.tag, None, environ, cache_dir=session.cache, action=rec.action, result=result,
+               commit=session.workdir.source.commit, counts=counts, started_at=rec.started_at,
+               plan_sha256=str(meta.get("plan_sha256", "")), override=rec.override, details=rec.details,
+               warn=warn, place=Place(backend.bucket, backend.region))
+
+
+@contextmanager
+def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None]) -> Iterator[Recording]:
+    rec = Recording(action)
+    try:
+        yield rec
+    except ValidationError:
+        raise  # refused before anything changed
+    except BaseException as exc:
+        if rec.session is not None:
+            rec.details.setdefault("error", " ".join(str(exc).split())[:2000])
+            write(rec, "failed", environ, warn)
+        raise
+    if rec.session is not None:
+        write(rec, "succeeded", environ, warn)
