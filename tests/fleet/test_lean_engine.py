@@ -13,13 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tfdeploy.engine import initrecord, plugincache, tfjson
+from tfdeploy.engine.stages import PlanSummary, summary_from_output
+from tfdeploy.engine.terraform import TerraformResult, explain_failure
 
 from tests.conftest import git
 from tests.e2e.conftest import TFDEPLOY, tag, tfdeploy
 from tests.statecheck import state_keys, state_of
-from tfdeploy.engine import initrecord, plugincache, tfjson
-from tfdeploy.engine.stages import PlanSummary, summary_from_output
-from tfdeploy.engine.terraform import TerraformResult, explain_failure
 
 REGIONAL = "dev_us-east-1/research/1.0"
 GLOBAL = "dev_global/research/1.0"

@@ -5,6 +5,8 @@ boto3 is imported inside the functions: importing it costs ~150 ms and most comm
 
 from __future__ import annotations
 
+import os
+import threading
 from typing import Any, Mapping
 
 from .sandbox import aws_env
@@ -15,15 +17,41 @@ _CONNECT_TIMEOUT_S = 5
 _READ_TIMEOUT_S = 30
 
 
+# Building a client loads service models and endpoint data (tens of ms each); one cell asks for
+# several (lock-mode record, AWS-provider probe, ledger) and a fan-out for many. botocore clients
+# are thread-safe, so one per (service, Region, endpoint, credentials) serves the whole process.
+_CACHE: dict[tuple[str, ...], Any] = {}
+_CACHE_LOCK = threading.Lock()
+# What boto3's own credential and endpoint chain reads from the process environment.
+_CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+               "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS",
+               "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
 def client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None,
            max_pool_connections: int | None = None) -> Any:
-    """A boto3 client for `service` in `region`.
+    """A boto3 client for `service` in `region` (made once per process for the same target).
 
     With `endpoint` (the sandbox, from `sandbox.active_endpoint`) every call goes there, with the
     credentials `aws_env` chooses. Without it boto3's usual chain applies (env vars, AWS_PROFILE,
     SSO, instance roles), which reads the process environment rather than `environ`.
     `max_pool_connections`: for a client shared by that many threads (botocore's default is 10).
     """
+    if endpoint is None:
+        creds = tuple(os.environ.get(name, "") for name in _CHAIN_VARS)
+    else:
+        env = {**environ, **aws_env(endpoint, environ)}
+        creds = (env["AWS_ACCESS_KEY_ID"], env.get("AWS_SECRET_ACCESS_KEY", ""), env.get("AWS_SESSION_TOKEN", ""))
+    key = (service, region, endpoint or "", str(max_pool_connections or ""), *creds)
+    with _CACHE_LOCK:
+        made = _CACHE.get(key)
+        if made is None:
+            made = _CACHE[key] = _new_client(service, region, environ, endpoint, max_pool_connections)
+    return made
+
+
+def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None,
+                max_pool_connections: int | None) -> Any:
     import boto3
     from botocore.config import Config
 

@@ -40,6 +40,7 @@ from ..errors import TfdeployError
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 GROUP_GRACE_S = 2.0
 POLL_S = 0.05
+POLL_MIN_S = 0.002
 
 
 class Interrupted(TfdeployError):
@@ -171,9 +172,13 @@ def wait(child: subprocess.Popen, tick: Callable[[], None]) -> int:
     """
     try:
         try:
+            # Short first naps: init/plan/apply of a small cell take well under a second, and a
+            # fixed 50 ms nap would add its average to every one of them.
+            nap = POLL_MIN_S
             while not _exited(child.pid):
                 tick()
-                time.sleep(POLL_S)
+                time.sleep(nap)
+                nap = min(nap * 2, POLL_S)
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.SIGINT)

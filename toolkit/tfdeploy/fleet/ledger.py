@@ -32,7 +32,7 @@ from ..errors import TfdeployError, ValidationError
 from ..model.backend import backend_for, bucket_name
 from ..model.regions import KNOWN_REGIONS
 from ..model.settings import Settings
-from ..model.tags import GLOBAL, ENV_RE, TEAM_RE, Tag, parse_tag
+from ..model.tags import ENV_RE, GLOBAL, TEAM_RE, Tag, parse_tag
 
 LEDGER_PREFIX = "_tfdeploy-ledger/"
 SUMMARY_NAME = "_latest.json"
