@@ -144,3 +144,22 @@ def test_protection_reads_the_setting_and_the_tagged_commits_cannot_lift_it():
         refuse_protected(tag_, [Settings(), lifted], allow_protected=False)
     with pytest.raises(ConfigError, match="protected_envs names 'staging'"):
         merge_settings({"environments": ["dev"], "protected_envs": ["staging"]}, {}, {})
+
+
+def test_a_destroy_is_in_the_ledger_once_confirmed(repo):
+    tag(repo, US)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", US, "--auto-approve")
+
+    def actions() -> list[tuple[str, str]]:
+        doc = json.loads(tfdeploy(repo, "history", "--tag", US, "--json").stdout)
+        return [(r["action"], r["result"]) for r in doc["records"]]
+
+    assert actions() == [("apply", "succeeded")]
+    declined = on_a_terminal(repo, "destroy", "--tag", US, answer="no\n")
+    assert declined.returncode == 1 and actions() == [("apply", "succeeded")]  # nothing changed: no record
+    tfdeploy(repo, "destroy", "--tag", US, "--auto-approve")
+    assert actions() == [("destroy", "succeeded"), ("apply", "succeeded")]
+    [record] = [r for r in json.loads(tfdeploy(repo, "history", "--tag", US, "--json").stdout)["records"]
+                if r["action"] == "destroy"]
+    assert (record["add"], record["change"], record["destroy"]) == (0, 0, 1) and record["caller"]

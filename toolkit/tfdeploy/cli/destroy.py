@@ -13,7 +13,7 @@ import click
 
 from ..errors import ValidationError
 from .common import RepoContext, echo_json, json_option
-from .deploy import _open, fleet_command
+from .deploy import _open, _warn, fleet_command
 from .fanout import run_fanout, wants_fanout
 
 
@@ -67,18 +67,27 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
         for address in planned.addresses:
             say(f"  - {address}")
 
-    def confirm(planned: DestroyPlan) -> bool:
-        show_plan(planned)
-        answer = click.prompt(f"Destroy these {planned.summary.destroy} resource(s) of cell {session.tag.cell}? "
-                              "Only 'yes' will be accepted", default="", show_default=False, err=as_json)
-        return answer.strip() == "yes"
+    # The ledger records a destroy once it is confirmed (a declined or empty one changes nothing).
+    from ..fleet.recording import recorded
 
-    def approved(planned: DestroyPlan) -> bool:
-        show_plan(planned)
-        return True
+    with recorded("destroy", os.environ, _warn) as rec:
+        def confirm(planned: DestroyPlan) -> bool:
+            show_plan(planned)
+            answer = click.prompt(f"Destroy these {planned.summary.destroy} resource(s) of cell {session.tag.cell}? "
+                                  "Only 'yes' will be accepted", default="", show_default=False, err=as_json)
+            if answer.strip() == "yes":
+                rec.session = session
+                return True
+            return False
 
-    # --auto-approve still goes through a callback: what is destroyed is shown either way.
-    result, summary = run_destroy(session, auto_approve=False, confirm=approved if auto_approve else confirm)
+        def approved(planned: DestroyPlan) -> bool:
+            show_plan(planned)
+            rec.session = session
+            return True
+
+        # --auto-approve still goes through a callback: what is destroyed is shown either way.
+        result, summary = run_destroy(session, auto_approve=False, confirm=approved if auto_approve else confirm)
+        rec.counts = (summary.add, summary.change, summary.destroy)
     if "nothing to destroy" in result.notes:
         say(f"destroy {tag}: nothing to destroy in s3://{b.bucket}/{b.key}")
     elif not as_json:
