@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from ..errors import TfdeployError, ValidationError
@@ -31,7 +30,6 @@ from .stages import (
     Session,
     _exports,
     _flag,
-    _sha256,
     check_plan_content,
     check_saved_plan,
     errored_state_error,
@@ -39,6 +37,7 @@ from .stages import (
     redacted_json,
     spend_saved_plan,
     summarize_plan,
+    write_plan_meta,
 )
 from .workdir import PLAN_META
 
@@ -87,18 +86,7 @@ def plan_destroy(session: Session) -> DestroyPlan:
     plan = json.loads(shown.stdout)
     summary = summarize_plan(plan)
     write_atomic(session.plan_json_path, redacted_json(shown.stdout))
-    meta = {
-        "operation": DESTROY,
-        "tag": session.tag.name,
-        "commit": session.workdir.source.commit,
-        "worktree": session.workdir.source.worktree,
-        "cell": session.tag.cell,
-        "target_module": d.target_module,
-        "plan_sha256": _sha256(session.plan_path),
-        "summary": {"add": summary.add, "change": summary.change, "destroy": summary.destroy},
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
+    write_plan_meta(session, summary, operation=DESTROY)
     return DestroyPlan(summary, deleted_addresses(plan), round(time.monotonic() - started, 3))
 
 

@@ -341,6 +341,23 @@ def _flag() -> Any:
     return IsFlagged
 
 
+def write_plan_meta(session: Session, summary: PlanSummary, **extra: str) -> None:
+    """Record what the saved plan is (tag, commit, cell, checksum, summary) beside it; apply checks
+    it before anything runs. `extra`: e.g. `operation="destroy"` for a destroy plan."""
+    meta = {
+        **extra,
+        "tag": session.tag.name,
+        "commit": session.workdir.source.commit,
+        "worktree": session.workdir.source.worktree,
+        "cell": session.tag.cell,
+        "target_module": session.deployment.target_module,
+        "plan_sha256": _sha256(session.plan_path),
+        "summary": {"add": summary.add, "change": summary.change, "destroy": summary.destroy},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
+
+
 def plan(session: Session) -> tuple[StageResult, PlanSummary]:
     """Init, plan the deployment's module namespace into a saved plan, record its metadata."""
     started = time.monotonic()
@@ -357,17 +374,7 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
                                       out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
                                       ok=(0, 2), ui_json=events, **session.lock_options())
     summary = _plan_summary(session, planned)
-    meta = {
-        "tag": session.tag.name,
-        "commit": session.workdir.source.commit,
-        "worktree": session.workdir.source.worktree,
-        "cell": session.tag.cell,
-        "target_module": d.target_module,
-        "plan_sha256": _sha256(session.plan_path),
-        "summary": {"add": summary.add, "change": summary.change, "destroy": summary.destroy},
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
+    write_plan_meta(session, summary)
     result = StageResult(
         stage="plan", status=PASSED, duration_s=round(time.monotonic() - started, 3),
         counts={"add": summary.add, "change": summary.change, "destroy": summary.destroy},
