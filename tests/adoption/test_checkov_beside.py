@@ -35,7 +35,7 @@ def one_venv(tmp_path_factory) -> Path:
                            "--disable-pip-version-check", "-e", str(REPO_ROOT), "checkov>=3.2,<4"],
                           capture_output=True, text=True, env=_pip_env(), timeout=900)
     if proc.returncode != 0:
-        pytest.skip(f"pip could not install the toolkit and checkov: {proc.stderr.strip()[-300:]}")
+        pytest.skip(reason=f"pip could not install the toolkit and checkov: {proc.stderr.strip()[-300:]}")
     return venv
 
 

@@ -84,7 +84,7 @@ def _bc_python() -> str:
     for candidate in candidates:
         if candidate.exists():
             return str(candidate)
-    pytest.skip("no checkov venv with bc-python-hcl2 (.ci/run creates .venv-checkov)")
+    pytest.skip(reason="no checkov venv with bc-python-hcl2 (.ci/run creates .venv-checkov)")
 
 
 def _probe(python: str, repo: Path, roots: list[str]) -> dict:

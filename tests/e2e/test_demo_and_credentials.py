@@ -66,3 +66,29 @@ def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, ch
     proc = subprocess.run([TFDEPLOY, "doctor"], cwd=repo, capture_output=True, text=True, env=env)
     assert proc.returncode == 1
     assert "the sandbox at http://127.0.0.1:9 (TFDEPLOY_SANDBOX_ENDPOINT) is not running" in proc.stdout
+
+
+def test_demo_deployments_show_in_status_and_history(tmp_path, terraform_bin):
+    """What the README suggests after the demo: look at the fleet it deployed."""
+    env = clean_env(tmp_path, terraform_bin)
+    demo = subprocess.run([TFDEPLOY, "demo", "--dir", str(tmp_path / "demo"), "--keep-sandbox"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert demo.returncode == 0, demo.stderr
+    repo = tmp_path / "demo" / "infra"
+    try:
+        sandbox = subprocess.run([TFDEPLOY, "sandbox", "env"], capture_output=True, text=True, env=env)
+        env.update(line.split(" ", 1)[1].split("=", 1) for line in sandbox.stdout.splitlines()
+                   if line.startswith("export "))
+        env = {k: v.strip("'") for k, v in env.items()}
+        status = subprocess.run([TFDEPLOY, "status", "--env", "dev", "--team", "research", "--json"], cwd=repo,
+                                capture_output=True, text=True, env=env)
+        assert status.returncode == 0, status.stderr
+        cells = {c["cell"]: c for c in json.loads(status.stdout)["cells"]}
+        for cell in ("dev-us-east-1-research", "dev-global-research"):
+            assert cells[cell]["version"] == "1.0" and cells[cell]["result"] == "succeeded", cells[cell]
+        history = subprocess.run([TFDEPLOY, "history", "--tag", "dev_global/research/1.0", "--json"], cwd=repo,
+                                 capture_output=True, text=True, env=env)
+        [record] = json.loads(history.stdout)["records"]
+        assert (record["action"], record["result"], record["add"]) == ("apply", "succeeded", 1)
+    finally:
+        subprocess.run([TFDEPLOY, "sandbox", "down"], capture_output=True, env=env)

@@ -61,6 +61,7 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     from ..aws import sandbox
     from ..aws.bootstrap import bootstrap_backend
     from ..engine.stages import apply_saved, hold_cell, open_session, plan
+    from ..fleet.recording import recorded
     from ..model.settings import load_settings
     from ..paths import user_state_dir
 
@@ -94,11 +95,16 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
             buffer = io.StringIO()
             sink = None if verbose else buffer
             try:
-                with hold_cell(repo, name, overrides={}, environ=environ):
-                    session = open_session(repo, name, overrides={}, environ=environ, sink=sink, err_sink=sink)
+                # Recorded in the ledger like any apply, so `tfdeploy status` shows the demo's cells.
+                with hold_cell(repo, name, overrides={}, environ=environ), \
+                        recorded("apply", environ, lambda text: say(f"tfdeploy: warning: {text}")) as rec:
+                    session = rec.session = open_session(repo, name, overrides={}, environ=environ, sink=sink,
+                                                         err_sink=sink)
                     _, summary = plan(session)
                     say(f"[{next(step)}/{steps}] plan  {name}: {summary} ({session.deployment.target_module})")
-                    apply_saved(session, session.workdir.source)
+                    applied = apply_saved(session, session.workdir.source)
+                    rec.counts = (applied.counts.get("add", 0), applied.counts.get("change", 0),
+                                  applied.counts.get("destroy", 0))
             except TfdeployError:
                 if not verbose:
                     say(buffer.getvalue()[-4000:])
