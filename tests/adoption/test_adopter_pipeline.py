@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -29,7 +28,7 @@ from tfdeploy.adopt.example import example_files
 
 from tests.adoption.toolkit_wheel import build_wheel
 from tests.conftest import REPO_ROOT, git
-from tests.delivery.conftest import create_pipeline
+from tests.delivery.conftest import collect_plan_artifact, create_pipeline, unzip_source
 
 pytestmark = pytest.mark.slow
 
@@ -109,23 +108,6 @@ def run_spec(runner: Path, env: dict[str, str], spec: Path, src: Path, *pairs: s
     return doc
 
 
-def unzip_version(version_id: str, dest: Path) -> Path:
-    archive = dest.with_suffix(".zip")
-    archive.write_bytes(boto3.client("s3", region_name="us-east-1").get_object(
-        Bucket=f"{PREFIX}-source-dev", Key="source/dev/source.zip", VersionId=version_id)["Body"].read())
-    dest.mkdir()
-    subprocess.run(["unzip", "-q", str(archive), "-d", str(dest)], check=True)
-    return dest
-
-
-def collect_plan_artifact(src: Path, dest: Path) -> Path:
-    base = src / ".tfdeploy" / "ci" / "plan"
-    for path in base.glob("work/**/*"):
-        rel = path.relative_to(base)
-        if path.is_file() and rel.parts[2:3] != (".terraform",):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest / rel)
-    return dest
 
 
 def test_adopter_repo_deploys_through_the_generated_buildspecs(tmp_path, sandbox_env):
@@ -161,7 +143,7 @@ def test_adopter_repo_deploys_through_the_generated_buildspecs(tmp_path, sandbox
     assert len(executions) == 1
 
     pinned = (f"TFDEPLOY_EXPECTED_TAG={TAG}", find_links)
-    src = unzip_version(version, tmp_path / "src")
+    src = unzip_source(f"{PREFIX}-source-dev", tmp_path / "src", version)
     tflint = run_spec(runner, env, specs / "tflint.yml", src, *pinned, f"TFLINT_URL={url}",
                       f"TFLINT_SHA256={sha}")
     assert tflint["exported_variables"]["TARGET_MODULE"] == "module.regional"
@@ -175,7 +157,7 @@ def test_adopter_repo_deploys_through_the_generated_buildspecs(tmp_path, sandbox
     assert (plan["exported_variables"]["PLAN_ADD"], plan["exported_variables"]["PLAN_DESTROY"]) == ("1", "0")
     artifact = collect_plan_artifact(src, tmp_path / "plan-artifact")
 
-    fresh = unzip_version(version, tmp_path / "src-apply")
+    fresh = unzip_source(f"{PREFIX}-source-dev", tmp_path / "src-apply", version)
     apply = run_spec(runner, env, specs / "apply.yml", fresh, *pinned, f"CODEBUILD_SRC_DIR_plan={artifact}")
     assert apply["exported_variables"]["TAG"] == TAG
 

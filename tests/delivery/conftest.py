@@ -111,3 +111,31 @@ def create_pipeline(env: str = "dev", name_prefix: str = "tfdeploy", region: str
         ],
     })
     return name
+
+
+def unzip_source(bucket: str, dest: Path, version_id: str | None = None) -> Path:
+    """What CodePipeline's S3 source action hands CodeBuild: the zip (that object version), unpacked."""
+    import subprocess
+
+    import boto3
+
+    archive = dest.with_suffix(".zip")
+    extra = {"VersionId": version_id} if version_id else {}
+    archive.write_bytes(boto3.client("s3", region_name="us-east-1").get_object(
+        Bucket=bucket, Key="source/dev/source.zip", **extra)["Body"].read())
+    dest.mkdir()
+    subprocess.run(["unzip", "-q", str(archive), "-d", str(dest)], check=True)
+    return dest
+
+
+def collect_plan_artifact(src: Path, dest: Path) -> Path:
+    """The plan action's artifact, as plan.yml declares it (work/**/* without .terraform/)."""
+    import shutil
+
+    base = src / ".tfdeploy" / "ci" / "plan"
+    for path in base.glob("work/**/*"):
+        rel = path.relative_to(base)
+        if path.is_file() and rel.parts[2:3] != (".terraform",):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest / rel)
+    return dest

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO_ROOT, git
-from tests.delivery.conftest import PREFIX, TAG, create_pipeline
+from tests.delivery.conftest import PREFIX, TAG, collect_plan_artifact, create_pipeline, unzip_source
 
 DOUBLE = REPO_ROOT / "tests" / "quality" / "tflint_test_double.py"
 SPECS = REPO_ROOT / "buildspecs"
@@ -60,24 +59,6 @@ def run_spec(env: dict[str, str], stage: str, src: Path, *pairs: str) -> dict:
     return doc
 
 
-def unzip_source(bucket: str, dest: Path) -> Path:
-    """What CodePipeline's S3 source action hands CodeBuild: the zip, unpacked."""
-    archive = dest.with_suffix(".zip")
-    boto3.client("s3", region_name="us-east-1").download_file(bucket, "source/dev/source.zip", str(archive))
-    dest.mkdir()
-    subprocess.run(["unzip", "-q", str(archive), "-d", str(dest)], check=True)
-    return dest
-
-
-def collect_plan_artifact(src: Path, dest: Path) -> Path:
-    """The plan action's artifact, as plan.yml declares it (work/**/* without .terraform/)."""
-    base = src / ".tfdeploy" / "ci" / "plan"
-    for path in base.glob("work/**/*"):
-        rel = path.relative_to(base)
-        if path.is_file() and rel.parts[2:3] != (".terraform",):
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest / rel)
-    return dest
 
 
 def test_tag_to_apply_through_the_buildspecs(infra_repo, pipeline_env, tmp_path):

@@ -30,12 +30,10 @@ from .stages import (
     Session,
     _exports,
     _flag,
-    check_plan_content,
+    apply_once,
     check_saved_plan,
-    errored_state_error,
     init,
     redacted_json,
-    spend_saved_plan,
     summarize_plan,
     write_plan_meta,
 )
@@ -100,13 +98,7 @@ def discard_destroy(session: Session) -> None:
 def apply_destroy(session: Session, planned: DestroyPlan) -> StageResult:
     """Apply the saved destroy plan of this session, once (init was done by plan_destroy)."""
     started = time.monotonic()
-    meta = check_saved_plan(session, session.workdir.source, operation=DESTROY)
-    spent = spend_saved_plan(session, meta)
-    check_plan_content(session, spent)
-    try:
-        session.terraform.check("apply", spent.name, input=False, no_color=_flag(), **session.lock_options())
-    except TfdeployError as exc:
-        raise errored_state_error(session, exc) from None
+    apply_once(session, check_saved_plan(session, session.workdir.source, operation=DESTROY))
     return _result(session, planned, time.monotonic() - started)
 
 

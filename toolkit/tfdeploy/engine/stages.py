@@ -480,17 +480,24 @@ def spend_saved_plan(session: Session, meta: dict[str, Any]) -> Path:
     return spent
 
 
-def apply_saved(session: Session, current: SourceRef) -> StageResult:
-    """Apply the saved plan of the same tag and commit, once."""
-    started = time.monotonic()
-    meta = check_saved_plan(session, current)
-    init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
+def apply_once(session: Session, meta: dict[str, Any]) -> None:
+    """Apply the checked saved plan exactly once: spend it before Terraform starts, check what the
+    plan file itself says (backend, variables, addresses), and keep an errored state if the apply
+    could not save one. Every apply of a saved plan (apply, destroy) goes through here."""
     spent = spend_saved_plan(session, meta)
     check_plan_content(session, spent)
     try:
         session.terraform.check("apply", spent.name, input=False, no_color=_flag(), **session.lock_options())
     except TfdeployError as exc:
         raise errored_state_error(session, exc) from None
+
+
+def apply_saved(session: Session, current: SourceRef) -> StageResult:
+    """Apply the saved plan of the same tag and commit, once."""
+    started = time.monotonic()
+    meta = check_saved_plan(session, current)
+    init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
+    apply_once(session, meta)
     summary = meta["summary"]
     backend = session.deployment.backend
     result = StageResult(
