@@ -114,3 +114,26 @@ def guarded(workdir: Path, env: Mapping[str, str]) -> Iterator[str]:
         yield mode
     finally:
         os.close(fd)
+
+
+@contextmanager
+def reading(workdir: Path, env: Mapping[str, str]) -> Iterator[bool]:
+    """Hold the cache lock shared while a command runs providers linked from the cache.
+
+    A work dir's `.terraform/providers/` links into the shared cache, and an init that writes the
+    cache (exclusive, above) replaces those files: a plan of another cell running a provider from
+    there meanwhile fails with `fork/exec ...: no such file or directory`. Readers therefore hold
+    the lock shared; a work dir without installed providers takes no lock. Never around `init`
+    (`guarded` is: flock locks are per open file, so taking both would deadlock)."""
+    configured = env.get("TF_PLUGIN_CACHE_DIR")
+    if not configured or not (workdir / ".terraform" / "providers").is_dir():
+        yield False
+        return
+    cache = Path(configured)
+    cache.mkdir(parents=True, exist_ok=True)
+    fd = os.open(cache / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield True
+    finally:
+        os.close(fd)

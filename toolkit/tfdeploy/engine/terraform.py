@@ -10,6 +10,7 @@ Every process is started and stopped by `supervise` (signals, process group, par
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import re
 import sys
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
 from ..errors import ConfigError, TfdeployError
-from . import supervise
+from . import plugincache, supervise
 from .tfenv import controlled_environment
 
 
@@ -176,7 +177,10 @@ class Terraform:
             options["json"] = IsFlagged
         argv = self.argv(command, *args, **options)
         select_default_workspace(self.workdir, self.err_sink)
-        with supervise.handling_signals(), tempfile.TemporaryFile() as out_file, \
+        # init takes the plugin-cache lock itself (stages.init); everything else that runs cached
+        # providers holds it shared, so no init rewrites them underneath (plugincache.reading).
+        cache_lock = contextlib.nullcontext() if command == "init" else plugincache.reading(self.workdir, self.env)
+        with supervise.handling_signals(), cache_lock, tempfile.TemporaryFile() as out_file, \
                 tempfile.TemporaryFile() as err_file:
             try:
                 child = supervise.spawn(argv, self.workdir, self.env, out_file, err_file)
