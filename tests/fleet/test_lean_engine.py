@@ -50,9 +50,10 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     tag(repo, GLOBAL)
     tfdeploy(repo, "bootstrap", "--env", "dev")
 
-    # apply --auto-approve of a fresh cell: init, plan, apply; the human diff is still shown.
+    # apply --auto-approve of a fresh cell: init, then one apply (Terraform plans and applies
+    # under one state lock); the human diff is still shown.
     first = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
-    assert commands(log) == ["init", "plan", "apply"]
+    assert commands(log) == ["init", "apply"]
     assert "will be created" in first.stdout and "Plan: 1 to add, 0 to change, 0 to destroy." in first.stdout
     assert "PLAN_SUMMARY=+1 ~0 -0" in first.stdout
     assert state_keys("demo-tfstate-dev") == [KEY]
@@ -63,7 +64,7 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     work = repo / ".tfdeploy" / "work" / "dev-us-east-1-research"
     (work / ".terraform" / "environment").write_text("other")
     again = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
-    assert commands(log) == ["plan", "apply"]
+    assert commands(log) == ["apply"]
     assert "PLAN_SUMMARY=+0 ~0 -0" in again.stdout
     assert state_keys("demo-tfstate-dev") == [KEY]
     assert state_of("demo-tfstate-dev", KEY)["resources"] == applied["resources"]
@@ -88,12 +89,12 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     tfdeploy(repo, "bootstrap", "--env", "dev", env=other)
     commands(log)
     tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=other)
-    assert commands(log) == ["init", "plan", "apply"]
+    assert commands(log) == ["init", "apply"]
     assert state_keys("other-tfstate-dev") == [KEY]
     assert state_of("demo-tfstate-dev", KEY)["resources"] == applied["resources"]
     # ...and back: the first backend is re-initialised, not the second one reused.
     tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
-    assert commands(log) == ["init", "plan", "apply"]
+    assert commands(log) == ["init", "apply"]
 
 
 def _backend_args(**changes: str) -> dict[str, str]:
@@ -231,3 +232,83 @@ def test_parallel_fresh_inits_share_the_plugin_cache(repo, tmp_path):
     failed = {name: run.stderr.strip().splitlines()[-1:] for name, run in zip(tags, runs) if run.returncode}
     assert not failed, failed
     assert all("+2 ~0 -0" in run.stdout for run in runs)  # terraform_data + null_resource per cell
+
+
+def test_applied_counts_from_the_stream_or_the_human_line():
+    from tfdeploy.engine.stages import applied_counts
+
+    stream = [{"type": "change_summary", "changes": {"add": 2, "change": 0, "remove": 0, "operation": "plan"}},
+              {"type": "change_summary", "changes": {"add": 1, "change": 1, "remove": 0, "operation": "apply"}}]
+    assert applied_counts(stream, "") == (1, 1, 0)  # the apply's summary, not the plan's
+    assert applied_counts(stream[:1], "") is None  # planned but never said it applied
+    text = "...\nApply complete! Resources: 1 imported, 2 added, 0 changed, 3 destroyed.\n\nOutputs:\n"
+    assert applied_counts((), text) == (2, 0, 3)
+    assert applied_counts((), "Apply complete! Resources: 0 added, 0 changed, 0 destroyed.") == (0, 0, 0)
+    assert applied_counts((), "Error: something failed") is None
+
+
+def test_expected_target_warnings_are_not_shown_but_others_are():
+    targeting = {"type": "diagnostic", "@level": "warn",
+                 "diagnostic": {"severity": "warning", "summary": "Resource targeting is in effect", "detail": "x"}}
+    other = {"type": "diagnostic", "@level": "warn",
+             "diagnostic": {"severity": "warning", "summary": "Deprecated attribute", "detail": "y"}}
+    assert tfjson.render_event(targeting) is None
+    assert "Warning: Deprecated attribute" in tfjson.render_event(other)
+
+
+def test_git_batch_check_matches_gitpython(tmp_path):
+    """The one-for-each-ref check of many tags gives exactly what the gitpython walk gives, and
+    the same refusals (missing, lightweight, off the default branch)."""
+    from tfdeploy.engine.gitsource import _tag_source_gitpython, tag_sources
+    from tfdeploy.errors import ValidationError
+
+    root = tmp_path / "r"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    (root / "a.txt").write_text("a")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "one")
+    git(root, "tag", "-a", "dev_us-east-1/research/1.0", "-m", "rel")
+    git(root, "tag", "dev_us-east-2/research/1.0")  # lightweight
+    git(root, "tag", "-a", "dev_us-east-1/research/1.0.1", "-m", "a longer name")  # must not match
+    git(root, "checkout", "-q", "-b", "side")
+    (root / "b.txt").write_text("b")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "unmerged")
+    git(root, "tag", "-a", "dev_us-west-2/research/1.0", "-m", "off main")
+    git(root, "checkout", "-q", "main")
+    names = ["dev_us-east-1/research/1.0", "dev_us-east-2/research/1.0", "dev_us-west-2/research/1.0",
+             "dev_eu-west-1/research/1.0"]
+    for options in ({}, {"allow_lightweight": True}, {"skip_branch_check": True}):
+        batch = tag_sources(root, names, **options)
+        for name in names:
+            try:
+                expected = _tag_source_gitpython(root, name, **options)
+            except ValidationError as exc:
+                assert isinstance(batch[name], ValidationError), (name, options, batch[name])
+                assert str(batch[name]) == str(exc)
+            else:
+                assert batch[name] == expected, (name, options)
+    assert isinstance(tag_sources(root, names)["dev_eu-west-1/research/1.0"], ValidationError)
+
+
+def test_parsed_hcl_is_remembered_but_errors_are_not(tmp_path, monkeypatch):
+    from tfdeploy.errors import ConfigError
+    from tfdeploy.model import hcl, parsecache
+
+    monkeypatch.setenv("TFDEPLOY_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(parsecache, "_memo", {})
+    calls = []
+    real = hcl._parse
+    monkeypatch.setattr(hcl, "_parse", lambda text, source: calls.append(source) or real(text, source))
+    first = hcl.loads('account = "111111111111"\n', "a.tfvars")
+    first["account"] = "mutated by a caller"
+    assert hcl.loads('account = "111111111111"\n', "b.tfvars") == {"account": "111111111111"}
+    assert calls == ["a.tfvars"]  # the second read came from memory
+    monkeypatch.setattr(parsecache, "_memo", {})  # a new process: from the disk cache
+    assert hcl.loads('account = "111111111111"\n', "c.tfvars") == {"account": "111111111111"}
+    assert calls == ["a.tfvars"]
+    for _ in range(2):  # a bad file is parsed, and refused, every time
+        with pytest.raises(ConfigError, match="already set"):
+            hcl.loads('a = 1\na = 2\n', "bad.tfvars")
+    assert calls == ["a.tfvars", "bad.tfvars", "bad.tfvars"]

@@ -22,6 +22,7 @@ _READ_TIMEOUT_S = 30
 # are thread-safe, so one per (service, Region, endpoint, credentials) serves the whole process.
 _CACHE: dict[tuple[str, ...], Any] = {}
 _CACHE_LOCK = threading.Lock()
+_SESSIONS: dict[tuple[str, ...], Any] = {}
 # What boto3's own credential and endpoint chain reads from the process environment.
 _CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS",
@@ -50,23 +51,49 @@ def client(service: str, region: str, environ: Mapping[str, str], endpoint: str 
     return made
 
 
+def _session(chain: tuple[str, ...] = ()) -> Any:
+    """A boto3 session shared by clients (called under _CACHE_LOCK).
+
+    A session owns botocore's loader, which caches the service models: with a session per client
+    every S3 client parsed the S3 model again (~60 ms each). Sandbox clients get their credentials
+    and Region passed in, so they all share one session; clients on boto3's own credential chain
+    share one per state of that chain's variables (`chain`), as a session resolves it only once."""
+    made = _SESSIONS.get(chain)
+    if made is None:
+        import boto3
+
+        made = _SESSIONS[chain] = boto3.session.Session()
+    return made
+
+
 def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None,
                 max_pool_connections: int | None) -> Any:
-    import boto3
     from botocore.config import Config
 
     config = Config(retries=dict(_RETRIES), connect_timeout=_CONNECT_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S)
     if max_pool_connections:
         config = config.merge(Config(max_pool_connections=max_pool_connections))
     if endpoint is None:
-        return boto3.session.Session(region_name=region).client(service, config=config)
+        chain = tuple(os.environ.get(name, "") for name in _CHAIN_VARS)
+        return _session(chain).client(service, region_name=region, config=config)
     env = {**environ, **aws_env(endpoint, environ)}
-    session = boto3.session.Session(
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
-        region_name=region,
-    )
     # Path-style: `<bucket>.127.0.0.1` does not resolve.
     config = config.merge(Config(s3={"addressing_style": "path"}))
-    return session.client(service, endpoint_url=endpoint, config=config)
+    return _session(("sandbox",)).client(service, region_name=region, endpoint_url=endpoint, config=config,
+                                             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+                                             aws_session_token=env.get("AWS_SESSION_TOKEN") or None)
+
+
+def prewarm(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None) -> None:
+    """Start building a client in the background: importing boto3 and loading a service model
+    (~150 ms, CPU) overlap whatever the caller does next (git archive, another process); the
+    later `client(...)` for the same target waits for it instead of building its own. Errors
+    are left for that later call to meet."""
+    def build() -> None:
+        try:
+            client(service, region, environ, endpoint)
+        except Exception:  # noqa: BLE001 - the real call reports it
+            pass
+
+    threading.Thread(target=build, name=f"prewarm-{service}-{region}", daemon=True).start()

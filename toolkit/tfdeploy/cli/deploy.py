@@ -141,8 +141,7 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
       tfdeploy apply --tag dev_global/research/1.0 --auto-approve
       tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve --parallel 4   # global first
     """
-    from ..engine.stages import apply_saved, check_source
-    from ..engine.stages import plan as run_plan
+    from ..engine.stages import apply_direct, apply_saved, check_source
 
     if wants_fanout(tag, retry, only_failed):
         run_fanout(repo, tag, "apply", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
@@ -157,13 +156,12 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
         with recorded("apply", os.environ, _warn) as rec:
             if auto_approve:
                 session = rec.session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-                run_plan(session)
-                current = session.workdir.source
+                result = apply_direct(session)
             else:
                 session = rec.session = _open(repo, tag, source, terraform_bin, as_json, reuse=True,
                                               lock_timeout=lock_timeout)
                 current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
-            result = apply_saved(session, current)
+                result = apply_saved(session, current)
             rec.counts = (result.counts.get("add", 0), result.counts.get("change", 0),
                           result.counts.get("destroy", 0))
     except TfdeployError as exc:

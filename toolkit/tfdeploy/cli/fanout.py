@@ -49,9 +49,8 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
     `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse."""
-    from ..engine.stages import check_source, find_terraform
+    from ..engine.stages import check_sources, find_terraform
     from ..engine.tagindex import list_tags
-    from ..errors import TfdeployError
     from ..fleet.actions import ACTIONS
     from ..fleet.display import make_display
     from ..fleet.results import (
@@ -95,13 +94,9 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     if confirm is not None:
         confirm(steps)
 
-    # Once for every cell: the Terraform binary and each tag's git checks.
-    sources: dict[str, Any] = {}
-    for tag in tags:
-        try:
-            sources[tag.name] = check_source(repo.root, tag, settings.default_branch, source)
-        except TfdeployError as exc:  # this cell fails alone, with its own error
-            sources[tag.name] = exc
+    # Once for every cell: the Terraform binary and each tag's git checks (a failing tag fails
+    # its cell alone, with its own error).
+    sources: dict[str, Any] = check_sources(repo.root, tags, settings.default_branch, source)
     shared = Shared(repo.root, repo.overrides, os.environ, source,
                     find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
     record = RunRecord(run_id=new_run_id(), action=action, tag_args=list(tag_args),

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -26,7 +26,7 @@ from ..paths import repo_cache_dir
 from ..results import PASSED, StageResult, write_atomic, write_result
 from .celllock import cell_lock, format_duration
 from .errored import rescue
-from .gitsource import SourceRef, tag_source, worktree_source
+from .gitsource import SourceRef, tag_source, tag_sources, worktree_source
 from .terraform import RunContext, Terraform, base_environment
 from .workdir import PLAN_FILE, PLAN_JSON, PLAN_META, Workdir, load_workdir, prepare_workdir
 
@@ -101,6 +101,7 @@ class Session:
     sandbox_endpoint: str | None
     backend_extra: dict[str, str] = field(default_factory=dict)
     lock_timeout_s: float = 0  # also Terraform's -lock-timeout on commands that lock the state
+    applying: bool = False  # an apply without a saved plan started: it may have changed things
 
     @property
     def cache(self) -> Path:
@@ -282,9 +283,12 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
 
     The caller holds the cell lock (`hold_cell`) for as long as it uses the session.
     """
-    parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)  # fail fast
+    settings = load_settings(repo_root, environ, overrides)
+    tag = parse_tag(tag_name, settings.extra_regions)  # fail fast
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
+    if not reuse_workdir:
+        _prewarm_state_client(settings, tag, env, endpoint)
     from .provider import cell_state_has_aws
 
     workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
@@ -298,12 +302,33 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     return Session(repo_root, tag, workdir, terraform, endpoint, extra, lock_timeout_s)
 
 
+def _prewarm_state_client(settings: Any, tag: Tag, env: Mapping[str, str], endpoint: str | None) -> None:
+    """The S3 client a fresh work dir needs (state probe, lock-mode record, ledger), built while
+    git exports the tree. The Region comes from the working tree's settings: a hint only (the
+    tagged tree's settings decide the backend), so a wrong guess costs one idle client."""
+    from ..aws.clients import prewarm
+
+    region = settings.state_region if settings.state_layout != "regional" else tag.region
+    if region:
+        prewarm("s3", region, env, endpoint)
+
+
 def check_source(repo_root: Path, tag: Tag, default_branch: str, options: SourceOptions) -> SourceRef:
     if options.worktree:
         return worktree_source(repo_root, tag.name)
     return tag_source(repo_root, tag.name, default_branch=default_branch,
                       allow_lightweight=options.allow_lightweight,
                       skip_branch_check=options.skip_branch_check)
+
+
+def check_sources(repo_root: Path, tags: Sequence[Tag], default_branch: str,
+                  options: SourceOptions) -> dict[str, SourceRef | TfdeployError]:
+    """check_source for many tags at once (a fleet): tag name -> its source, or why not."""
+    if options.worktree:
+        return {tag.name: worktree_source(repo_root, tag.name) for tag in tags}
+    return dict(tag_sources(repo_root, [tag.name for tag in tags], default_branch=default_branch,
+                            allow_lightweight=options.allow_lightweight,
+                            skip_branch_check=options.skip_branch_check))
 
 
 def init(session: Session, quiet: bool = False) -> StageResult:
@@ -509,3 +534,60 @@ def apply_saved(session: Session, current: SourceRef) -> StageResult:
     write_result(result, session.workdir.results_dir)
     return result
 
+
+
+def apply_direct(session: Session) -> StageResult:
+    """`apply --auto-approve`: init, then one `terraform apply -auto-approve` of the namespace.
+
+    Nobody reviews an auto-approved plan, so saving it first bought nothing but a Terraform
+    process: Terraform plans and applies under one hold of the state lock, which also leaves no
+    window between the two in which the state can move. An older saved plan of the cell is set
+    aside first (its state would be stale; Terraform refuses such a plan anyway) so no later
+    `apply` picks it up. Counts: from the -json stream's apply `change_summary` when someone
+    follows the events (a fleet's live table), else from Terraform's human output, which keeps
+    the full diff for the person watching."""
+    started = time.monotonic()
+    init(session)
+    d = session.deployment
+    for stale in (session.plan_path, session.workdir.path / PLAN_META, session.workdir.results_dir / PLAN_JSON):
+        stale.unlink(missing_ok=True)
+    events = session.terraform.on_event is not None
+    session.applying = True
+    try:
+        applied = session.terraform.check("apply", input=False, auto_approve=_flag(), no_color=_flag(),
+                                          target=[d.target_module], var_file=list(d.var_files), ui_json=events,
+                                          **session.lock_options())
+    except TfdeployError as exc:
+        raise errored_state_error(session, exc) from None
+    counts = applied_counts(applied.events, applied.stdout)
+    if counts is None:
+        raise TfdeployError(f"terraform apply of {d.tag.name} succeeded but did not say what it changed; "
+                            f"run tfdeploy show --tag {d.tag.name} to see the state")
+    add, change, destroy = counts
+    backend = d.backend
+    result = StageResult(
+        stage="apply", status=PASSED, duration_s=round(time.monotonic() - started, 3),
+        counts={"add": add, "change": change, "destroy": destroy},
+        exports=_exports(session, STATE_BUCKET=backend.bucket, STATE_KEY=backend.key,
+                         PLAN_SUMMARY=f"+{add} ~{change} -{destroy}"),
+    )
+    write_result(result, session.workdir.results_dir)
+    return result
+
+
+_APPLIED = re.compile(r"^Apply complete! Resources: (.*)$", re.MULTILINE)
+
+
+def applied_counts(events: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int, int] | None:
+    """(added, changed, destroyed) of an apply: its -json `change_summary`, else the human
+    "Apply complete! Resources: 1 added, 0 changed, 0 destroyed." line (pure)."""
+    from .tfjson import change_summary
+
+    if events:
+        found = change_summary(events, operation="apply")
+        return (found.add, found.change, found.remove) if found is not None else None
+    lines = _APPLIED.findall(text)
+    if not lines:
+        return None
+    numbers = {word: int(n) for n, word in re.findall(r"(\d+) (added|changed|destroyed)", lines[-1])}
+    return numbers.get("added", 0), numbers.get("changed", 0), numbers.get("destroyed", 0)

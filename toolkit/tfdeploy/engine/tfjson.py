@@ -16,6 +16,9 @@ from typing import Any, Iterable, Mapping
 
 # Events whose @message adds nothing a person needs ("Terraform 1.15.5", per-second heartbeats).
 _QUIET_TYPES = {"version", "apply_progress", "refresh_start", "provision_progress"}
+# tfdeploy always targets the tag's namespace (module.regional or module.global) on purpose:
+# Terraform's warnings about -target say nothing to its users, on every run of every cell.
+_EXPECTED_WARNINGS = {"Resource targeting is in effect", "Applied changes may be incomplete"}
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,10 @@ def render_event(event: Mapping[str, Any]) -> str | None:
     if event.get("type") in _QUIET_TYPES:
         return None
     if event.get("type") == "diagnostic" and isinstance(event.get("diagnostic"), Mapping):
-        return "\n" + render_diagnostic(event["diagnostic"])
+        diagnostic = event["diagnostic"]
+        if diagnostic.get("severity") == "warning" and diagnostic.get("summary") in _EXPECTED_WARNINGS:
+            return None
+        return "\n" + render_diagnostic(diagnostic)
     message = event.get("@message")
     return f"{message}\n" if message else None
 

@@ -33,10 +33,11 @@ def open_cell(job: Job, *, reuse: bool = False) -> Any:
 
 
 def _spent(session: Any) -> bool:
-    """Did an apply claim the saved plan? Then it may have changed things: never retried."""
+    """Did an apply start (it claimed the saved plan, or ran without one)? Then it may have
+    changed things: never retried."""
     from ..engine.stages import PLAN_SPENT
 
-    return (session.workdir.path / PLAN_SPENT).exists()
+    return session.applying or (session.workdir.path / PLAN_SPENT).exists()
 
 
 def _counts(counts: dict[str, Any]) -> tuple[int, int, int]:
@@ -66,20 +67,27 @@ def _recorded(job: Job, action: str) -> Any:
     return recorded(action, job.shared.environ, warn)
 
 
+def _show_planned(job: Job, event: dict[str, Any]) -> None:
+    """The live table shows what an auto-approved apply planned as soon as Terraform says it."""
+    changes = event.get("changes")
+    if event.get("type") == "change_summary" and isinstance(changes, dict) and changes.get("operation") == "plan":
+        job.progress("plan", (int(changes.get("add", 0)), int(changes.get("change", 0)),
+                              int(changes.get("remove", 0))))
+
+
 def apply_action(auto_approve: bool) -> CellAction:
     def apply_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
-        from ..engine.stages import apply_saved, plan
+        from ..engine.stages import apply_direct, apply_saved
 
         with job.cell_lock(), _recorded(job, "apply") as rec:
             if auto_approve:
                 session = rec.session = open_cell(job)
-                planned, _summary = plan(session)
-                job.progress("plan", _counts(planned.counts))
-                current = session.workdir.source
+                session.terraform.on_event = lambda event: _show_planned(job, event)
+                result = apply_direct(session)
             else:
                 session = rec.session = open_cell(job, reuse=True)
-                current = job.source  # the tag now, checked once for the whole run
-            result = apply_saved(session, current)
+                # the tag now, checked once for the whole run
+                result = apply_saved(session, job.source)
             rec.counts = _counts(result.counts)
         return "applied", _counts(result.counts)
 

@@ -181,8 +181,15 @@ def loads(text: str, source: str) -> dict[str, Any]:
 
     Attributes map to values (strings unquoted, expressions as `${...}`), blocks to lists of
     `{label: {label: body}}`. An attribute set twice in one body is an error naming the key and
-    lines, as in Terraform; invalid HCL is one line naming `source`.
+    lines, as in Terraform; invalid HCL is one line naming `source`. Successful parses are
+    remembered (`model/parsecache.py`).
     """
+    from .parsecache import cached_parse
+
+    return cached_parse(text, lambda body: _parse(body, source))
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
     kind = flavor()
     try:
         tree = _parse_tree(kind, text)
