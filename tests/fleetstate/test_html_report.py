@@ -182,7 +182,9 @@ class DevTools:
             self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=30,
                                                   suppress_origin=True)
             self.ids = itertools.count(1)
-            while self.js("document.readyState") != "complete":
+            # The target can be listed while the browser is still leaving about:blank.
+            while not self.js("location.protocol === 'file:' && document.readyState === 'complete' && "
+                              "!!document.getElementById('shown')"):
                 assert time.monotonic() < deadline, "the page never loaded"
                 time.sleep(0.05)
         except BaseException:
@@ -285,6 +287,14 @@ def test_status_html_in_chromium_shows_the_matrix_filters_and_a_history_on_click
         view.close()
     shutil.copy(tmp_path / "report.png", os.environ.get("TFDEPLOY_REPORT_SHOT", tmp_path / "kept.png"))
 
-    bad = tfdeploy(repo, "status", "--html", str(tmp_path), check=False)
-    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
-    assert bad.stderr.startswith("tfdeploy: error: ") and "--html" in bad.stderr
+    # A path that cannot be a file: one line, and the report written before is untouched.
+    before = report.read_bytes()
+    bad = tfdeploy(repo, "status", "--html", str(report.parent), check=False)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        f"tfdeploy: error: Invalid value for '--html': File '{report.parent}' is a directory; "
+        "see tfdeploy status --help"]
+    bad = tfdeploy(repo, "status", "--html", str(report / "x.html"), check=False)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+        f"tfdeploy: error: cannot write the HTML report to {report / 'x.html'}: File exists ({report}); "
+        "give a writable file path to --html"]
+    assert report.read_bytes() == before and sorted(p.name for p in report.parent.iterdir()) == ["fleet.html"]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import click
 
 from ..errors import ValidationError
 from .common import RepoContext, echo_json, json_option, repo_command, tag_option
+
+if TYPE_CHECKING:
+    from ..fleet.ledger import Record
+    from ..fleet.status import CellStatus
 
 
 def _warn(text: str) -> None:
@@ -101,8 +106,8 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
     click.echo(f"\n{summary['cells']} cells: {marked or 'all ok'}")
 
 
-def _write_report(path: Path, rows: list, records: dict, environments: tuple[str, ...] | list[str],
-                  env: str | None, team: str | None) -> None:
+def _write_report(path: Path, rows: Sequence[CellStatus], records: Mapping[str, Sequence[Record]],
+                  environments: Sequence[str], env: str | None, team: str | None) -> None:
     """The HTML page, written whole or not at all; histories are the summaries `status` already read."""
     from ..errors import TfdeployError
     from ..fleet.htmlreport import render_report
@@ -114,7 +119,8 @@ def _write_report(path: Path, rows: list, records: dict, environments: tuple[str
     try:
         write_atomic(path, page)
     except OSError as exc:
-        raise TfdeployError(f"cannot write the HTML report to {path}: {exc.strerror or exc}; "
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise TfdeployError(f"cannot write the HTML report to {path}: {exc.strerror or exc}{where}; "
                             "give a writable file path to --html") from None
     click.echo(f"tfdeploy: fleet report written to {path} ({len(rows)} cells)", err=True)
 

@@ -154,7 +154,7 @@ def render_report(rows: Sequence[CellStatus], histories: Mapping[str, Sequence[R
     body = "".join(_row(r) + _history(r, histories.get(r.cell, ()), len(HEAD)) for r in rows)
     if not rows:
         body = (f'<tr><td colspan="{len(HEAD)}" class="empty">No cells: no tags, no envs/ set up and no '
-                "deployments recorded.</td></tr>")
+                "deployments recorded" + (" for these filters" if scope_note else "") + ".</td></tr>")
     generated = f"Generated at {_when(generated_at)} (UTC) by <code>tfdeploy status --html</code>"
     if scope_note:
         generated += f" with <code>{_e(scope_note)}</code>"
