@@ -40,10 +40,10 @@ _clock = itertools.count(1)
 def rec(tag_name: str, action: str = "apply", result: str = "succeeded", commit: str = "a" * 40,
         **extra) -> Record:
     n = next(_clock)
-    values = dict(commit=commit, action=action, result=result, add=2, change=1, destroy=0,
-                  caller="arn:aws:sts::123456789012:assumed-role/InfraBuildRole/INFRA_BUILD",
-                  started_at=f"2026-11-20T10:{n:02d}:00.000Z", finished_at=f"2026-11-20T10:{n:02d}:30.000Z",
-                  plan_sha256="0" * 64, tfdeploy_version="0.1.0", build_id="")
+    values = {"commit": commit, "action": action, "result": result, "add": 2, "change": 1, "destroy": 0,
+              "caller": "arn:aws:sts::123456789012:assumed-role/InfraBuildRole/INFRA_BUILD",
+              "started_at": f"2026-11-20T10:{n:02d}:00.000Z", "finished_at": f"2026-11-20T10:{n:02d}:30.000Z",
+              "plan_sha256": "0" * 64, "tfdeploy_version": "0.1.0", "build_id": ""}
     return record_for(parse_tag(tag_name), **{**values, **extra})
 
 
@@ -145,7 +145,7 @@ def seed_fleet(repo: Path) -> None:
 
 def dump_dom(url: str, profile: Path) -> str:
     proc = subprocess.run([CHROMIUM, *HEADLESS, f"--user-data-dir={profile}", "--dump-dom", url],
-                          capture_output=True, text=True, timeout=90)
+                          capture_output=True, text=True, timeout=90, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -291,10 +291,10 @@ def test_status_html_in_chromium_shows_the_matrix_filters_and_a_history_on_click
     before = report.read_bytes()
     bad = tfdeploy(repo, "status", "--html", str(report.parent), check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
-        f"tfdeploy: error: Invalid value for '--html': File '{report.parent}' is a directory; "
-        "see tfdeploy status --help"]
+        (f"tfdeploy: error: Invalid value for '--html': File '{report.parent}' is a directory; "
+         "see tfdeploy status --help")]
     bad = tfdeploy(repo, "status", "--html", str(report / "x.html"), check=False)
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
-        f"tfdeploy: error: cannot write the HTML report to {report / 'x.html'}: File exists ({report}); "
-        "give a writable file path to --html"]
+        (f"tfdeploy: error: cannot write the HTML report to {report / 'x.html'}: File exists ({report}); "
+         "give a writable file path to --html")]
     assert report.read_bytes() == before and sorted(p.name for p in report.parent.iterdir()) == ["fleet.html"]

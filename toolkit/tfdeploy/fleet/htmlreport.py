@@ -14,8 +14,8 @@ the same code.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Mapping, Sequence
 
 from .ledger import SUMMARY_KEEP, Record
 from .status import CellStatus, _when, _who
@@ -120,8 +120,8 @@ def _row(row: CellStatus) -> str:
     state = row_state(row)
     cells = [
         _e(row.team), _e(row.env),
-        f'<button type="button" class="cell" aria-expanded="false" title="Show the history of {_e(row.cell)}">'
-        f"{_e(row.scope)}</button>",
+        (f'<button type="button" class="cell" aria-expanded="false" title="Show the history of {_e(row.cell)}">'
+         f"{_e(row.scope)}</button>"),
         f"<strong>{_e(d.version)}</strong>" if d else dash,
         f'<span class="mono" title="{_e(d.commit)}">{_e(d.commit[:12])}</span>' if d else dash,
         f'<span title="{_e(d.finished_at)}">{_e(_when(d.finished_at))}</span>' if d else dash,
