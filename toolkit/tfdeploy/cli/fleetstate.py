@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..errors import ValidationError
 from .common import RepoContext, echo_json, json_option, repo_command, tag_option
+
+if TYPE_CHECKING:
+    from ..fleet.ledger import Record
+    from ..fleet.status import CellStatus
 
 
 def _warn(text: str) -> None:
@@ -55,8 +61,10 @@ def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[
 @click.option("--env", help="Only this environment.")
 @click.option("--team", help="Only this team.")
 @json_option
+@click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the fleet as one self-contained HTML page (filters, history on click).")
 @repo_command
-def status(env: str | None, team: str | None, as_json: bool, repo: RepoContext) -> None:
+def status(env: str | None, team: str | None, as_json: bool, html_file: Path | None, repo: RepoContext) -> None:
     """The fleet: which version runs in each team x env x scope, who put it there, and what needs a look.
 
     Reads the deployment ledger in the state buckets (one request per cell) and the repo's tags.
@@ -67,6 +75,7 @@ def status(env: str | None, team: str | None, as_json: bool, repo: RepoContext) 
     Examples:
       tfdeploy status
       tfdeploy status --env prod --team research --json
+      tfdeploy status --html fleet.html
     """
     from ..engine.tagindex import list_tags
     from ..fleet.ledger import latest
@@ -83,6 +92,8 @@ def status(env: str | None, team: str | None, as_json: bool, repo: RepoContext) 
             if e.tag is not None and e.tag.env in envs]
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
     rows = fleet_matrix(records, cells, tags, settings.environments, env=env, team=team)
+    if html_file is not None:
+        _write_report(html_file, rows, records, settings.environments, env, team)
     if as_json:
         echo_json({"cells": [r.to_dict() for r in rows], "counts": counts(rows)})
         return
@@ -94,6 +105,25 @@ def status(env: str | None, team: str | None, as_json: bool, repo: RepoContext) 
     summary = counts(rows)
     marked = ", ".join(f"{n} {mark}" for mark, n in summary.items() if mark != "cells" and n)
     click.echo(f"\n{summary['cells']} cells: {marked or 'all ok'}")
+
+
+def _write_report(path: Path, rows: Sequence[CellStatus], records: Mapping[str, Sequence[Record]],
+                  environments: Sequence[str], env: str | None, team: str | None) -> None:
+    """The HTML page, written whole or not at all; histories are the summaries `status` already read."""
+    from ..errors import TfdeployError
+    from ..fleet.htmlreport import render_report
+    from ..fleet.ledger import now_iso
+    from ..results import write_atomic
+
+    note = " ".join(f"--{k} {v}" for k, v in (("env", env), ("team", team)) if v)
+    page = render_report(rows, records, generated_at=now_iso(), environments=list(environments), scope_note=note)
+    try:
+        write_atomic(path, page)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(path) else ""
+        raise TfdeployError(f"cannot write the HTML report to {path}: {exc.strerror or exc}{where}; "
+                            "give a writable file path to --html") from None
+    click.echo(f"tfdeploy: fleet report written to {path} ({len(rows)} cells)", err=True)
 
 
 @click.command("history")

@@ -1,0 +1,288 @@
+"""`tfdeploy status --html FILE` (pure): the fleet matrix and each cell's recent history as one
+self-contained page — inline CSS and script, nothing loaded from anywhere, so it can be kept as a
+build artifact, mailed or opened from disk years later.
+
+Everything shown comes from the ledger and is escaped here (a tag, a caller ARN or an error line
+may carry `<`). The table and the histories are rendered in HTML, not built by the script: the
+page reads the same without JavaScript; the script only filters rows and opens histories.
+
+The page's state lives in the URL fragment, `#env=dev&team=research&cell=dev-us-east-1-research`:
+the select boxes and a click on a cell write the fragment, and one function turns the fragment
+into what is shown. So a link can point at a filtered view or an open history, and both paths are
+the same code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+
+from .ledger import SUMMARY_KEEP, Record
+from .status import CellStatus, _when, _who
+
+# The one state a row is coloured by, most urgent first; "ok" when it carries no mark.
+STATES = ("failed", "drifted", "behind", "never-deployed", "destroyed", "ok")
+STATE_LABELS = {
+    "failed": "failed", "drifted": "drifted", "behind": "behind", "never-deployed": "never deployed",
+    "destroyed": "destroyed", "ok": "succeeded",
+}
+STATE_MEANINGS = {
+    "ok": "last apply succeeded, newest version, no drift found",
+    "failed": "the last apply or destroy failed",
+    "drifted": "a drift check since the last apply found differences",
+    "behind": "a newer version is tagged for the cell",
+    "never-deployed": "set up or tagged, never applied",
+    "destroyed": "the last successful change was a destroy",
+}
+
+
+def row_state(row: CellStatus) -> str:
+    """The state a row is coloured by: its most urgent mark, or "ok" (pure)."""
+    return next((s for s in STATES if s in row.marks), "ok")
+
+
+def _e(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def _badge(state: str, text: str | None = None) -> str:
+    return f'<span class="badge b-{_e(state)}">{_e(text or STATE_LABELS[state])}</span>'
+
+
+def _mark_badges(row: CellStatus) -> str:
+    badges = []
+    for mark in row.marks:
+        text = STATE_LABELS[mark]
+        if mark == "behind" and row.newest_version:
+            text = f"behind: {row.newest_version} tagged"
+        badges.append(_badge(mark, text))
+    return " ".join(badges) or _badge("ok")
+
+
+def _last(row: CellStatus) -> str:
+    last, deployed = row.last, row.deployed
+    if last is None:
+        return '<span class="none">-</span>'
+    text = f"{last.action} {last.result}"
+    if deployed is None or last.id != deployed.id:
+        text += f" ({last.version}, {_when(last.finished_at)})"
+    return f'<span title="{_e(last.tag)}">{_e(text)}</span>'
+
+
+def _details(record: Record) -> str:
+    """The record's error line and listed addresses (drift), short."""
+    parts = []
+    for key, value in sorted(record.details.items()):
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value)
+        parts.append(f"{key}: {value}")
+    return "; ".join(parts)
+
+
+def _history(row: CellStatus, records: Sequence[Record], columns: int) -> str:
+    head = ("Finished", "Action", "Result", "Tag", "Commit", "+/~/-", "By", "Build", "Override / details")
+    if records:
+        body = []
+        for r in records:
+            notes = " ".join(x for x in (f"override: {r.override}" if r.override else "", _details(r)) if x)
+            result_state = {"succeeded": "ok", "in-sync": "ok"}.get(r.result, r.result)
+            result_state = result_state if result_state in STATES else "failed"
+            body.append(
+                "<tr>"
+                f'<td title="{_e(r.finished_at)}">{_e(_when(r.finished_at))}</td>'
+                f"<td>{_e(r.action)}</td>"
+                f"<td>{_badge(result_state, r.result)}</td>"
+                f"<td class=mono>{_e(r.tag)}</td>"
+                f'<td class=mono title="{_e(r.commit)}">{_e(r.commit[:12])}</td>'
+                f"<td class=num>+{_e(r.add)} ~{_e(r.change)} -{_e(r.destroy)}</td>"
+                f'<td title="{_e(r.caller)}">{_e(_who(r.caller))}</td>'
+                f"<td class=mono>{_e(r.build_id or '-')}</td>"
+                f"<td>{_e(notes or '-')}</td>"
+                "</tr>")
+        table = (f'<table class="hist"><thead><tr>{"".join(f"<th>{h}</th>" for h in head)}</tr></thead>'
+                 f'<tbody>{"".join(body)}</tbody></table>')
+        more = (f"The newest {len(records)} records kept in the ledger summary; every record: "
+                if len(records) >= SUMMARY_KEEP else "Every record: ")
+        note = f'<p class="note">{_e(more)}<code>tfdeploy history --cell {_e(row.cell)}</code></p>'
+    else:
+        table, note = '<p class="note">No deployments recorded for this cell.</p>', ""
+    return (f'<tr class="history" data-for="{_e(row.cell)}" hidden><td colspan="{columns}">'
+            f'<div class="hist-title">History of <strong>{_e(row.cell)}</strong>, newest first</div>'
+            f"{table}{note}</td></tr>")
+
+
+HEAD = ("Team", "Env", "Scope", "Version", "Commit", "Deployed", "By", "Last apply/destroy", "Status")
+
+
+def _row(row: CellStatus) -> str:
+    d = row.deployed
+    dash = '<span class="none">-</span>'
+    state = row_state(row)
+    cells = [
+        _e(row.team), _e(row.env),
+        (f'<button type="button" class="cell" aria-expanded="false" title="Show the history of {_e(row.cell)}">'
+         f"{_e(row.scope)}</button>"),
+        f"<strong>{_e(d.version)}</strong>" if d else dash,
+        f'<span class="mono" title="{_e(d.commit)}">{_e(d.commit[:12])}</span>' if d else dash,
+        f'<span title="{_e(d.finished_at)}">{_e(_when(d.finished_at))}</span>' if d else dash,
+        f'<span title="{_e(d.caller)}">{_e(_who(d.caller))}</span>' if d else dash,
+        _last(row), _mark_badges(row),
+    ]
+    return (f'<tr class="row st-{state}" data-cell="{_e(row.cell)}" data-env="{_e(row.env)}" '
+            f'data-team="{_e(row.team)}" data-state="{state}" tabindex="-1">'
+            + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+
+
+def _options(values: Sequence[str], everything: str) -> str:
+    return f'<option value="">{_e(everything)}</option>' + "".join(
+        f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)
+
+
+def render_report(rows: Sequence[CellStatus], histories: Mapping[str, Sequence[Record]], *,
+                  generated_at: str, environments: Sequence[str], title: str = "tfdeploy fleet status",
+                  scope_note: str = "") -> str:
+    """The whole page (pure). `histories`: cell -> its records, newest first (the ledger summary
+    `latest` returns: no request beyond what `status` makes). `scope_note`: the filters the
+    command ran with, e.g. "--env dev", shown under the title."""
+    envs = [e for e in environments if any(r.env == e for r in rows)]
+    envs += sorted({r.env for r in rows} - set(envs))
+    teams = sorted({r.team for r in rows})
+    # The same counts as the text output: a cell carries each of its marks (failed and behind, say).
+    tally = {s: sum(s in r.marks if s != "ok" else not r.marks for r in rows) for s in STATES}
+    summary = " ".join(f'<span class="count">{_badge(s)} {tally[s]}</span>' for s in STATES if tally[s])
+    legend = "".join(f"<li>{_badge(s)} {_e(STATE_MEANINGS[s])}</li>" for s in STATES)
+    body = "".join(_row(r) + _history(r, histories.get(r.cell, ()), len(HEAD)) for r in rows)
+    if not rows:
+        body = (f'<tr><td colspan="{len(HEAD)}" class="empty">No cells: no tags, no envs/ set up and no '
+                "deployments recorded" + (" for these filters" if scope_note else "") + ".</td></tr>")
+    generated = f"Generated at {_when(generated_at)} (UTC) by <code>tfdeploy status --html</code>"
+    if scope_note:
+        generated += f" with <code>{_e(scope_note)}</code>"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>{_e(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<header><h1>{_e(title)}</h1><p class="generated" title="{_e(generated_at)}">{generated}</p></header>
+<section class="bar">
+<div class="summary"><strong id="total">{len(rows)} cells</strong> {summary}</div>
+<div class="filters">
+<label>Env <select id="f-env">{_options(envs, "all envs")}</select></label>
+<label>Team <select id="f-team">{_options(teams, "all teams")}</select></label>
+<span id="shown" aria-live="polite">showing {len(rows)} of {len(rows)}</span>
+</div></section>
+<table class="matrix"><thead><tr>{"".join(f"<th>{h}</th>" for h in HEAD)}</tr></thead>
+<tbody>{body}</tbody></table>
+<p id="nomatch" class="empty" hidden>No cell matches these filters.</p>
+<details class="legend" open><summary>Legend</summary><ul>{legend}</ul>
+<p class="note">Version, commit, deployed and by: the last successful apply. Click a scope for the cell's
+history. Colours repeat the status badge's text.</p></details>
+<script>{_JS}</script>
+</body></html>
+"""
+
+
+_CSS = """
+:root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#fff;--head:#f6f8fa;
+--ok:#1a7f37;--ok-bg:#dafbe1;--failed:#cf222e;--failed-bg:#ffebe9;--drifted:#8250df;--drifted-bg:#fbefff;
+--behind:#9a6700;--behind-bg:#fff8c5;--never-deployed:#59636e;--never-deployed-bg:#eff2f5;
+--destroyed:#0c2d6b;--destroyed-bg:#ddf4ff}
+*{box-sizing:border-box}
+body{margin:0;padding:24px 32px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+color:var(--fg);background:var(--bg)}
+h1{font-size:22px;margin:0 0 2px}
+.generated,.note{color:var(--muted);font-size:12.5px;margin:0}
+.bar{display:flex;flex-wrap:wrap;gap:12px 24px;align-items:center;justify-content:space-between;margin:16px 0 10px}
+.summary{display:flex;flex-wrap:wrap;gap:6px 14px;align-items:center}
+.count{white-space:nowrap}
+.filters{display:flex;gap:14px;align-items:center}
+.filters label{color:var(--muted)}
+select{font:inherit;padding:3px 6px;border:1px solid var(--line);border-radius:6px;background:#fff;margin-left:4px}
+#shown{color:var(--muted);font-size:12.5px}
+table{border-collapse:collapse;width:100%}
+.matrix{border:1px solid var(--line);border-radius:8px}
+.matrix>thead th{position:sticky;top:0;background:var(--head);text-align:left;font-weight:600;
+padding:8px 10px;border-bottom:1px solid var(--line);white-space:nowrap}
+.matrix>tbody>tr.row>td{padding:7px 10px;border-bottom:1px solid var(--line);vertical-align:top}
+.matrix>tbody>tr.row>td:nth-child(-n+6){white-space:nowrap}
+.hist td:nth-child(-n+5){white-space:nowrap}
+tr.row{cursor:pointer}
+tr.row:hover{background:#f6f8fa}
+tr.row>td:first-child{border-left:4px solid var(--st)}
+tr.row.open{background:#f3f6fa}
+.st-ok{--st:var(--ok)}.st-failed{--st:var(--failed)}.st-drifted{--st:var(--drifted)}
+.st-behind{--st:var(--behind)}.st-never-deployed{--st:var(--never-deployed)}.st-destroyed{--st:var(--destroyed)}
+.badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;white-space:nowrap;
+border:1px solid currentColor}
+.b-ok{color:var(--ok);background:var(--ok-bg)}.b-failed{color:var(--failed);background:var(--failed-bg)}
+.b-drifted{color:var(--drifted);background:var(--drifted-bg)}.b-behind{color:var(--behind);background:var(--behind-bg)}
+.b-never-deployed{color:var(--never-deployed);background:var(--never-deployed-bg)}
+.b-destroyed{color:var(--destroyed);background:var(--destroyed-bg)}
+.mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
+.none{color:#afb8c1}
+button.cell{font:inherit;color:#0969da;background:none;border:0;padding:0;cursor:pointer;text-decoration:underline;
+text-underline-offset:2px}
+tr.history>td{padding:6px 10px 14px 24px;background:#f6f8fa;border-bottom:1px solid var(--line)}
+.hist-title{margin:4px 0 6px}
+.hist{background:#fff;border:1px solid var(--line);font-size:13px}
+.hist th,.hist td{padding:4px 8px;border-bottom:1px solid #eaeef2;text-align:left;vertical-align:top}
+.hist th{background:var(--head);font-weight:600}
+.num{white-space:nowrap;font-variant-numeric:tabular-nums}
+.empty{color:var(--muted);padding:16px;text-align:center}
+.legend{margin-top:18px}
+.legend summary{cursor:pointer;font-weight:600}
+.legend ul{list-style:none;padding:0;margin:8px 0;display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:6px 18px}
+"""
+
+# One path from the fragment to the view: controls only write the fragment.
+_JS = """
+(function(){
+  var envSel = document.getElementById('f-env'), teamSel = document.getElementById('f-team');
+  var rows = Array.prototype.slice.call(document.querySelectorAll('tr.row'));
+  function historyOf(row){ var h = row.nextElementSibling; return h && h.classList.contains('history') ? h : null; }
+  function readState(){
+    var p = new URLSearchParams(location.hash.replace(/^#/, ''));
+    return {env: p.get('env') || '', team: p.get('team') || '', cell: p.get('cell') || ''};
+  }
+  function writeState(s){
+    var p = new URLSearchParams();
+    if (s.env) p.set('env', s.env);
+    if (s.team) p.set('team', s.team);
+    if (s.cell) p.set('cell', s.cell);
+    var frag = p.toString();
+    if (frag !== location.hash.replace(/^#/, '')) location.hash = frag;  // a link to this view; Back undoes it
+    show();  // now, not on the (asynchronous) hashchange: that one repeats it, harmlessly
+  }
+  function hasOption(sel, v){ return Array.prototype.some.call(sel.options, function(o){ return o.value === v; }); }
+  function show(){
+    var s = readState(), shown = 0;
+    envSel.value = hasOption(envSel, s.env) ? s.env : '';
+    teamSel.value = hasOption(teamSel, s.team) ? s.team : '';
+    rows.forEach(function(row){
+      var match = (!envSel.value || row.dataset.env === envSel.value) &&
+                  (!teamSel.value || row.dataset.team === teamSel.value);
+      var open = match && s.cell !== '' && row.dataset.cell === s.cell;
+      row.hidden = !match;
+      row.classList.toggle('open', open);
+      row.querySelector('button.cell').setAttribute('aria-expanded', open ? 'true' : 'false');
+      var h = historyOf(row); if (h) h.hidden = !open;
+      if (match) shown++;
+    });
+    document.getElementById('shown').textContent = 'showing ' + shown + ' of ' + rows.length;
+    document.getElementById('nomatch').hidden = shown > 0 || rows.length === 0;
+  }
+  function onFilter(){ var s = readState(); s.env = envSel.value; s.team = teamSel.value; writeState(s); }
+  envSel.addEventListener('change', onFilter);
+  teamSel.addEventListener('change', onFilter);
+  rows.forEach(function(row){
+    row.addEventListener('click', function(ev){
+      if (ev.target.closest('a')) return;
+      var s = readState(); s.cell = (s.cell === row.dataset.cell) ? '' : row.dataset.cell; writeState(s);
+    });
+  });
+  window.addEventListener('hashchange', show);
+  show();
+})();
+"""
