@@ -24,6 +24,7 @@ from tfdeploy.fleet.drift import (
     describe,
     differing_resources,
     document,
+    render,
     exit_code,
     source_problem,
 )
@@ -131,15 +132,22 @@ def test_plan_json_to_the_resources_that_differ_with_sensitive_values_hidden():
 
 
 def test_exit_code_and_document():
-    ok, drifted = CellCheck(US_CELL, US, "in-sync"), CellCheck(EU_CELL, EU, "drifted", [{"address": "a"}])
+    ok = CellCheck(US_CELL, US, "in-sync")
+    drifted = CellCheck(EU_CELL, EU, "drifted", [{"address": "a", "action": "update", "outside": None}])
     assert exit_code([ok]) == 0 and exit_code([ok, drifted]) == 2
     assert exit_code([drifted, CellCheck("c", "t", "skipped")]) == 1  # an incomplete answer wins
     assert exit_code([ok, CellCheck("c", "t", "failed")]) == 1 and exit_code([ok], signum=2) == 130
     doc = document([ok, drifted])
     assert doc["ok"] is False and doc["drifted"] == [EU_CELL]
-    assert doc["cells"][1] == {"cell": EU_CELL, "tag": EU, "result": "drifted", "resources": [{"address": "a"}],
+    assert doc["cells"][1] == {"cell": EU_CELL, "tag": EU, "result": "drifted", "resources": drifted.resources,
                                "log": ""}
     assert document([]) == {"ok": True, "drifted": [], "cells": []}
+    text = render([ok, drifted, CellCheck("c", "t", "skipped", error="tag t is not in this repo")])
+    lines = text.splitlines()
+    assert lines[0].split() == ["CELL", "TAG", "RESULT", "DIFFERS", "LOG"]
+    assert lines[2].split()[:4] == [EU_CELL, EU, "drifted", "1"]
+    assert f"{EU_CELL} ({EU}) drifted:" in lines and "c skipped: tag t is not in this repo" in lines
+    assert lines[-1] == "3 cells: 1 in-sync, 1 drifted, 1 skipped"
 
 
 # --- end to end ------------------------------------------------------------------------------------
