@@ -24,8 +24,8 @@ from tfdeploy.fleet.drift import (
     describe,
     differing_resources,
     document,
-    render,
     exit_code,
+    render,
     source_problem,
 )
 from tfdeploy.fleet.ledger import Record, record_for
