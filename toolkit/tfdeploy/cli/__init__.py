@@ -116,6 +116,7 @@ def _register() -> None:
     from .deploy import COMMANDS
     from .destroy import COMMANDS as DESTROY
     from .doctor import doctor
+    from .drift import COMMANDS as DRIFT
     from .fleetstate import COMMANDS as FLEETSTATE
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
@@ -124,7 +125,7 @@ def _register() -> None:
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, bootstrap, sandbox, *DELIVERY,
+    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox, *DELIVERY,
                     *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
         cli.add_command(command)
 

@@ -76,12 +76,14 @@ def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sand
 
 def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Mapping[str, str],
                     overrides: Mapping[str, Any], sandbox: bool,
-                    state_has_aws: Callable[[Deployment], bool] | None = None) -> Workdir:
+                    state_has_aws: Callable[[Deployment], bool] | None = None,
+                    path: Path | None = None) -> Workdir:
     """Export the source into a fresh work dir for the tag's cell and write generated files.
 
     Settings and envs/ are read from the exported tree: what is deployed is what was tagged.
+    `path`: another directory than the cell's work dir (a drift check's, engine/driftplan.py).
     """
-    final = workdir_path(repo_root, tag, environ)
+    final = path or workdir_path(repo_root, tag, environ)
     cache = repo_cache_dir(repo_root, environ)
     _require_lock(cache, tag)
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -114,6 +114,59 @@ def destroy_action(allow_protected: bool) -> CellAction:
     return destroy_cell
 
 
+def drift_action(found: dict[str, list[dict[str, Any]]]) -> CellAction:
+    """Refresh and plan one cell at the tag it last applied (Job.source: checked against the
+    ledger's commit in the main thread), in its own drift work dir (engine/driftplan.py): never
+    applied, no saved plan left, the state only read. The differing resources go into
+    `found[cell]`; the check is recorded in the ledger (action `drift`), whatever its result."""
+
+    def drift_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
+        from ..engine.driftplan import open_drift_session, redacted, refresh_and_plan
+        from ..errors import TfdeployError
+        from .drift import DRIFTED, IN_SYNC, change_counts, differing_resources
+        from .ledger import Place, now_iso, record_run
+
+        shared, started_at = job.shared, now_iso()
+        with job.cell_lock():
+            session = open_drift_session(shared.repo_root, job.tag.name, job.source, overrides=shared.overrides,
+                                         environ=shared.environ, terraform_bin=shared.terraform_bin,
+                                         log=job.log, lock_timeout_s=shared.lock_timeout_s)
+            job.log.write(f"tfdeploy: drift check of {job.tag.name} @ {session.workdir.source.commit[:12]} in "
+                          f"{session.workdir.path} (plan only: nothing is applied)\n")
+            job.log.flush()
+            backend = session.deployment.backend
+
+            def record(result: str, counts: tuple[int, int, int], details: dict[str, Any]) -> None:
+                record_run(session.tag, None, shared.environ, cache_dir=session.cache, action="drift",
+                           result=result, commit=session.workdir.source.commit, counts=counts,
+                           started_at=started_at, details=details, warn=_warner(job),
+                           place=Place(backend.bucket, backend.region))
+
+            try:
+                raw = refresh_and_plan(session)
+            except TfdeployError as exc:
+                record("failed", (0, 0, 0), {"error": " ".join(str(exc).split())[:2000]})
+                raise
+            resources = differing_resources(raw, redacted(raw))
+            counts = change_counts(raw)
+            found[job.tag.cell] = resources
+            result = DRIFTED if resources else IN_SYNC
+            record(result, counts, {"resources": resources})
+        return result, counts
+
+    return drift_cell
+
+
+def _warner(job: Job) -> Callable[[str], None]:
+    import sys
+
+    def warn(text: str) -> None:
+        job.log.write(f"tfdeploy: warning: {text}\n")
+        print(f"[{job.tag.cell}] tfdeploy: warning: {text}", file=sys.stderr, flush=True)
+
+    return warn
+
+
 ACTIONS: dict[str, Callable[..., CellAction]] = {
     "plan": lambda **_: plan_cell,
     "apply": lambda auto_approve=False, **_: apply_action(auto_approve),

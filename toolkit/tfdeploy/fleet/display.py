@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 TAIL_LINES = 20
-FINAL = ("planned", "applied", "destroyed", "failed", "skipped", "interrupted")
+FINAL = ("planned", "applied", "destroyed", "in-sync", "drifted", "failed", "skipped", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -137,7 +137,7 @@ class LineDisplay:
 
 STYLE = {"failed": "red", "interrupted": "red", "skipped": "yellow", "applied": "green",
          "planned": "green", "destroyed": "green", "running": "cyan", "applying": "cyan",
-         "retrying": "yellow"}
+         "retrying": "yellow", "in-sync": "green", "drifted": "yellow"}
 
 
 def render_table(board: Board, now: float) -> Any:

@@ -144,7 +144,7 @@ def merge_summary(existing: Iterable[Record], record: Record, keep: int = SUMMAR
     ordered = newest_first(by_id.values())
     kept = ordered[:keep]
     for wanted in (lambda r: r.action in ("apply", "destroy") and r.result == "succeeded",
-                   lambda r: r.action == "drift"):
+                   lambda r: r.action == "drift" and r.result in ("drifted", "in-sync")):
         pinned = next((r for r in ordered if wanted(r)), None)
         if pinned is not None and pinned not in kept:
             kept.append(pinned)

@@ -15,7 +15,7 @@ from ..errors import ValidationError
 from ..results import write_atomic
 
 # What a cell ends as. "ok" results first; the rest make the run fail.
-DONE = ("planned", "applied", "destroyed")
+DONE = ("planned", "applied", "destroyed", "in-sync", "drifted")  # drift checks: checked either way
 FAILED, SKIPPED, INTERRUPTED = "failed", "skipped", "interrupted"
 JSON_FIELDS = ("tag", "cell", "result", "add", "change", "destroy", "duration_s", "log")
 

@@ -74,7 +74,8 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
     last = changes[0] if changes else None
     success = next((r for r in changes if r.result == "succeeded"), None)
     deployed = success if success is not None and success.action == "apply" else None
-    drift = next((r for r in ordered if r.action == "drift"), None)
+    # A failed drift check answered nothing: the newest check that did decides.
+    drift = next((r for r in ordered if r.action == "drift" and r.result in ("drifted", "in-sync")), None)
     if drift is not None and deployed is not None and drift.order < deployed.order:
         drift = None  # checked before the current deployment: says nothing about it
     marks = []
