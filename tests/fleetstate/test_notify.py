@@ -99,7 +99,7 @@ def test_message_and_subject_are_complete_and_safe():
     assert message["log"] == "CodeBuild build proj:1234: https://console/x"
     assert message["tfdeploy_version"]
     assert build_message("apply-failed", {"who": "me"}, {}, now=when)["who"] == "me"  # the caller's wins
-    assert set(EVENTS) == {"apply-failed", "promotion-refused", "drift-detected"}
+    assert set(EVENTS) == {"apply-failed", "promotion-refused", "drift-detected", "fleet-failed"}
     with pytest.raises(ValueError):
         build_message("apply-succeeded", {}, {})
     # SNS: at most 100 printable ASCII characters, no line breaks.

@@ -121,12 +121,13 @@ def _register() -> None:
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
     from .release import COMMANDS as RELEASE
+    from .rollback import COMMANDS as ROLLBACK
     from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
     for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox, *DELIVERY,
-                    *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
+                    *TOOLS, *SCAFFOLD, *RELEASE, *ROLLBACK, demo, doctor):
         cli.add_command(command)
 
 

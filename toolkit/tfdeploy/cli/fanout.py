@@ -109,6 +109,11 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                             display=display, action_name=action)
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None
     write_record(runs, record, outcome.results)
+    if action in ("apply", "destroy") and settings.notify_topic_arn and not all(r.ok for r in outcome.results):
+        from ..fleet.notify import fleet_failed, notify
+
+        # One message for the run (not one per cell): which cells, why, where their logs are.
+        notify("fleet-failed", *fleet_failed(action, tag_args, outcome.results, str(log_dir)), settings, os.environ)
     say(matrix(outcome.results))
     if as_json:
         echo_json(document(outcome.results))

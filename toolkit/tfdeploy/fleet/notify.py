@@ -14,13 +14,13 @@ import getpass
 import json
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from .. import __version__
 
-EVENTS = ("apply-failed", "promotion-refused", "drift-detected")
+EVENTS = ("apply-failed", "promotion-refused", "drift-detected", "fleet-failed")
 _SUBJECT_MAX = 100  # SNS: at most 100 printable ASCII characters, no line breaks
 
 
@@ -89,3 +89,20 @@ def notify(event: str, subject: str, payload: dict, settings: Any, environ: Mapp
         print(f"tfdeploy: warning: could not send the {event} notification to {topic}: {reason}; "
               "the command's result is unchanged (check the topic and its policy)", file=sys.stderr)
         return False
+
+
+def first_line(text: str) -> str:
+    """The first non-empty line of an error (pure): what a reader of the message needs first."""
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+def fleet_failed(action: str, tag_args: Sequence[str], results: Sequence[Any], log_dir: str) -> tuple[str, dict]:
+    """Subject and payload of the one `fleet-failed` message of a fan-out run (pure): every cell
+    that did not succeed, with its error's first line and its log."""
+    failed = [r for r in results if not r.ok]
+    command = f"tfdeploy {action} " + " ".join(f"--tag {a}" for a in tag_args)
+    cells = [{"cell": r.cell, "tag": r.tag, "result": r.result, "error": first_line(r.error), "log": r.log}
+             for r in failed]
+    subject = f"tfdeploy: {action} failed in {len(failed)} of {len(results)} cells: " + ", ".join(r.cell for r in failed)
+    return subject, {"action": action, "result": "failed", "failed": len(failed), "total": len(results),
+                     "cells": cells, "logs": log_dir, "command": command}

@@ -10,11 +10,27 @@ from __future__ import annotations
 
 import json
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ValidationError
 from .ledger import Place, now_iso, record_run
+
+# Details a caller wraps around a normal apply (e.g. `rollback`) so its record says why it ran,
+# without a parameter threaded through every apply path. Per thread/context, so fan-out cells
+# started elsewhere never pick it up.
+_EXTRA_DETAILS: ContextVar[Mapping[str, Any] | None] = ContextVar("tfdeploy_record_details", default=None)
+
+
+@contextmanager
+def extra_details(details: Mapping[str, Any]) -> Iterator[None]:
+    """Records written inside this block carry `details` too (the run's own, e.g. an error, win)."""
+    token = _EXTRA_DETAILS.set({**(_EXTRA_DETAILS.get() or {}), **details})
+    try:
+        yield
+    finally:
+        _EXTRA_DETAILS.reset(token)
 
 
 @dataclass
@@ -51,7 +67,7 @@ def write(rec: Recording, result: str, environ: Mapping[str, str], warn: Callabl
 
 @contextmanager
 def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None]) -> Iterator[Recording]:
-    rec = Recording(action)
+    rec = Recording(action, details=dict(_EXTRA_DETAILS.get() or {}))
     try:
         yield rec
     except ValidationError:
