@@ -170,6 +170,8 @@ def render_history(records: Sequence[Record]) -> str:
     lines = [header]
     for r in records:
         extra = f" override: {r.override}" if r.override else ""
+        if (r.details or {}).get("rollback_from"):
+            extra += f" (rollback from {r.details['rollback_from']})"
         lines.append((_when(r.finished_at), r.action, r.result + extra, r.tag, r.commit[:12],
                       f"+{r.add} ~{r.change} -{r.destroy}", _who(r.caller), r.build_id or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
