@@ -106,7 +106,10 @@ def tags_list(env: str | None, team: str | None, as_json: bool, repo: RepoContex
 
 
 def main() -> None:
-    cli(prog_name="tfdeploy")
+    """Run the CLI (the console script is `tfdeploy.entry:main`, which installs signals first)."""
+    from ..entry import main as entry_main
+
+    entry_main()
 
 
 def _register() -> None:
