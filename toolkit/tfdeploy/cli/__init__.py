@@ -123,13 +123,14 @@ def _register() -> None:
     from .fleetstate import COMMANDS as FLEETSTATE
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
+    from .promote import COMMANDS as PROMOTE
     from .release import COMMANDS as RELEASE
     from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox, *DELIVERY,
-                    *TOOLS, *SCAFFOLD, *RELEASE, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox,
+                    *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, *PROMOTE, demo, doctor):
         cli.add_command(command)
 
 
