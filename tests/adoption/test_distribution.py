@@ -25,7 +25,7 @@ PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
 def test_distribution_name_is_its_own_and_commands_stay_tfdeploy():
     project = PYPROJECT["project"]
     assert project["name"] == "tfdeploy-toolkit" == DISTRIBUTION
-    assert project["scripts"] == {"tfdeploy": "tfdeploy.cli:main",
+    assert project["scripts"] == {"tfdeploy": "tfdeploy.entry:main",
                                   "tfdeploy-terraform": "tfdeploy.engine.embedded_terraform:main"}
 
 
@@ -47,7 +47,7 @@ def test_wheel_metadata(tmp_path):
     requires = re.findall(r"^Requires-Dist: (.*)$", metadata, re.M)
     moto = [r for r in requires if r.startswith("moto")]
     assert moto and all('extra == "sandbox"' in r for r in moto), requires
-    assert "tfdeploy = tfdeploy.cli:main" in entry_points
+    assert "tfdeploy = tfdeploy.entry:main" in entry_points
     assert "tfdeploy-terraform = tfdeploy.engine.embedded_terraform:main" in entry_points
     # Only the toolkit: no infra code (envs/, modules/, main.tf) and no tests in the wheel.
     assert {n.split("/")[0] for n in names} == {"tfdeploy", info.split("/")[0]}

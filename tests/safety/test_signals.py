@@ -256,3 +256,35 @@ def test_interrupt_line(signals, command, result, expected):
     line = describe_interrupt(signal.SIGTERM, signals, command, result, RunContext("dev-us-east-1-research",
                               "T", "s3://b/k"), Path("/w"))
     assert expected in line and "\n" not in line
+
+
+def test_a_signal_at_any_moment_outside_terraform_is_one_line_and_128_plus_n(tmp_path):
+    """From start-up to the last line printed: a signal is never a silent death by signal (a
+    negative return code to the CI) nor a traceback. Delays sweep start-up (imports), the command
+    and the printing of its result."""
+    from tfdeploy.adopt.example import write_example_repo
+
+    from tests.conftest import git
+
+    repo = tmp_path / "infra"
+    write_example_repo(repo, lock="s3")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "init")
+    git(repo, "tag", "-a", REGIONAL, "-m", "r")
+    outcomes = []
+    for delay in (0.04, 0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.4):
+        run = Run(repo, "resolve", "--tag", REGIONAL, "--json")
+        time.sleep(delay)
+        try:
+            os.kill(run.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        code = run.finish(timeout=30)
+        outcomes.append((delay, code))
+        assert code in (0, 143), (delay, code, run.stderr)
+        assert "Traceback" not in run.stderr, run.stderr
+        if code == 143:
+            lines = run.stderr.strip().splitlines()
+            assert lines[-1].startswith("tfdeploy: error: interrupted (SIGTERM)"), run.stderr
+    assert any(code == 143 for _, code in outcomes), outcomes  # the sweep did hit the run

@@ -24,7 +24,7 @@ _CACHE: dict[tuple[str, ...], Any] = {}
 _CACHE_LOCK = threading.Lock()
 _SESSIONS: dict[tuple[str, ...], Any] = {}
 # What boto3's own credential and endpoint chain reads from the process environment.
-_CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS",
                "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
 
@@ -39,7 +39,7 @@ def client(service: str, region: str, environ: Mapping[str, str], endpoint: str 
     `max_pool_connections`: for a client shared by that many threads (botocore's default is 10).
     """
     if endpoint is None:
-        creds = tuple(os.environ.get(name, "") for name in _CHAIN_VARS)
+        creds = tuple(os.environ.get(name, "") for name in CHAIN_VARS)
     else:
         env = {**environ, **aws_env(endpoint, environ)}
         creds = (env["AWS_ACCESS_KEY_ID"], env.get("AWS_SECRET_ACCESS_KEY", ""), env.get("AWS_SESSION_TOKEN", ""))
@@ -74,7 +74,7 @@ def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint:
     if max_pool_connections:
         config = config.merge(Config(max_pool_connections=max_pool_connections))
     if endpoint is None:
-        chain = tuple(os.environ.get(name, "") for name in _CHAIN_VARS)
+        chain = tuple(os.environ.get(name, "") for name in CHAIN_VARS)
         return _session(chain).client(service, region_name=region, config=config)
     env = {**environ, **aws_env(endpoint, environ)}
     # Path-style: `<bucket>.127.0.0.1` does not resolve.

@@ -106,7 +106,10 @@ def tags_list(env: str | None, team: str | None, as_json: bool, repo: RepoContex
 
 
 def main() -> None:
-    cli(prog_name="tfdeploy")
+    """Run the CLI (the console script is `tfdeploy.entry:main`, which installs signals first)."""
+    from ..entry import main as entry_main
+
+    entry_main()
 
 
 def _register() -> None:
@@ -120,14 +123,15 @@ def _register() -> None:
     from .fleetstate import COMMANDS as FLEETSTATE
     from .locks import COMMANDS as LOCKS
     from .quality import lint, scan
+    from .promote import COMMANDS as PROMOTE
     from .release import COMMANDS as RELEASE
     from .rollback import COMMANDS as ROLLBACK
     from .scaffold import COMMANDS as SCAFFOLD
     from .state import COMMANDS as STATE
     from .tools import COMMANDS as TOOLS
 
-    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox, *DELIVERY,
-                    *TOOLS, *SCAFFOLD, *RELEASE, *ROLLBACK, demo, doctor):
+    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox,
+                    *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, *PROMOTE, *ROLLBACK, demo, doctor):
         cli.add_command(command)
 
 

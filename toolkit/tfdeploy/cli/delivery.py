@@ -211,7 +211,11 @@ def publish(tag: str | None, event_file: Path | None, no_start: bool, as_json: b
 @click.argument("stage", type=click.Choice(STAGES))
 @click.option("--exports-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the KEY=VALUE exports [default: $CODEBUILD_SRC_DIR/.tfdeploy/ci/exports.env].")
-def ci(stage: str, exports_file: Path | None) -> None:
+@click.option("--needs-checkov", is_flag=True,
+              help="Run nothing; exit 0 when the stage needs checkov (checkov; apply in a protected env: "
+                   "ENV in protected_envs of CODEBUILD_SRC_DIR's settings), else 1. The buildspecs' "
+                   "install phase asks this.")
+def ci(stage: str, exports_file: Path | None, needs_checkov: bool) -> None:
     """Run one pipeline stage for the build's tag (what the buildspecs call).
 
     \b
@@ -233,6 +237,11 @@ def ci(stage: str, exports_file: Path | None) -> None:
       ENV=dev CODEBUILD_SRC_DIR=/tmp/src tfdeploy ci plan
     """
     from ..delivery.ci import run as run_stage
+
+    if needs_checkov:
+        from ..delivery.ci import stage_needs_checkov
+
+        click.get_current_context().exit(0 if stage_needs_checkov(stage, os.environ) else 1)
 
     root = click.get_current_context().find_root().command
 

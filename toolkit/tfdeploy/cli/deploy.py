@@ -121,49 +121,84 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
         sys.exit(2)
 
 
+def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--skip-promotion-check --reason TEXT (apply): the override, recorded in the ledger."""
+    func = click.option("--reason", metavar="TEXT",
+                        help="Why the promotion check is skipped (required with --skip-promotion-check; "
+                             "recorded in the ledger).")(func)
+    return click.option("--skip-promotion-check", is_flag=True,
+                        help="Apply although the commit has not succeeded in the previous env of "
+                             "`environments` [env: TFDEPLOY_SKIP_PROMOTION_CHECK_REASON=TEXT skips with "
+                             "that reason]. Never lifts the scan a protected env needs.")(func)
+
+
 @click.command()
 @click.option("--auto-approve", is_flag=True, help="Plan and apply in one go (no saved plan needed).")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when every cell succeeded and any had changes (0: none had).")
+@promotion_options
 @json_option
 @fleet_command
 def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, detailed_exitcode: bool,
+          skip_promotion_check: bool, reason: str | None,
           as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
           repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
-    With --auto-approve, plans first and applies that plan.
+    With --auto-approve, plans and applies in one Terraform run (nothing to review, so no saved plan).
+
+    Promotion order: in env N of `environments`, the tagged commit must have been applied
+    successfully for the team in env N-1 (see the ledger), unless --skip-promotion-check
+    --reason TEXT. In a protected env (protected_envs), the commit must pass a checkov scan.
 
     \b
     Examples:
       tfdeploy plan --tag dev_us-east-1/research/1.0 && tfdeploy apply --tag dev_us-east-1/research/1.0
       tfdeploy apply --tag dev_global/research/1.0 --auto-approve
       tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve --parallel 4   # global first
+      tfdeploy apply --tag qa_us-east-1/research/1.1 --auto-approve --skip-promotion-check --reason 'CHG-7'
     """
     from ..engine.stages import apply_direct, apply_saved, check_source
+    from ..fleet.promotion import override_reason
 
+    override = override_reason(skip_promotion_check, reason, os.environ)
     if wants_fanout(tag, retry, only_failed):
         run_fanout(repo, tag, "apply", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
                    as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
-                   fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve)
+                   fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve,
+                   override=override)
+    from ..fleet.applygate import before_apply
+    from ..fleet.promotion import PromotionRefused
     from ..fleet.recording import recorded
 
     tag = tag[0]
+
+    def note(text: str) -> None:
+        click.echo(f"tfdeploy: {text}", err=True)
+
     # Every apply that reaches Terraform leaves a ledger record, succeeded or failed; a failure
-    # also notifies (notify_topic_arn).
+    # also notifies (notify_topic_arn). The gates come first: a refusal is not a deployment.
     try:
         with recorded("apply", os.environ, _warn) as rec:
             if auto_approve:
-                session = rec.session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+                session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+                rec.override = before_apply(session, repo.settings, os.environ, repo.overrides,
+                                            override=override, note=note)
+                rec.session = session
                 result = apply_direct(session)
             else:
-                session = rec.session = _open(repo, tag, source, terraform_bin, as_json, reuse=True,
-                                              lock_timeout=lock_timeout)
+                session = _open(repo, tag, source, terraform_bin, as_json, reuse=True, lock_timeout=lock_timeout)
                 current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
+                if current.commit == session.workdir.source.commit:  # else apply_saved refuses it
+                    rec.override = before_apply(session, repo.settings, os.environ, repo.overrides,
+                                                override=override, note=note)
+                rec.session = session
                 result = apply_saved(session, current)
             rec.counts = (result.counts.get("add", 0), result.counts.get("change", 0),
                           result.counts.get("destroy", 0))
+    except PromotionRefused:
+        raise  # notified as promotion-refused by the gate
     except TfdeployError as exc:
         _notify_apply_failed(repo, tag, exc)
         raise

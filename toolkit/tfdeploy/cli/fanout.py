@@ -45,10 +45,11 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                terraform_bin: str | None, lock_timeout: float, as_json: bool, detailed_exitcode: bool,
                parallel: int, fail_fast: bool, retry: int, only_failed: bool,
                auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None,
-               allow_protected: bool = False) -> NoReturn:
+               allow_protected: bool = False, override: str = "") -> NoReturn:
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
-    `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse."""
+    `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse.
+    `override` (apply): the --skip-promotion-check reason, checked and recorded per cell."""
     from ..engine.stages import check_sources, find_terraform
     from ..engine.tagindex import list_tags
     from ..fleet.actions import ACTIONS
@@ -104,7 +105,8 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     log_dir = runs / record.run_id
     say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {log_dir}")
     with make_display(out) as display:
-        outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected), shared=shared,
+        outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
+                                               override=override), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
                             display=display, action_name=action)
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None

@@ -143,7 +143,7 @@ def _variables(stage: str, toolkit_spec: str) -> dict[str, str]:
     variables = {"TFDEPLOY_VERSION": __version__, "TFDEPLOY_TOOLKIT_SPEC": toolkit_spec}
     if stage == "tflint":
         variables.update(TFLINT_VERSION=TFLINT_VERSION, TFLINT_URL=TFLINT_URL, TFLINT_SHA256=TFLINT_SHA256)
-    if stage == "checkov":
+    if stage in ("checkov", "apply"):
         variables["CHECKOV_VERSION"] = CHECKOV_VERSION
     return variables
 
@@ -163,6 +163,10 @@ def buildspec_data(stage: str, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> dict
         install += _install_tflint()
     if stage == "checkov":
         install += _install_checkov()
+    if stage == "apply":
+        # A protected env's apply scans the commit before applying (gates/protected.py); only there
+        # is checkov worth its install time.
+        install += [f"if tfdeploy ci apply --needs-checkov; then {' && '.join(_install_checkov())}; fi"]
     pre_build = ["tfdeploy --version"]
     if stage == "source":
         # CodeBuild's checkout may be shallow and lack the tag or the default branch (later stages

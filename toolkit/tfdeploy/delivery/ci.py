@@ -92,6 +92,18 @@ def stage_environment(stage: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {CACHE_VAR: str(cache)} if cache is not None else {}
 
 
+def stage_needs_checkov(stage: str, environ: Mapping[str, str]) -> bool:
+    """The checkov stage, and the apply stage of a protected env (its apply scans the commit
+    first, gates/protected.py), need checkov installed; the others do not."""
+    if stage == "checkov":
+        return True
+    if stage != "apply":
+        return False
+    from ..model.settings import load_settings
+
+    return environ.get(ENV_VAR, "") in load_settings(src_dir_of(environ), environ).protected_envs
+
+
 def stage_argv(stage: str, tag: str, environ: Mapping[str, str]) -> list[str]:
     """The tfdeploy command line that runs `stage` for `tag` (pure)."""
     src = str(src_dir_of(environ))

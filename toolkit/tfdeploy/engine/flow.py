@@ -15,7 +15,7 @@ from typing import IO, Any, Callable, Collection, Mapping
 
 from ..errors import TfdeployError
 from ..model.settings import Settings
-from ..results import FAILED, SKIPPED, StageResult
+from ..results import FAILED, PASSED, SKIPPED, StageResult
 from .stages import SourceOptions, apply_saved, hold_cell, init_without_backend, open_session, plan, terraform_base_env
 
 STAGE_ORDER = ("lint", "scan", "plan", "apply")
@@ -82,6 +82,14 @@ def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settin
             return StageResult("apply", SKIPPED, notes=(
                 f"not applied: review the plan, then run tfdeploy apply --tag {tag} "
                 "(or tfdeploy run --auto-approve)",))
+        # The same gates as `tfdeploy apply` (promotion order; a protected env's scan, which the
+        # scan stage above already ran on this work dir unless checkov was allowed to be missing).
+        from ..fleet.applygate import before_apply
+        from ..fleet.promotion import override_reason
+
+        scanned = any(r.stage == "scan" and r.status == PASSED for r in report.results)
+        before_apply(session, settings, environ, overrides, override=override_reason(False, None, environ),
+                     note=progress, scanned=scanned)
         return apply_saved(session, workdir.source)
 
     steps: dict[str, Callable[[], StageResult]] = {

@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import subprocess
 import sys
 import tarfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence
@@ -284,18 +286,40 @@ def _announce_ignored(ignored: list[str], what: str) -> None:
               "never come from the repo)", file=sys.stderr)
 
 
+# A commit's archive never changes, and a fleet exports the same commit into every cell's work
+# dir: one `git archive` per commit per process, kept in memory (small trees; 8 entries at most).
+_ARCHIVES: dict[tuple[str, str, tuple[str, ...]], bytes] = {}
+_ARCHIVES_LOCK = threading.Lock()
+_FULL_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def _archive(repo_root: Path, commit: str, paths: tuple[str, ...]) -> bytes:
+    key = (str(Path(repo_root).resolve()), commit, paths)
+    with _ARCHIVES_LOCK:
+        found = _ARCHIVES.get(key)
+    if found is not None:
+        return found
+    proc = subprocess.run(["git", "archive", "--format=tar", commit, "--", *paths], cwd=repo_root,
+                          capture_output=True)
+    if proc.returncode != 0:
+        raise TfdeployError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}")
+    if not _FULL_SHA.fullmatch(commit):  # a ref name can move: only a full sha is kept
+        return proc.stdout
+    with _ARCHIVES_LOCK:
+        if len(_ARCHIVES) >= 8:
+            _ARCHIVES.pop(next(iter(_ARCHIVES)))
+        _ARCHIVES[key] = proc.stdout
+    return proc.stdout
+
+
 def export_commit(repo_root: Path, commit: str, dest: Path, paths: Sequence[str] = ()) -> list[str]:
     """Write the commit's tree (or only `paths` of it) into `dest` (which must exist and be empty).
 
     Returns the paths left out as Terraform local state (announced once on stderr). Refuses,
     before anything is written, a link under envs/ or a link leaving the tree.
     """
-    proc = subprocess.run(["git", "archive", "--format=tar", commit, "--", *paths], cwd=repo_root,
-                          capture_output=True)
-    if proc.returncode != 0:
-        raise TfdeployError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}")
     ignored: list[str] = []
-    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as archive:
+    with tarfile.open(fileobj=io.BytesIO(_archive(repo_root, commit, tuple(paths)))) as archive:
         members = []
         for member in archive.getmembers():
             rel = member.name.rstrip("/")

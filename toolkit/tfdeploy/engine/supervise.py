@@ -93,6 +93,19 @@ def _handle(signum: int, frame: object) -> None:
             pass
 
 
+def install_for_process() -> None:
+    """Install the handler for the rest of the process (the CLI's first act, in the main thread).
+
+    A signal between Python's start and a command's own handling, or after it while the result
+    is printed, would otherwise take Python's default: a silent death by signal, or a traceback.
+    Installed here, it is one Interrupted (one line, exit 128+n) wherever it lands."""
+    if threading.current_thread() is not threading.main_thread() or _installed["depth"]:
+        return
+    for signum in SIGNALS:
+        signal.signal(signum, _handle)
+    _installed["depth"] = 1
+
+
 @contextlib.contextmanager
 def handling_signals(until_exit: bool = False) -> Iterator[None]:
     """Install tfdeploy's SIGINT/SIGTERM/SIGHUP handler for the block, then restore the previous

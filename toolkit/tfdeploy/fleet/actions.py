@@ -75,19 +75,40 @@ def _show_planned(job: Job, event: dict[str, Any]) -> None:
                               int(changes.get("remove", 0))))
 
 
-def apply_action(auto_approve: bool) -> CellAction:
+def _gate(job: Job, session: Any, override: str) -> str:
+    """Promotion order and a protected env's scan (fleet/applygate.py), before Terraform runs: a
+    refused cell fails alone, its one line in the matrix and its log."""
+    from ..model.settings import load_settings
+    from .applygate import before_apply
+
+    shared = job.shared
+
+    def note(text: str) -> None:
+        job.log.write(f"tfdeploy: {text}\n")
+        job.log.flush()
+
+    here = load_settings(shared.repo_root, shared.environ, shared.overrides)
+    return before_apply(session, here, shared.environ, shared.overrides, override=override, note=note)
+
+
+def apply_action(auto_approve: bool, override: str = "") -> CellAction:
     def apply_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
         from ..engine.stages import apply_direct, apply_saved
 
         with job.cell_lock(), _recorded(job, "apply") as rec:
             if auto_approve:
-                session = rec.session = open_cell(job)
+                session = open_cell(job)
+                rec.override = _gate(job, session, override)
+                rec.session = session
                 session.terraform.on_event = lambda event: _show_planned(job, event)
                 result = apply_direct(session)
             else:
-                session = rec.session = open_cell(job, reuse=True)
-                # the tag now, checked once for the whole run
-                result = apply_saved(session, job.source)
+                session = open_cell(job, reuse=True)
+                current = job.source  # the tag now, checked once for the whole run
+                if current.commit == session.workdir.source.commit:  # else apply_saved refuses it
+                    rec.override = _gate(job, session, override)
+                rec.session = session
+                result = apply_saved(session, current)
             rec.counts = _counts(result.counts)
         return "applied", _counts(result.counts)
 
@@ -169,6 +190,6 @@ def _warner(job: Job) -> Callable[[str], None]:
 
 ACTIONS: dict[str, Callable[..., CellAction]] = {
     "plan": lambda **_: plan_cell,
-    "apply": lambda auto_approve=False, **_: apply_action(auto_approve),
+    "apply": lambda auto_approve=False, override="", **_: apply_action(auto_approve, override),
     "destroy": lambda allow_protected=False, **_: destroy_action(allow_protected),
 }

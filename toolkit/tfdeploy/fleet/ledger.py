@@ -371,15 +371,27 @@ def _list_cells(s3: Any, place: Place) -> list[str]:
 
 # --- recording a run -----------------------------------------------------------------------------
 
+_CALLERS: dict[tuple[str, ...], str] = {}
+
+
 def caller_identity(region: str, environ: Mapping[str, str]) -> str:
-    """Who ran this (the STS caller ARN), or "" — never a reason to fail a run."""
+    """Who ran this (the STS caller ARN), or "" — never a reason to fail a run.
+
+    Asked once per process and set of credentials: a fleet of 50 cells records one caller."""
+    from ..aws.clients import CHAIN_VARS
+
+    key = (region, *(environ.get(name, "") for name in CHAIN_VARS), environ.get("TFDEPLOY_SANDBOX_ENDPOINT", ""))
+    if key in _CALLERS:
+        return _CALLERS[key]
     try:
         from ..aws.clients import client
         from ..aws.sandbox import active_endpoint
 
-        return str(client("sts", region, environ, active_endpoint(environ)).get_caller_identity()["Arn"])
+        found = str(client("sts", region, environ, active_endpoint(environ)).get_caller_identity()["Arn"])
     except Exception:
         return ""
+    _CALLERS[key] = found
+    return found
 
 
 def outbox_dir(cache_dir: Path) -> Path:

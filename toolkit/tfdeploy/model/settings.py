@@ -100,7 +100,8 @@ SETTING_HELP: dict[str, str] = {
     "pipeline_name_prefix": "The env's pipeline is <prefix>-<env> (default tfdeploy).",
     "default_tags": ("Provider default tags, comma-separated from " + ",".join(DEFAULT_TAG_NAMES)
                      + " (default " + ",".join(STABLE_DEFAULT_TAGS) + "; '' for none)."),
-    "protected_envs": "Envs whose cells destroy touches only with --allow-protected, comma-separated (default prod).",
+    "protected_envs": ("Envs whose cells destroy touches only with --allow-protected and whose applies need a "
+                       "passing checkov scan, comma-separated (default prod)."),
     "notify_topic_arn": "SNS topic ARN told about failed applies, refused promotions and drift (default none).",
 }
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
