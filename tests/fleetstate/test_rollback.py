@@ -159,6 +159,25 @@ def test_rollback_applies_the_previous_version_through_apply_and_the_ledger_says
     assert forward["apply"]["deployment"]["tag"] == "dev_us-east-1/research/1.1"
     assert _regional_input()["message"] == "hi from 1.1 from us-east-1"
 
+    # Every gate of an apply holds: in qa, a version whose commit never succeeded in dev (applied
+    # there once with an override) is refused by the promotion check; nothing applied or recorded.
+    (repo / "envs/qa/research/us-east-1.tfvars").write_text('greeting = "qa hotfix"\n')
+    git(repo, "commit", "-qam", "a qa-only hotfix")
+    tag(repo, "qa_us-east-1/research/1.0.1")
+    tag(repo, "qa_us-east-1/research/1.1", "dev_us-east-1/research/1.1^{commit}")
+    tfdeploy(repo, "bootstrap", "--env", "qa")
+    tfdeploy(repo, "apply", "--tag", "qa_us-east-1/research/1.0.1", "--auto-approve", "--skip-promotion-check",
+             "--reason", "hotfix CHG-1")
+    tfdeploy(repo, "apply", "--tag", "qa_us-east-1/research/1.1", "--auto-approve")
+    gated = tfdeploy(repo, "rollback", "--env", "qa", "--team", "research", "--scope", "us-east-1",
+                     "--auto-approve", check=False)
+    assert gated.returncode == 2 and "Traceback" not in gated.stderr, gated.stderr
+    assert gated.stdout.startswith("tfdeploy: rolling back qa-us-east-1-research from 1.1 ")
+    assert gated.stderr.strip().splitlines()[-1].startswith("tfdeploy: error: ")
+    assert "(commit " in gated.stderr and "has not been applied in dev for research" in gated.stderr
+    qa = json.loads(tfdeploy(repo, "history", "--cell", "qa-us-east-1-research", "--json").stdout)["records"]
+    assert [r["version"] for r in qa] == ["1.1", "1.0.1"]
+
 
 def test_a_fanout_with_failed_cells_notifies_once(repo):
     from tests.fleetstate.test_notify import _received, _topic_with_queue
