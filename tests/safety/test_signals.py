@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -258,10 +259,32 @@ def test_interrupt_line(signals, command, result, expected):
     assert expected in line and "\n" not in line
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Has process `pid` installed a SIGTERM handler? (Linux: SigCgt in /proc/<pid>/status)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next((line.split()[1] for line in text.splitlines() if line.startswith("SigCgt:")), "0")
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def test_the_console_script_installs_the_handler_before_it_loads_the_cli():
+    """The window in which a signal kills tfdeploy by default is Python's own start-up only: the
+    entry module installs the handler first, then imports click and the commands."""
+    code = ("import sys, signal; import tfdeploy.entry as e; assert 'click' not in sys.modules, 'click'; "
+            "assert 'tfdeploy.cli' not in sys.modules, 'cli'; from tfdeploy.engine import supervise; "
+            "supervise.install_for_process(); assert signal.getsignal(signal.SIGTERM) is supervise._handle")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    scripts = Path(TFDEPLOY).read_text()
+    assert "tfdeploy.entry" in scripts  # the installed `tfdeploy` is this entry point
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to see the handler installed")
 def test_a_signal_at_any_moment_outside_terraform_is_one_line_and_128_plus_n(tmp_path):
-    """From start-up to the last line printed: a signal is never a silent death by signal (a
-    negative return code to the CI) nor a traceback. Delays sweep start-up (imports), the command
-    and the printing of its result."""
+    """From the handler's installation (before the CLI is imported) to the last line printed: a
+    signal is never a silent death by signal (a negative return code to the CI) nor a traceback.
+    Delays sweep the import of the commands, the command and the printing of its result."""
     from tfdeploy.adopt.example import write_example_repo
 
     from tests.conftest import git
@@ -273,8 +296,11 @@ def test_a_signal_at_any_moment_outside_terraform_is_one_line_and_128_plus_n(tmp
     git(repo, "commit", "-qm", "init")
     git(repo, "tag", "-a", REGIONAL, "-m", "r")
     outcomes = []
-    for delay in (0.04, 0.08, 0.12, 0.16, 0.2, 0.25, 0.3, 0.4):
+    for delay in (0.0, 0.01, 0.03, 0.06, 0.1, 0.15, 0.2, 0.3):
         run = Run(repo, "resolve", "--tag", REGIONAL, "--json")
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(run.proc.pid) and run.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
         time.sleep(delay)
         try:
             os.kill(run.proc.pid, signal.SIGTERM)

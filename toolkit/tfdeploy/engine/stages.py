@@ -102,6 +102,7 @@ class Session:
     backend_extra: dict[str, str] = field(default_factory=dict)
     lock_timeout_s: float = 0  # also Terraform's -lock-timeout on commands that lock the state
     applying: bool = False  # an apply without a saved plan started: it may have changed things
+    planned: tuple[int, int, int] | None = None  # what an apply without a saved plan set out to do
 
     @property
     def cache(self) -> Path:
@@ -554,11 +555,17 @@ def apply_direct(session: Session) -> StageResult:
     events = session.terraform.on_event is not None
     session.applying = True
     try:
-        applied = session.terraform.check("apply", input=False, auto_approve=_flag(), no_color=_flag(),
-                                          target=[d.target_module], var_file=list(d.var_files), ui_json=events,
-                                          **session.lock_options())
+        applied = session.terraform.run("apply", input=False, auto_approve=_flag(), no_color=_flag(),
+                                        target=[d.target_module], var_file=list(d.var_files), ui_json=events,
+                                        **session.lock_options())
     except TfdeployError as exc:
         raise errored_state_error(session, exc) from None
+    # What it set out to do, for the ledger even when the apply then fails.
+    session.planned = planned_counts(applied.events, applied.stdout)
+    if applied.returncode != 0:
+        from .terraform import explain_failure
+
+        raise errored_state_error(session, TfdeployError(explain_failure("apply", applied, d.tag.name))) from None
     counts = applied_counts(applied.events, applied.stdout)
     if counts is None:
         raise TfdeployError(f"terraform apply of {d.tag.name} succeeded but did not say what it changed; "
@@ -576,6 +583,18 @@ def apply_direct(session: Session) -> StageResult:
 
 
 _APPLIED = re.compile(r"^Apply complete! Resources: (.*)$", re.MULTILINE)
+
+
+def planned_counts(events: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int, int] | None:
+    """(add, change, destroy) an apply planned: its -json plan `change_summary`, else its human
+    "Plan: …" line (pure)."""
+    from .tfjson import change_summary
+
+    if events:
+        found = change_summary(events, operation="plan")
+        return (found.add, found.change, found.remove) if found is not None else None
+    summary = summary_from_output(text, 2)
+    return (summary.add, summary.change, summary.destroy) if summary is not None else None
 
 
 def applied_counts(events: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int, int] | None:
