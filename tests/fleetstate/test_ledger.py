@@ -195,9 +195,9 @@ class Counted:
     """Counts the S3 requests the ledger's (process-wide, cached) client sends, by operation."""
 
     def __init__(self):
-        from tfdeploy.fleet.ledger import READ_THREADS, _s3
+        from tfdeploy.fleet.ledger import _s3, read_threads
 
-        self.client = _s3("us-east-1", dict(os.environ), READ_THREADS)
+        self.client = _s3("us-east-1", dict(os.environ), read_threads(os.environ))
         self.ops: list[str] = []
 
     def _count(self, model, **_kwargs):

@@ -51,7 +51,8 @@ ACTIONS = ("apply", "destroy", "drift")
 RESULTS = ("succeeded", "failed", "drifted", "in-sync")
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _SUMMARY_ATTEMPTS = 12
-READ_THREADS = 32  # S3 answers a GET in ~20-50 ms: more threads hide latency (moto gains nothing past 16)
+READ_THREADS = 32  # S3 answers a GET in ~20-50 ms: more threads hide that latency
+SANDBOX_READ_THREADS = 16  # the local moto answers at once: past 16, threads only fight over the GIL
 
 
 class LedgerError(TfdeployError):
@@ -240,6 +241,14 @@ def _s3(region: str, environ: Mapping[str, str], pool: int | None = None) -> Any
     return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool)
 
 
+def read_threads(environ: Mapping[str, str]) -> int:
+    """How many summaries or records to read at once: against AWS, enough to hide its latency;
+    against the local sandbox, fewer (it answers at once, and threads share one GIL)."""
+    from ..aws.sandbox import active_endpoint
+
+    return SANDBOX_READ_THREADS if active_endpoint(environ) else READ_THREADS
+
+
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -378,7 +387,9 @@ def _read_records(s3: Any, place: Place, cell: str) -> list[Record]:
         except (ValueError, TypeError):  # not a record: ignored rather than breaking the history
             return None
 
-    with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(keys)))) as pool:
+    # As many threads as the client has connections (more would only wait for one).
+    threads = getattr(s3.meta.config, "max_pool_connections", None) or 10
+    with ThreadPoolExecutor(max_workers=min(threads, max(1, len(keys)))) as pool:
         return [r for r in pool.map(get, keys) if r is not None]
 
 
@@ -397,7 +408,7 @@ def history(cell: str, env: str, settings: Settings, environ: Mapping[str, str])
               team=team, version="0")
     place = place_for(tag, settings)
     try:
-        return newest_first(_read_records(_s3(place.region, environ, READ_THREADS), place, cell))
+        return newest_first(_read_records(_s3(place.region, environ, read_threads(environ)), place, cell))
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot read the ledger in s3://{place.bucket}/{cell_prefix(cell)}: {exc}") from None
 
@@ -416,10 +427,11 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
     envs = list(envs)
     wanted_teams = set(teams) if teams is not None else None
     clients: dict[str, Any] = {}
+    threads = read_threads(environ)
 
     def s3_for(region: str) -> Any:  # one client per Region, shared by the reading threads
         if region not in clients:
-            clients[region] = _s3(region, environ, READ_THREADS)
+            clients[region] = _s3(region, environ, threads)
         return clients[region]
 
     try:
@@ -429,7 +441,7 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
         places = [(env, place) for env in envs for place in env_places(settings, env, existing)]
         for _env, place in places:
             s3_for(place.region)
-        with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, 2 * len(places)))) as pool:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
             summaries = list(pool.map(lambda p: _list_summaries(clients[p[1].region], p[1]), places))
             folders = list(pool.map(lambda p: _list_cells(clients[p[1].region], p[1]), places))
 
