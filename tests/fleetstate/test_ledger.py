@@ -56,6 +56,26 @@ def test_summary_keeps_the_newest_records_and_never_loses_the_last_success_or_dr
     assert record_key(record(3)).startswith(PREFIX + "dev-us-east-1-research/")
 
 
+def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
+    from tfdeploy.fleet.ledger import CACHE_FORMAT, cache_entry, parse_summary, summary_body, summary_cell, valid_entries
+
+    cell = "dev-us-east-1-research"
+    assert summary_cell(summary_key(cell)) == cell
+    assert [summary_cell(k) for k in (PREFIX + "_latest/a/b.json", PREFIX + "_latest/x.txt", record_key(record(1)),
+                                      PREFIX + "_latest/.json")] == [None] * 4
+    body = summary_body(cell, [record(2), record(1)], "2026-11-01T00:00:00.000Z")
+    assert [r.id for r in parse_summary(body, cell)] == ["id0002", "id0001"]
+    for bad in (b"", b"[]", b'{"cell": "x"}', summary_body("dev-global-research", [], "t"),
+                summary_body(cell, [record(1, cell_tag="dev_global/research/1.0")], "t")):
+        with pytest.raises(ValueError):
+            parse_summary(bad, cell)
+    entry = cache_entry(body.decode(), '"abc"')
+    cache = {"format": CACHE_FORMAT, "bucket": BUCKET, "summaries": {cell: entry, "x": {**entry, "body": "{}"},
+                                                                      "y": "not an entry"}}
+    assert valid_entries(cache, BUCKET) == {cell: entry}
+    assert valid_entries(cache, "another-bucket") == {} == valid_entries({**cache, "format": "v0"}, BUCKET)
+
+
 def test_cell_names_with_dashes_in_env_and_team_parse_back():
     assert parse_cell("dev-us-east-1-research", ["dev", "qa"]) == ("dev", "us-east-1", "research")
     assert parse_cell("pre-prod-global-data-eng", ["pre", "pre-prod"]) == ("pre-prod", "global", "data-eng")
