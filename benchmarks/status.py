@@ -91,7 +91,7 @@ def in_process(repo: Path) -> tuple[float, int, int]:
     import io
     from contextlib import redirect_stdout
 
-    import tfdeploy.aws.clients as clients
+    from tfdeploy.aws import clients
     from tfdeploy.cli import cli
 
     requests = 0

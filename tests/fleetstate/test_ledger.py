@@ -57,7 +57,14 @@ def test_summary_keeps_the_newest_records_and_never_loses_the_last_success_or_dr
 
 
 def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
-    from tfdeploy.fleet.ledger import CACHE_FORMAT, cache_entry, parse_summary, summary_body, summary_cell, valid_entries
+    from tfdeploy.fleet.ledger import (
+        CACHE_FORMAT,
+        cache_entry,
+        parse_summary,
+        summary_body,
+        summary_cell,
+        valid_entries,
+    )
 
     cell = "dev-us-east-1-research"
     assert summary_cell(summary_key(cell)) == cell
@@ -322,7 +329,13 @@ def test_a_corrupt_or_foreign_cache_is_never_trusted_over_s3(sandbox_env, tmp_pa
 
 
 def test_summaries_at_the_old_location_are_read_and_carried_to_the_new_one(sandbox_env, tmp_path):
-    from tfdeploy.fleet.ledger import append, legacy_summary_key, now_iso, record_body, summary_body
+    from tfdeploy.fleet.ledger import (
+        append,
+        legacy_summary_key,
+        now_iso,
+        record_body,
+        summary_body,
+    )
     from tfdeploy.model.settings import Settings
 
     s3().create_bucket(Bucket=BUCKET)
