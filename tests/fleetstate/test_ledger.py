@@ -56,6 +56,33 @@ def test_summary_keeps_the_newest_records_and_never_loses_the_last_success_or_dr
     assert record_key(record(3)).startswith(PREFIX + "dev-us-east-1-research/")
 
 
+def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
+    from tfdeploy.fleet.ledger import (
+        CACHE_FORMAT,
+        cache_entry,
+        parse_summary,
+        summary_body,
+        summary_cell,
+        valid_entries,
+    )
+
+    cell = "dev-us-east-1-research"
+    assert summary_cell(summary_key(cell)) == cell
+    assert [summary_cell(k) for k in (PREFIX + "_latest/a/b.json", PREFIX + "_latest/x.txt", record_key(record(1)),
+                                      PREFIX + "_latest/.json")] == [None] * 4
+    body = summary_body(cell, [record(2), record(1)], "2026-11-01T00:00:00.000Z")
+    assert [r.id for r in parse_summary(body, cell)] == ["id0002", "id0001"]
+    for bad in (b"", b"[]", b'{"cell": "x"}', summary_body("dev-global-research", [], "t"),
+                summary_body(cell, [record(1, cell_tag="dev_global/research/1.0")], "t")):
+        with pytest.raises(ValueError):
+            parse_summary(bad, cell)
+    entry = cache_entry(body.decode(), '"abc"')
+    cache = {"format": CACHE_FORMAT, "bucket": BUCKET, "summaries": {cell: entry, "x": {**entry, "body": "{}"},
+                                                                      "y": "not an entry"}}
+    assert valid_entries(cache, BUCKET) == {cell: entry}
+    assert valid_entries(cache, "another-bucket") == {} == valid_entries({**cache, "format": "v0"}, BUCKET)
+
+
 def test_cell_names_with_dashes_in_env_and_team_parse_back():
     assert parse_cell("dev-us-east-1-research", ["dev", "qa"]) == ("dev", "us-east-1", "research")
     assert parse_cell("pre-prod-global-data-eng", ["pre", "pre-prod"]) == ("pre-prod", "global", "data-eng")
@@ -188,3 +215,155 @@ def test_parallel_appends_to_one_cell_all_reach_its_summary(sandbox_env):
     summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key("dev-us-east-1-research"))["Body"].read())
     assert sorted(r["id"] for r in summary["records"]) == sorted(r.id for r in records)
     assert len(ledger_records("dev-us-east-1-research")) == 16
+
+
+# --- reading the fleet fast: summaries under one prefix, a local cache by ETag --------------------
+
+class Counted:
+    """Counts the S3 requests the ledger's (process-wide, cached) client sends, by operation."""
+
+    def __init__(self):
+        from tfdeploy.fleet.ledger import _s3, read_threads
+
+        self.client = _s3("us-east-1", dict(os.environ), read_threads(os.environ))
+        self.ops: list[str] = []
+
+    def _count(self, model, **_kwargs):
+        self.ops.append(model.name)
+
+    def __enter__(self):
+        self.client.meta.events.register("before-call.s3", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        self.client.meta.events.unregister("before-call.s3", self._count)
+
+
+def fleet_latest(cache_dir, **kwargs):
+    from tfdeploy.fleet.ledger import latest
+    from tfdeploy.model.settings import Settings
+
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    with Counted() as counted:
+        found = latest(settings, dict(os.environ), ["dev"], cache_dir=cache_dir, **kwargs)
+    return {cell: [r.id for r in records] for cell, records in found.items()}, counted.ops
+
+
+def test_status_lists_the_summaries_and_a_warm_cache_gets_only_what_changed(sandbox_env, tmp_path):
+    from tfdeploy.fleet.ledger import append
+    from tfdeploy.model.settings import Settings
+
+    s3().create_bucket(Bucket=BUCKET)
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    scopes = ("us-east-1", "eu-west-1", "global")
+    for n, scope in enumerate(scopes):
+        append(record(n, cell_tag=f"dev_{scope}/research/1.0"), settings, dict(os.environ))
+    # Every summary under one prefix of its own, so one listing page returns 1,000 of them.
+    assert summary_key("dev-us-east-1-research") == PREFIX + "_latest/dev-us-east-1-research.json"
+    assert sorted(k for k in all_keys(BUCKET) if k.startswith(PREFIX + "_latest/")) == [
+        PREFIX + "_latest/dev-eu-west-1-research.json", PREFIX + "_latest/dev-global-research.json",
+        PREFIX + "_latest/dev-us-east-1-research.json"]
+    want = {"dev-us-east-1-research": ["id0000"], "dev-eu-west-1-research": ["id0001"],
+            "dev-global-research": ["id0002"]}
+    cache = tmp_path / "cache"
+
+    cold, ops = fleet_latest(cache)
+    assert cold == want
+    lists = ops.count("ListObjectsV2")
+    assert lists == 2 and sorted(ops) == ["GetObject"] * 3 + ["ListObjectsV2"] * 2  # summaries + cell folders
+    assert (cache / "ledger-cache" / f"{BUCKET}.json").is_file()
+
+    warm, ops = fleet_latest(cache)
+    assert (warm, ops) == (want, ["ListObjectsV2"] * lists)  # nothing changed: no GET at all
+
+    # Another machine appends a record: the very next read sees it, with one GET.
+    append(record(9, cell_tag="dev_eu-west-1/research/1.1"), settings, dict(os.environ))
+    seen, ops = fleet_latest(cache)
+    assert seen["dev-eu-west-1-research"] == ["id0009", "id0001"]
+    assert sorted(ops) == ["GetObject"] + ["ListObjectsV2"] * lists
+    want["dev-eu-west-1-research"] = ["id0009", "id0001"]
+
+    # A team filter reads only that team's cells, and leaves the others' cache entries be.
+    append(record(10, cell_tag="dev_us-east-1/risk/1.0"), settings, dict(os.environ))
+    risk, ops = fleet_latest(cache, teams=["risk"])
+    assert risk == {"dev-us-east-1-risk": ["id0010"]} and ops.count("GetObject") == 1
+    every, ops = fleet_latest(cache)
+    assert every == {**want, "dev-us-east-1-risk": ["id0010"]} and ops.count("GetObject") == 0
+
+
+def test_a_corrupt_or_foreign_cache_is_never_trusted_over_s3(sandbox_env, tmp_path):
+    from tfdeploy.fleet.ledger import append
+    from tfdeploy.model.settings import Settings
+
+    s3().create_bucket(Bucket=BUCKET)
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    append(record(1), settings, dict(os.environ))
+    append(record(2, cell_tag="dev_global/research/1.0"), settings, dict(os.environ))
+    want = {"dev-us-east-1-research": ["id0001"], "dev-global-research": ["id0002"]}
+    cache = tmp_path / "cache"
+    cache_file = cache / "ledger-cache" / f"{BUCKET}.json"
+    assert fleet_latest(cache)[0] == want
+    good = json.loads(cache_file.read_text())
+
+    # Garbage, an empty file, a foreign JSON document, another bucket's cache: ignored, all GETs.
+    other = {**good, "bucket": "someone-elses-bucket"}
+    for text in ("{not json", "", '["a list"]', json.dumps({"format": "other/9"}), json.dumps(other)):
+        cache_file.write_text(text)
+        found, ops = fleet_latest(cache)
+        assert found == want and ops.count("GetObject") == 2, text
+        assert json.loads(cache_file.read_text())["bucket"] == BUCKET  # rewritten whole, valid
+
+    # An entry whose content was altered under the same ETag is dropped, never shown.
+    tampered = json.loads(cache_file.read_text())
+    entry = tampered["summaries"]["dev-us-east-1-research"]
+    entry["body"] = entry["body"].replace("id0001", "id6666")
+    cache_file.write_text(json.dumps(tampered))
+    found, ops = fleet_latest(cache)
+    assert found == want and ops.count("GetObject") == 1
+
+    # An unwritable cache never fails the read.
+    cache_file.unlink()
+    (cache / "ledger-cache").rmdir()
+    (cache / "ledger-cache").write_text("a file where the folder goes")
+    found, ops = fleet_latest(cache)
+    assert found == want and ops.count("GetObject") == 2
+
+
+def test_summaries_at_the_old_location_are_read_and_carried_to_the_new_one(sandbox_env, tmp_path):
+    from tfdeploy.fleet.ledger import (
+        append,
+        legacy_summary_key,
+        now_iso,
+        record_body,
+        summary_body,
+    )
+    from tfdeploy.model.settings import Settings
+
+    s3().create_bucket(Bucket=BUCKET)
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    cell = "dev-us-east-1-research"
+    # What an earlier tfdeploy wrote: record objects and `_tfdeploy-ledger/<cell>/_latest.json`.
+    old = [record(n) for n in range(3)]
+    for r in old:
+        s3().put_object(Bucket=BUCKET, Key=record_key(r), Body=record_body(r))
+    assert legacy_summary_key(cell) == f"{PREFIX}{cell}/_latest.json"
+    s3().put_object(Bucket=BUCKET, Key=legacy_summary_key(cell),
+                    Body=summary_body(cell, merge_summary(old[:2], old[2]), now_iso()))
+    found, _ops = fleet_latest(tmp_path / "cache")
+    assert found == {cell: ["id0002", "id0001", "id0000"]}
+    # The history reads every record object, never a summary, old or new.
+    from tfdeploy.fleet.ledger import history
+    assert [r.id for r in history(cell, "dev", settings, dict(os.environ))] == ["id0002", "id0001", "id0000"]
+
+    # The next write starts the new summary from the old one (not from an empty list).
+    append(record(5), settings, dict(os.environ))
+    moved = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key(cell))["Body"].read())
+    assert [r["id"] for r in moved["records"]] == ["id0005", "id0002", "id0001", "id0000"]
+    # A record an earlier tfdeploy adds to the old summary afterwards is folded in by the next write.
+    s3().put_object(Bucket=BUCKET, Key=legacy_summary_key(cell),
+                    Body=summary_body(cell, merge_summary(old, record(6)), now_iso()))
+    append(record(7), settings, dict(os.environ))
+    found, _ops = fleet_latest(tmp_path / "cache")
+    assert found == {cell: ["id0007", "id0006", "id0005", "id0002", "id0001", "id0000"]}
+    # The old summary itself is left as it was (only ever read).
+    assert s3().head_object(Bucket=BUCKET, Key=legacy_summary_key(cell))["ContentLength"] > 0

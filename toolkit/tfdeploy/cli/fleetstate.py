@@ -67,7 +67,8 @@ def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[
 def status(env: str | None, team: str | None, as_json: bool, html_file: Path | None, repo: RepoContext) -> None:
     """The fleet: which version runs in each team x env x scope, who put it there, and what needs a look.
 
-    Reads the deployment ledger in the state buckets (one request per cell) and the repo's tags.
+    Reads the deployment ledger in the state buckets (a listing per 1,000 cells, then only the
+    summaries changed since the last read) and the repo's tags.
     Marks cells whose last apply failed, that are behind the newest version tagged for them, that
     were never deployed, or that a drift check found drifted.
 
@@ -80,6 +81,7 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
     from ..engine.tagindex import list_tags
     from ..fleet.ledger import latest
     from ..fleet.status import counts, fleet_matrix, render_table
+    from ..paths import repo_cache_dir
 
     settings = repo.settings
     if env is not None and env not in settings.environments:
@@ -87,7 +89,8 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
                               f"({', '.join(settings.environments)})")
     envs = [env] if env else list(settings.environments)
     _flush(repo)
-    records = latest(settings, os.environ, envs, [team] if team else None)
+    records = latest(settings, os.environ, envs, [team] if team else None,
+                     cache_dir=repo_cache_dir(repo.root, os.environ))
     tags = [e.tag for e in list_tags(repo.root, settings.extra_regions)
             if e.tag is not None and e.tag.env in envs]
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}

@@ -5,19 +5,25 @@ access as the state), under a prefix no state key can take (state keys start wit
 and a team name starts with a letter, never `_`):
 
     _tfdeploy-ledger/<cell>/<finished_at compact>-<id>.json   one per record, never overwritten
-    _tfdeploy-ledger/<cell>/_latest.json                      the newest records, for `status`
+    _tfdeploy-ledger/_latest/<cell>.json                      the newest records, for `status`
 
 A record object is written with `If-None-Match: *`, so it is never overwritten (and writing the
 same record twice, when a kept one is flushed, is a no-op). The summary is rewritten with a
 conditional write on its ETag and retried on conflict, so two runs appending at once both land.
-`status` reads one listing per bucket plus one summary per cell: requests grow with the cells,
-not with the records.
+
+Every summary sits under one prefix of its own so that `status` learns every summary's ETag from
+one listing page per 1,000 cells, and GETs only the summaries whose ETag differs from the copy it
+kept in `.tfdeploy/ledger-cache/<bucket>.json`. The cache is only ever a copy of an object S3
+still lists with that same ETag, so a record written a moment ago elsewhere is always seen.
+Earlier versions kept the summary at `_tfdeploy-ledger/<cell>/_latest.json`: read when a cell has
+no summary at the new place, and folded into the new summary by every write (never deleted).
 
 Pure parts (keys, merging, cell names) are separate from the S3 calls below them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
@@ -35,14 +41,18 @@ from ..model.settings import Settings
 from ..model.tags import ENV_RE, GLOBAL, TEAM_RE, Tag, parse_tag
 
 LEDGER_PREFIX = "_tfdeploy-ledger/"
-SUMMARY_NAME = "_latest.json"
+SUMMARY_PREFIX = f"{LEDGER_PREFIX}_latest/"  # no cell starts with `_`: an env name starts with a letter
+SUMMARY_NAME = "_latest.json"  # the summary's name inside a cell's folder, before SUMMARY_PREFIX
+CACHE_DIR = "ledger-cache"
+CACHE_FORMAT = "tfdeploy-ledger-cache/1"
 SUMMARY_KEEP = 20  # records kept in a cell's summary (plus the last success and drift, see below)
 OUTBOX_DIR = "ledger-outbox"
 ACTIONS = ("apply", "destroy", "drift")
 RESULTS = ("succeeded", "failed", "drifted", "in-sync")
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _SUMMARY_ATTEMPTS = 12
-READ_THREADS = 16  # past this, moto (and a 2-core runner) gain nothing
+READ_THREADS = 32  # S3 answers a GET in ~20-50 ms: more threads hide that latency
+SANDBOX_READ_THREADS = 16  # the local moto answers at once: past 16, threads only fight over the GIL
 
 
 class LedgerError(TfdeployError):
@@ -87,12 +97,23 @@ class Record:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
         """Tolerant of fields added by newer versions (ignored) and missing optional ones."""
-        known = {f.name for f in fields(cls)}
+        known = _record_fields()
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
     def order(self) -> tuple[str, str]:
         return (self.finished_at, self.id)
+
+
+def _record_fields() -> frozenset[str]:
+    # Computed once: `status` builds ten thousand records and `fields()` is not free.
+    global _FIELDS
+    if _FIELDS is None:
+        _FIELDS = frozenset(f.name for f in fields(Record))
+    return _FIELDS
+
+
+_FIELDS: frozenset[str] | None = None
 
 
 def record_for(tag: Tag, **values: Any) -> Record:
@@ -128,7 +149,35 @@ def record_key(record: Record) -> str:
 
 
 def summary_key(cell: str) -> str:
+    """`_tfdeploy-ledger/_latest/<cell>.json`: every summary under one prefix, listed in pages of 1,000."""
+    return f"{SUMMARY_PREFIX}{cell}.json"
+
+
+def legacy_summary_key(cell: str) -> str:
+    """Where earlier versions kept the summary: `_tfdeploy-ledger/<cell>/_latest.json`."""
     return f"{cell_prefix(cell)}{SUMMARY_NAME}"
+
+
+def summary_cell(key: str) -> str | None:
+    """The cell whose summary `key` is (pure), or None for any other key."""
+    if not key.startswith(SUMMARY_PREFIX) or not key.endswith(".json"):
+        return None
+    cell = key[len(SUMMARY_PREFIX):-len(".json")]
+    return cell if cell and "/" not in cell else None
+
+
+def parse_summary(body: bytes | str, cell: str) -> list[Record]:
+    """The records of `cell`'s summary (pure); ValueError when it is not one."""
+    try:
+        data = json.loads(body)
+        if data.get("cell") != cell:
+            raise ValueError(f"not the summary of {cell}")
+        records = [Record.from_dict(r) for r in data["records"]]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"not a ledger summary: {exc}") from None
+    if any(r.cell != cell for r in records):
+        raise ValueError(f"a record of another cell in the summary of {cell}")
+    return records
 
 
 def newest_first(records: Iterable[Record]) -> list[Record]:
@@ -192,6 +241,14 @@ def _s3(region: str, environ: Mapping[str, str], pool: int | None = None) -> Any
     return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool)
 
 
+def read_threads(environ: Mapping[str, str]) -> int:
+    """How many summaries or records to read at once: against AWS, enough to hide its latency;
+    against the local sandbox, fewer (it answers at once, and threads share one GIL)."""
+    from ..aws.sandbox import active_endpoint
+
+    return SANDBOX_READ_THREADS if active_endpoint(environ) else READ_THREADS
+
+
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -223,28 +280,68 @@ def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: A
     return f"s3://{place.bucket}/{key}"
 
 
-def _read_summary(s3: Any, place: Place, cell: str, *, for_reading: bool = False) -> tuple[list[Record], str | None]:
-    """The summary's records and ETag (None when it does not exist yet).
-
-    A missing or damaged summary is rebuilt from the cell's record objects. One that cannot be
-    read (e.g. archived by a lifecycle rule) is rebuilt the same way for a reader, but stops a
-    writer: it must not replace what it could not read."""
+def _get(s3: Any, place: Place, key: str) -> tuple[bytes, str] | None:
+    """An object's content and ETag; None when there is no such object."""
     from botocore.exceptions import ClientError
 
     try:
-        got = s3.get_object(Bucket=place.bucket, Key=summary_key(cell))
+        got = s3.get_object(Bucket=place.bucket, Key=key)
     except ClientError as exc:
         if _code(exc) in ("NoSuchKey", "404"):
-            return newest_first(_read_records(s3, place, cell)), None
-        if for_reading:
-            return newest_first(_read_records(s3, place, cell)), None
+            return None
         raise
-    etag = got["ETag"]
+    return got["Body"].read(), got["ETag"]
+
+
+def _legacy_records(s3: Any, place: Place, cell: str) -> list[Record] | None:
+    """The records of the summary an earlier version kept, or None (none, unreadable, damaged):
+    only ever read, and never needed for completeness, as the record objects are the truth."""
+    from botocore.exceptions import ClientError
+
     try:
-        records = [Record.from_dict(r) for r in json.loads(got["Body"].read())["records"]]
-    except (ValueError, KeyError, TypeError):
+        got = _get(s3, place, legacy_summary_key(cell))
+        return None if got is None else parse_summary(got[0], cell)
+    except (ClientError, ValueError):
+        return None
+
+
+def _read_summary(s3: Any, place: Place, cell: str) -> tuple[list[Record], str | None]:
+    """For a writer: the summary's records (with any an earlier version's summary holds) and its
+    ETag (None when it does not exist yet).
+
+    A missing or damaged summary is rebuilt from the old one or the cell's record objects. One
+    that cannot be read (e.g. archived by a lifecycle rule) stops a writer: it must not replace
+    what it could not read."""
+    got = _get(s3, place, summary_key(cell))
+    legacy = _legacy_records(s3, place, cell) or []
+    if got is None:
+        return (legacy or newest_first(_read_records(s3, place, cell))), None
+    body, etag = got
+    try:
+        records = parse_summary(body, cell)
+    except ValueError:
         records = newest_first(_read_records(s3, place, cell))
-    return records, etag
+    return records + legacy, etag
+
+
+def _read_for_status(s3: Any, place: Place, cell: str, listed: bool) -> tuple[list[Record], tuple[bytes, str] | None]:
+    """For a reader: the cell's newest records and, when they came whole from the summary at
+    its place, that summary's content and ETag (what the cache may keep). A summary that is
+    missing, damaged or unreadable is replaced by the old one or the record objects."""
+    from botocore.exceptions import ClientError
+
+    if listed:
+        try:
+            got = _get(s3, place, summary_key(cell))
+        except ClientError:
+            got = None  # e.g. archived: the records still tell
+        if got is not None:
+            try:
+                return parse_summary(got[0], cell), got
+            except ValueError:
+                return newest_first(_read_records(s3, place, cell)), None
+    legacy = _legacy_records(s3, place, cell)
+    return (legacy if legacy is not None else newest_first(_read_records(s3, place, cell))), None
 
 
 def summary_body(cell: str, records: Iterable[Record], updated_at: str) -> bytes:
@@ -281,6 +378,7 @@ def _update_summary(s3: Any, place: Place, record: Record, sleep: Callable[[floa
 def _read_records(s3: Any, place: Place, cell: str) -> list[Record]:
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=cell_prefix(cell)):
+        # Not the summary an earlier version kept in the same folder.
         keys += [o["Key"] for o in page.get("Contents", []) if not o["Key"].endswith("/" + SUMMARY_NAME)]
 
     def get(key: str) -> Record | None:
@@ -289,7 +387,9 @@ def _read_records(s3: Any, place: Place, cell: str) -> list[Record]:
         except (ValueError, TypeError):  # not a record: ignored rather than breaking the history
             return None
 
-    with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(keys)))) as pool:
+    # As many threads as the client has connections (more would only wait for one).
+    threads = getattr(s3.meta.config, "max_pool_connections", None) or 10
+    with ThreadPoolExecutor(max_workers=min(threads, max(1, len(keys)))) as pool:
         return [r for r in pool.map(get, keys) if r is not None]
 
 
@@ -308,53 +408,115 @@ def history(cell: str, env: str, settings: Settings, environ: Mapping[str, str])
               team=team, version="0")
     place = place_for(tag, settings)
     try:
-        return newest_first(_read_records(_s3(place.region, environ, READ_THREADS), place, cell))
+        return newest_first(_read_records(_s3(place.region, environ, read_threads(environ)), place, cell))
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot read the ledger in s3://{place.bucket}/{cell_prefix(cell)}: {exc}") from None
 
 
 def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
-           teams: Iterable[str] | None = None) -> dict[str, list[Record]]:
-    """cell -> its newest records (newest first), from the summaries: one listing per bucket and
-    one GET per cell, in parallel. A bucket that does not exist yet holds no records."""
+           teams: Iterable[str] | None = None, *, cache_dir: Path | None = None) -> dict[str, list[Record]]:
+    """cell -> its newest records (newest first), from the summaries.
+
+    Per bucket: one listing of the summaries (with their ETags) and one of the cells' folders,
+    a page per 1,000 cells each, then a GET per summary whose ETag differs from the copy kept in
+    `cache_dir/ledger-cache/` (without `cache_dir`: a GET per summary). Requests grow with the
+    cells, never with the records; a warm read of an unchanged fleet is the listings alone.
+    A bucket that does not exist yet holds no records."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     envs = list(envs)
     wanted_teams = set(teams) if teams is not None else None
     clients: dict[str, Any] = {}
+    threads = read_threads(environ)
 
     def s3_for(region: str) -> Any:  # one client per Region, shared by the reading threads
         if region not in clients:
-            clients[region] = _s3(region, environ, READ_THREADS)
+            clients[region] = _s3(region, environ, threads)
         return clients[region]
 
     try:
         existing = None
         if settings.state_layout == "regional":
             existing = {b["Name"] for b in s3_for(settings.state_region).list_buckets().get("Buckets", [])}
-        jobs: list[tuple[Place, str]] = []
-        for env in envs:
-            for place in env_places(settings, env, existing):
-                for cell in _list_cells(s3_for(place.region), place):
+        places = [(env, place) for env in envs for place in env_places(settings, env, existing)]
+        for _env, place in places:
+            s3_for(place.region)
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            summaries = list(pool.map(lambda p: _list_summaries(clients[p[1].region], p[1]), places))
+            folders = list(pool.map(lambda p: _list_cells(clients[p[1].region], p[1]), places))
+
+            found: dict[str, list[Record]] = {}
+            for (env, place), listed, cells in zip(places, summaries, folders):
+                wanted = []
+                for cell in sorted(set(listed) | set(cells)):
                     try:
                         _e, _scope, team = parse_cell(cell, [env], settings.extra_regions)
                     except ValidationError:
                         continue  # another env's cell in a shared bucket, or not a cell
                     if wanted_teams is None or team in wanted_teams:
-                        jobs.append((place, cell))
-
-        def read(job: tuple[Place, str]) -> tuple[str, list[Record]]:
-            place, cell = job
-            records, _etag = _read_summary(clients[place.region], place, cell, for_reading=True)
-            return cell, records
-
-        with ThreadPoolExecutor(max_workers=min(READ_THREADS, max(1, len(jobs)))) as pool:
-            return {cell: records for cell, records in pool.map(read, jobs) if records}
+                        wanted.append(cell)
+                found.update(_read_place(pool, clients[place.region], place, wanted, listed, cache_dir))
+        return {cell: records for cell, records in found.items() if records}
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot read the ledger: {exc}") from None
 
 
+def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str], listed: Mapping[str, str],
+                cache_dir: Path | None) -> dict[str, list[Record]]:
+    """The newest records of `cells` in one bucket: from the cache where the listed ETag matches,
+    else read (in parallel); the cache then keeps what S3 lists now."""
+    kept = load_cache(cache_dir, place.bucket) if cache_dir is not None else {}
+    found: dict[str, list[Record]] = {}
+    misses = []
+    for cell in cells:
+        entry = kept.get(cell)
+        if entry is not None and cell in listed and entry["etag"] == listed[cell]:
+            try:
+                found[cell] = parse_summary(entry["body"], cell)
+                continue
+            except ValueError:
+                pass
+        misses.append(cell)
+
+    fresh: dict[str, dict[str, str]] = {}
+    for cell, (records, got) in zip(misses, pool.map(
+            lambda c: _read_for_status(s3, place, c, c in listed), misses)):
+        found[cell] = records
+        if got is not None:
+            body, etag = got
+            try:
+                fresh[cell] = cache_entry(body.decode("utf-8"), etag)
+            except UnicodeDecodeError:
+                pass
+    if cache_dir is not None:
+        # What S3 lists now, with the same ETag: entries of other teams stay, deleted cells go.
+        entries = {c: e for c, e in kept.items() if listed.get(c) == e["etag"]} | fresh
+        if entries != kept:
+            save_cache(cache_dir, place.bucket, entries)
+    return found
+
+
+def _list_summaries(s3: Any, place: Place) -> dict[str, str]:
+    """cell -> its summary's ETag, from the listing of the summaries' prefix."""
+    from botocore.exceptions import ClientError
+
+    etags = {}
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=SUMMARY_PREFIX):
+            for obj in page.get("Contents", []):
+                cell = summary_cell(obj["Key"])
+                if cell is not None:
+                    etags[cell] = obj["ETag"]
+    except ClientError as exc:
+        if _code(exc) == "NoSuchBucket":
+            return {}
+        raise
+    return etags
+
+
 def _list_cells(s3: Any, place: Place) -> list[str]:
+    """The cells with a folder of records (a record written whose summary was not, or one of
+    an earlier version)."""
     from botocore.exceptions import ClientError
 
     cells = []
@@ -366,7 +528,55 @@ def _list_cells(s3: Any, place: Place) -> list[str]:
         if _code(exc) == "NoSuchBucket":
             return []
         raise
-    return cells
+    return [c for c in cells if not c.startswith("_")]
+
+
+# --- the local cache of summaries ----------------------------------------------------------------
+
+def cache_path(cache_dir: Path, bucket: str) -> Path:
+    return cache_dir / CACHE_DIR / f"{bucket}.json"
+
+
+def cache_entry(body: str, etag: str) -> dict[str, str]:
+    """A summary as the cache keeps it (pure): its content, ETag and the content's SHA-256."""
+    return {"etag": etag, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(), "body": body}
+
+
+def valid_entries(data: Any, bucket: str) -> dict[str, dict[str, str]]:
+    """The entries of a loaded cache file that can be used (pure): none unless it is this
+    bucket's cache in this format; an entry whose content does not match its SHA-256 is
+    dropped. An entry is still only used when S3 lists the same ETag for its summary."""
+    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("bucket") != bucket:
+        return {}
+    summaries = data.get("summaries")
+    if not isinstance(summaries, dict):
+        return {}
+    good = {}
+    for cell, entry in summaries.items():
+        if (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("etag", "sha256", "body"))
+                and cache_entry(entry["body"], entry["etag"]) == entry):
+            good[cell] = entry
+    return good
+
+
+def load_cache(cache_dir: Path, bucket: str) -> dict[str, dict[str, str]]:
+    """The usable entries of the bucket's cache; none when it is missing, unreadable or foreign."""
+    try:
+        return valid_entries(json.loads(cache_path(cache_dir, bucket).read_text(encoding="utf-8")), bucket)
+    except (OSError, ValueError):
+        return {}
+
+
+def save_cache(cache_dir: Path, bucket: str, entries: Mapping[str, Mapping[str, str]]) -> None:
+    """Replace the bucket's cache whole (atomically). A cache that cannot be written only costs
+    the next read its GETs, so it never fails the command."""
+    from ..results import write_atomic
+
+    try:
+        write_atomic(cache_path(cache_dir, bucket),
+                     json.dumps({"format": CACHE_FORMAT, "bucket": bucket, "summaries": entries}, sort_keys=True))
+    except OSError:
+        pass
 
 
 # --- recording a run -----------------------------------------------------------------------------
