@@ -11,7 +11,7 @@ import sys
 
 
 def main() -> None:
-    from .engine.supervise import Interrupted, install_for_process
+    from .engine.supervise import Interrupted, install_for_process, ignore_while_exiting
 
     install_for_process()
     try:
@@ -21,3 +21,7 @@ def main() -> None:
     except Interrupted as exc:  # outside a command's own handling (start-up, printing the result)
         print(f"tfdeploy: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(exc.exit_code)
+    finally:
+        # Python puts the default handlers back while it shuts down; a signal then would kill
+        # the process after it already said and decided how it ends.
+        ignore_while_exiting()

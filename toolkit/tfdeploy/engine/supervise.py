@@ -106,6 +106,14 @@ def install_for_process() -> None:
     _installed["depth"] = 1
 
 
+def ignore_while_exiting() -> None:
+    """The process is ending (its exit code is decided, no Terraform runs): ignore further signals
+    (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
 @contextlib.contextmanager
 def handling_signals(until_exit: bool = False) -> Iterator[None]:
     """Install tfdeploy's SIGINT/SIGTERM/SIGHUP handler for the block, then restore the previous
