@@ -65,7 +65,14 @@ class _Aws:
 
         self.backend = backend
         self.s3 = client("s3", backend.region, environ, endpoint)
-        self.ddb = client("dynamodb", backend.region, environ, endpoint)
+        self._environ, self._endpoint = environ, endpoint
+
+    @property
+    def ddb(self) -> Any:
+        """Made on first use: a cell whose mode is recorded never needs DynamoDB to be checked."""
+        from ..aws.clients import client
+
+        return client("dynamodb", self.backend.region, self._environ, self._endpoint)
 
     def _code(self, exc: Exception) -> str:
         return getattr(exc, "response", {}).get("Error", {}).get("Code", "")
@@ -152,9 +159,12 @@ def ensure_mode(backend: BackendConfig, *, cell: str, tag: str, environ: Mapping
     Runs before `terraform init`, so a refused run touches neither state nor locks."""
     aws = _Aws(backend, environ, endpoint)
     try:
-        if not aws.bucket_exists():
-            return  # terraform init says the bucket is missing and how to bootstrap it
-        found = current_mode(aws)
+        try:
+            found = current_mode(aws)
+        except Exception as exc:
+            if aws._code(exc) in ("NoSuchBucket", "NotFound"):
+                return  # terraform init says the bucket is missing and how to bootstrap it
+            raise
         if found.mode is None:
             if _write_record(aws, backend.lock_mode, create_only=True):
                 return

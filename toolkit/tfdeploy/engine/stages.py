@@ -289,7 +289,7 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
     if not reuse_workdir:
-        _prewarm_state_client(settings, tag, env, endpoint)
+        prewarm_state_client(settings, tag, env, endpoint)
     from .provider import cell_state_has_aws
 
     workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
@@ -303,13 +303,14 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     return Session(repo_root, tag, workdir, terraform, endpoint, extra, lock_timeout_s)
 
 
-def _prewarm_state_client(settings: Any, tag: Tag, env: Mapping[str, str], endpoint: str | None) -> None:
+def prewarm_state_client(settings: Any, tag: Tag | None, env: Mapping[str, str], endpoint: str | None) -> None:
     """The S3 client a fresh work dir needs (state probe, lock-mode record, ledger), built while
-    git exports the tree. The Region comes from the working tree's settings: a hint only (the
-    tagged tree's settings decide the backend), so a wrong guess costs one idle client."""
+    git exports the tree (or, for a fleet, while the tags are checked). The Region comes from the
+    working tree's settings: a hint only (the tagged tree's settings decide the backend), so a
+    wrong guess costs one idle client."""
     from ..aws.clients import prewarm
 
-    region = settings.state_region if settings.state_layout != "regional" else tag.region
+    region = settings.state_region if settings.state_layout != "regional" else (tag.region if tag else None)
     if region:
         prewarm("s3", region, env, endpoint)
 
