@@ -240,6 +240,31 @@ data "aws_iam_policy_document" "build_deploy" {
     }
   }
 
+  # Promotion order: the apply checks the previous env's ledger (records only,
+  # never its state) for a successful apply of the same commit.
+  dynamic "statement" {
+    for_each = var.promotion_source_env == null ? [] : [var.promotion_source_env]
+    content {
+      sid       = "ListPreviousEnvLedger"
+      actions   = ["s3:ListBucket"]
+      resources = ["arn:${local.partition}:s3:::${var.tf_backend_config_prefix}-${statement.value}"]
+      condition {
+        test     = "StringLike"
+        variable = "s3:prefix"
+        values   = ["_tfdeploy-ledger/*"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.promotion_source_env == null ? [] : [var.promotion_source_env]
+    content {
+      sid       = "ReadPreviousEnvLedger"
+      actions   = ["s3:GetObject"]
+      resources = ["arn:${local.partition}:s3:::${var.tf_backend_config_prefix}-${statement.value}/_tfdeploy-ledger/*"]
+    }
+  }
+
   # The only way into a workload account: its InfraBuildRole, nothing else.
   statement {
     sid       = "AssumeTargetInfraBuildRoles"

@@ -131,6 +131,17 @@ variable "notification_topic_arn" {
   }
 }
 
+variable "promotion_source_env" {
+  description = "The env before this one in the promotion order (the `environments` setting), e.g. \"qa\" for prod; null for the first env. The apply build may then read that env's ledger records (`_tfdeploy-ledger/*` of its state bucket, nothing else), which the promotion check needs; without it a promotion check is refused."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.promotion_source_env == null || can(regex("^[a-z][a-z0-9]{1,15}$", var.promotion_source_env))
+    error_message = "promotion_source_env must be an env name (2-16 lowercase letters or digits, as var.env)."
+  }
+}
+
 variable "codebuild_image" {
   description = "CodeBuild image for every build; it must offer the Python runtime the buildspecs request (3.12). Pin it: a moving image changes the toolchain under a release."
   type        = string

@@ -58,6 +58,7 @@ module "pipeline" {{
   repository_name          = "infra"
   tf_backend_config_prefix = "acme-tfstate"
   target_account_ids       = ["111111111111"]
+  promotion_source_env     = "lab" # an env before dev: its ledger is read by the promotion check
   buildspecs = {{ for stage in {json.dumps(list(STAGES))} :
     stage => file("${{path.root}}/buildspecs/${{stage}}.yml")
   }}
@@ -172,6 +173,19 @@ def test_pipeline_module_applies_and_reads_back(applied):
     policy = json.loads(policy) if isinstance(policy, str) else policy
     starts = [s for s in policy["Statement"] if "codepipeline:StartPipelineExecution" in str(s["Action"])]
     assert [s["Resource"] for s in starts] == ["arn:aws:codepipeline:us-east-1:123456789012:tfdeploy-dev"]
+    # The deploy role may read the previous env's ledger records, and nothing else of that bucket.
+    from tfdeploy.fleet.ledger import LEDGER_PREFIX
+
+    deploy = client("iam").get_role_policy(RoleName="tfdeploy-dev-codebuild-deploy-us-east-1",
+                                           PolicyName="codebuild-deploy")["PolicyDocument"]
+    deploy = json.loads(deploy) if isinstance(deploy, str) else deploy
+    lab = [s for s in deploy["Statement"] if "acme-tfstate-lab" in json.dumps(s)]
+    assert sorted((s["Sid"], str(s["Action"]), str(s["Resource"])) for s in lab) == [
+        ("ListPreviousEnvLedger", "s3:ListBucket", "arn:aws:s3:::acme-tfstate-lab"),
+        ("ReadPreviousEnvLedger", "s3:GetObject", f"arn:aws:s3:::acme-tfstate-lab/{LEDGER_PREFIX}*")]
+    (listing,) = [s for s in lab if s["Sid"] == "ListPreviousEnvLedger"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{LEDGER_PREFIX}*"}}
+    assert "acme-tfstate-lab" not in json.dumps(policy)  # the source build does not get it
     groups = {g["logGroupName"]: g for g in client("logs").describe_log_groups(
         logGroupNamePrefix="/aws/codebuild/tfdeploy-dev")["logGroups"]}
     assert sorted(groups) == sorted(f"/aws/codebuild/tfdeploy-dev-{s}" for s in STAGES)

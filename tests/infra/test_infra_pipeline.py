@@ -352,3 +352,32 @@ def test_eventbridge_delivers_only_this_pipelines_failed_executions(aws_sandbox,
         if not messages and received:
             break
     assert [(b["detail"]["pipeline"], b["detail"]["execution-id"]) for b in received] == [("acme-prod", "e-1")]
+
+
+def test_only_the_deploy_role_reads_the_previous_envs_ledger_and_only_its_records(pipeline):
+    """The promotion check reads env N-1's ledger: the deploy build may list and get
+    `_tfdeploy-ledger/*` of that env's state bucket (never its state), and only when the module is
+    told which env comes before (`promotion_source_env`, null for the first env)."""
+    from tfdeploy.fleet.ledger import LEDGER_PREFIX
+
+    data = pipeline.typed("data")
+    granted = {}
+    for (rtype, name), body in data.items():
+        if rtype != "aws_iam_policy_document":
+            continue
+        for dyn in body.get("dynamic", []):
+            if unwrap(dyn["statement"]["for_each"]).startswith("var.promotion_source_env"):
+                granted.setdefault(name, []).append(dyn["statement"])
+    assert set(granted) == {"build_deploy"}
+    for statement in granted["build_deploy"]:
+        assert unwrap(statement["for_each"]) == "var.promotion_source_env == null ? [] : [var.promotion_source_env]"
+    by_sid = {unwrap(s["content"][0]["sid"]): s["content"][0] for s in granted["build_deploy"]}
+    assert set(by_sid) == {"ListPreviousEnvLedger", "ReadPreviousEnvLedger"}
+    listing, reading = by_sid["ListPreviousEnvLedger"], by_sid["ReadPreviousEnvLedger"]
+    assert listing["actions"] == ["s3:ListBucket"] and reading["actions"] == ["s3:GetObject"]
+    assert listing["condition"][0]["values"] == [f"{LEDGER_PREFIX}*"]
+    assert unwrap(listing["condition"][0]["variable"]) == "s3:prefix"
+    assert unwrap(reading["resources"][0]).endswith(f"-${{statement.value}}/{LEDGER_PREFIX}*")
+    variable = pipeline.named("variable")["promotion_source_env"]
+    assert variable["default"] is None and unwrap(variable["type"]) == "string"
+    assert "promotion_source_env" in (PIPELINE / "README.md").read_text(encoding="utf-8")
