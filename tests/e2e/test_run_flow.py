@@ -38,6 +38,11 @@ def test_run_stops_before_apply_without_auto_approve_then_applies_with_it(repo, 
 
     again = tfdeploy(repo, "run", "--tag", name, "--allow-missing", "tflint", "--auto-approve")
     assert "apply passed" in again.stdout
+    # Both applies are in the ledger (run's too), newest first, with the saved plan's checksum.
+    records = json.loads(tfdeploy(repo, "history", "--tag", name, "--json").stdout)["records"]
+    assert [(r["action"], r["result"], r["add"]) for r in records] == [("apply", "succeeded", 0),
+                                                                        ("apply", "succeeded", 1)]
+    assert all(len(r["plan_sha256"]) == 64 for r in records)
 
 
 def test_run_stops_at_the_first_failing_stage(repo, checkov_bin, monkeypatch):

@@ -86,11 +86,19 @@ def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settin
         # scan stage above already ran on this work dir unless checkov was allowed to be missing).
         from ..fleet.applygate import before_apply
         from ..fleet.promotion import override_reason
+        from ..fleet.recording import recorded
 
         scanned = any(r.stage == "scan" and r.status == PASSED for r in report.results)
-        before_apply(session, settings, environ, overrides, override=override_reason(False, None, environ),
-                     note=progress, scanned=scanned)
-        return apply_saved(session, workdir.source)
+        # Recorded in the ledger like every apply that reaches Terraform (a refusal is not).
+        with recorded("apply", environ, lambda text: progress(f"tfdeploy: warning: {text}")) as rec:
+            rec.override = before_apply(session, settings, environ, overrides,
+                                        override=override_reason(False, None, environ), note=progress,
+                                        scanned=scanned)
+            rec.session = session
+            result = apply_saved(session, workdir.source)
+            rec.counts = (result.counts.get("add", 0), result.counts.get("change", 0),
+                          result.counts.get("destroy", 0))
+        return result
 
     steps: dict[str, Callable[[], StageResult]] = {
         "lint": lint, "scan": scan, "plan": lambda: plan(session)[0], "apply": apply}
