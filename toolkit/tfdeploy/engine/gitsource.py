@@ -57,6 +57,23 @@ def _missing(repo_root: Path, tag: str) -> ValidationError:
                            f"git tag -a {tag} -m '...' (or git fetch --tags)")
 
 
+def _lightweight(tag: str, commit: str) -> ValidationError:
+    return ValidationError(f"tag {tag!r} is a lightweight tag; deployment tags must be annotated: "
+                           f"git tag -d {tag} && git tag -a {tag} {commit[:12]} -m '...' "
+                           "(or pass --allow-lightweight)")
+
+
+def _no_branch(repo_root: Path, branch: str) -> ValidationError:
+    return ValidationError(f"default branch {branch!r} not found in {repo_root}; set default_branch in "
+                           "[tool.tfdeploy] or pass --skip-branch-check")
+
+
+def _off_branch(tag: str, commit: str, branch: str) -> ValidationError:
+    return ValidationError(f"tag {tag!r} points at {commit[:12]}, which is not on {branch} "
+                           f"(unmerged, or the commit was amended/rebased); merge it or re-tag a commit on "
+                           f"{branch}, or pass --skip-branch-check")
+
+
 def _read_tags(repo_root: Path, names: Sequence[str]) -> dict[str, list[str]]:
     """name -> the _TAG_FIELDS of refs/tags/<name>, for the names that exist (one git process)."""
     if not (Path(repo_root) / ".git").exists():
@@ -122,24 +139,16 @@ def tag_sources(repo_root: Path, tags: Sequence[str], *, default_branch: str = "
         annotated = kind == "tag"
         commit = peeled if annotated else sha
         if not annotated and not allow_lightweight:
-            out[tag] = ValidationError(
-                f"tag {tag!r} is a lightweight tag; deployment tags must be annotated: "
-                f"git tag -d {tag} && git tag -a {tag} {commit[:12]} -m '...' "
-                "(or pass --allow-lightweight)")
+            out[tag] = _lightweight(tag, commit)
             continue
         if not skip_branch_check:
             if branch_head is None:
-                out[tag] = ValidationError(
-                    f"default branch {default_branch!r} not found in {repo_root}; set default_branch in "
-                    "[tool.tfdeploy] or pass --skip-branch-check")
+                out[tag] = _no_branch(repo_root, default_branch)
                 continue
             if commit not in reachable:
                 reachable[commit] = _is_ancestor(repo_root, commit, branch_head)
             if not reachable[commit]:
-                out[tag] = ValidationError(
-                    f"tag {tag!r} points at {commit[:12]}, which is not on {default_branch} "
-                    f"(unmerged, or the commit was amended/rebased); merge it or re-tag a commit on "
-                    f"{default_branch}, or pass --skip-branch-check")
+                out[tag] = _off_branch(tag, commit, default_branch)
                 continue
         if annotated:
             out[tag] = SourceRef(tag=tag, commit=commit, annotated=True, tagger=tagger,
@@ -184,25 +193,14 @@ def _tag_source_gitpython(repo_root: Path, tag: str, *, default_branch: str = "m
         raise _missing(repo_root, tag) from None
     annotated = ref.tag is not None
     if not annotated and not allow_lightweight:
-        raise ValidationError(
-            f"tag {tag!r} is a lightweight tag; deployment tags must be annotated: "
-            f"git tag -d {tag} && git tag -a {tag} {ref.commit.hexsha[:12]} -m '...' "
-            "(or pass --allow-lightweight)"
-        )
+        raise _lightweight(tag, ref.commit.hexsha)
     commit = ref.commit
     if not skip_branch_check:
         branch_head = _branch_ref(repo, default_branch)
         if branch_head is None:
-            raise ValidationError(
-                f"default branch {default_branch!r} not found in {repo_root}; set default_branch in "
-                "[tool.tfdeploy] or pass --skip-branch-check"
-            )
+            raise _no_branch(repo_root, default_branch)
         if not repo.is_ancestor(commit, branch_head):
-            raise ValidationError(
-                f"tag {tag!r} points at {commit.hexsha[:12]}, which is not on {default_branch} "
-                f"(unmerged, or the commit was amended/rebased); merge it or re-tag a commit on "
-                f"{default_branch}, or pass --skip-branch-check"
-            )
+            raise _off_branch(tag, commit.hexsha, default_branch)
     if annotated:
         tag_object = ref.tag
         tagger = tag_object.tagger
