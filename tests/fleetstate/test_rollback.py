@@ -145,7 +145,9 @@ def test_rollback_applies_the_previous_version_through_apply_and_the_ledger_says
     assert "no earlier successful version of dev-us-east-1-research" in _one_error(twice)
     for args, said_part in ((("--scope", "us-east-1", "--to", "9.9"), ("tag dev_us-east-1/research/9.9 is not in "
                                                                         "this repo; run git fetch --tags")),
-                            (("--scope", "mars-1"), "mars-1"),
+                            # The options are named, not a made-up tag.
+                            (("--scope", "mars-1"), "region 'mars-1' is not an AWS Region code like us-east-1 "
+                                                    "(or 'global'); check --scope, --team and --to"),
                             (("--scope", "us-east-1", "--env", "prod"), "--env prod is not one of")):
         env_args = () if "--env" in args else ("--env", "dev")
         bad = tfdeploy(repo, "rollback", *env_args, "--team", "research", *args, "--auto-approve", check=False)

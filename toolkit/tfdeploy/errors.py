@@ -22,7 +22,14 @@ class ValidationError(TfdeployError):
 
 
 class TagError(ValidationError):
-    """A tag that does not follow `<env>_<region|global>/<team>/<version>`."""
+    """A tag that does not follow `<env>_<region|global>/<team>/<version>`.
+
+    `what`: the wrong part alone (e.g. "region 'us-east-9' is not a known AWS Region ..."), for
+    commands that take the parts as options rather than a tag."""
+
+    def __init__(self, message: str, what: str = ""):
+        super().__init__(message)
+        self.what = what or message
 
 
 class ConfigError(ValidationError):

@@ -58,6 +58,7 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
     from ..fleet.ledger import history
     from ..fleet.recording import extra_details
     from ..fleet.rollback import announce, choose, short
+    from ..errors import TagError
     from ..model.tags import parse_tag
 
     settings = repo.settings
@@ -65,7 +66,10 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
         raise ValidationError(f"--env {env} is not one of the configured environments "
                               f"({', '.join(settings.environments)})")
     # The tag grammar checks the team, scope (and --to version) and names the wrong part.
-    probe = parse_tag(f"{env}_{scope}/{team}/{to_version or '0'}", settings.extra_regions)
+    try:
+        probe = parse_tag(f"{env}_{scope}/{team}/{to_version or '0'}", settings.extra_regions)
+    except TagError as exc:
+        raise ValidationError(f"{exc.what}; check --scope, --team and --to") from None
     cell = probe.cell
     if not auto_approve and (as_json or not sys.stdin.isatty()):
         raise ValidationError(f"rolling back {cell} needs a yes: run it on a terminal to review the plan and "

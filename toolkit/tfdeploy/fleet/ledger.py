@@ -249,6 +249,18 @@ def read_threads(environ: Mapping[str, str]) -> int:
     return SANDBOX_READ_THREADS if active_endpoint(environ) else READ_THREADS
 
 
+def _access_hint(exc: Exception) -> str:
+    """What to do when AWS could not be asked at all (no credentials, no endpoint)."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return ("; set AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or for the "
+                "local sandbox run tfdeploy sandbox up and eval \"$(tfdeploy sandbox env)\"")
+    if isinstance(exc, EndpointConnectionError):
+        return "; check the network or the sandbox (tfdeploy sandbox up)"
+    return ""
+
+
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -410,7 +422,8 @@ def history(cell: str, env: str, settings: Settings, environ: Mapping[str, str])
     try:
         return newest_first(_read_records(_s3(place.region, environ, read_threads(environ)), place, cell))
     except (BotoCoreError, ClientError) as exc:
-        raise LedgerError(f"cannot read the ledger in s3://{place.bucket}/{cell_prefix(cell)}: {exc}") from None
+        raise LedgerError(f"cannot read the ledger in s3://{place.bucket}/{cell_prefix(cell)}: {exc}"
+                          f"{_access_hint(exc)}") from None
 
 
 def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
@@ -458,7 +471,7 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
                 found.update(_read_place(pool, clients[place.region], place, wanted, listed, cache_dir))
         return {cell: records for cell, records in found.items() if records}
     except (BotoCoreError, ClientError) as exc:
-        raise LedgerError(f"cannot read the ledger: {exc}") from None
+        raise LedgerError(f"cannot read the ledger: {exc}{_access_hint(exc)}") from None
 
 
 def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str], listed: Mapping[str, str],

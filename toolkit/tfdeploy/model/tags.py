@@ -60,7 +60,7 @@ def show(text: str, limit: int = 60) -> str:
 
 
 def _fail(tag: str, what: str) -> TagError:
-    return TagError(f"invalid tag {show(tag)}: {what}; expected {EXPECTED}")
+    return TagError(f"invalid tag {show(tag)}: {what}; expected {EXPECTED}", what)
 
 
 def parse_tag(tag: str, extra_regions: frozenset[str] = frozenset()) -> Tag:
