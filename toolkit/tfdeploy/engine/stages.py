@@ -20,7 +20,7 @@ from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
-from ..model.settings import load_settings
+from ..model.settings import Settings, load_settings
 from ..model.tags import Tag, parse_tag
 from ..paths import repo_cache_dir
 from ..results import PASSED, StageResult, write_atomic, write_result
@@ -303,7 +303,7 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     return Session(repo_root, tag, workdir, terraform, endpoint, extra, lock_timeout_s)
 
 
-def prewarm_state_client(settings: Any, tag: Tag | None, env: Mapping[str, str], endpoint: str | None) -> None:
+def prewarm_state_client(settings: Settings, tag: Tag | None, env: Mapping[str, str], endpoint: str | None) -> None:
     """The S3 client a fresh work dir needs (state probe, lock-mode record, ledger), built while
     git exports the tree (or, for a fleet, while the tags are checked). The Region comes from the
     working tree's settings: a hint only (the tagged tree's settings decide the backend), so a
@@ -535,7 +535,6 @@ def apply_saved(session: Session, current: SourceRef) -> StageResult:
     )
     write_result(result, session.workdir.results_dir)
     return result
-
 
 
 def apply_direct(session: Session) -> StageResult:

@@ -69,10 +69,11 @@ def _recorded(job: Job, action: str) -> Any:
 
 def _show_planned(job: Job, event: dict[str, Any]) -> None:
     """The live table shows what an auto-approved apply planned as soon as Terraform says it."""
-    changes = event.get("changes")
-    if event.get("type") == "change_summary" and isinstance(changes, dict) and changes.get("operation") == "plan":
-        job.progress("plan", (int(changes.get("add", 0)), int(changes.get("change", 0)),
-                              int(changes.get("remove", 0))))
+    from ..engine.tfjson import change_summary
+
+    planned = change_summary([event], operation="plan")
+    if planned is not None:
+        job.progress("plan", (planned.add, planned.change, planned.remove))
 
 
 def _gate(job: Job, session: Any, override: str) -> str:
