@@ -103,6 +103,28 @@ def test_a_run_in_the_other_mode_is_refused_and_writes_nothing(repo):
     assert (state_bytes(), digest_row(), objects()) == (before, digest, listing)
 
 
+def test_the_mode_check_beside_init_lets_nothing_after_init_run(repo, tmp_path, terraform_bin):
+    """The lock-mode check runs beside `terraform init` (engine/preflight.py): a refused run, a
+    single apply or a fan-out, has run init and no other Terraform command, and changed nothing."""
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    before = (state_bytes(), digest_row(), objects())
+    log = tmp_path / "terraform-commands.log"
+    wrapper = tmp_path / "terraform"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{log}"\nexec "{terraform_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    release(repo, V2, "two")
+    for args in (["--tag", V2], ["--tag", "dev_us-*/research/1.1", "--parallel", "2"]):
+        log.unlink(missing_ok=True)
+        proc = tfdeploy(repo, "apply", *args, "--auto-approve", "--lock", "s3", check=False,
+                        env={"TFDEPLOY_TERRAFORM": str(wrapper)})
+        assert proc.returncode != 0 and "locked in dynamodb mode" in proc.stdout + proc.stderr, proc.stderr
+        ran = log.read_text().split() if log.exists() else []
+        assert set(ran) <= {"init"}, ran  # no plan, apply, refresh or import after a refusal
+        assert (state_bytes(), digest_row(), objects()) == before
+
+
 def test_an_existing_state_without_a_record_is_inferred_from_its_digest_row(repo):
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")

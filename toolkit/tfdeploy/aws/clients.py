@@ -1,6 +1,9 @@
-"""boto3 clients that go to the local sandbox when one is in use, else to AWS.
+"""AWS clients that go to the local sandbox when one is in use, else to AWS.
 
-boto3 is imported inside the functions: importing it costs ~150 ms and most commands never call AWS.
+Made with botocore, the library under boto3: tfdeploy uses plain clients only, and boto3's import
+(s3transfer, resources) and client set-up add ~45 ms of CPU to every command that touches AWS
+(`python benchmarks/fanout.py` runs one per tag). Imported inside the functions: most commands
+never call AWS.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ _READ_TIMEOUT_S = 30
 _CACHE: dict[tuple[str, ...], Any] = {}
 _CACHE_LOCK = threading.Lock()
 _SESSIONS: dict[tuple[str, ...], Any] = {}
-# What boto3's own credential and endpoint chain reads from the process environment.
+# What botocore's own credential and endpoint chain reads from the process environment.
 CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
                "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_STS",
                "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
@@ -31,10 +34,10 @@ CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_
 
 def client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None,
            max_pool_connections: int | None = None) -> Any:
-    """A boto3 client for `service` in `region` (made once per process for the same target).
+    """A botocore client for `service` in `region` (made once per process for the same target).
 
     With `endpoint` (the sandbox, from `sandbox.active_endpoint`) every call goes there, with the
-    credentials `aws_env` chooses. Without it boto3's usual chain applies (env vars, AWS_PROFILE,
+    credentials `aws_env` chooses. Without it botocore's usual chain applies (env vars, AWS_PROFILE,
     SSO, instance roles), which reads the process environment rather than `environ`.
     `max_pool_connections`: for a client shared by that many threads (botocore's default is 10).
     """
@@ -52,17 +55,17 @@ def client(service: str, region: str, environ: Mapping[str, str], endpoint: str 
 
 
 def _session(chain: tuple[str, ...] = ()) -> Any:
-    """A boto3 session shared by clients (called under _CACHE_LOCK).
+    """A botocore session shared by clients (called under _CACHE_LOCK).
 
     A session owns botocore's loader, which caches the service models: with a session per client
     every S3 client parsed the S3 model again (~60 ms each). Sandbox clients get their credentials
-    and Region passed in, so they all share one session; clients on boto3's own credential chain
+    and Region passed in, so they all share one session; clients on botocore's own credential chain
     share one per state of that chain's variables (`chain`), as a session resolves it only once."""
     made = _SESSIONS.get(chain)
     if made is None:
-        import boto3
+        import botocore.session
 
-        made = _SESSIONS[chain] = boto3.session.Session()
+        made = _SESSIONS[chain] = botocore.session.Session()
     return made
 
 
@@ -75,19 +78,19 @@ def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint:
         config = config.merge(Config(max_pool_connections=max_pool_connections))
     if endpoint is None:
         chain = tuple(os.environ.get(name, "") for name in CHAIN_VARS)
-        return _session(chain).client(service, region_name=region, config=config)
+        return _session(chain).create_client(service, region_name=region, config=config)
     env = {**environ, **aws_env(endpoint, environ)}
     # Path-style: `<bucket>.127.0.0.1` does not resolve.
     config = config.merge(Config(s3={"addressing_style": "path"}))
-    return _session(("sandbox",)).client(service, region_name=region, endpoint_url=endpoint, config=config,
-                                             aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-                                             aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
-                                             aws_session_token=env.get("AWS_SESSION_TOKEN") or None)
+    return _session(("sandbox",)).create_client(service, region_name=region, endpoint_url=endpoint, config=config,
+                                                aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+                                                aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY", ""),
+                                                aws_session_token=env.get("AWS_SESSION_TOKEN") or None)
 
 
 def prewarm(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None) -> None:
-    """Start building a client in the background: importing boto3 and loading a service model
-    (~150 ms, CPU) overlap whatever the caller does next (git archive, another process); the
+    """Start building a client in the background: importing botocore and loading a service model
+    (~120 ms, CPU) overlap whatever the caller does next (git archive, another process); the
     later `client(...)` for the same target waits for it instead of building its own. Errors
     are left for that later call to meet."""
     def build() -> None:

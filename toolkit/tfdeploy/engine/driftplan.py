@@ -37,14 +37,11 @@ def open_drift_session(repo_root: Path, tag_name: str, source: SourceRef, *, ove
                        lock_timeout_s: float = 0) -> Session:
     """The tag's code in the cell's drift work dir, and a Terraform for it. The caller holds the
     cell lock (a drift check and an apply of the same cell never overlap)."""
-    from .provider import cell_state_has_aws
-
     tag = parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
     workdir = prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides,
                               sandbox=endpoint is not None,
-                              state_has_aws=lambda d: cell_state_has_aws(d.backend, env, endpoint),
                               path=drift_workdir_path(repo_root, tag, environ))
     terraform = Terraform(binary, workdir.path, env, log, log)
     backend = workdir.deployment.backend

@@ -3,7 +3,7 @@
 Two runs of one cell given different `--lock` modes used to take two different locks (no lock at
 all), and an s3-mode write left the dynamodb mode's digest row stale. Now both modes take the S3
 lockfile, and the mode is recorded in `<key>.tfdeploy-lock-mode.json` in the state bucket: a run
-in the other mode is refused before `terraform init`. `migrate_lock` is the one deliberate way to
+in the other mode is refused before Terraform touches the state or a lock. `migrate_lock` is the one deliberate way to
 switch: under both locks it writes (or removes) the digest row Terraform keeps for dynamodb mode,
 then records the new mode.
 
@@ -117,8 +117,10 @@ class _Aws:
             raise
 
 
-def current_mode(aws: _Aws) -> ModeRecord:
-    """The cell's lock mode: its record, else inferred from its state and digest row."""
+def current_mode(aws: _Aws, state_exists: bool | None = None) -> ModeRecord:
+    """The cell's lock mode: its record, else inferred from its state and digest row.
+
+    `state_exists`: already known (engine/preflight.py read the state), so not asked again."""
     b = aws.backend
     raw = aws.get(record_key(b))
     if raw is not None:
@@ -130,7 +132,7 @@ def current_mode(aws: _Aws) -> ModeRecord:
             raise TfdeployError(f"{record_url(b)} is not a lock-mode record tfdeploy wrote; fix it or run "
                                 "tfdeploy state migrate-lock --tag TAG --to s3|dynamodb")
         return ModeRecord(mode, "recorded", record_url(b))
-    if aws.get(b.key) is None:
+    if not (aws.get(b.key) is not None if state_exists is None else state_exists):
         return ModeRecord(None, "new", "")
     if aws.digest() is not None:
         return ModeRecord("dynamodb", "inferred", f"the digest row {digest_id(b)} in {b.lock_table}")
@@ -153,14 +155,15 @@ def _write_record(aws: _Aws, mode: str, *, create_only: bool) -> bool:
 
 
 def ensure_mode(backend: BackendConfig, *, cell: str, tag: str, environ: Mapping[str, str],
-                endpoint: str | None) -> None:
+                endpoint: str | None, state_exists: bool | None = None) -> None:
     """Refuse a run whose lock mode is not the cell's; record the mode on a cell's first run.
 
-    Runs before `terraform init`, so a refused run touches neither state nor locks."""
+    Runs beside `terraform init` (which neither locks nor writes a state) and before anything else
+    Terraform does, so a refused run touches neither state nor locks (engine/preflight.py)."""
     aws = _Aws(backend, environ, endpoint)
     try:
         try:
-            found = current_mode(aws)
+            found = current_mode(aws, state_exists)
         except Exception as exc:
             if aws._code(exc) in ("NoSuchBucket", "NotFound"):
                 return  # terraform init says the bucket is missing and how to bootstrap it

@@ -2,7 +2,7 @@
 
 The repo holds no `provider "aws"` block; each deployment gets one written into its work dir. It
 is generated when the configuration uses the AWS provider OR the cell's current state holds AWS
-resources: rolling back to a version without them must destroy them through the cell's own
+resources (the state is read beside `terraform init`, engine/preflight.py): rolling back to a version without them must destroy them through the cell's own
 provider (an unconfigured one would refresh them away, or act in the caller's account). Stacks
 that never had AWS resources (like the example repo) stay provider-free.
 """
@@ -10,6 +10,7 @@ that never had AWS resources (like the example repo) stay provider-free.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -85,10 +86,16 @@ def state_has_aws(state: Mapping[str, Any]) -> bool:
     return False
 
 
-def cell_state_has_aws(backend: BackendConfig, environ: Mapping[str, str], endpoint: str | None) -> bool:
-    """Read the cell's state object (if any) and look for AWS resources in it.
+@dataclass(frozen=True)
+class StatePeek:
+    """What one read of a cell's state object told (engine/preflight.py shares it)."""
 
-    Called only when the configuration itself has none, so the common path costs no S3 call."""
+    exists: bool
+    has_aws: bool
+
+
+def peek_state(backend: BackendConfig, environ: Mapping[str, str], endpoint: str | None) -> StatePeek:
+    """Read the cell's state object (if any): does it exist, does it hold AWS resources?"""
     from ..aws.clients import client
 
     s3 = client("s3", backend.region, environ, endpoint)
@@ -97,11 +104,11 @@ def cell_state_has_aws(backend: BackendConfig, environ: Mapping[str, str], endpo
     except Exception as exc:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
         if code in ("NoSuchKey", "NoSuchBucket", "404"):
-            return False  # no state yet (or no bucket: terraform init explains that)
+            return StatePeek(exists=False, has_aws=False)  # no state yet (or no bucket: init explains)
         raise TfdeployError(f"cannot read s3://{backend.bucket}/{backend.key} to tell whether the cell "
                             f"holds AWS resources: {str(exc).splitlines()[0]}") from None
     try:
-        return state_has_aws(json.loads(body))
+        return StatePeek(exists=True, has_aws=state_has_aws(json.loads(body)))
     except ValueError:
         raise TfdeployError(f"s3://{backend.bucket}/{backend.key} is not a readable Terraform state; "
                             "inspect it before running Terraform on this cell") from None

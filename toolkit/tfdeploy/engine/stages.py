@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -258,21 +258,17 @@ def errored_state_error(session: Session, error: TfdeployError) -> TfdeployError
 
 def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
-                 sandbox: bool = False, reuse: bool = False,
-                 state_has_aws: Callable[[Deployment], bool] | None = None,
-                 source: SourceRef | None = None) -> Workdir:
-    """Validate the tag, check its source and build (or reopen) its work dir.
+                 sandbox: bool = False, reuse: bool = False, source: SourceRef | None = None) -> Workdir:
+    """Validate the tag, check its source and build (or reopen) its work dir. No AWS access.
 
-    `source`: the tag's source, already checked by the caller (a fleet checks every tag once).
-    No AWS access, except `state_has_aws` (a session's probe of the cell's state)."""
+    `source`: the tag's source, already checked by the caller (a fleet checks every tag once)."""
     settings = load_settings(repo_root, environ, overrides)
     tag = parse_tag(tag_name, settings.extra_regions)
     if reuse:
         return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
     if source is None:
         source = check_source(repo_root, tag, settings.default_branch, options)
-    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox,
-                           state_has_aws=state_has_aws)
+    return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox)
 
 
 def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
@@ -290,12 +286,8 @@ def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any]
     env, endpoint, extra = terraform_environment(repo_root, environ)
     if not reuse_workdir:
         prewarm_state_client(settings, tag, env, endpoint)
-    from .provider import cell_state_has_aws
-
     workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
-                           sandbox=endpoint is not None, reuse=reuse_workdir,
-                           state_has_aws=lambda d: cell_state_has_aws(d.backend, env, endpoint),
-                           source=source)
+                           sandbox=endpoint is not None, reuse=reuse_workdir, source=source)
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     tag = workdir.deployment.tag
     backend = workdir.deployment.backend
@@ -336,30 +328,40 @@ def check_sources(repo_root: Path, tags: Sequence[Tag], default_branch: str,
 def init(session: Session, quiet: bool = False) -> StageResult:
     """terraform init with the deployment's backend; `quiet` keeps its output unless it fails.
 
-    Skipped when the work dir is already initialised for exactly this backend, Terraform and
-    configuration (initrecord.py); inits that may write the shared plugin cache are serialised
-    (plugincache.py)."""
+    Beside it, the state is asked what must be known before Terraform touches it (preflight.py:
+    the lock mode, refused when it is not this run's; AWS resources the code no longer has, for
+    which the provider is added and init runs again). Skipped when the work dir is already
+    initialised for exactly this backend, Terraform and configuration (initrecord.py); inits that
+    may write the shared plugin cache are serialised (plugincache.py)."""
+    from . import preflight
+    from .workdir import with_aws_provider
+
     started = time.monotonic()
+    ran, answers = preflight.beside(session, lambda: _init_backend(session, quiet))
+    if answers.needs_provider:
+        session.workdir = with_aws_provider(session.workdir, sandbox=session.sandbox_endpoint is not None)
+        ran = _init_backend(session, quiet)
+    notes = () if ran else ("already initialised for this backend; init skipped",)
+    return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3), notes=notes)
+
+
+def _init_backend(session: Session, quiet: bool) -> bool:
+    """terraform init, unless the work dir is initialised for exactly this; whether it ran."""
     from . import initrecord, plugincache
-    from .lockmode import ensure_mode
 
     d = session.deployment
-    # Before init (run or skipped): a run in the other lock mode must not touch the state or its locks.
-    ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=session.terraform.env,
-                endpoint=session.sandbox_endpoint)
     backend = {**d.backend.backend_config_args(), **session.backend_extra}
     path = session.workdir.path
     print_ = initrecord.fingerprint(path, backend_args=backend, lock_mode=d.backend.lock_mode,
                                     binary=session.terraform.binary, env=session.terraform.env)
     if initrecord.is_initialised(path, print_, backend):
-        return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3),
-                           notes=("already initialised for this backend; init skipped",))
+        return False
     initrecord.forget(path)
     with plugincache.guarded(path, session.terraform.env):
         session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
                                 no_color=_flag(), stream=not quiet)
     initrecord.remember(path, print_)
-    return StageResult(stage="init", status=PASSED, duration_s=round(time.monotonic() - started, 3))
+    return True
 
 
 def _flag() -> Any:

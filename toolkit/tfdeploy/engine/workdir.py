@@ -14,9 +14,9 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment, resolve
@@ -62,21 +62,32 @@ def workdir_path(repo_root: Path, tag: Tag, environ: Mapping[str, str] = os.envi
     return repo_cache_dir(repo_root, environ) / "work" / tag.cell
 
 
-def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sandbox: bool,
-                     state_has_aws: Callable[[Deployment], bool] | None = None) -> bool:
-    # The state is asked only when the code has no AWS resources (a rollback may still hold some).
-    aws = uses_aws_provider(path) or (state_has_aws is not None and state_has_aws(deployment))
+def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sandbox: bool) -> bool:
+    # From the code alone: whether the state holds AWS resources (a rollback may) is asked beside
+    # `terraform init` (engine/preflight.py), which then adds the provider (with_aws_provider).
+    aws = uses_aws_provider(path)
     if aws:
         write_atomic(path / PROVIDER_FILE, render_provider(deployment, sandbox=sandbox))
     write_atomic(path / TFVARS_FILE, json.dumps(deployment_tfvars(deployment), indent=2) + "\n")
+    _write_metadata(path, deployment, source, aws)
+    return aws
+
+
+def _write_metadata(path: Path, deployment: Deployment, source: SourceRef, aws: bool) -> None:
     metadata = {"source": source.to_dict(), "deployment": deployment.to_dict(), "aws_provider": aws}
     write_atomic(path / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
-    return aws
+
+
+def with_aws_provider(workdir: Workdir, sandbox: bool) -> Workdir:
+    """The work dir with the deployment's AWS provider added (the state holds AWS resources the
+    code no longer has: they are destroyed through the cell's own role, never an unconfigured one)."""
+    write_atomic(workdir.path / PROVIDER_FILE, render_provider(workdir.deployment, sandbox=sandbox))
+    _write_metadata(workdir.path, workdir.deployment, workdir.source, True)
+    return replace(workdir, aws_provider=True)
 
 
 def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Mapping[str, str],
                     overrides: Mapping[str, Any], sandbox: bool,
-                    state_has_aws: Callable[[Deployment], bool] | None = None,
                     path: Path | None = None) -> Workdir:
     """Export the source into a fresh work dir for the tag's cell and write generated files.
 
@@ -97,7 +108,7 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
             export_commit(repo_root, source.commit, staging)
         settings = load_settings(staging, environ, overrides)
         deployment = resolve(tag.name, settings, staging)
-        aws = _write_generated(staging, deployment, source, sandbox, state_has_aws)
+        aws = _write_generated(staging, deployment, source, sandbox)
         if _same_source(final, source):
             carried = CARRY_OVER
             if _same_backend(final, deployment):

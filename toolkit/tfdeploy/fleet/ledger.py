@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -317,9 +318,10 @@ def _legacy_records(s3: Any, place: Place, cell: str) -> list[Record] | None:
         return None
 
 
-def _read_summary(s3: Any, place: Place, cell: str) -> tuple[list[Record], str | None]:
+def _read_summary(s3: Any, place: Place, cell: str, written: Record | None = None) -> tuple[list[Record], str | None]:
     """For a writer: the summary's records (with any an earlier version's summary holds) and its
-    ETag (None when it does not exist yet).
+    ETag (None when it does not exist yet). `written`: the record this writer just wrote (a
+    rebuild from the record objects need not read it back).
 
     A missing or damaged summary is rebuilt from the old one or the cell's record objects. One
     that cannot be read (e.g. archived by a lifecycle rule) stops a writer: it must not replace
@@ -327,12 +329,12 @@ def _read_summary(s3: Any, place: Place, cell: str) -> tuple[list[Record], str |
     got = _get(s3, place, summary_key(cell))
     legacy = _legacy_records(s3, place, cell) or []
     if got is None:
-        return (legacy or newest_first(_read_records(s3, place, cell))), None
+        return (legacy or newest_first(_read_records(s3, place, cell, written))), None
     body, etag = got
     try:
         records = parse_summary(body, cell)
     except ValueError:
-        records = newest_first(_read_records(s3, place, cell))
+        records = newest_first(_read_records(s3, place, cell, written))
     return records + legacy, etag
 
 
@@ -371,7 +373,7 @@ def _update_summary(s3: Any, place: Place, record: Record, sleep: Callable[[floa
     from botocore.exceptions import ClientError
 
     for attempt in range(_SUMMARY_ATTEMPTS):
-        records, etag = _read_summary(s3, place, record.cell)
+        records, etag = _read_summary(s3, place, record.cell, record)
         body = summary_body(record.cell, merge_summary(records, record), now_iso())
         condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
@@ -387,7 +389,8 @@ def _update_summary(s3: Any, place: Place, record: Record, sleep: Callable[[floa
                       f"under {_SUMMARY_ATTEMPTS} attempts; the record itself was written")
 
 
-def _read_records(s3: Any, place: Place, cell: str) -> list[Record]:
+def _read_records(s3: Any, place: Place, cell: str, known: Record | None = None) -> list[Record]:
+    """Every record object of the cell (`known`: one already in hand, not read again)."""
     keys = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=cell_prefix(cell)):
         # Not the summary an earlier version kept in the same folder.
@@ -399,10 +402,13 @@ def _read_records(s3: Any, place: Place, cell: str) -> list[Record]:
         except (ValueError, TypeError):  # not a record: ignored rather than breaking the history
             return None
 
+    mine = record_key(known) if known is not None else None
+    have = [known] if mine in keys else []
+    keys = [key for key in keys if key != mine]
     # As many threads as the client has connections (more would only wait for one).
     threads = getattr(s3.meta.config, "max_pool_connections", None) or 10
     with ThreadPoolExecutor(max_workers=min(threads, max(1, len(keys)))) as pool:
-        return [r for r in pool.map(get, keys) if r is not None]
+        return have + [r for r in pool.map(get, keys) if r is not None]
 
 
 def append(record: Record, settings: Settings, environ: Mapping[str, str]) -> str:
@@ -595,6 +601,7 @@ def save_cache(cache_dir: Path, bucket: str, entries: Mapping[str, Mapping[str, 
 # --- recording a run -----------------------------------------------------------------------------
 
 _CALLERS: dict[tuple[str, ...], str] = {}
+_CALLERS_LOCK = threading.Lock()
 
 
 def caller_identity(region: str, environ: Mapping[str, str]) -> str:
@@ -604,17 +611,18 @@ def caller_identity(region: str, environ: Mapping[str, str]) -> str:
     from ..aws.clients import CHAIN_VARS
 
     key = (region, *(environ.get(name, "") for name in CHAIN_VARS), environ.get("TFDEPLOY_SANDBOX_ENDPOINT", ""))
-    if key in _CALLERS:
-        return _CALLERS[key]
-    try:
-        from ..aws.clients import client
-        from ..aws.sandbox import active_endpoint
+    with _CALLERS_LOCK:  # the cells of a fan-out finish together: one asks, the others wait for it
+        if key in _CALLERS:
+            return _CALLERS[key]
+        try:
+            from ..aws.clients import client
+            from ..aws.sandbox import active_endpoint
 
-        found = str(client("sts", region, environ, active_endpoint(environ)).get_caller_identity()["Arn"])
-    except Exception:
-        return ""
-    _CALLERS[key] = found
-    return found
+            found = str(client("sts", region, environ, active_endpoint(environ)).get_caller_identity()["Arn"])
+        except Exception:
+            found = ""  # not asked again by this process: the cells behind must not each time out
+        _CALLERS[key] = found
+        return found
 
 
 def outbox_dir(cache_dir: Path) -> Path:

@@ -1,0 +1,69 @@
+"""What must be known about a cell's state before Terraform reads or writes it, asked beside
+`terraform init`.
+
+Two questions, both answered from the state bucket: is this run in the cell's lock mode
+(lockmode.py; refused otherwise), and does the state hold AWS resources the code no longer has
+(provider.py; then the provider is added and init runs again)? Answering them costs boto3's start
+(~0.15 s of CPU) and a few S3 requests, while `terraform init -reconfigure` needs neither answer
+and never locks, migrates or writes a state. So they run side by side, and nothing after init
+(plan, apply, destroy, refresh) starts before the answers are in: a refused run has run init and
+nothing else. One GET of the state object serves both questions.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from .lockmode import ensure_mode
+from .provider import peek_state
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Answers:
+    needs_provider: bool  # the state holds AWS resources and the work dir has no provider for them
+
+
+def ask(session: Any) -> Answers:
+    """Both questions, one after the other (raises the lock-mode refusal, or why S3 could not tell)."""
+    d = session.deployment
+    env, endpoint = session.terraform.env, session.sandbox_endpoint
+    # The state is read only when the code has no AWS resources: otherwise the provider is there.
+    peek = None if session.workdir.aws_provider else peek_state(d.backend, env, endpoint)
+    ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint,
+                state_exists=None if peek is None else peek.exists)
+    return Answers(needs_provider=peek is not None and peek.has_aws)
+
+
+def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
+    """Run `work` (terraform init) while `ask` runs on a thread; both results once both are done.
+
+    A refusal (or a failure to ask) wins over whatever `work` did or raised: it is the reason the
+    run must stop. On an interrupt the thread is not waited for (a daemon: an S3 call stuck on a
+    dead endpoint must not hold the exit)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["answers"] = ask(session)
+        except BaseException as exc:  # handed to the caller's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=f"preflight-{session.tag.cell}", daemon=True)
+    thread.start()
+    try:
+        done = work()
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:
+        thread.join()
+        if "error" in box:
+            raise box["error"] from None
+        raise
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return done, box["answers"]
