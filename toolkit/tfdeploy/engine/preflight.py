@@ -41,9 +41,11 @@ def ask(session: Any) -> Answers:
 def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
     """Run `work` (terraform init) while `ask` runs on a thread; both results once both are done.
 
-    A refusal (or a failure to ask) wins over whatever `work` did or raised: it is the reason the
-    run must stop. On an interrupt the thread is not waited for (a daemon: an S3 call stuck on a
-    dead endpoint must not hold the exit)."""
+    A refusal (or a failure to ask) wins over whatever else `work` did or raised: it is the reason
+    the run must stop. A signal wins over both, and the thread is not waited for then (a daemon:
+    an S3 call stuck on a dead endpoint must not hold the exit)."""
+    from .supervise import Interrupted
+
     box: dict[str, Any] = {}
 
     def run() -> None:
@@ -56,7 +58,7 @@ def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
     thread.start()
     try:
         done = work()
-    except (KeyboardInterrupt, SystemExit):
+    except (KeyboardInterrupt, SystemExit, Interrupted):
         raise
     except BaseException:
         thread.join()
