@@ -12,9 +12,15 @@ All rows use the same Terraform (the embedded one unless TFDEPLOY_TERRAFORM is s
 wrapper that logs each command, so the Terraform processes per cell are counted, not assumed.
 After every trial the 8 state objects must be at their keys, or the benchmark stops.
 Figures are printed, not asserted: targets are fan-out <= 1.3x the floor and one tag at a time
-<= 1.3x the plain loop.
+<= 1.3x the plain loop. Each row's CPU time is printed too (every process it started, plus the moto
+server, which runs in this process): divided by the CPUs, it is the least wall time the row could
+take on this machine, which tells whether a row is bound by CPU or by waiting.
 
-    python benchmarks/fanout.py [--trials 3]
+`--latency-ms N` makes the moto server answer every request N ms late, the way a real AWS
+endpoint does (same-Region S3 is tens of ms away; local moto is CPU-bound instead): it shows the
+rows when waiting, not CPU, is what bounds them.
+
+    python benchmarks/fanout.py [--trials 3] [--latency-ms 0]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shlex
 import shutil
 import statistics
@@ -133,6 +140,20 @@ def check_states(endpoint: str, env: dict[str, str], row: str) -> None:
             sys.exit(f"{row}: {key} holds {len(state['resources'])} resources, expected 2")
 
 
+def _late(app, delay_s: float):
+    """The WSGI app, answering each request `delay_s` later (each request has its own thread)."""
+    def answer(environ, start_response):
+        time.sleep(delay_s)
+        return app(environ, start_response)
+    return answer
+
+
+def _cpu_s() -> float:
+    """CPU seconds so far of this process (the moto server's threads) and its reaped descendants."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def fanout_supported(repo: Path, env: dict[str, str]) -> str | None:
     """None when `apply --tag GLOB --parallel 4` is accepted, else why not (from --help)."""
     text = sh([TFDEPLOY, "apply", "--help"], repo, env).stdout
@@ -145,6 +166,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--latency-ms", type=float, default=0.0,
+                        help="answer every AWS request this much later (as a real endpoint would)")
     args = parser.parse_args()
 
     from moto.server import ThreadedMotoServer
@@ -153,6 +176,8 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    if args.latency_ms > 0:
+        server._server.app = _late(server._server.app, args.latency_ms / 1000)
     endpoint = f"http://127.0.0.1:{server._server.server_port}"
     root = Path(tempfile.mkdtemp(prefix="tfdeploy-fanout-"))
     try:
@@ -186,27 +211,34 @@ def main() -> None:
             rows[f"tfdeploy fan-out -P{args.parallel}"] = None
         samples: dict[str, list[float]] = {name: [] for name, argv in rows.items() if argv}
         processes: dict[str, list[float]] = {name: [] for name in samples}
+        cpu: dict[str, list[float]] = {name: [] for name in samples}
         for trial in range(args.trials):
             for name, argv in rows.items():
                 if argv is None:
                     continue
                 reset(endpoint, repo, plain, env)
                 log.unlink(missing_ok=True)
+                cpu_before = _cpu_s()
                 started = time.perf_counter()
                 sh(argv, repo, env)
                 samples[name].append(time.perf_counter() - started)
+                cpu[name].append(_cpu_s() - cpu_before)
                 processes[name].append(len(log.read_text().split()) / len(REGIONS))
                 check_states(endpoint, env, name)
             print(f"trial {trial + 1}/{args.trials} done", file=sys.stderr)
         floor = statistics.median(samples[f"plain xargs -P{args.parallel}"])
         loop = statistics.median(samples["plain loop"])
-        print(f"{len(REGIONS)} Regions x 2 terraform_data, one moto server, {args.trials} trials, "
+        late = f" answering {args.latency_ms:g} ms late" if args.latency_ms > 0 else ""
+        print(f"{len(REGIONS)} Regions x 2 terraform_data, one moto server{late}, {args.trials} trials, "
               f"Terraform {terraform}")
-        print(f"{'row':<22}{'median s':>10}{'x floor':>9}{'x loop':>8}{'tf procs/cell':>15}")
+        cores = len(os.sched_getaffinity(0))
+        print(f"{'row':<22}{'median s':>10}{'x floor':>9}{'x loop':>8}{'tf procs/cell':>15}"
+              f"{'CPU s':>8}{f'CPU s/{cores} cores':>17}")
         for name, values in samples.items():
             median = statistics.median(values)
+            used = statistics.median(cpu[name])
             print(f"{name:<22}{median:>10.2f}{median / floor:>9.2f}{median / loop:>8.2f}"
-                  f"{statistics.median(processes[name]):>15.1f}")
+                  f"{statistics.median(processes[name]):>15.1f}{used:>8.2f}{used / cores:>17.2f}")
         if skipped:
             print(f"tfdeploy fan-out: skipped: {skipped}")
         print("every trial left 8 states with 2 resources each at research/dev-<region>/terraform.tfstate")

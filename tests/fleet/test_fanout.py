@@ -208,3 +208,34 @@ def test_fanout_destroy_runs_regions_before_global_and_refuses_protected_envs(re
     assert stamps(results["dev-global-research"]["log"])[0] > stamps(results["dev-us-east-1-research"]["log"])[1]
     assert results["dev-us-east-1-research"]["destroy"] == 1
     assert all(state_of(BUCKET, key)["resources"] == [] for key in keys)
+
+
+def test_parallel_bounds_the_cells_in_terraform_at_once(repo, tmp_path, terraform_bin):
+    """`--parallel N`: never more than N cells between their first and last Terraform command,
+    though a cell hands its slot on before its ledger record is written (fleet/runner.py)."""
+    commit(repo, {TEAM_VARS: 'account = "111111111111"\nallowed_regions = ["us-east-1", "eu-central-1", '
+                             '"us-west-2"]\n'}, "release 1.0")
+    for scope in (*REGIONS, "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    log = tmp_path / "terraform-calls.log"
+    wrapper = tmp_path / "terraform"
+    wrapper.write_text(f'#!/bin/sh\necho "start $(date +%s.%N) $PWD" >> "{log}"\n"{terraform_bin}" "$@"\n'
+                       f'rc=$?\necho "end $(date +%s.%N) $PWD" >> "{log}"\nexit $rc\n')
+    wrapper.chmod(0o755)
+    run = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--parallel", "2",
+                   "--json", env={"TFDEPLOY_TERRAFORM": str(wrapper)})
+    assert {c["result"] for c in json.loads(run.stdout)["cells"]} == {"applied"}
+    spans: dict[str, list[float]] = {}
+    for line in log.read_text().splitlines():
+        _what, when, where = line.split(" ", 2)
+        span = spans.setdefault(Path(where).name, [float(when), float(when)])
+        span[0], span[1] = min(span[0], float(when)), max(span[1], float(when))
+    assert len(spans) == 4, spans
+    edges = sorted([(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()],
+                   key=lambda edge: (edge[0], edge[1]))
+    at_once, most = 0, 0
+    for _when, step in edges:
+        at_once += step
+        most = max(most, at_once)
+    assert most == 2, spans  # the three Regions ran two at a time after global, never three

@@ -21,7 +21,7 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import TfdeployError, ValidationError
 from ..model.backend import BackendConfig
@@ -117,10 +117,11 @@ class _Aws:
             raise
 
 
-def current_mode(aws: _Aws, state_exists: bool | None = None) -> ModeRecord:
+def current_mode(aws: _Aws, state_exists: Callable[[], bool] | None = None) -> ModeRecord:
     """The cell's lock mode: its record, else inferred from its state and digest row.
 
-    `state_exists`: already known (engine/preflight.py read the state), so not asked again."""
+    `state_exists`: where to learn it instead of a GET of its own (engine/preflight.py reads the
+    state anyway, at the same time as this reads the record)."""
     b = aws.backend
     raw = aws.get(record_key(b))
     if raw is not None:
@@ -132,7 +133,7 @@ def current_mode(aws: _Aws, state_exists: bool | None = None) -> ModeRecord:
             raise TfdeployError(f"{record_url(b)} is not a lock-mode record tfdeploy wrote; fix it or run "
                                 "tfdeploy state migrate-lock --tag TAG --to s3|dynamodb")
         return ModeRecord(mode, "recorded", record_url(b))
-    if not (aws.get(b.key) is not None if state_exists is None else state_exists):
+    if not (aws.get(b.key) is not None if state_exists is None else state_exists()):
         return ModeRecord(None, "new", "")
     if aws.digest() is not None:
         return ModeRecord("dynamodb", "inferred", f"the digest row {digest_id(b)} in {b.lock_table}")
@@ -155,7 +156,7 @@ def _write_record(aws: _Aws, mode: str, *, create_only: bool) -> bool:
 
 
 def ensure_mode(backend: BackendConfig, *, cell: str, tag: str, environ: Mapping[str, str],
-                endpoint: str | None, state_exists: bool | None = None) -> None:
+                endpoint: str | None, state_exists: Callable[[], bool] | None = None) -> None:
     """Refuse a run whose lock mode is not the cell's; record the mode on a cell's first run.
 
     Runs beside `terraform init` (which neither locks nor writes a state) and before anything else

@@ -13,6 +13,7 @@ nothing else. One GET of the state object serves both questions.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -28,14 +29,19 @@ class Answers:
 
 
 def ask(session: Any) -> Answers:
-    """Both questions, one after the other (raises the lock-mode refusal, or why S3 could not tell)."""
+    """Both questions (raises the lock-mode refusal, or why S3 could not tell). The state is read
+    only when the code has no AWS resources (else the provider is there already), and then at
+    the same time as the lock-mode record: one round trip for both."""
     d = session.deployment
     env, endpoint = session.terraform.env, session.sandbox_endpoint
-    # The state is read only when the code has no AWS resources: otherwise the provider is there.
-    peek = None if session.workdir.aws_provider else peek_state(d.backend, env, endpoint)
-    ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint,
-                state_exists=None if peek is None else peek.exists)
-    return Answers(needs_provider=peek is not None and peek.has_aws)
+    if session.workdir.aws_provider:
+        ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint)
+        return Answers(needs_provider=False)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"preflight-{d.tag.cell}") as pool:
+        peeked = pool.submit(peek_state, d.backend, env, endpoint)
+        ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint,
+                    state_exists=lambda: peeked.result().exists)
+        return Answers(needs_provider=peeked.result().has_aws)
 
 
 def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:

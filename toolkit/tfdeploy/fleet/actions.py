@@ -64,7 +64,7 @@ def _recorded(job: Job, action: str) -> Any:
         job.log.write(f"tfdeploy: warning: {text}\n")
         print(f"[{job.tag.cell}] tfdeploy: warning: {text}", file=sys.stderr, flush=True)
 
-    return recorded(action, job.shared.environ, warn)
+    return recorded(action, job.shared.environ, warn, before_write=job.release)
 
 
 def _show_planned(job: Job, event: dict[str, Any]) -> None:

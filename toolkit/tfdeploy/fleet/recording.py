@@ -70,7 +70,10 @@ def write(rec: Recording, result: str, environ: Mapping[str, str], warn: Callabl
 
 
 @contextmanager
-def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None]) -> Iterator[Recording]:
+def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None],
+             before_write: Callable[[], None] = lambda: None) -> Iterator[Recording]:
+    """`before_write`: told when the run is over and only its record is left to write (a fan-out
+    gives the cell's slot to the next cell then, fleet/runner.py)."""
     rec = Recording(action, details=dict(_EXTRA_DETAILS.get() or {}))
     try:
         yield rec
@@ -79,7 +82,9 @@ def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None
     except BaseException as exc:
         if rec.session is not None:
             rec.details.setdefault("error", " ".join(str(exc).split())[:2000])
+            before_write()
             write(rec, "failed", environ, warn)
         raise
     if rec.session is not None:
+        before_write()
         write(rec, "succeeded", environ, warn)

@@ -61,6 +61,9 @@ class Job:
     post: Callable[[Event], None]
     session: Any = None  # set by the action once it opened the work dir
     plan_spent: Callable[[], bool] = field(default=lambda: False)
+    # Called by the action once Terraform is done with the cell (before its ledger record is
+    # written): the cell's slot goes to the next cell (see _Slots).
+    release: Callable[[], None] = field(default=lambda: None)
 
     @property
     def source(self) -> Any:
@@ -96,6 +99,51 @@ class _Stop:
         self.wake = threading.Event()  # ends retry back-offs early
 
 
+class _Slots:
+    """At most `parallel` cells in their Terraform part at once. A cell gives its slot back as
+    soon as Terraform is done with it, before its ledger record is written: on AWS that write is
+    a few round trips, which the next cell's init and apply now overlap. The main thread waits on
+    `waker()` beside the running cells, so a freed slot starts the next cell at once."""
+
+    def __init__(self, parallel: int):
+        self._free = threading.Semaphore(max(1, parallel))
+        self._lock = threading.Lock()
+        self._wake: Future = Future()
+
+    def take(self, timeout_s: float | None = None) -> bool:
+        return self._free.acquire(timeout=timeout_s) if timeout_s is not None else self._free.acquire(blocking=False)
+
+    def give(self) -> None:
+        self._free.release()
+        with self._lock:
+            if not self._wake.done():
+                self._wake.set_result(None)
+
+    def waker(self) -> Future:
+        with self._lock:
+            if self._wake.done():
+                self._wake = Future()
+            return self._wake
+
+
+class _Slot:
+    """One cell's slot: given back once Terraform is done, taken again for a retry."""
+
+    def __init__(self, slots: _Slots):
+        self._slots, self.held = slots, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._slots.give()
+
+    def retake(self, stop: _Stop) -> bool:
+        """Wait for a slot (a retry runs Terraform again); False when the run is stopping."""
+        while not self.held and not stop.reason:
+            self.held = self._slots.take(POLL_S)
+        return self.held
+
+
 def _skip(step: Step, why: str, result: str = SKIPPED) -> CellResult:
     return CellResult(tag=step.tag.name, cell=step.tag.cell, result=result, error=why)
 
@@ -111,6 +159,7 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
     pending = list(steps)
     running: dict[Future, Step] = {}
     stop = _Stop()
+    slots = _Slots(parallel)
     for step in steps:
         display.add(step.tag.cell, step.tag.name)
 
@@ -131,7 +180,8 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
         if result.result == FAILED and fail_fast and not stop.reason:
             stop.reason = "fail-fast"
 
-    with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="tfdeploy-cell") as pool:
+    # Twice the slots: a cell writing its ledger record holds a thread but no slot.
+    with ThreadPoolExecutor(max_workers=2 * max(1, parallel), thread_name_prefix="tfdeploy-cell") as pool:
         while pending or running:
             try:
                 if supervise.received() is not None and stop.reason != "interrupted":
@@ -146,19 +196,20 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
                         pending.remove(step)
                         finish(_skip(step, "not started: " + (
                             "interrupted" if stop.reason == "interrupted" else "--fail-fast after a failure")))
-                    elif all(c in done for c in step.after) and len(running) < parallel:
+                    elif all(c in done for c in step.after) and slots.take():
                         pending.remove(step)
                         log = log_dir / f"{step.tag.cell}.log"
                         events.put(Event(step.tag.cell, step.tag.name, "running", log=str(log)))
                         running[pool.submit(_run_cell, step, action, shared, log, events.put, retries,
-                                            backoff, stop, action_name)] = step
+                                            backoff, stop, action_name, slots)] = step
                 drain()
                 display.tick()
                 if running:
-                    finished, _ = wait(list(running), timeout=POLL_S, return_when=FIRST_COMPLETED)
+                    finished, _ = wait([*running, slots.waker()], timeout=POLL_S, return_when=FIRST_COMPLETED)
                     for future in finished:
-                        step = running.pop(future)
-                        finish(future.result())
+                        if future in running:
+                            running.pop(future)
+                            finish(future.result())
             except supervise.Interrupted:
                 continue  # the handler raised it here (no Terraform running): the loop stops cells
         drain()
@@ -169,17 +220,29 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
 
 def _run_cell(step: Step, action: CellAction, shared: Shared, log_path: Path,
               post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
-              stop: _Stop, action_name: str) -> CellResult:
-    """One cell, in a worker thread; never raises (a bug becomes a failed cell with a traceback
-    in its log)."""
+              stop: _Stop, action_name: str, slots: _Slots) -> CellResult:
+    """One cell, in a worker thread, holding a slot the main thread took for it; never raises (a
+    bug becomes a failed cell with a traceback in its log)."""
+    slot = _Slot(slots)
+    try:
+        return _attempts(step, action, shared, log_path, post, retries, backoff, stop, action_name, slot)
+    finally:
+        slot.release()
+
+
+def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
+              post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
+              stop: _Stop, action_name: str, slot: _Slot) -> CellResult:
     tag = step.tag
     started, started_at = time.monotonic(), now_iso()
     result = CellResult(tag=tag.name, cell=tag.cell, result=FAILED, log=str(log_path), started_at=started_at)
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
         log.flush()
-        job = Job(tag, shared, log, log_path, post)
+        job = Job(tag, shared, log, log_path, post, release=slot.release)
         for attempt in range(1, retries + 2):
+            if not slot.retake(stop):
+                break
             result.attempts = attempt
             try:
                 word, counts = action(job)
