@@ -40,6 +40,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toolkit"))
+from sidebyside import as_installed  # noqa: E402
 from tfdeploy.adopt.example import write_example_repo  # noqa: E402
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2",
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="answer every AWS request this much later (as a real endpoint would)")
     args = parser.parse_args()
+    as_installed()
 
     from moto.server import ThreadedMotoServer
 

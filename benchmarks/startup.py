@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sidebyside import measure, report
+from sidebyside import as_installed, measure, report
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toolkit"))
 from tfdeploy.adopt.example import write_example_repo  # noqa: E402
@@ -23,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
+    as_installed()
     exe = str(Path(sys.executable).parent / "tfdeploy")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
