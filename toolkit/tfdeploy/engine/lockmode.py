@@ -3,9 +3,9 @@
 Two runs of one cell given different `--lock` modes used to take two different locks (no lock at
 all), and an s3-mode write left the dynamodb mode's digest row stale. Now both modes take the S3
 lockfile, and the mode is recorded in `<key>.tfdeploy-lock-mode.json` in the state bucket: a run
-in the other mode is refused before Terraform touches the state or a lock. `migrate_lock` is the one deliberate way to
-switch: under both locks it writes (or removes) the digest row Terraform keeps for dynamodb mode,
-then records the new mode.
+in the other mode is refused before Terraform touches the state or a lock. `migrate_lock` is the
+one deliberate way to switch: under both locks it writes (or removes) the digest row Terraform
+keeps for dynamodb mode, then records the new mode.
 
 A state from before this record existed is inferred: a digest row `<bucket>/<key>-md5` in the
 env's lock table means dynamodb mode (Terraform writes it on every dynamodb-mode state write).

@@ -3,17 +3,16 @@
 
 Two questions, both answered from the state bucket: is this run in the cell's lock mode
 (lockmode.py; refused otherwise), and does the state hold AWS resources the code no longer has
-(provider.py; then the provider is added and init runs again)? Answering them costs boto3's start
-(~0.15 s of CPU) and a few S3 requests, while `terraform init -reconfigure` needs neither answer
-and never locks, migrates or writes a state. So they run side by side, and nothing after init
-(plan, apply, destroy, refresh) starts before the answers are in: a refused run has run init and
-nothing else. One GET of the state object serves both questions.
+(provider.py; then the provider is added and init runs again)? Answering them costs botocore's
+start (~0.12 s of CPU) and a few S3 requests, while `terraform init -reconfigure` needs neither
+answer and never locks, migrates or writes a state. So they run side by side, and nothing after
+init (plan, apply, destroy, refresh) starts before the answers are in: a refused run has run init
+and nothing else. One GET of the state object serves both questions.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
@@ -37,41 +36,52 @@ def ask(session: Any) -> Answers:
     if session.workdir.aws_provider:
         ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint)
         return Answers(needs_provider=False)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"preflight-{d.tag.cell}") as pool:
-        peeked = pool.submit(peek_state, d.backend, env, endpoint)
-        ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint,
-                    state_exists=lambda: peeked.result().exists)
-        return Answers(needs_provider=peeked.result().has_aws)
+    peeked = _started(lambda: peek_state(d.backend, env, endpoint), f"peek-{d.tag.cell}")
+    ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint,
+                state_exists=lambda: peeked().exists)
+    return Answers(needs_provider=peeked().has_aws)
 
 
 def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
     """Run `work` (terraform init) while `ask` runs on a thread; both results once both are done.
 
     A refusal (or a failure to ask) wins over whatever else `work` did or raised: it is the reason
-    the run must stop. A signal wins over both, and the thread is not waited for then (a daemon:
-    an S3 call stuck on a dead endpoint must not hold the exit)."""
+    the run must stop. A signal wins over both, and the thread is not waited for then."""
     from .supervise import Interrupted
 
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["answers"] = ask(session)
-        except BaseException as exc:  # handed to the caller's thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name=f"preflight-{session.tag.cell}", daemon=True)
-    thread.start()
+    answers = _started(lambda: ask(session), f"preflight-{session.tag.cell}")
     try:
         done = work()
     except (KeyboardInterrupt, SystemExit, Interrupted):
         raise
     except BaseException:
+        try:
+            answers()
+        except BaseException as refusal:
+            raise refusal from None
+        raise
+    return done, answers()
+
+
+def _started(call: Callable[[], T], name: str) -> Callable[[], T]:
+    """`call` running on a thread; the function returned waits for it and returns its result or
+    raises its exception. A daemon thread: an S3 call stuck on a dead endpoint must not hold the
+    exit of a process that was told to stop."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = call()
+        except BaseException as exc:  # handed to the thread that asks for the result
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+
+    def result() -> T:
         thread.join()
         if "error" in box:
-            raise box["error"] from None
-        raise
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return done, box["answers"]
+            raise box["error"]
+        return box["value"]
+
+    return result

@@ -2,9 +2,10 @@
 
 The repo holds no `provider "aws"` block; each deployment gets one written into its work dir. It
 is generated when the configuration uses the AWS provider OR the cell's current state holds AWS
-resources (the state is read beside `terraform init`, engine/preflight.py): rolling back to a version without them must destroy them through the cell's own
-provider (an unconfigured one would refresh them away, or act in the caller's account). Stacks
-that never had AWS resources (like the example repo) stay provider-free.
+resources (the state is read beside `terraform init`, engine/preflight.py): rolling back to a
+version without them must destroy them through the cell's own provider (an unconfigured one
+would refresh them away, or act in the caller's account). Stacks that never had AWS resources
+(like the example repo) stay provider-free.
 """
 
 from __future__ import annotations
