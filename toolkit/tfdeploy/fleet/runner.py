@@ -111,7 +111,10 @@ class _Slots:
         self._wake: Future = Future()
 
     def take(self, timeout_s: float | None = None) -> bool:
-        return self._free.acquire(timeout=timeout_s) if timeout_s is not None else self._free.acquire(blocking=False)
+        """A free slot, now (no `timeout_s`) or within `timeout_s`; whether one was taken."""
+        if timeout_s is None:
+            return self._free.acquire(blocking=False)
+        return self._free.acquire(timeout=timeout_s)
 
     def give(self) -> None:
         self._free.release()
