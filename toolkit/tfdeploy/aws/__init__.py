@@ -1,1 +1,1 @@
-"""The AWS side: boto3 clients, the state-backend bootstrap and the local moto sandbox."""
+"""The AWS side: AWS clients (botocore), the state-backend bootstrap and the local moto sandbox."""

@@ -136,8 +136,8 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
 
 def _prewarm(repo: RepoContext) -> None:
-    """Build the state bucket's S3 client (boto3's import, ~0.15 s) while the tags are listed and
-    checked, before the first cell needs it. A problem here is left for the cells to report."""
+    """Build the state bucket's S3 client (botocore's import, ~0.12 s) while the tags are listed
+    and checked, before the first cell needs it. A problem here is left for the cells to report."""
     from ..engine.stages import prewarm_state_client, terraform_environment
     from ..errors import TfdeployError
 
