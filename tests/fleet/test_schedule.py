@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from tfdeploy.fleet.retry import backoff_s, is_transient, should_retry
-from tfdeploy.fleet.runner import default_parallel
-from tfdeploy.fleet.schedule import schedule
+from tfdeploy.fleet.schedule import default_parallel, schedule
 from tfdeploy.model.tags import parse_tag
 
 TAGS = [parse_tag(n) for n in ("dev_us-east-1/research/1.1", "dev_global/research/1.1",

@@ -217,15 +217,63 @@ def test_parallel_appends_to_one_cell_all_reach_its_summary(sandbox_env):
     assert len(ledger_records("dev-us-east-1-research")) == 16
 
 
+def test_reads_started_with_the_run_leave_only_the_writes_and_lose_no_record_written_meanwhile(sandbox_env, tmp_path):
+    """A run starts its record's reads (caller, summary) when Terraform starts; after Terraform only
+    the two writes are left. A summary rewritten in between (another run of the cell, a record
+    flushed from the outbox) is caught by the conditional write: no record is dropped from it."""
+    from tfdeploy.fleet.ledger import append, prepare
+    from tfdeploy.model.settings import Settings
+
+    s3().create_bucket(Bucket=BUCKET)
+    settings = Settings(backend_prefix="demo-tfstate", environments=("dev", "qa"))
+    cell, environ = "dev-us-east-1-research", dict(os.environ)
+    place = Place(BUCKET, "us-east-1")
+    tag = parse_tag("dev_us-east-1/research/1.0")
+
+    def run(prepared, n):
+        return record_run(tag, None, environ, cache_dir=tmp_path, action="apply", result="succeeded",
+                          commit=f"{n:040x}", counts=(1, 0, 0), started_at="2026-11-01T00:00:00.000Z",
+                          warn=pytest.fail, place=place, prepared=prepared)
+
+    def summary_ids():
+        body = s3().get_object(Bucket=BUCKET, Key=summary_key(cell))["Body"].read()
+        return sorted(r["id"] for r in json.loads(body)["records"])
+
+    # No summary yet when the reads are made; another run writes the first one meanwhile.
+    early = prepare(place, cell, environ)
+    assert early.summary()[1] is None
+    append(record(1), settings, environ)
+    first = run(early, 1)
+    assert summary_ids() == sorted(["id0001", first.id])
+    assert first.caller.startswith("arn:aws:")  # from the caller read made with the run
+
+    # A summary that changed between the read and the write (a newer version) is read again.
+    stale = prepare(place, cell, environ)
+    stale.summary()
+    append(record(2), settings, environ)
+    second = run(stale, 2)
+    assert summary_ids() == sorted(["id0001", "id0002", first.id, second.id])
+
+    # Nothing changed meanwhile: once the run is over, the record and the summary are written, no read.
+    quiet = prepare(place, cell, environ)
+    quiet.summary(), quiet.caller()
+    with Counted(readers=False) as counted:
+        third = run(quiet, 3)
+    assert counted.ops == ["PutObject", "PutObject"]
+    assert summary_ids() == sorted(["id0001", "id0002", first.id, second.id, third.id])
+    assert len(ledger_records(cell)) == 5
+
+
 # --- reading the fleet fast: summaries under one prefix, a local cache by ETag --------------------
 
 class Counted:
     """Counts the S3 requests the ledger's (process-wide, cached) client sends, by operation."""
 
-    def __init__(self):
+    def __init__(self, readers: bool = True):
         from tfdeploy.fleet.ledger import _s3, read_threads
 
-        self.client = _s3("us-east-1", dict(os.environ), read_threads(os.environ))
+        # The readers of the fleet's summaries share a client sized for them; a writer uses the default.
+        self.client = _s3("us-east-1", dict(os.environ), read_threads(os.environ) if readers else None)
         self.ops: list[str] = []
 
     def _count(self, model, **_kwargs):

@@ -56,7 +56,7 @@ def drift(env: str | None, team: str | None, parallel: int | None, terraform_bin
       tfdeploy drift --env prod --team research
       tfdeploy drift --env dev --parallel 4 --json     for a scheduled job
     """
-    from ..fleet.runner import default_parallel
+    from ..fleet.schedule import default_parallel
 
     settings = repo.settings
     if env is not None and env not in settings.environments:

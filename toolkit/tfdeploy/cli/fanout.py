@@ -18,7 +18,7 @@ from .common import RepoContext, echo_json
 
 def fanout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--parallel, --fail-fast, --retry, --only-failed (used when many cells run)."""
-    from ..fleet.runner import default_parallel
+    from ..fleet.schedule import default_parallel
 
     func = click.option("--only-failed", is_flag=True,
                         help="Run again only the cells that failed (or were skipped or interrupted) in "

@@ -12,10 +12,10 @@ and nothing else. One GET of the state object serves both questions.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
+from ..background import started
 from .lockmode import ensure_mode
 from .provider import peek_state
 
@@ -36,7 +36,7 @@ def ask(session: Any) -> Answers:
     if session.workdir.aws_provider:
         ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint)
         return Answers(needs_provider=False)
-    peeked = _started(lambda: peek_state(d.backend, env, endpoint), f"peek-{d.tag.cell}")
+    peeked = started(lambda: peek_state(d.backend, env, endpoint), f"peek-{d.tag.cell}")
     ensure_mode(d.backend, cell=d.tag.cell, tag=d.tag.name, environ=env, endpoint=endpoint,
                 state_exists=lambda: peeked().exists)
     return Answers(needs_provider=peeked().has_aws)
@@ -49,7 +49,7 @@ def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
     the run must stop. A signal wins over both, and the thread is not waited for then."""
     from .supervise import Interrupted
 
-    answers = _started(lambda: ask(session), f"preflight-{session.tag.cell}")
+    answers = started(lambda: ask(session), f"preflight-{session.tag.cell}")
     try:
         done = work()
     except (KeyboardInterrupt, SystemExit, Interrupted):
@@ -62,26 +62,3 @@ def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
         raise
     return done, answers()
 
-
-def _started(call: Callable[[], T], name: str) -> Callable[[], T]:
-    """`call` running on a thread; the function returned waits for it and returns its result or
-    raises its exception. A daemon thread: an S3 call stuck on a dead endpoint must not hold the
-    exit of a process that was told to stop."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = call()
-        except BaseException as exc:  # handed to the thread that asks for the result
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-
-    def result() -> T:
-        thread.join()
-        if "error" in box:
-            raise box["error"]
-        return box["value"]
-
-    return result

@@ -271,11 +271,13 @@ ENCRYPTION = {"ServerSideEncryption": "AES256"}
 
 
 def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: Any = None,
-                 sleep: Callable[[float], None] = time.sleep) -> str:
+                 sleep: Callable[[float], None] = time.sleep,
+                 read: Callable[[], tuple[list[Record], str | None]] | None = None) -> str:
     """Write the record object, then fold it into the cell's summary; its s3:// address.
 
     The summary is read while the record object is written (one round trip instead of two, which
-    on AWS is tens of ms per cell); it is written only once the record object is in.
+    on AWS is tens of ms per cell), or before, by `read` (`prepare`); it is written only once the
+    record object is in, and only over the version that was read.
     Idempotent: a record already written (a kept one flushed twice) is not written again."""
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -292,14 +294,29 @@ def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: A
                 raise
 
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfdeploy-ledger") as pool:
-            first_read = pool.submit(_read_summary, s3, place, record.cell, record)
+        first = _ready(read)
+        if first is None:
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tfdeploy-ledger") as pool:
+                first_read = pool.submit(_read_summary, s3, place, record.cell, record)
+                put_record()
+                first = first_read.result()
+        else:
             put_record()
-            read = first_read.result()
-        _update_summary(s3, place, record, sleep, read)
+        _update_summary(s3, place, record, sleep, first)
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot write to s3://{place.bucket}/{cell_prefix(record.cell)}: {exc}") from None
     return f"s3://{place.bucket}/{key}"
+
+
+def _ready(read: Callable[[], tuple[list[Record], str | None]] | None) -> tuple[list[Record], str | None] | None:
+    """What an earlier read found, or None to read now (none was made, or it failed: the read
+    made now reports why, or finds the bucket back)."""
+    if read is None:
+        return None
+    try:
+        return read()
+    except Exception:  # noqa: BLE001 - read again, in the writer's own error handling
+        return None
 
 
 def _get(s3: Any, place: Place, key: str) -> tuple[bytes, str] | None:
@@ -678,17 +695,38 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
     return written
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The reads a cell's record needs, started while its run goes on (`prepare`)."""
+    place: Place
+    caller: Callable[[], str]
+    summary: Callable[[], tuple[list[Record], str | None]]
+
+
+def prepare(place: Place, cell: str, environ: Mapping[str, str]) -> Prepared:
+    """Start reading, on threads, what writing the cell's record will need: the caller (STS) and
+    the cell's summary. Started when the run starts, they are done by the time Terraform is, so
+    only the two writes are left after it (each read is a round trip of tens of ms on AWS). A
+    summary rewritten in between is caught by the write, which is conditional on what was read
+    and reads again when it changed."""
+    from ..background import started
+
+    return Prepared(place, started(lambda: caller_identity(place.region, environ), f"ledger-caller-{cell}"),
+                    started(lambda: _read_summary(_s3(place.region, environ), place, cell), f"ledger-read-{cell}"))
+
+
 def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], *, cache_dir: Path,
                action: str, result: str, commit: str, counts: Mapping[str, int] | tuple[int, int, int],
                started_at: str, plan_sha256: str = "", override: str = "",
                details: Mapping[str, Any] | None = None, warn: Callable[[str], None],
-               place: Place | None = None) -> Record:
+               place: Place | None = None, prepared: Prepared | None = None) -> Record:
     """Record one run of a cell: build the record (caller from STS, build id from CodeBuild's
     CODEBUILD_BUILD_ID), flush any kept records, append it. Never raises for the ledger: a record
     that cannot be written is reported through `warn` and kept in `.tfdeploy/ledger-outbox/`.
 
     The one entry point for every command that changes a cell (apply, destroy, fleet, ci).
-    `place`: the cell's state bucket as its run resolved it (else computed from `settings`)."""
+    `place`: the cell's state bucket as its run resolved it (else computed from `settings`).
+    `prepared`: reads started for this place when the run started (`prepare`)."""
     from .. import __version__
 
     add, change, destroy = (counts if isinstance(counts, tuple)
@@ -697,14 +735,17 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
         if settings is None:
             raise TypeError("record_run needs settings or place")
         place = place_for(tag, settings)
+    if prepared is not None and prepared.place != place:
+        prepared = None
+    caller = prepared.caller() if prepared is not None else caller_identity(place.region, environ)
     record = record_for(tag, commit=commit, action=action, result=result, add=int(add), change=int(change),
-                        destroy=int(destroy), caller=caller_identity(place.region, environ),
+                        destroy=int(destroy), caller=caller,
                         started_at=started_at, finished_at=now_iso(), plan_sha256=plan_sha256,
                         tfdeploy_version=__version__, build_id=environ.get("CODEBUILD_BUILD_ID", ""),
                         override=override, details=dict(details or {}))
     flush_outbox(cache_dir, environ, warn)
     try:
-        write_record(record, place, environ)
+        write_record(record, place, environ, read=prepared.summary if prepared is not None else None)
     except Exception as exc:  # the run's own outcome stands; the record must not be lost
         reason = str(exc) if isinstance(exc, TfdeployError) else f"{type(exc).__name__}: {exc}"
         try:

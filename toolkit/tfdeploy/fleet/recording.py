@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import ValidationError
-from .ledger import Place, now_iso, record_run
+from .ledger import Place, Prepared, now_iso, prepare, record_run
 
 # Details a caller wraps around a normal apply (e.g. `rollback`) so its record says why it ran,
 # without a parameter threaded through every apply path. Per thread/context, so fan-out cells
@@ -37,10 +37,24 @@ def extra_details(details: Mapping[str, Any]) -> Iterator[None]:
 class Recording:
     action: str  # "apply" | "destroy"
     started_at: str = field(default_factory=now_iso)
-    session: Any = None  # engine.stages.Session, set once open
     counts: tuple[int, int, int] | None = None  # set on success; else the saved plan's
     override: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    environ: Mapping[str, str] = field(default_factory=dict)
+    prepared: Prepared | None = None
+    _session: Any = None
+
+    @property
+    def session(self) -> Any:
+        """The cell's engine.stages.Session, set by the command once open (then the run counts)."""
+        return self._session
+
+    @session.setter
+    def session(self, session: Any) -> None:
+        # Set just before Terraform starts: the record's reads go on while it runs.
+        self._session = session
+        backend = session.deployment.backend
+        self.prepared = prepare(Place(backend.bucket, backend.region), session.tag.cell, self.environ)
 
 
 def plan_meta(session: Any) -> dict[str, Any]:
@@ -66,7 +80,7 @@ def write(rec: Recording, result: str, environ: Mapping[str, str], warn: Callabl
     record_run(session.tag, None, environ, cache_dir=session.cache, action=rec.action, result=result,
                commit=session.workdir.source.commit, counts=counts, started_at=rec.started_at,
                plan_sha256=str(meta.get("plan_sha256", "")), override=rec.override, details=rec.details,
-               warn=warn, place=Place(backend.bucket, backend.region))
+               warn=warn, place=Place(backend.bucket, backend.region), prepared=rec.prepared)
 
 
 @contextmanager
@@ -74,7 +88,7 @@ def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None
              before_write: Callable[[], None] = lambda: None) -> Iterator[Recording]:
     """`before_write`: told when the run is over and only its record is left to write (a fan-out
     gives the cell's slot to the next cell then, fleet/runner.py)."""
-    rec = Recording(action, details=dict(_EXTRA_DETAILS.get() or {}))
+    rec = Recording(action, details=dict(_EXTRA_DETAILS.get() or {}), environ=environ)
     try:
         yield rec
     except ValidationError:

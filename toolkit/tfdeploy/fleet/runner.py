@@ -9,7 +9,6 @@ thread stops starting cells, waits for the running ones and reports them as inte
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -28,13 +27,6 @@ from .retry import backoff_s, should_retry
 from .schedule import Step
 
 POLL_S = 0.25
-
-
-def default_parallel(cpus: int | None = None) -> int:
-    """Twice the CPUs, between 2 and 8: a cell's Terraform mostly waits on AWS APIs, so two per
-    core keeps the machine busy; past 8, each Terraform and provider process (hundreds of MB)
-    and AWS API throttling per account cost more than the overlap gains."""
-    return max(2, min(8, 2 * (cpus or os.cpu_count() or 1)))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""In what order a fleet's cells run (pure).
+"""In what order a fleet's cells run, and how many at once (pure).
 
 The global cell of an env and team holds what its Regions build on (account-level roles,
 baselines), so it runs first and its regional cells wait for it; they are skipped if it fails.
@@ -7,9 +7,17 @@ Destroy runs the other way round: the Regions go before the global cell they dep
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..model.tags import Tag
+
+
+def default_parallel(cpus: int | None = None) -> int:
+    """Twice the CPUs, between 2 and 8: a cell's Terraform mostly waits on AWS APIs, so two per
+    core keeps the machine busy; past 8, each Terraform and provider process (hundreds of MB)
+    and AWS API throttling per account cost more than the overlap gains."""
+    return max(2, min(8, 2 * (cpus or os.cpu_count() or 1)))
 
 
 @dataclass(frozen=True)
