@@ -4,6 +4,9 @@ Rows, run round-robin so drift hits them alike, every trial from an empty moto (
 /moto-api/reset, then the state bucket and lock table bootstrapped) and no work dirs:
   plain loop      `terraform init -backend-config=... && terraform apply` per Region, one after another
   plain xargs -P4 the same commands, four at a time (the floor)
+  python+botocore loop  the plain loop, each Region preceded by a Python that imports botocore and
+                   builds one S3 client: the least any per-command Python tool that talks to S3
+                   adds to a cell (a reference, not a target)
   tfdeploy 1-by-1 `tfdeploy apply --tag T --auto-approve` per tag
   tfdeploy fan-out `tfdeploy apply --tag 'dev_*/research/1.0' --auto-approve --parallel 4`
                    (skipped, with a note, while the CLI refuses a glob or --parallel)
@@ -18,9 +21,11 @@ take on this machine, which tells whether a row is bound by CPU or by waiting.
 
 `--latency-ms N` makes the moto server answer every request N ms late, the way a real AWS
 endpoint does (same-Region S3 is tens of ms away; local moto is CPU-bound instead): it shows the
-rows when waiting, not CPU, is what bounds them.
+rows when waiting, not CPU, is what bounds them. `--create-s S` makes each cell's second resource
+take S seconds to create (a local-exec `sleep`), as real resources take seconds to minutes: it
+shows what tfdeploy's fixed cost per cell weighs next to a cell that does real work.
 
-    python benchmarks/fanout.py [--trials 3] [--latency-ms 0]
+    python benchmarks/fanout.py [--trials 3] [--latency-ms 0] [--create-s 0]
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ TAGS = [f"{ENV}_{region}/{TEAM}/{VERSION}" for region in REGIONS]
 GLOB = f"{ENV}_*/{TEAM}/{VERSION}"
 BUCKET = f"demo-tfstate-{ENV}"
 TFDEPLOY = str(Path(sys.executable).parent / "tfdeploy")
+# What the "python+botocore loop" row runs before each cell.
+BOTOCORE_CLIENT = ("import botocore.session; botocore.session.Session().create_client("
+                   "'s3', region_name='us-east-1', endpoint_url='http://127.0.0.1:9')")
 GIT_ENV = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com"}
 
@@ -61,13 +69,15 @@ def sh(argv: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> s
     return proc
 
 
-def make_repo(root: Path, env: dict[str, str]) -> Path:
-    """The example repo, a second terraform_data per cell, tfvars and a tag for 8 Regions."""
+def make_repo(root: Path, env: dict[str, str], create_s: float = 0.0) -> Path:
+    """The example repo, a second terraform_data per cell (taking `create_s` to create), tfvars and
+    a tag for 8 Regions."""
     repo = root / "infra"
     write_example_repo(repo, lock="s3")
     regional = repo / "modules" / "regional" / "main.tf"
+    slow = (f'  provisioner "local-exec" {{\n    command = "sleep {create_s:g}"\n  }}\n' if create_s > 0 else "")
     regional.write_text(regional.read_text() + '\nresource "terraform_data" "marker" {\n'
-                        '  input = terraform_data.cell.output\n}\n')
+                        f'  input = terraform_data.cell.output\n{slow}}}\n')
     folder = repo / "envs" / ENV / TEAM
     variables = folder / "variables.tfvars"
     variables.write_text("".join(line + "\n" for line in variables.read_text().splitlines()
@@ -169,6 +179,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--latency-ms", type=float, default=0.0,
                         help="answer every AWS request this much later (as a real endpoint would)")
+    parser.add_argument("--create-s", type=float, default=0.0,
+                        help="each cell's second resource takes this long to create (a local-exec "
+                             "sleep), as real resources do; the targets are for 0")
     args = parser.parse_args()
     as_installed()
 
@@ -195,7 +208,7 @@ def main() -> None:
                     "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
                     "TF_CLI_CONFIG_FILE": str(root / "empty.tfrc"), "TFDEPLOY_HOME": str(root / "home"),
                     "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
-        repo = make_repo(root, env)
+        repo = make_repo(root, env, args.create_s)
         plain = plain_dirs(repo, root, endpoint, env)
         script = root / "cells.txt"
         script.write_text("".join(cmd + "\n" for _, cmd in plain))
@@ -203,6 +216,9 @@ def main() -> None:
             "plain loop": ["sh", "-c", f"while IFS= read -r c; do sh -c \"$c\" || exit 1; done < {script}"],
             f"plain xargs -P{args.parallel}": ["sh", "-c", f"tr '\\n' '\\0' < {script} | "
                                                           f"xargs -0 -P{args.parallel} -n1 sh -c"],
+            "python+botocore loop": ["sh", "-c", f"while IFS= read -r c; do {shlex.quote(sys.executable)} -c "
+                                                 f"{shlex.quote(BOTOCORE_CLIENT)} && sh -c \"$c\" || exit 1; "
+                                                 f"done < {script}"],
             "tfdeploy 1-by-1": ["sh", "-c", " && ".join(
                 f"{shlex.quote(TFDEPLOY)} apply --tag {shlex.quote(t)} --auto-approve >/dev/null" for t in TAGS)],
             f"tfdeploy fan-out -P{args.parallel}": [TFDEPLOY, "apply", "--tag", GLOB, "--auto-approve",
@@ -231,6 +247,7 @@ def main() -> None:
         floor = statistics.median(samples[f"plain xargs -P{args.parallel}"])
         loop = statistics.median(samples["plain loop"])
         late = f" answering {args.latency_ms:g} ms late" if args.latency_ms > 0 else ""
+        late += f", each cell's second resource {args.create_s:g} s to create" if args.create_s > 0 else ""
         print(f"{len(REGIONS)} Regions x 2 terraform_data, one moto server{late}, {args.trials} trials, "
               f"Terraform {terraform}")
         cores = len(os.sched_getaffinity(0))
@@ -241,6 +258,10 @@ def main() -> None:
             used = statistics.median(cpu[name])
             print(f"{name:<22}{median:>10.2f}{median / floor:>9.2f}{median / loop:>8.2f}"
                   f"{statistics.median(processes[name]):>15.1f}{used:>8.2f}{used / cores:>17.2f}")
+        reference = statistics.median(samples["python+botocore loop"])
+        print(f"tfdeploy 1-by-1 is {statistics.median(samples['tfdeploy 1-by-1']) / reference:.2f}x the "
+              f"python+botocore loop ({reference / loop:.2f}x the plain loop: the least a per-command "
+              "Python tool that talks to S3 costs)")
         if skipped:
             print(f"tfdeploy fan-out: skipped: {skipped}")
         print("every trial left 8 states with 2 resources each at research/dev-<region>/terraform.tfstate")

@@ -309,8 +309,8 @@ def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: A
 
 
 def _ready(read: Callable[[], tuple[list[Record], str | None]] | None) -> tuple[list[Record], str | None] | None:
-    """What an earlier read found, or None to read now (none was made, or it failed: the read
-    made now reports why, or finds the bucket back)."""
+    """What an earlier read found, or None to read now (none was made, or it failed: reading
+    again either succeeds or reports why, through the writer's own error handling)."""
     if read is None:
         return None
     try:
@@ -715,6 +715,13 @@ def prepare(place: Place, cell: str, environ: Mapping[str, str]) -> Prepared:
                     started(lambda: _read_summary(_s3(place.region, environ), place, cell), f"ledger-read-{cell}"))
 
 
+def _asked_caller(prepared: Prepared) -> str:
+    try:
+        return prepared.caller()
+    except Exception:  # noqa: BLE001 - like caller_identity: never a reason to lose the record
+        return ""
+
+
 def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], *, cache_dir: Path,
                action: str, result: str, commit: str, counts: Mapping[str, int] | tuple[int, int, int],
                started_at: str, plan_sha256: str = "", override: str = "",
@@ -737,7 +744,7 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
         place = place_for(tag, settings)
     if prepared is not None and prepared.place != place:
         prepared = None
-    caller = prepared.caller() if prepared is not None else caller_identity(place.region, environ)
+    caller = _asked_caller(prepared) if prepared is not None else caller_identity(place.region, environ)
     record = record_for(tag, commit=commit, action=action, result=result, add=int(add), change=int(change),
                         destroy=int(destroy), caller=caller,
                         started_at=started_at, finished_at=now_iso(), plan_sha256=plan_sha256,
