@@ -108,7 +108,8 @@ def test_the_mode_check_beside_init_lets_nothing_after_init_run(repo, tmp_path, 
     single apply or a fan-out, has run init and no other Terraform command, and changed nothing."""
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    first = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    assert "Terraform has been successfully initialized!" in first.stdout  # held only until the answers
     before = (state_bytes(), digest_row(), objects())
     log = tmp_path / "terraform-commands.log"
     wrapper = tmp_path / "terraform"
@@ -120,6 +121,8 @@ def test_the_mode_check_beside_init_lets_nothing_after_init_run(repo, tmp_path, 
         proc = tfdeploy(repo, "apply", *args, "--auto-approve", "--lock", "s3", check=False,
                         env={"TFDEPLOY_TERRAFORM": str(wrapper)})
         assert proc.returncode != 0 and "locked in dynamodb mode" in proc.stdout + proc.stderr, proc.stderr
+        # What init printed is held until the check answers: a refused run never says it initialised.
+        assert "successfully initialized" not in proc.stdout + proc.stderr, proc.stdout
         ran = log.read_text().split() if log.exists() else []
         assert set(ran) <= {"init"}, ran  # no plan, apply, refresh or import after a refusal
         assert (state_bytes(), digest_row(), objects()) == before
@@ -155,3 +158,28 @@ def test_migrate_lock_both_directions(repo):
     tfdeploy(repo, "apply", "--tag", V3, "--auto-approve", "--lock", "dynamodb")
     assert b'"three from us-east-1"' in state_bytes()
     assert f"{KEY}.tflock" not in objects()  # every lock released
+
+
+def test_held_output_is_written_in_order_once_released_and_never_once_dropped():
+    """The stream init writes to while the checks are asked (pure; the runs above use it)."""
+    import io
+
+    from tfdeploy.engine.preflight import HeldOutput
+
+    shown = io.StringIO()
+    held = HeldOutput(shown)
+    held.write("Initializing the backend...\n")
+    held.flush()
+    assert shown.getvalue() == ""
+    held.release()
+    held.write("Terraform has been successfully initialized!\n")
+    held.release()  # twice: nothing written twice
+    assert shown.getvalue() == "Initializing the backend...\nTerraform has been successfully initialized!\n"
+
+    hidden = io.StringIO()
+    refused = HeldOutput(hidden)
+    refused.write("Initializing the backend...\n")
+    refused.drop()
+    refused.write("Terraform has been successfully initialized!\n")
+    refused.release()  # the way out of `beside` releases: a dropped stream stays dropped
+    assert hidden.getvalue() == ""

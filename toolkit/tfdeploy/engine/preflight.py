@@ -12,8 +12,9 @@ and nothing else. One GET of the state object serves both questions.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import IO, Any, Callable, TypeVar
 
 from ..background import started
 from .lockmode import ensure_mode
@@ -46,19 +47,81 @@ def beside(session: Any, work: Callable[[], T]) -> tuple[T, Answers]:
     """Run `work` (terraform init) while `ask` runs on a thread; both results once both are done.
 
     A refusal (or a failure to ask) wins over whatever else `work` did or raised: it is the reason
-    the run must stop. A signal wins over both, and the thread is not waited for then."""
+    the run must stop. A signal wins over both, and the thread is not waited for then. What
+    Terraform prints meanwhile is held until the answers are in, and dropped with a refusal: a
+    refused run must not end with "Terraform has been successfully initialized!" above its
+    reason (the answers usually come first, so init's output is held a fraction of a second)."""
     from .supervise import Interrupted
 
-    answers = started(lambda: ask(session), f"preflight-{session.tag.cell}")
-    try:
-        done = work()
-    except (KeyboardInterrupt, SystemExit, Interrupted):
-        raise
-    except BaseException:
+    terraform = session.terraform
+    held = HeldOutput(terraform.sink), HeldOutput(terraform.err_sink)
+    terraform.sink, terraform.err_sink = held
+
+    def asked() -> Answers:
         try:
-            answers()
-        except BaseException as refusal:
-            raise refusal from None
-        raise
-    return done, answers()
+            answers = ask(session)
+        except BaseException:
+            for output in held:
+                output.drop()
+            raise
+        for output in held:
+            output.release()
+        return answers
+
+    try:
+        answers = started(asked, f"preflight-{session.tag.cell}")
+        try:
+            done = work()
+        except (KeyboardInterrupt, SystemExit, Interrupted):
+            raise
+        except BaseException:
+            try:
+                answers()
+            except BaseException as refusal:
+                raise refusal from None
+            raise
+        return done, answers()
+    finally:
+        terraform.sink, terraform.err_sink = held[0].target, held[1].target
+        for output in held:  # a signal came first: what Terraform said is shown, not lost
+            output.release()
+
+
+class HeldOutput:
+    """A text stream that holds what is written until `release` (then writes it, and what comes
+    after, to `target`) or `drop` (then discards it, and what comes after). Thread-safe: Terraform's
+    output is written by the thread running it, the answer comes from another."""
+
+    def __init__(self, target: IO[str]):
+        self.target = target
+        self._held: list[str] | None = []  # None once released
+        self._dropped = False
+        self._lock = threading.Lock()
+
+    def write(self, text: str) -> int:
+        with self._lock:
+            if self._dropped:
+                return len(text)
+            if self._held is not None:
+                self._held.append(text)
+                return len(text)
+            return self.target.write(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._held is None and not self._dropped:
+                self.target.flush()
+
+    def release(self) -> None:
+        with self._lock:
+            if self._held is None or self._dropped:
+                return
+            text, self._held = "".join(self._held), None
+            if text:
+                self.target.write(text)
+                self.target.flush()
+
+    def drop(self) -> None:
+        with self._lock:
+            self._dropped, self._held = True, None
 
