@@ -133,7 +133,8 @@ def current_mode(aws: _Aws, state_exists: Callable[[], bool] | None = None) -> M
             raise TfdeployError(f"{record_url(b)} is not a lock-mode record tfdeploy wrote; fix it or run "
                                 "tfdeploy state migrate-lock --tag TAG --to s3|dynamodb")
         return ModeRecord(mode, "recorded", record_url(b))
-    if not (aws.get(b.key) is not None if state_exists is None else state_exists()):
+    exists = state_exists() if state_exists is not None else aws.get(b.key) is not None
+    if not exists:
         return ModeRecord(None, "new", "")
     if aws.digest() is not None:
         return ModeRecord("dynamodb", "inferred", f"the digest row {digest_id(b)} in {b.lock_table}")

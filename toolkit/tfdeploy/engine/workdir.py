@@ -67,10 +67,14 @@ def _write_generated(path: Path, deployment: Deployment, source: SourceRef, sand
     # `terraform init` (engine/preflight.py), which then adds the provider (with_aws_provider).
     aws = uses_aws_provider(path)
     if aws:
-        write_atomic(path / PROVIDER_FILE, render_provider(deployment, sandbox=sandbox))
+        _write_provider(path, deployment, sandbox)
     write_atomic(path / TFVARS_FILE, json.dumps(deployment_tfvars(deployment), indent=2) + "\n")
     _write_metadata(path, deployment, source, aws)
     return aws
+
+
+def _write_provider(path: Path, deployment: Deployment, sandbox: bool) -> None:
+    write_atomic(path / PROVIDER_FILE, render_provider(deployment, sandbox=sandbox))
 
 
 def _write_metadata(path: Path, deployment: Deployment, source: SourceRef, aws: bool) -> None:
@@ -81,7 +85,7 @@ def _write_metadata(path: Path, deployment: Deployment, source: SourceRef, aws: 
 def with_aws_provider(workdir: Workdir, sandbox: bool) -> Workdir:
     """The work dir with the deployment's AWS provider added (the state holds AWS resources the
     code no longer has: they are destroyed through the cell's own role, never an unconfigured one)."""
-    write_atomic(workdir.path / PROVIDER_FILE, render_provider(workdir.deployment, sandbox=sandbox))
+    _write_provider(workdir.path, workdir.deployment, sandbox)
     _write_metadata(workdir.path, workdir.deployment, workdir.source, True)
     return replace(workdir, aws_provider=True)
 
