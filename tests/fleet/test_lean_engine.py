@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -312,3 +313,45 @@ def test_parsed_hcl_is_remembered_but_errors_are_not(tmp_path, monkeypatch):
         with pytest.raises(ConfigError, match="already set"):
             hcl.loads('a = 1\na = 2\n', "bad.tfvars")
     assert calls == ["a.tfvars", "bad.tfvars", "bad.tfvars"]
+
+
+def test_cells_reading_tfvars_at_once_build_the_hcl_parser_once(tmp_path, monkeypatch):
+    """A fan-out's cells read their tfvars in parallel threads. On a cold cache (a fresh CI
+    machine) each of them used to build python-hcl2's lark parser, ~85 ms of CPU apiece."""
+    import threading
+
+    import lark
+
+    from tfdeploy.model import hcl, parsecache
+
+    if hcl.flavor() != hcl.PYTHON_HCL2:
+        pytest.skip("the importable hcl2 is bc-python-hcl2, which builds its parser on import")
+    from hcl2.parser import parser
+
+    monkeypatch.setenv("TFDEPLOY_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(parsecache, "_memo", {})
+    parser.cache_clear()
+    built = []
+    real_init = lark.Lark.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(threading.current_thread().name)
+        time.sleep(0.05)  # widen the window in which another thread may start its own build
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(lark.Lark, "__init__", counted)
+    start = threading.Barrier(4)
+    values: dict[int, dict] = {}
+
+    def read(i: int) -> None:
+        start.wait()
+        values[i] = hcl.loads(f'greeting = "hello from cell {i}"\n', f"cell{i}.tfvars")
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    parser.cache_clear()  # later tests build their own, with the real constructor
+    assert values == {i: {"greeting": f"hello from cell {i}"} for i in range(4)}
+    assert len(built) == 1, f"the parser was built {len(built)} times, by {built}"

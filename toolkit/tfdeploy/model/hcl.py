@@ -21,6 +21,7 @@ Nothing else in tfdeploy imports `hcl2`.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from ..errors import ConfigError
@@ -28,6 +29,9 @@ from ..errors import ConfigError
 PYTHON_HCL2 = "python-hcl2"
 BC_PYTHON_HCL2 = "bc-python-hcl2"
 _LINE_KEYS = ("__start_line__", "__end_line__")  # bc-python-hcl2's block positions
+# python-hcl2 builds its lark parser on first use behind an lru_cache, which lets threads that
+# ask at once each build one (~85 ms of CPU apiece): a fan-out's cells do on a cold cache.
+_PARSER_BUILT = threading.Lock()
 
 
 def flavor() -> str:
@@ -75,6 +79,10 @@ def _first_line(exc: Exception) -> str:
 def _parse_tree(kind: str, text: str) -> Any:
     if kind == PYTHON_HCL2:
         import hcl2
+        from hcl2.parser import parser
+
+        with _PARSER_BUILT:
+            parser()  # built once; later calls return the cached one
         return hcl2.parses_to_tree(text)
     from hcl2.parser import hcl2 as parser
     # bc-python-hcl2's grammar needs a final newline (its own loads() appends one too).
