@@ -65,3 +65,52 @@ def test_live_table_on_a_terminal():
     shown = console.file.getvalue()
     assert "dev-global-research" in shown and "applying" in shown and "2.5s" in shown and "+1 ~0 -0" in shown
     assert isinstance(make_display(io.StringIO()), LineDisplay)  # not a terminal: lines
+
+
+def _tty_display(height: int):
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    display = make_display(stream, live=True)
+    display.console.size = (140, height)
+    return display, stream
+
+
+def test_live_table_taller_than_the_terminal_keeps_failed_and_running_cells_in_view():
+    """30 cells on a 12-line terminal: the table used to be cut at the bottom ("..."), hiding the
+    running cells and a failure, which in schedule order come last."""
+    display, stream = _tty_display(12)
+    cells = [(f"dev-r{i:02d}-research", f"dev_r{i:02d}/research/1.1") for i in range(30)]
+    with display:
+        for cell, tag in cells:
+            display.add(cell, tag)
+        for cell, tag in cells[:20]:
+            display.board.apply(Event(cell, tag, "running"), 0.0)
+            display.board.apply(Event(cell, tag, "applied", (1, 0, 0), 1.0), 1.0)
+        display.board.apply(Event(cells[25][0], cells[25][1], "running"), 0.0)
+        display.board.apply(Event(cells[25][0], cells[25][1], "failed", None, 2.0, "boom"), 2.0)
+        for cell, tag in cells[26:28]:
+            display.board.apply(Event(cell, tag, "running"), 0.0)
+        stream.seek(0)
+        stream.truncate()
+        display.tick()
+        frame = stream.getvalue()
+    drawn = [line for line in frame.splitlines() if line.strip()]
+    assert len(drawn) <= 12, frame
+    for cell, _ in (cells[25], cells[26], cells[27]):
+        assert cell in frame, f"{cell} is not in view:\n{frame}"
+    assert "20 applied" in frame and "queued" in frame, frame  # the hidden rows, counted
+
+
+def test_live_table_that_fits_shows_every_cell_and_no_count():
+    display, stream = _tty_display(40)
+    with display:
+        for i in range(5):
+            display.add(f"dev-r{i}-research", f"dev_r{i}/research/1.1")
+        stream.seek(0)
+        stream.truncate()
+        display.tick()
+        frame = stream.getvalue()
+    assert all(f"dev-r{i}-research" in frame for i in range(5)) and "more:" not in frame

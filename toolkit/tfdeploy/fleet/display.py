@@ -1,6 +1,7 @@
 """What a person sees while a fleet runs.
 
-On a terminal: a live table, one row per cell (state, elapsed, +/~/-), redrawn in place. Anywhere
+On a terminal: a live table, one row per cell (state, elapsed, +/~/-), redrawn in place; when it
+is taller than the terminal, failed and running cells stay in view and the others are counted. Anywhere
 else (CI logs, pipes): one line per event, each prefixed with its cell, never Terraform's own
 output (that goes to each cell's log). When a cell fails, the tail of its log is shown under its
 name either way. Everything is drawn from the main thread; workers only post events.
@@ -140,14 +141,41 @@ STYLE = {"failed": "red", "interrupted": "red", "skipped": "yellow", "applied": 
          "retrying": "yellow", "in-sync": "green", "drifted": "yellow"}
 
 
-def render_table(board: Board, now: float) -> Any:
-    """A rich Table of the board."""
+# Which rows a table too tall for the terminal keeps in view, best first.
+_IN_VIEW_FIRST = (("failed", "interrupted"), ("running", "applying", "retrying"), ("queued",))
+
+
+def rows_in_view(rows: list[Row], limit: int) -> tuple[list[Row], str]:
+    """The rows a terminal with room for `limit` rows shows, and a line counting the others by
+    state ("" when all fit) (pure). Failed, then running, then queued cells are kept first, so
+    what needs attention never scrolls off; what is shown stays in schedule order."""
+    if len(rows) <= limit:
+        return rows, ""
+
+    def rank(index: int) -> tuple[int, int]:
+        state = rows[index].state
+        group = next((i for i, states in enumerate(_IN_VIEW_FIRST) if state in states), len(_IN_VIEW_FIRST))
+        return group, index
+
+    kept = set(sorted(range(len(rows)), key=rank)[:max(1, limit)])
+    hidden: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        if index not in kept:
+            hidden[row.state] = hidden.get(row.state, 0) + 1
+    counted = ", ".join(f"{number} {state}" for state, number in hidden.items())
+    return [row for index, row in enumerate(rows) if index in kept], f"{sum(hidden.values())} more cells: {counted}"
+
+
+def render_table(board: Board, now: float, limit: int | None = None) -> Any:
+    """A rich Table of the board; with `limit`, at most that many cell rows (see rows_in_view)."""
     from rich.table import Table
 
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    rows = list(board.rows.values())
+    rows, more = rows_in_view(rows, limit) if limit is not None else (rows, "")
+    table = Table(box=None, pad_edge=False, header_style="bold", caption=more or None, caption_justify="left")
     for name in ("cell", "tag", "state", "elapsed", "+/~/-"):
         table.add_column(name, justify="right" if name == "elapsed" else "left")
-    for row in board.rows.values():
+    for row in rows:
         elapsed = board.elapsed(row, now)
         style = STYLE.get(row.state, "")
         table.add_row(row.cell, row.tag, f"[{style}]{row.state}[/]" if style else row.state,
@@ -168,7 +196,7 @@ class LiveDisplay:
     def __enter__(self) -> "LiveDisplay":
         from rich.live import Live
 
-        self._live = Live(render_table(self.board, time.monotonic()), console=self.console,
+        self._live = Live(self._frame(), console=self.console,
                           refresh_per_second=4, transient=False, auto_refresh=False)
         self._live.__enter__()
         return self
@@ -193,7 +221,11 @@ class LiveDisplay:
 
     def tick(self) -> None:
         if self._live is not None:
-            self._live.update(render_table(self.board, time.monotonic()), refresh=True)
+            self._live.update(self._frame(), refresh=True)
+
+    def _frame(self) -> Any:
+        # The header, the count of hidden cells and the cursor's line take three of the rows.
+        return render_table(self.board, time.monotonic(), limit=max(1, self.console.size.height - 3))
 
 
 def make_display(stream: IO[str], live: bool | None = None) -> LineDisplay | LiveDisplay:
