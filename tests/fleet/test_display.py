@@ -114,3 +114,36 @@ def test_live_table_that_fits_shows_every_cell_and_no_count():
         display.tick()
         frame = stream.getvalue()
     assert all(f"dev-r{i}-research" in frame for i in range(5)) and "more:" not in frame
+
+
+def test_ci_lines_say_which_cells_still_run_when_nothing_was_said_for_a_minute():
+    """Terraform alone prints "Still creating..." every 10 s; a fleet in CI keeps that in each
+    cell's log. A 15-minute database create used to leave the CI log silent for 15 minutes, and
+    CI services stop a job after 10 minutes without output (CircleCI's no_output_timeout)."""
+    now = [0.0]
+    out = io.StringIO()
+    with LineDisplay(out, clock=lambda: now[0]) as display:
+        for region in ("us-east-1", "eu-west-1", "ap-south-1"):
+            display.add(f"dev-{region}-research", f"dev_{region}/research/1.1")
+        display.event(Event("dev-us-east-1-research", "dev_us-east-1/research/1.1", "running"))
+        now[0] = 5.0
+        display.event(Event("dev-eu-west-1-research", "dev_eu-west-1/research/1.1", "running"))
+        said = len(out.getvalue().splitlines())
+        now[0] = 64.0
+        display.tick()
+        assert len(out.getvalue().splitlines()) == said  # a minute has not passed since the last line
+        now[0] = 65.5
+        display.tick()
+        display.tick()  # once, not at every tick
+        lines = out.getvalue().splitlines()[said:]
+        assert lines == ["[fleet] still running: dev-us-east-1-research 1m05s, "
+                         "dev-eu-west-1-research 1m00s; 1 queued"]
+        now[0] = 125.5
+        display.tick()
+        assert out.getvalue().splitlines()[-1].startswith("[fleet] still running: dev-us-east-1-research 2m05s")
+        display.event(Event("dev-us-east-1-research", "t", "failed", None, 130.0, "boom"))
+        display.event(Event("dev-eu-west-1-research", "t", "applied", (1, 0, 0), 126.0))
+        said = len(out.getvalue().splitlines())
+        now[0] = 500.0
+        display.tick()
+        assert len(out.getvalue().splitlines()) == said  # nothing runs: nothing to say

@@ -12,9 +12,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 TAIL_LINES = 20
+# CI services stop a job that printed nothing for a while (CircleCI: 10 minutes); Terraform says
+# "Still creating..." every 10 s, but in a fleet that goes to the cell's log. So after a minute
+# without a line, one says which cells still run.
+HEARTBEAT_S = 60.0
+ACTIVE = ("running", "applying", "retrying")
 FINAL = ("planned", "applied", "destroyed", "in-sync", "drifted", "failed", "skipped", "interrupted")
 
 
@@ -86,6 +91,21 @@ def event_line(event: Event) -> str | None:
     return f"{prefix} {event.state} {counts_text(event.counts)}{took}".rstrip()
 
 
+def _took(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60}m{whole % 60:02d}s" if whole >= 60 else f"{whole}s"
+
+
+def heartbeat_line(board: Board, now: float) -> str | None:
+    """The CI line that says which cells still run and for how long (pure); None when none runs."""
+    running = [row for row in board.rows.values() if row.state in ACTIVE]
+    if not running:
+        return None
+    queued = sum(1 for row in board.rows.values() if row.state == "queued")
+    said = ", ".join(f"{row.cell} {_took(board.elapsed(row, now) or 0.0)}" for row in running)
+    return f"[fleet] still running: {said}" + (f"; {queued} queued" if queued else "")
+
+
 def log_tail(log: str | Path, lines: int = TAIL_LINES) -> list[str]:
     try:
         text = Path(log).read_text(encoding="utf-8", errors="replace")
@@ -103,11 +123,14 @@ def tail_lines(cell: str, log: str) -> list[str]:
 
 
 class LineDisplay:
-    """CI: a line per event, the failed cell's log tail."""
+    """CI: a line per event, the failed cell's log tail, and which cells still run after a
+    minute without a line."""
 
-    def __init__(self, stream: IO[str]):
+    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic):
         self.stream = stream
         self.board = Board()
+        self._clock = clock
+        self._said_at = clock()
 
     def __enter__(self) -> "LineDisplay":
         return self
@@ -119,21 +142,28 @@ class LineDisplay:
         self.board.add(cell, tag)
 
     def event(self, event: Event) -> None:
-        self.board.apply(event, time.monotonic())
+        self.board.apply(event, self._clock())
         line = event_line(event)
         if line:
-            self.stream.write(line + "\n")
+            self._say(line)
         if event.state == "failed" and event.log:
             for tail in tail_lines(event.cell, event.log):
-                self.stream.write(tail + "\n")
-        self.stream.flush()
+                self._say(tail)
 
     def note(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        self._say(text)
 
     def tick(self) -> None:
-        pass
+        now = self._clock()
+        if now - self._said_at >= HEARTBEAT_S:
+            line = heartbeat_line(self.board, now)
+            if line:
+                self._say(line)
+
+    def _say(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+        self._said_at = self._clock()
 
 
 STYLE = {"failed": "red", "interrupted": "red", "skipped": "yellow", "applied": "green",
@@ -142,7 +172,7 @@ STYLE = {"failed": "red", "interrupted": "red", "skipped": "yellow", "applied": 
 
 
 # Which rows a table too tall for the terminal keeps in view, best first.
-_IN_VIEW_FIRST = (("failed", "interrupted"), ("running", "applying", "retrying"), ("queued",))
+_IN_VIEW_FIRST = (("failed", "interrupted"), ACTIVE, ("queued",))
 
 
 def rows_in_view(rows: list[Row], limit: int) -> tuple[list[Row], str]:
