@@ -89,6 +89,9 @@ def matrix(results: Sequence[CellResult]) -> str:
 
 RUNS_DIR = "runs"
 RECORD = "run.json"
+# Finished runs kept (each is a folder of cell logs). The newest run of every selection is kept
+# as well, however old: `--only-failed` reads it.
+KEEP_RUNS = 50
 
 
 def selection_key(action: str, tag_args: Iterable[str]) -> str:
@@ -117,12 +120,41 @@ class RunRecord:
         return [str(c["tag"]) for c in self.cells if c["result"] not in DONE]
 
 
-def write_record(runs: Path, record: RunRecord, results: Sequence[CellResult]) -> Path:
+def write_record(runs: Path, record: RunRecord, results: Sequence[CellResult], keep: int = KEEP_RUNS) -> Path:
+    """Write the run's record, then remove the finished runs past the newest `keep`."""
     record.cells = [asdict(r) for r in results]
     path = runs / record.run_id / RECORD
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, json.dumps(asdict(record), indent=2) + "\n")
+    prune_runs(runs, keep)
     return path
+
+
+def runs_to_remove(finished: Sequence[tuple[str, str]], keep: int) -> list[str]:
+    """Of finished runs `(run id, selection key)`, those past the newest `keep` that are not
+    the newest run of their selection (pure). Run ids sort by when they started."""
+    newest_of_key: dict[str, str] = {}
+    for run_id, key in sorted(finished, reverse=True):
+        newest_of_key.setdefault(key, run_id)
+    ordered = sorted((run_id for run_id, _ in finished), reverse=True)
+    protected = set(newest_of_key.values()) | set(ordered[:keep])
+    return [run_id for run_id in ordered if run_id not in protected]
+
+
+def prune_runs(runs: Path, keep: int = KEEP_RUNS) -> None:
+    """Remove old finished run folders (best effort: one that cannot be read or removed stays).
+    A folder without a record is a run still going, or one killed before it ended: never removed."""
+    import shutil
+
+    finished = []
+    for folder in runs.iterdir():
+        try:
+            key = json.loads((folder / RECORD).read_text(encoding="utf-8"))["key"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        finished.append((folder.name, str(key)))
+    for run_id in runs_to_remove(finished, keep):
+        shutil.rmtree(runs / run_id, ignore_errors=True)
 
 
 def last_record(runs: Path, key: str) -> RunRecord | None:
