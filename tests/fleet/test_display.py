@@ -147,3 +147,29 @@ def test_ci_lines_say_which_cells_still_run_when_nothing_was_said_for_a_minute()
         now[0] = 500.0
         display.tick()
         assert len(out.getvalue().splitlines()) == said  # nothing runs: nothing to say
+
+
+def test_a_cells_latest_terraform_step_is_in_the_heartbeat_and_the_table_but_never_its_own_line():
+    now = [0.0]
+    out = io.StringIO()
+    cell, tag = "dev-us-east-1-research", "dev_us-east-1/research/1.1"
+    with LineDisplay(out, clock=lambda: now[0]) as display:
+        display.add(cell, tag)
+        display.event(Event(cell, tag, "running"))
+        display.event(Event(cell, tag, "progress", detail="module.regional.aws_db_instance.main: Creating..."))
+        display.event(Event(cell, tag, "progress",
+                            detail="module.regional.aws_db_instance.main: Still creating... [10s elapsed]"))
+        assert out.getvalue().splitlines() == [f"[{cell}] start {tag}"]
+        assert display.board.rows[cell].state == "running"
+        now[0] = 61.0
+        display.tick()
+        assert out.getvalue().splitlines()[-1] == (
+            f"[fleet] still running: {cell} 1m01s (module.regional.aws_db_instance.main: Still creating... "
+            "[10s elapsed])")
+        from rich.console import Console
+
+        console = Console(file=io.StringIO(), width=200)
+        console.print(render_table(display.board, 61.0))
+        assert "Still creating... [10s elapsed]" in console.file.getvalue()
+        display.event(Event(cell, tag, "applied", (1, 0, 0), 70.0))
+        assert display.board.rows[cell].doing == ""

@@ -239,3 +239,25 @@ def test_parallel_bounds_the_cells_in_terraform_at_once(repo, tmp_path, terrafor
         at_once += step
         most = max(most, at_once)
     assert most == 2, spans  # the three Regions ran two at a time after global, never three
+
+
+def test_ci_lines_say_which_cells_still_run_and_their_latest_terraform_step(repo):
+    """A cell whose apply takes a while, with the silence before a heartbeat set to 1 s
+    (TFDEPLOY_HEARTBEAT_S): the CI output names it and what its Terraform was doing."""
+    commit(repo, {TEAM_VARS: 'account = "111111111111"\nallowed_regions = ["us-east-1", "us-west-2"]\n',
+                  "envs/dev/research/us-west-2.tfvars": "apply_delay_seconds = 4\n"}, "slow us-west-2")
+    for region in ("us-east-1", "us-west-2"):
+        tag(repo, f"dev_{region}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = tfdeploy(repo, "apply", "--tag", "dev_us-*/research/1.0", "--auto-approve",
+                   env={"TFDEPLOY_HEARTBEAT_S": "1"})
+    beats = [line for line in run.stdout.splitlines() if line.startswith("[fleet] still running: ")]
+    # Its latest step, without the module.regional every resource of the cell shares.
+    assert any(re.match(r"\[fleet\] still running: dev-us-west-2-research \d+s \(terraform_data\.\w+: "
+                        r"(Creating|Provisioning|\(local-exec\))", line) for line in beats), run.stdout
+    assert "Apply complete!" not in run.stdout  # a step, never Terraform's output itself
+
+    bad = tfdeploy(repo, "apply", "--tag", "dev_us-*/research/1.0", "--auto-approve",
+                   env={"TFDEPLOY_HEARTBEAT_S": "soon"}, check=False)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("tfdeploy: error: TFDEPLOY_HEARTBEAT_S='soon'"), bad.stderr

@@ -76,6 +76,27 @@ def _show_planned(job: Job, event: dict[str, Any]) -> None:
         job.progress("plan", (planned.add, planned.change, planned.remove))
 
 
+# Terraform's events that say what it is doing to a resource right now.
+_STEPS = {"apply_start", "apply_progress", "apply_complete", "apply_errored", "provision_start",
+          "provision_complete", "refresh_start"}
+
+
+def _follow(job: Job, namespace: str) -> Callable[[dict[str, Any]], None]:
+    """What a fleet shows of a cell's Terraform events: its plan's counts as soon as Terraform
+    says them, and its latest step (the live table's last column, CI's "still running" line),
+    without the `namespace` (module.regional/module.global) every one of its resources shares."""
+    from .display import PROGRESS
+
+    prefix = f"{namespace}."
+
+    def on_event(event: dict[str, Any]) -> None:
+        _show_planned(job, event)
+        if event.get("type") in _STEPS and event.get("@message"):
+            job.progress(PROGRESS, detail=str(event["@message"]).removeprefix(prefix))
+
+    return on_event
+
+
 def _gate(job: Job, session: Any, override: str) -> str:
     """Promotion order and a protected env's scan (fleet/applygate.py), before Terraform runs: a
     refused cell fails alone, its one line in the matrix and its log."""
@@ -101,7 +122,7 @@ def apply_action(auto_approve: bool, override: str = "") -> CellAction:
                 session = open_cell(job)
                 rec.override = _gate(job, session, override)
                 rec.session = session
-                session.terraform.on_event = lambda event: _show_planned(job, event)
+                session.terraform.on_event = _follow(job, session.deployment.target_module)
                 result = apply_direct(session)
             else:
                 session = open_cell(job, reuse=True)

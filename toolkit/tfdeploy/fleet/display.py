@@ -9,17 +9,22 @@ name either way. Everything is drawn from the main thread; workers only post eve
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Mapping
+
+from ..errors import ValidationError
 
 TAIL_LINES = 20
 # CI services stop a job that printed nothing for a while (CircleCI: 10 minutes); Terraform says
 # "Still creating..." every 10 s, but in a fleet that goes to the cell's log. So after a minute
 # without a line, one says which cells still run.
 HEARTBEAT_S = 60.0
+HEARTBEAT_VAR = "TFDEPLOY_HEARTBEAT_S"  # another silence for CI services with a shorter limit
 ACTIVE = ("running", "applying", "retrying")
+PROGRESS = "progress"  # an event that only tells a cell's latest Terraform step (Event.detail)
 FINAL = ("planned", "applied", "destroyed", "in-sync", "drifted", "failed", "skipped", "interrupted")
 
 
@@ -27,7 +32,7 @@ FINAL = ("planned", "applied", "destroyed", "in-sync", "drifted", "failed", "ski
 class Event:
     cell: str
     tag: str
-    state: str  # queued, running, plan, retry, or a FINAL state
+    state: str  # queued, running, plan, retry, progress, or a FINAL state
     counts: tuple[int, int, int] | None = None
     elapsed_s: float | None = None
     detail: str = ""
@@ -42,6 +47,7 @@ class Row:
     counts: tuple[int, int, int] | None = None
     started: float | None = None
     elapsed_s: float | None = None  # set when the cell ends
+    doing: str = ""  # its Terraform's latest step ("...: Still creating... [10s elapsed]") while it runs
 
 
 @dataclass
@@ -55,6 +61,9 @@ class Board:
 
     def apply(self, event: Event, now: float) -> None:
         row = self.rows.setdefault(event.cell, Row(event.cell, event.tag))
+        if event.state == PROGRESS:
+            row.doing = event.detail
+            return
         if event.state == "running" and row.started is None:
             row.started = now
         # "plan" is the plan half of apply --auto-approve: planned, now applying.
@@ -62,7 +71,7 @@ class Board:
         if event.counts is not None:
             row.counts = event.counts
         if event.state in FINAL:
-            row.elapsed_s = event.elapsed_s
+            row.elapsed_s, row.doing = event.elapsed_s, ""
 
     def elapsed(self, row: Row, now: float) -> float | None:
         if row.elapsed_s is not None:
@@ -78,7 +87,7 @@ def event_line(event: Event) -> str | None:
     """One CI line for an event (pure); None for events not worth a line."""
     prefix = f"[{event.cell}]"
     took = f" ({event.elapsed_s:.1f}s)" if event.elapsed_s is not None else ""
-    if event.state == "queued":
+    if event.state in ("queued", PROGRESS):
         return None
     if event.state == "running":
         return f"{prefix} start {event.tag}" + (f" (log: {event.log})" if event.log else "")
@@ -102,7 +111,8 @@ def heartbeat_line(board: Board, now: float) -> str | None:
     if not running:
         return None
     queued = sum(1 for row in board.rows.values() if row.state == "queued")
-    said = ", ".join(f"{row.cell} {_took(board.elapsed(row, now) or 0.0)}" for row in running)
+    said = ", ".join(f"{row.cell} {_took(board.elapsed(row, now) or 0.0)}" + (f" ({row.doing})" if row.doing else "")
+                     for row in running)
     return f"[fleet] still running: {said}" + (f"; {queued} queued" if queued else "")
 
 
@@ -126,10 +136,12 @@ class LineDisplay:
     """CI: a line per event, the failed cell's log tail, and which cells still run after a
     minute without a line."""
 
-    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic):
+    def __init__(self, stream: IO[str], clock: Callable[[], float] = time.monotonic,
+                 heartbeat_s: float = HEARTBEAT_S):
         self.stream = stream
         self.board = Board()
         self._clock = clock
+        self._heartbeat_s = heartbeat_s
         self._said_at = clock()
 
     def __enter__(self) -> "LineDisplay":
@@ -155,7 +167,7 @@ class LineDisplay:
 
     def tick(self) -> None:
         now = self._clock()
-        if now - self._said_at >= HEARTBEAT_S:
+        if now - self._said_at >= self._heartbeat_s:
             line = heartbeat_line(self.board, now)
             if line:
                 self._say(line)
@@ -196,20 +208,34 @@ def rows_in_view(rows: list[Row], limit: int) -> tuple[list[Row], str]:
     return [row for index, row in enumerate(rows) if index in kept], f"{sum(hidden.values())} more cells: {counted}"
 
 
-def render_table(board: Board, now: float, limit: int | None = None) -> Any:
-    """A rich Table of the board; with `limit`, at most that many cell rows (see rows_in_view)."""
+def render_table(board: Board, now: float, limit: int | None = None, width: int | None = None) -> Any:
+    """A rich Table of the board; with `limit`, at most that many cell rows (see rows_in_view).
+    The last column, each cell's latest Terraform step, gets only the `width` the others leave
+    (none when they leave less than a few characters; all it needs without `width`)."""
     from rich.table import Table
 
     rows = list(board.rows.values())
     rows, more = rows_in_view(rows, limit) if limit is not None else (rows, "")
-    table = Table(box=None, pad_edge=False, header_style="bold", caption=more or None, caption_justify="left")
-    for name in ("cell", "tag", "state", "elapsed", "+/~/-"):
-        table.add_column(name, justify="right" if name == "elapsed" else "left")
+    cells = []
     for row in rows:
         elapsed = board.elapsed(row, now)
-        style = STYLE.get(row.state, "")
-        table.add_row(row.cell, row.tag, f"[{style}]{row.state}[/]" if style else row.state,
-                      "" if elapsed is None else f"{elapsed:.1f}s", counts_text(row.counts))
+        cells.append([row.cell, row.tag, row.state, "" if elapsed is None else f"{elapsed:.1f}s",
+                      counts_text(row.counts), row.doing])
+    names = ("cell", "tag", "state", "elapsed", "+/~/-", "terraform")
+    widths = [max([len(name)] + [len(values[i]) for values in cells]) for i, name in enumerate(names)]
+    room = widths[-1] if width is None else width - sum(widths[:-1]) - 2 * (len(names) - 1)
+    shown = names if room >= 12 else names[:-1]
+    table = Table(box=None, pad_edge=False, header_style="bold", caption=more or None, caption_justify="left")
+    for i, name in enumerate(shown):
+        table.add_column(name, justify="right" if name == "elapsed" else "left", no_wrap=True,
+                         style="dim" if name == "terraform" else None)
+    for values in cells:
+        if len(values[-1]) > room:
+            values[-1] = values[-1][:room - 1] + "…"
+        style = STYLE.get(values[2], "")
+        if style:
+            values[2] = f"[{style}]{values[2]}[/]"
+        table.add_row(*values[:len(shown)])
     return table
 
 
@@ -255,13 +281,28 @@ class LiveDisplay:
 
     def _frame(self) -> Any:
         # The header, the count of hidden cells and the cursor's line take three of the rows.
-        return render_table(self.board, time.monotonic(), limit=max(1, self.console.size.height - 3))
+        size = self.console.size
+        return render_table(self.board, time.monotonic(), limit=max(1, size.height - 3), width=size.width)
 
 
-def make_display(stream: IO[str], live: bool | None = None) -> LineDisplay | LiveDisplay:
+def make_display(stream: IO[str], live: bool | None = None,
+                 environ: Mapping[str, str] = os.environ) -> LineDisplay | LiveDisplay:
     """The live table on a terminal, lines otherwise (`live` forces either)."""
     if live is None:
-        import os
+        live = stream.isatty() and not environ.get("CI") and environ.get("TERM") != "dumb"
+    return LiveDisplay(stream) if live else LineDisplay(stream, heartbeat_s=heartbeat_s(environ))
 
-        live = stream.isatty() and not os.environ.get("CI") and os.environ.get("TERM") != "dumb"
-    return LiveDisplay(stream) if live else LineDisplay(stream)
+
+def heartbeat_s(environ: Mapping[str, str]) -> float:
+    """The silence after which CI lines say which cells still run: TFDEPLOY_HEARTBEAT_S, or 60."""
+    text = environ.get(HEARTBEAT_VAR, "").strip()
+    if not text:
+        return HEARTBEAT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise ValidationError(f"{HEARTBEAT_VAR}={text!r} is not a number of seconds above 0; set it "
+                              f"to e.g. {HEARTBEAT_S:g}, or unset it")
+    return value
