@@ -173,3 +173,26 @@ def test_a_cells_latest_terraform_step_is_in_the_heartbeat_and_the_table_but_nev
         assert "Still creating... [10s elapsed]" in console.file.getvalue()
         display.event(Event(cell, tag, "applied", (1, 0, 0), 70.0))
         assert display.board.rows[cell].doing == ""
+
+
+def test_the_terraform_column_takes_only_the_width_left_and_is_dropped_when_none_is():
+    from rich.console import Console
+
+    from tfdeploy.fleet.display import Board
+
+    board = Board()
+    board.add("dev-us-east-1-research", "dev_us-east-1/research/1.1")
+    board.apply(Event("dev-us-east-1-research", "t", "running"), 0.0)
+    board.apply(Event("dev-us-east-1-research", "t", "progress", detail="aws_vpc.main: Creating..."), 1.0)
+
+    def drawn(width):
+        console = Console(file=io.StringIO(), width=300)
+        console.print(render_table(board, 2.0, width=width))
+        return console.file.getvalue()
+
+    assert "aws_vpc.main: Creating..." in drawn(None)  # no width given: all of it
+    assert "aws_vpc.main: Creating..." in drawn(200)
+    narrow = drawn(95)  # the other columns and their gaps take 77: 18 are left
+    assert "dev-us-east-1-research" in narrow and "running" in narrow and "2.0s" in narrow
+    assert "aws_vpc.main: Cre…" in narrow and "Creating..." not in narrow
+    assert "terraform" not in drawn(60) and "running" in drawn(60)  # no room: the column goes, not the others

@@ -259,5 +259,7 @@ def test_ci_lines_say_which_cells_still_run_and_their_latest_terraform_step(repo
 
     bad = tfdeploy(repo, "apply", "--tag", "dev_us-*/research/1.0", "--auto-approve",
                    env={"TFDEPLOY_HEARTBEAT_S": "soon"}, check=False)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr
-    assert bad.stderr.strip().splitlines()[-1].startswith("tfdeploy: error: TFDEPLOY_HEARTBEAT_S='soon'"), bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and bad.stdout == ""  # refused before any work
+    assert bad.stderr.strip().splitlines() == [
+        "tfdeploy: error: TFDEPLOY_HEARTBEAT_S='soon' is not a number of seconds above 0; set it to e.g. 60, "
+        "or unset it"], bad.stderr

@@ -90,6 +90,7 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
 
     out = sys.stderr if as_json else sys.stdout  # with --json, stdout carries only the document
     say = functools.partial(click.echo, file=out)
+    display = make_display(out)  # before any work: a bad display setting is refused first
     settings = repo.settings
     cache = repo_cache_dir(repo.root, os.environ)
     for where in flush_outbox(cache, os.environ, _warn):
@@ -135,7 +136,7 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
                         find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
         say(f"tfdeploy: drift check of {len(steps)} cells, {min(parallel, len(steps))} at a time; "
             f"logs in {log_dir}")
-        with make_display(out) as display:
+        with display:
             for check in skipped:
                 display.note(f"[{check.cell}] skipped: {check.error}")
             outcome = run_cells(steps, drift_action(found), shared=shared, log_dir=log_dir, parallel=parallel,

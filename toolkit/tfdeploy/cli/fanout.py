@@ -74,6 +74,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
     out = sys.stderr if as_json else sys.stdout  # with --json, stdout carries only the document
     say = functools.partial(click.echo, file=out)
+    display = make_display(out)  # before any work: a bad display setting is refused first
     settings = repo.settings
     _prewarm(repo)
     extra = settings.extra_regions
@@ -105,7 +106,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                        key=selection_key(action, tag_args), started_at=now_iso())
     log_dir = runs / record.run_id
     say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {log_dir}")
-    with make_display(out) as display:
+    with display:
         outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
                                                override=override), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,

@@ -223,8 +223,11 @@ def render_table(board: Board, now: float, limit: int | None = None, width: int 
                       counts_text(row.counts), row.doing])
     names = ("cell", "tag", "state", "elapsed", "+/~/-", "terraform")
     widths = [max([len(name)] + [len(values[i]) for values in cells]) for i, name in enumerate(names)]
-    room = widths[-1] if width is None else width - sum(widths[:-1]) - 2 * (len(names) - 1)
-    shown = names if room >= 12 else names[:-1]
+    if width is None:
+        room, shown = widths[-1], names if any(values[-1] for values in cells) else names[:-1]
+    else:
+        room = width - sum(widths[:-1]) - 2 * (len(names) - 1)
+        shown = names if room >= 12 else names[:-1]
     table = Table(box=None, pad_edge=False, header_style="bold", caption=more or None, caption_justify="left")
     for i, name in enumerate(shown):
         table.add_column(name, justify="right" if name == "elapsed" else "left", no_wrap=True,
@@ -288,9 +291,10 @@ class LiveDisplay:
 def make_display(stream: IO[str], live: bool | None = None,
                  environ: Mapping[str, str] = os.environ) -> LineDisplay | LiveDisplay:
     """The live table on a terminal, lines otherwise (`live` forces either)."""
+    beat = heartbeat_s(environ)  # a bad setting is refused on a terminal too, not only in CI
     if live is None:
         live = stream.isatty() and not environ.get("CI") and environ.get("TERM") != "dumb"
-    return LiveDisplay(stream) if live else LineDisplay(stream, heartbeat_s=heartbeat_s(environ))
+    return LiveDisplay(stream) if live else LineDisplay(stream, heartbeat_s=beat)
 
 
 def heartbeat_s(environ: Mapping[str, str]) -> float:
