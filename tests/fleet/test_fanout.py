@@ -263,3 +263,63 @@ def test_ci_lines_say_which_cells_still_run_and_their_latest_terraform_step(repo
     assert bad.stderr.strip().splitlines() == [
         "tfdeploy: error: TFDEPLOY_HEARTBEAT_S='soon' is not a number of seconds above 0; set it to e.g. 60, "
         "or unset it"], bad.stderr
+
+
+def test_a_reviewed_rollout_applying_saved_plans_shows_the_steps_too(repo):
+    """plan, review, then apply the saved plans: the way a protected env rolls out. Applying a
+    saved plan said nothing of its Terraform's steps: only `apply --auto-approve` did."""
+    commit(repo, {TEAM_VARS: 'account = "111111111111"\nallowed_regions = ["us-east-1", "us-west-2"]\n',
+                  "envs/dev/research/us-west-2.tfvars": "apply_delay_seconds = 4\n"}, "slow us-west-2")
+    for region in ("us-east-1", "us-west-2"):
+        tag(repo, f"dev_{region}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    planned = tfdeploy(repo, "plan", "--tag", "dev_us-*/research/1.0", "--json")
+    assert [c["add"] for c in json.loads(planned.stdout)["cells"]] == [1, 1]
+    run = tfdeploy(repo, "apply", "--tag", "dev_us-*/research/1.0", "--json", env={"TFDEPLOY_HEARTBEAT_S": "1"})
+    cells = {c["cell"]: c for c in json.loads(run.stdout)["cells"]}
+    assert {c: (r["result"], r["add"]) for c, r in cells.items()} == {
+        "dev-us-east-1-research": ("applied", 1), "dev-us-west-2-research": ("applied", 1)}
+    beats = [line for line in run.stderr.splitlines() if line.startswith("[fleet] still running: ")]
+    assert any(re.match(r"\[fleet\] still running: dev-us-west-2-research \d+s \(terraform_data\.\w+: "
+                        r"(Creating|Provisioning|\(local-exec\))", line) for line in beats), run.stderr
+    log = Path(cells["dev-us-west-2-research"]["log"]).read_text()
+    assert "Apply complete! Resources: 1 added, 0 changed, 0 destroyed." in log  # Terraform's words, in its log
+    assert message_of("research/dev-us-west-2/terraform.tfstate") == "hello from us-west-2"
+
+
+def test_interrupting_a_fanout_of_saved_plans_stops_them_gracefully_and_spends_the_plan(repo):
+    """The apply of a saved plan runs with -json when a fleet follows its steps: an interrupt
+    still stops it cleanly (state saved, lock released), and its plan is never applied again."""
+    import os
+    import signal
+
+    import boto3
+
+    from tests.safety.test_signals import Run
+
+    for scope in ("eu-central-1", "us-east-1"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    slow = {"TF_VAR_apply_delay_seconds": "4"}
+    tfdeploy(repo, "plan", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0", env=slow)
+    run = Run(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0",
+              "--parallel", "1", env={**slow, "TFDEPLOY_HEARTBEAT_S": "0.5"})
+    run.wait_for("[fleet] still running: dev-eu-central-1-research")
+    time.sleep(1.0)  # inside the apply's local-exec sleep
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.finish() == 143, run.stderr
+    out = "".join(run.out)
+    assert re.search(r"^dev-eu-central-1-research\s+\S+\s+interrupted\s", out, re.M), out
+    assert re.search(r"^dev-us-east-1-research\s+\S+\s+skipped\s", out, re.M), out
+    assert "Traceback" not in run.stderr
+    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate"]
+    assert [r["type"] for r in state_of(BUCKET, "research/dev-eu-central-1/terraform.tfstate")["resources"]] == [
+        "terraform_data"]
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="demo-tfstate-lock-dev")["Items"]
+    assert not any("Info" in i for i in items)
+    again = tfdeploy(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag",
+                     "dev_us-east-1/research/1.0", "--json", check=False)
+    cells = {c["cell"]: c["result"] for c in json.loads(again.stdout)["cells"]}
+    assert cells == {"dev-eu-central-1-research": "failed", "dev-us-east-1-research": "applied"}, again.stderr
+    assert re.search(r"\[dev-eu-central-1-research\] failed \(\S+\): the saved plan of "
+                     r"dev_eu-central-1/research/1.0 was already used by an apply at", again.stderr), again.stderr

@@ -515,8 +515,12 @@ def apply_once(session: Session, meta: dict[str, Any]) -> None:
     could not save one. Every apply of a saved plan (apply, destroy) goes through here."""
     spent = spend_saved_plan(session, meta)
     check_plan_content(session, spent)
+    # Someone follows the events (a fleet's live table): the -json stream. A saved plan's apply
+    # prints no diff, so the log loses nothing: each event's @message is Terraform's own line.
+    follow = session.terraform.on_event is not None
     try:
-        session.terraform.check("apply", spent.name, input=False, no_color=_flag(), **session.lock_options())
+        session.terraform.check("apply", spent.name, input=False, no_color=_flag(), ui_json=follow,
+                                **session.lock_options())
     except TfdeployError as exc:
         raise errored_state_error(session, exc) from None
 

@@ -130,6 +130,7 @@ def apply_action(auto_approve: bool, override: str = "") -> CellAction:
                 if current.commit == session.workdir.source.commit:  # else apply_saved refuses it
                     rec.override = _gate(job, session, override)
                 rec.session = session
+                session.terraform.on_event = _follow(job, session.deployment.target_module)
                 result = apply_saved(session, current)
             rec.counts = _counts(result.counts)
         return "applied", _counts(result.counts)
@@ -150,6 +151,7 @@ def destroy_action(allow_protected: bool) -> CellAction:
             session = rec.session = open_cell(job)
             tagged = load_settings(session.workdir.path, job.shared.environ, job.shared.overrides)
             refuse_protected(session.tag, [tagged], allow_protected=allow_protected)
+            session.terraform.on_event = _follow(job, session.deployment.target_module)  # for its apply
             _result, summary = destroy(session, auto_approve=True)
             rec.counts = (summary.add, summary.change, summary.destroy)
         return "destroyed", (summary.add, summary.change, summary.destroy)
