@@ -34,6 +34,35 @@ def stamps(log: str) -> tuple[str, str]:
     return started, finished
 
 
+def interrupted_after(run, line: str, settle_s: float) -> str:
+    """SIGTERM a fan-out of eu-central-1 then us-east-1 (--parallel 1) once it printed `line` and
+    `settle_s` more passed (inside the first cell's slow apply); its output, once it ended 143
+    with the first cell interrupted and the second never started."""
+    import os
+    import signal
+
+    run.wait_for(line)
+    time.sleep(settle_s)
+    os.kill(run.proc.pid, signal.SIGTERM)
+    assert run.finish() == 143, run.stderr
+    out = "".join(run.out)
+    assert re.search(r"^dev-eu-central-1-research\s+\S+\s+interrupted\s", out, re.M), out
+    assert re.search(r"^dev-us-east-1-research\s+\S+\s+skipped\s", out, re.M), out
+    assert "Traceback" not in run.stderr
+    return out
+
+
+def assert_first_cell_saved_and_unlocked() -> None:
+    """Terraform saved what it created and released its lock; the other cell was never touched."""
+    import boto3
+
+    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate"]
+    assert [r["type"] for r in state_of(BUCKET, "research/dev-eu-central-1/terraform.tfstate")["resources"]] == [
+        "terraform_data"]
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="demo-tfstate-lock-dev")["Items"]
+    assert not any("Info" in i for i in items)
+
+
 def message_of(key: str) -> str:
     state = state_of(BUCKET, key)
     [resource] = state["resources"]
@@ -141,11 +170,6 @@ def test_a_failing_global_skips_its_regions(repo):
 
 
 def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
-    import os
-    import signal
-
-    import boto3
-
     from tests.safety.test_signals import Run
 
     for scope in ("eu-central-1", "us-east-1"):
@@ -153,24 +177,12 @@ def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
     tfdeploy(repo, "bootstrap", "--env", "dev")
     run = Run(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0",
               "--auto-approve", "--parallel", "1", env={"TF_VAR_apply_delay_seconds": "4"})
-    run.wait_for("[dev-eu-central-1-research] plan +1 ~0 -0")
-    time.sleep(1.5)  # inside the apply's local-exec sleep
-    os.kill(run.proc.pid, signal.SIGTERM)
-    assert run.finish() == 143, run.stderr
-    out = "".join(run.out)
-    assert re.search(r"^dev-eu-central-1-research\s+\S+\s+interrupted\s", out, re.M), out
-    assert re.search(r"^dev-us-east-1-research\s+\S+\s+skipped\s", out, re.M), out
+    out = interrupted_after(run, "[dev-eu-central-1-research] plan +1 ~0 -0", 1.5)
     assert "[dev-us-east-1-research] start" not in out
     errors = [line for line in run.stderr.splitlines() if line.startswith("tfdeploy: error:")]
     assert errors == ["tfdeploy: error: interrupted (SIGTERM); running cells were stopped gracefully, no new "
                       "ones started; see the matrix, then run again with --only-failed"], run.stderr
-    assert "Traceback" not in run.stderr
-    # Terraform saved what it created and released its lock; the other cell was never touched.
-    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate"]
-    assert [r["type"] for r in state_of(BUCKET, "research/dev-eu-central-1/terraform.tfstate")["resources"]] == [
-        "terraform_data"]
-    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="demo-tfstate-lock-dev")["Items"]
-    assert not any("Info" in i for i in items)
+    assert_first_cell_saved_and_unlocked()
     other = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed",
                      check=False)
     assert other.returncode == 2 and "no previous apply of --tag dev_*/research/1.0" in other.stderr
@@ -290,11 +302,6 @@ def test_a_reviewed_rollout_applying_saved_plans_shows_the_steps_too(repo):
 def test_interrupting_a_fanout_of_saved_plans_stops_them_gracefully_and_spends_the_plan(repo):
     """The apply of a saved plan runs with -json when a fleet follows its steps: an interrupt
     still stops it cleanly (state saved, lock released), and its plan is never applied again."""
-    import os
-    import signal
-
-    import boto3
-
     from tests.safety.test_signals import Run
 
     for scope in ("eu-central-1", "us-east-1"):
@@ -304,19 +311,8 @@ def test_interrupting_a_fanout_of_saved_plans_stops_them_gracefully_and_spends_t
     tfdeploy(repo, "plan", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0", env=slow)
     run = Run(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag", "dev_us-east-1/research/1.0",
               "--parallel", "1", env={**slow, "TFDEPLOY_HEARTBEAT_S": "0.5"})
-    run.wait_for("[fleet] still running: dev-eu-central-1-research")
-    time.sleep(1.0)  # inside the apply's local-exec sleep
-    os.kill(run.proc.pid, signal.SIGTERM)
-    assert run.finish() == 143, run.stderr
-    out = "".join(run.out)
-    assert re.search(r"^dev-eu-central-1-research\s+\S+\s+interrupted\s", out, re.M), out
-    assert re.search(r"^dev-us-east-1-research\s+\S+\s+skipped\s", out, re.M), out
-    assert "Traceback" not in run.stderr
-    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate"]
-    assert [r["type"] for r in state_of(BUCKET, "research/dev-eu-central-1/terraform.tfstate")["resources"]] == [
-        "terraform_data"]
-    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName="demo-tfstate-lock-dev")["Items"]
-    assert not any("Info" in i for i in items)
+    interrupted_after(run, "[fleet] still running: dev-eu-central-1-research", 1.0)
+    assert_first_cell_saved_and_unlocked()
     again = tfdeploy(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag",
                      "dev_us-east-1/research/1.0", "--json", check=False)
     cells = {c["cell"]: c["result"] for c in json.loads(again.stdout)["cells"]}
