@@ -325,7 +325,7 @@ def test_cells_reading_tfvars_at_once_build_the_hcl_parser_once(tmp_path, monkey
     from tfdeploy.model import hcl, parsecache
 
     if hcl.flavor() != hcl.PYTHON_HCL2:
-        pytest.skip("the importable hcl2 is bc-python-hcl2, which builds its parser on import")
+        pytest.skip(reason="the importable hcl2 is bc-python-hcl2, which builds its parser on import")
     from hcl2.parser import parser
 
     monkeypatch.setenv("TFDEPLOY_HOME", str(tmp_path / "home"))
