@@ -184,6 +184,12 @@ def test_the_terraform_column_takes_only_the_width_left_and_is_dropped_when_none
     board.add("dev-us-east-1-research", "dev_us-east-1/research/1.1")
     board.apply(Event("dev-us-east-1-research", "t", "running"), 0.0)
     board.apply(Event("dev-us-east-1-research", "t", "progress", detail="aws_vpc.main: Creating..."), 1.0)
+    short = Board()
+    short.add("c", "t")
+    short.apply(Event("c", "t", "progress", detail="x: Creating"), 0.0)
+    printed = Console(file=io.StringIO(), width=300)
+    printed.print(render_table(short, 1.0))
+    assert "x: Creating" in printed.file.getvalue()  # a short step, no width given: shown
 
     def drawn(width):
         console = Console(file=io.StringIO(), width=300)
@@ -196,3 +202,16 @@ def test_the_terraform_column_takes_only_the_width_left_and_is_dropped_when_none
     assert "dev-us-east-1-research" in narrow and "running" in narrow and "2.0s" in narrow
     assert "aws_vpc.main: Cre…" in narrow and "Creating..." not in narrow
     assert "terraform" not in drawn(60) and "running" in drawn(60)  # no room: the column goes, not the others
+
+
+def test_no_terraform_column_while_no_cell_has_a_step():
+    from rich.console import Console
+
+    from tfdeploy.fleet.display import Board
+
+    board = Board()
+    board.add("dev-us-east-1-research", "dev_us-east-1/research/1.1")
+    board.apply(Event("dev-us-east-1-research", "t", "applied", (1, 0, 0), 1.0), 1.0)
+    console = Console(file=io.StringIO(), width=200)
+    console.print(render_table(board, 2.0, width=200))
+    assert "terraform" not in console.file.getvalue() and "applied" in console.file.getvalue()

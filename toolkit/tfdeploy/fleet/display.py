@@ -223,11 +223,9 @@ def render_table(board: Board, now: float, limit: int | None = None, width: int 
                       counts_text(row.counts), row.doing])
     names = ("cell", "tag", "state", "elapsed", "+/~/-", "terraform")
     widths = [max([len(name)] + [len(values[i]) for values in cells]) for i, name in enumerate(names)]
-    if width is None:
-        room, shown = widths[-1], names if any(values[-1] for values in cells) else names[:-1]
-    else:
-        room = width - sum(widths[:-1]) - 2 * (len(names) - 1)
-        shown = names if room >= 12 else names[:-1]
+    room = widths[-1] if width is None else width - sum(widths[:-1]) - 2 * (len(names) - 1)
+    # No column while no cell has a step to show, nor when too narrow for one.
+    shown = names if any(values[-1] for values in cells) and (width is None or room >= 12) else names[:-1]
     table = Table(box=None, pad_edge=False, header_style="bold", caption=more or None, caption_justify="left")
     for i, name in enumerate(shown):
         table.add_column(name, justify="right" if name == "elapsed" else "left", no_wrap=True,
