@@ -185,15 +185,14 @@ def main() -> None:
     args = parser.parse_args()
     as_installed()
 
-    from moto.server import ThreadedMotoServer
+    from tfdeploy.aws import motoserver
 
     import logging
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
+    server = motoserver.start()  # what `tfdeploy sandbox up` serves
     if args.latency_ms > 0:
-        server._server.app = _late(server._server.app, args.latency_ms / 1000)
-    endpoint = f"http://127.0.0.1:{server._server.server_port}"
+        server.server.app = _late(server.server.app, args.latency_ms / 1000)
+    endpoint = server.url
     root = Path(tempfile.mkdtemp(prefix="tfdeploy-fanout-"))
     try:
         terraform = os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \

@@ -182,7 +182,8 @@ class Backend:
     def __init__(self, root: Path):
         self.moto_port, self.proxy_port = free_port(), free_port()
         log = open(root / "moto.log", "w")
-        self.moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.moto_port)],
+        self.moto = subprocess.Popen([sys.executable, "-m", "tfdeploy.aws.motoserver", "-H", "127.0.0.1",
+                                      "-p", str(self.moto_port)],
                                      stdout=log, stderr=log)
         self.proxy: subprocess.Popen | None = None
         wait_port(self.moto_port)

@@ -49,13 +49,11 @@ def moto_server():
     """A real moto server (S3, DynamoDB, STS, ...) on 127.0.0.1, shared by the session."""
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from tfdeploy.aws import motoserver
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    url = f"http://127.0.0.1:{server._server.server_port}"
-    yield url
+    server = motoserver.start()  # the sandbox's server: each answer sent whole
+    yield server.url
     server.stop()
 
 

@@ -225,6 +225,8 @@ def test_sandbox_lifecycle_through_the_cli(home: Path) -> None:
     assert f"sandbox started at {info.endpoint} (pid {info.pid}" in up.output
     assert info.endpoint.startswith("http://127.0.0.1:")
     assert Path(info.log_path) == home / sb.LOG_FILE and Path(info.log_path).exists()
+    # The server that sends each answer whole (tests/test_motoserver.py), not moto's own.
+    assert f"moto server (whole responses) on {info.endpoint}" in Path(info.log_path).read_text()
     recorded = json.loads((home / sb.STATE_FILE).read_text())
     assert recorded == info.to_dict()
 

@@ -97,8 +97,8 @@ class MotoProcess:
     def start(self) -> "MotoProcess":
         import urllib.request
 
-        binary = str(Path(sys.executable).parent / "moto_server")
-        self.proc = subprocess.Popen([binary, "-H", "127.0.0.1", "-p", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "tfdeploy.aws.motoserver", "-H", "127.0.0.1",
+                                      "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
         def up() -> bool:

@@ -208,7 +208,8 @@ def _server_command(port: int) -> list[str]:
     if importlib.util.find_spec("moto") is None or importlib.util.find_spec("flask") is None:
         raise ToolMissingError("moto server is not installed (the sandbox is an extra): "
                                "pip install 'tfdeploy-toolkit[sandbox]'")
-    return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)]
+    # moto's app behind a handler that sends each answer whole (motoserver.py says why).
+    return [sys.executable, "-m", "tfdeploy.aws.motoserver", "-H", HOST, "-p", str(port)]
 
 
 def _log_tail(log_path: Path, lines: int = 3) -> str:
