@@ -53,8 +53,46 @@ def moto_server():
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = motoserver.start()  # the sandbox's server: each answer sent whole
+    server.server.app = LostAnswers(server.server.app)
+    _SERVERS.append(server)
     yield server.url
+    _SERVERS.remove(server)
     server.stop()
+
+
+class LostAnswers:
+    """Test double for a network that loses an answer: moto carries the request out, and the client
+    gets a 500 instead of moto's answer, so the SDK sends the request again. Armed by the
+    `lose_answer` fixture; passes everything through otherwise."""
+
+    def __init__(self, app):
+        self.app = app
+        self.armed: list = []  # predicates on the WSGI environ, each used once
+        self.lost: list[str] = []
+
+    def __call__(self, environ, start_response):
+        match = next((m for m in self.armed if m(environ)), None)
+        if match is None:
+            return self.app(environ, start_response)
+        self.armed.remove(match)
+        b"".join(self.app(environ, lambda *args, **kwargs: None))  # carried out, answer dropped
+        self.lost.append(f'{environ["REQUEST_METHOD"]} {environ.get("PATH_INFO")} '
+                         f'{environ.get("HTTP_X_AMZ_TARGET", "")}'.strip())
+        start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+        return [b'{"__type": "InternalServerError", "message": "answer lost (test)"}']
+
+
+_SERVERS: list = []
+
+
+@pytest.fixture
+def lose_answer(moto_server):
+    """`lose_answer(predicate)`: the next request whose WSGI environ matches is carried out by moto
+    but its answer is lost (the client sees a 500 and retries). Returns the list of lost requests."""
+    app = _SERVERS[-1].server.app
+    yield lambda predicate: app.armed.append(predicate) or app.lost
+    app.armed.clear()
+    app.lost.clear()
 
 
 @pytest.fixture

@@ -183,3 +183,56 @@ def test_held_output_is_written_in_order_once_released_and_never_once_dropped():
     refused.write("Terraform has been successfully initialized!\n")
     refused.release()  # the way out of `beside` releases: a dropped stream stays dropped
     assert hidden.getvalue() == ""
+
+
+def lock_item() -> dict | None:
+    return ddb().get_item(TableName=TABLE, Key={"LockID": {"S": f"{BUCKET}/{KEY}"}}).get("Item")
+
+
+@pytest.mark.parametrize("lost", ["s3 lockfile PUT", "dynamodb lock PutItem"])
+def test_migrate_lock_whose_lock_answer_was_lost_knows_its_own_lock_and_releases_it(repo, lose_answer, lost):
+    # The SDK resends a lock write whose answer was lost; the write had landed, so the resend finds
+    # a lock: migrate-lock's own (same lock ID), not another run's. It must go on, then release it.
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    if lost == "s3 lockfile PUT":
+        losses = lose_answer(lambda e: e["REQUEST_METHOD"] == "PUT" and e["PATH_INFO"].endswith(".tflock"))
+    else:
+        losses = lose_answer(lambda e: e.get("HTTP_X_AMZ_TARGET", "").endswith(".PutItem"))
+
+    moved = tfdeploy(repo, "state", "migrate-lock", "--tag", V1, "--to", "s3", "--yes", check=False)
+    assert len(losses) == 1, losses  # the answer was lost, and the write resent
+    assert moved.returncode == 0, moved.stderr
+    assert "now s3" in moved.stdout
+    assert digest_row() is None
+    assert f"{KEY}.tflock" not in objects() and lock_item() is None  # both locks released
+    release(repo, V2, "two")
+    tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--lock", "s3")
+    assert b'"two from us-east-1"' in state_bytes()
+
+
+@pytest.mark.parametrize("held", ["s3 lockfile", "dynamodb lock"])
+def test_migrate_lock_refuses_a_lock_another_run_holds_and_leaves_it_alone(repo, held):
+    release(repo, V1, "one")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    theirs = ('{"ID": "0f0f0f0f-other-run", "Operation": "OperationTypeApply", "Who": "ci@runner", '
+              '"Version": "1.15.5", "Created": "2026-11-22T10:00:00Z", "Path": "x"}')
+    if held == "s3 lockfile":
+        s3().put_object(Bucket=BUCKET, Key=f"{KEY}.tflock", Body=theirs.encode())
+    else:
+        ddb().put_item(TableName=TABLE, Item={"LockID": {"S": f"{BUCKET}/{KEY}"}, "Info": {"S": theirs}})
+    digest = digest_row()
+
+    refused = tfdeploy(repo, "state", "migrate-lock", "--tag", V1, "--to", "s3", "--yes", check=False)
+    assert refused.returncode == 1
+    assert last_line(refused).startswith(f"tfdeploy: error: the state of {KEY} is locked")
+    assert last_line(refused).endswith("wait for that run to finish and try again")
+    if held == "s3 lockfile":
+        assert "lock ID 0f0f0f0f-other-run" in last_line(refused)
+        assert s3().get_object(Bucket=BUCKET, Key=f"{KEY}.tflock")["Body"].read() == theirs.encode()
+    else:
+        assert lock_item()["Info"]["S"] == theirs
+        assert f"{KEY}.tflock" not in objects()  # only migrate-lock's own lockfile was released
+    assert digest_row() == digest  # nothing migrated

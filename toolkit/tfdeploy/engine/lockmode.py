@@ -203,26 +203,32 @@ def _locked(aws: _Aws) -> Iterator[str]:
     b = aws.backend
     lock_id = str(uuid.uuid4())
     info = _lock_info(b, lock_id)
+    # A lock write whose answer is lost is sent again by botocore; the first had landed, so the
+    # resend finds a lock. Ours (same lock ID) means we hold it; anyone else's means wait.
     try:
         aws.s3.put_object(Bucket=b.bucket, Key=b.key + ".tflock", Body=info.encode(),
                           ContentType="application/json", IfNoneMatch="*")
     except Exception as exc:
-        if aws._code(exc) in ("PreconditionFailed", "ConditionalRequestConflict"):
-            raise TfdeployError(f"the state of {b.key} is locked ({_holder(aws.get(b.key + '.tflock'))}); "
+        if aws._code(exc) not in ("PreconditionFailed", "ConditionalRequestConflict"):
+            raise
+        holder = aws.get(b.key + ".tflock")
+        if _lock_id(holder) != lock_id:
+            raise TfdeployError(f"the state of {b.key} is locked ({_holder(holder)}); "
                                 "wait for that run to finish and try again") from None
-        raise
     table = b.lock_table if b.lock_table and aws.table_exists() else None
     try:
         if table:
+            key = {"LockID": {"S": f"{b.bucket}/{b.key}"}}
             try:
-                aws.ddb.put_item(TableName=table, Item={"LockID": {"S": f"{b.bucket}/{b.key}"},
-                                                        "Info": {"S": info}},
+                aws.ddb.put_item(TableName=table, Item={**key, "Info": {"S": info}},
                                  ConditionExpression="attribute_not_exists(LockID)")
             except Exception as exc:
-                if aws._code(exc) == "ConditionalCheckFailedException":
+                if aws._code(exc) != "ConditionalCheckFailedException":
+                    raise
+                item = aws.ddb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {}
+                if _lock_id(item.get("Info", {}).get("S")) != lock_id:
                     raise TfdeployError(f"the state of {b.key} is locked in {table}; wait for that run "
                                         "to finish and try again") from None
-                raise
         try:
             yield lock_id
         finally:
@@ -266,6 +272,15 @@ def migrate_lock(backend: BackendConfig, to: str, *, environ: Mapping[str, str],
         raise TfdeployError(f"migrate-lock failed: {_reason(exc)}; the recorded mode is unchanged "
                             "unless it says otherwise at " + record_url(backend)) from None
     return before.mode or "none"
+
+
+def _lock_id(raw: bytes | str | None) -> str | None:
+    """The `ID` of a lock body in Terraform's LockInfo shape; None when unreadable (pure)."""
+    try:
+        info = json.loads(raw or b"{}")
+    except ValueError:
+        return None
+    return info.get("ID") if isinstance(info, dict) else None
 
 
 def _holder(raw: bytes | None) -> str:
