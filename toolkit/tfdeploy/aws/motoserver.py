@@ -64,12 +64,10 @@ def _handler_class() -> type:
             self.wfile = HeldWriter(self.connection)
 
         # A client that sent `Expect: 100-continue` waits for that line before it sends the body
-        # (botocore for a second), so it must not be held. http.server writes one while parsing
-        # the request; werkzeug writes another just before it builds the WSGI environ.
+        # (botocore for a second), so it must not be held. werkzeug writes it just before it builds
+        # the WSGI environ; http.server's own would be a second one, so it is not written at all.
         def handle_expect_100(self) -> bool:
-            ok = super().handle_expect_100()
-            self.wfile.flush()
-            return bool(ok)
+            return True
 
         def make_environ(self) -> dict[str, Any]:
             self.wfile.flush()
