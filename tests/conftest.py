@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -53,24 +54,28 @@ def moto_server():
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     server = motoserver.start()  # the sandbox's server: each answer sent whole
-    server.server.app = LostAnswers(server.server.app)
+    server.server.app = FlakyNetwork(server.server.app)
     _SERVERS.append(server)
     yield server.url
     _SERVERS.remove(server)
     server.stop()
 
 
-class LostAnswers:
-    """Test double for a network that loses an answer: moto carries the request out, and the client
-    gets a 500 instead of moto's answer, so the SDK sends the request again. Armed by the
-    `lose_answer` fixture; passes everything through otherwise."""
+class FlakyNetwork:
+    """Test double for a network between the client and moto. Passes everything through unless a
+    test arms it: a lost answer (`lose_answer`: moto carries the request out, the client gets a 500,
+    so the SDK sends it again) or slow answers (`slow_answers`: each matching answer comes late)."""
 
     def __init__(self, app):
         self.app = app
         self.armed: list = []  # predicates on the WSGI environ, each used once
         self.lost: list[str] = []
+        self.slow: list = []  # (predicate, seconds), for every matching request while armed
 
     def __call__(self, environ, start_response):
+        for predicate, seconds in list(self.slow):
+            if predicate(environ):
+                time.sleep(seconds)
         match = next((m for m in self.armed if m(environ)), None)
         if match is None:
             return self.app(environ, start_response)
@@ -93,6 +98,15 @@ def lose_answer(moto_server):
     yield lambda predicate: app.armed.append(predicate) or app.lost
     app.armed.clear()
     app.lost.clear()
+
+
+@pytest.fixture
+def slow_answers(moto_server):
+    """`slow_answers(predicate, seconds)`: every request whose WSGI environ matches is answered
+    `seconds` late, until the test ends."""
+    app = _SERVERS[-1].server.app
+    yield lambda predicate, seconds: app.slow.append((predicate, seconds))
+    app.slow.clear()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import boto3
@@ -97,3 +98,24 @@ def test_regional_apply_creates_the_network_and_load_balancer(infra):
     assert [lb["Type"] for lb in lbs if lb["VpcId"] == vpc_id] == ["application"]
     alb = next(r for r in state["resources"] if r["type"] == "aws_lb")["instances"][0]["attributes"]
     assert alb["internal"] is False and alb["drop_invalid_header_fields"] is True
+
+
+def test_a_fleet_plan_says_what_its_terraform_is_reading_and_keeps_the_diff_in_the_log(infra, slow_answers):
+    """With STS answering 1.5 s late (the data sources read through it), the CI lines of a fan-out
+    plan name the step each cell's Terraform is on; the log keeps the attribute-level diff."""
+    slow_answers(lambda environ: "/sts/aws4_request" in environ.get("HTTP_AUTHORIZATION", ""), 1.5)
+    run = tfdeploy(infra, "plan", "--tag", REGIONAL, "--tag", GLOBAL, "--json",
+                   env={"TFDEPLOY_HEARTBEAT_S": "0.5"})
+    beats = [line for line in run.stderr.splitlines() if line.startswith("[fleet] still running: ")]
+    # e.g. "dev-us-east-1-research 7s (module.context.data.aws_caller_identity.current: Read complete
+    # after 2s [id=111111111111])": module.regional., which every resource of the cell shares, is left out.
+    steps = re.compile(r"\[fleet\] still running: dev-(us-east-1|global)-research \d+s \((module\.\w+\.)*"
+                       r"data\.aws_\w+\.\w+: (Reading\.\.\.|Read complete after \d+s)")
+    assert any(steps.match(line) for line in beats), run.stderr
+    assert not any("module.regional." in line or "module.global." in line for line in beats), beats
+    cells = {c["cell"]: c for c in json.loads(run.stdout)["cells"]}
+    assert {c["result"] for c in cells.values()} == {"planned"}
+    log = Path(cells["dev-us-east-1-research"]["log"]).read_text()
+    # Terraform's human diff, attribute by attribute, as a reviewer reads it (not -json's one-liners).
+    assert '# module.regional.module.network.aws_eip.nat[0] will be created' in log
+    assert '+ destination_cidr_block = "0.0.0.0/0"' in log

@@ -215,3 +215,21 @@ def test_no_terraform_column_while_no_cell_has_a_step():
     console = Console(file=io.StringIO(), width=200)
     console.print(render_table(board, 2.0, width=200))
     assert "terraform" not in console.file.getvalue() and "applied" in console.file.getvalue()
+
+
+def test_a_plans_step_comes_from_its_progress_lines_never_from_its_diff():
+    from tfdeploy.fleet.actions import plan_step
+
+    ns = "module.regional"
+    assert plan_step("module.regional.terraform_data.x: Refreshing state... [id=ab-1]\n", ns) == \
+        "terraform_data.x: Refreshing state... [id=ab-1]"
+    assert plan_step("module.regional.module.context.data.aws_region.current: Reading...\n", ns) == \
+        "module.context.data.aws_region.current: Reading..."
+    assert plan_step('module.global.data.aws_iam_policy_document.p["a b"]: Read complete after 1s [id=1]\n',
+                     "module.global") == 'data.aws_iam_policy_document.p["a b"]: Read complete after 1s [id=1]'
+    assert plan_step("module.regional.data.aws_vpc.this: Still reading... [10s elapsed]\n", ns) == \
+        "data.aws_vpc.this: Still reading... [10s elapsed]"
+    # The diff and the summary are not steps, whatever a value says.
+    for line in ('      + description = "x: Reading..."\n', "  # module.regional.aws_vpc.this will be created\n",
+                 "Plan: 1 to add, 0 to change, 0 to destroy.\n", "\n"):
+        assert plan_step(line, ns) is None, line

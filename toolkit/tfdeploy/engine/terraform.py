@@ -161,6 +161,9 @@ class Terraform:
         self.context: RunContext | None = None
         # Called with each event of a -json run as it arrives (a fleet's live table); None: nobody.
         self.on_event: Callable[[dict[str, Any]], None] | None = None
+        # Called with each stdout line of a human (not -json) run as it arrives: a fleet follows a
+        # plan's refresh this way and the plan keeps its attribute-level diff. None: nobody.
+        self.on_line: Callable[[str], None] | None = None
 
     def argv(self, command: str, *args: str, **options: Any) -> list[str]:
         """python-terraform's option convention: foo_bar=1 -> -foo-bar=1, flag=IsFlagged -> -flag."""
@@ -188,7 +191,8 @@ class Terraform:
                 raise TfdeployError(f"terraform executable {self.binary!r} not found; "
                                     "pass --terraform PATH or run tfdeploy doctor") from None
             out = _Tail(out_file, self.sink if stream else None,
-                        _EventRenderer(self.on_event) if ui_json else None)
+                        _EventRenderer(self.on_event) if ui_json else None,
+                        watch=None if ui_json else self.on_line)
             err = _Tail(err_file, self.err_sink if stream else None)
             try:
                 returncode = supervise.wait(child, lambda: (out.poll(), err.poll()))
@@ -233,7 +237,9 @@ class _EventRenderer:
 class _Tail:
     """Follows a file Terraform writes to: keeps every line, echoes complete lines as they come."""
 
-    def __init__(self, file: IO[bytes], echo: IO[str] | None, render: _EventRenderer | None = None):
+    def __init__(self, file: IO[bytes], echo: IO[str] | None, render: _EventRenderer | None = None,
+                 watch: Callable[[str], None] | None = None):
+        self._watch = watch
         self._fd = file.fileno()
         self._offset = 0
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -260,6 +266,9 @@ class _Tail:
             self._partial = ""
         if self._render is not None:
             lines = [text for line in lines if (text := self._render(line)) is not None]
+        if self._watch is not None:
+            for line in lines:
+                self._watch(line)
         self._keep.extend(lines)
         if self._echo is not None and lines:
             self._echo.write("".join(lines))

@@ -7,6 +7,7 @@ log, and returns (result, (+, ~, -)). The git checks of the tag were done once i
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from .runner import CellAction, Job
@@ -49,6 +50,8 @@ def plan_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
 
     with job.cell_lock():
         session = open_cell(job)
+        # Human lines, not -json: the plan's log keeps the diff a reviewer reads.
+        session.terraform.on_line = _follow_lines(job, session.deployment.target_module)
         result, _summary = plan(session)
     return "planned", _counts(result.counts)
 
@@ -95,6 +98,31 @@ def _follow(job: Job, namespace: str) -> Callable[[dict[str, Any]], None]:
             job.progress(PROGRESS, detail=str(event["@message"]).removeprefix(prefix))
 
     return on_event
+
+
+# Terraform's human lines that say what a plan is reading right now. They start at the first
+# column with the resource's address; the diff's lines are indented, so a value never matches.
+_PLAN_STEP = re.compile(r"^\S.*?: (Refreshing state\.\.\.|Reading\.\.\.|Still reading\.\.\.|Read complete after )")
+
+
+def plan_step(line: str, namespace: str) -> str | None:
+    """The step a plan's human line reports (`x: Refreshing state... [id=…]`), without the
+    `namespace` every resource of the cell shares; None for any other line (pure)."""
+    if not _PLAN_STEP.match(line):
+        return None
+    return line.strip().removeprefix(f"{namespace}.")
+
+
+def _follow_lines(job: Job, namespace: str) -> Callable[[str], None]:
+    """A plan's latest step for the fleet's display, from Terraform's human output."""
+    from .display import PROGRESS
+
+    def on_line(line: str) -> None:
+        step = plan_step(line, namespace)
+        if step is not None:
+            job.progress(PROGRESS, detail=step)
+
+    return on_line
 
 
 def _gate(job: Job, session: Any, override: str) -> str:
@@ -152,6 +180,7 @@ def destroy_action(allow_protected: bool) -> CellAction:
             tagged = load_settings(session.workdir.path, job.shared.environ, job.shared.overrides)
             refuse_protected(session.tag, [tagged], allow_protected=allow_protected)
             session.terraform.on_event = _follow(job, session.deployment.target_module)  # for its apply
+            session.terraform.on_line = _follow_lines(job, session.deployment.target_module)  # its plan
             _result, summary = destroy(session, auto_approve=True)
             rec.counts = (summary.add, summary.change, summary.destroy)
         return "destroyed", (summary.add, summary.change, summary.destroy)
