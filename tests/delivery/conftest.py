@@ -1,5 +1,5 @@
-"""Fixtures for the delivery tests: the CLI with the delivery commands, a `tfdeploy` executable
-that has them (until tfdeploy.cli registers them), and a tagged example infra repo."""
+"""Fixtures for the delivery tests: the CLI in-process, a `tfdeploy` executable on a PATH of its
+own, and a tagged example infra repo."""
 
 from __future__ import annotations
 
@@ -16,32 +16,6 @@ from tests.conftest import git
 TAG = "dev_us-east-1/research/1.0"
 PREFIX = "demo-tfstate"  # the example repo's backend_prefix
 
-# The real root group plus the delivery and quality commands; commands tfdeploy.cli already
-# registers are left as they are.
-_GROUP_CODE = """\
-from tfdeploy.cli import cli
-from tfdeploy.cli.delivery import COMMANDS
-from tfdeploy.cli.quality import lint, scan
-
-for command in (*COMMANDS, lint, scan):
-    if command.name not in cli.commands:
-        cli.add_command(command)
-"""
-
-
-def delivery_cli():
-    """A copy of the root group with the delivery commands (the real `cli` is left untouched)."""
-    from tfdeploy.cli import cli
-    from tfdeploy.cli.common import TfdeployGroup
-    from tfdeploy.cli.delivery import COMMANDS
-    from tfdeploy.cli.quality import lint, scan
-
-    group = TfdeployGroup(name="tfdeploy", commands=dict(cli.commands),
-                          context_settings=cli.context_settings)
-    for command in (*COMMANDS, lint, scan):
-        group.commands.setdefault(command.name, command)
-    return group
-
 
 def invoke(args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None):
     """Run tfdeploy in-process (stdout and stderr kept apart)."""
@@ -50,17 +24,19 @@ def invoke(args: list[str], env: dict[str, str] | None = None, cwd: Path | None 
     if cwd is not None:
         os.chdir(cwd)
     try:
-        return runner.invoke(delivery_cli(), args, env=env, catch_exceptions=False)
+        from tfdeploy.cli import cli
+
+        return runner.invoke(cli, args, env=env, catch_exceptions=False)
     finally:
         os.chdir(old)
 
 
 @pytest.fixture(scope="session")
 def tfdeploy_bin(tmp_path_factory) -> Path:
-    """A directory whose `tfdeploy` is the real CLI plus the delivery commands (for subprocesses)."""
+    """A directory whose `tfdeploy` is the real CLI of this interpreter (for subprocesses)."""
     bin_dir = tmp_path_factory.mktemp("tfdeploy-bin")
     script = bin_dir / "tfdeploy"
-    script.write_text(f"#!{sys.executable}\n{_GROUP_CODE}cli(prog_name='tfdeploy')\n")
+    script.write_text(f"#!{sys.executable}\nfrom tfdeploy.entry import main\nmain()\n")
     script.chmod(0o755)
     return bin_dir
 

@@ -112,27 +112,18 @@ def main() -> None:
     entry_main()
 
 
-def _register() -> None:
-    from .aws import bootstrap, sandbox
-    from .delivery import COMMANDS as DELIVERY
-    from .demo import demo
-    from .deploy import COMMANDS
-    from .destroy import COMMANDS as DESTROY
-    from .doctor import doctor
-    from .drift import COMMANDS as DRIFT
-    from .fleetstate import COMMANDS as FLEETSTATE
-    from .locks import COMMANDS as LOCKS
-    from .quality import lint, scan
-    from .promote import COMMANDS as PROMOTE
-    from .release import COMMANDS as RELEASE
-    from .rollback import COMMANDS as ROLLBACK
-    from .scaffold import COMMANDS as SCAFFOLD
-    from .state import COMMANDS as STATE
-    from .tools import COMMANDS as TOOLS
-
-    for command in (lint, scan, *COMMANDS, *DESTROY, *STATE, *LOCKS, *FLEETSTATE, *DRIFT, bootstrap, sandbox,
-                    *DELIVERY, *TOOLS, *SCAFFOLD, *RELEASE, *PROMOTE, *ROLLBACK, demo, doctor):
-        cli.add_command(command)
-
-
-_register()
+# Every command but the two above, by name: the module of tfdeploy.cli that defines it (under the
+# same name). A command's module is imported when it runs or when --help lists it, so one command
+# never pays for building every other command's options (~15-20 ms of each start-up).
+LAZY_COMMANDS = {
+    "lint": "quality", "scan": "quality",
+    "init": "deploy", "plan": "deploy", "apply": "deploy", "output": "deploy", "show": "deploy",
+    "run": "deploy",
+    "destroy": "destroy", "state": "state", "locks": "locks", "unlock": "locks",
+    "status": "fleetstate", "history": "fleetstate", "drift": "drift",
+    "bootstrap": "aws", "sandbox": "aws",
+    "buildspec": "delivery", "events": "delivery", "publish": "delivery", "ci": "delivery",
+    "tools": "tools", "scaffold": "scaffold", "release": "release", "promote": "promote",
+    "rollback": "rollback", "demo": "demo", "doctor": "doctor",
+}
+cli.lazy_commands.update(LAZY_COMMANDS)

@@ -1,6 +1,6 @@
 """`tfdeploy sandbox ...` (the local AWS stand-in) and `tfdeploy bootstrap` (the state backend).
 
-Registered by cli.py: `cli.add_command(sandbox)` and `cli.add_command(bootstrap)`.
+Registered by name in `tfdeploy.cli` (LAZY_COMMANDS), imported when run.
 """
 
 from __future__ import annotations

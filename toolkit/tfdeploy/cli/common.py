@@ -33,7 +33,25 @@ def usage_error_line(exc: click.UsageError) -> str:
 
 class TfdeployGroup(click.Group):
     """Turns TfdeployError into one `tfdeploy: error: ...` line and its exit code; the same for
-    click's usage errors (exit 2), which click itself prints on three lines."""
+    click's usage errors (exit 2), which click itself prints on three lines.
+
+    `lazy_commands` (name -> module of this package defining it under that name): commands
+    imported only when run or listed (see click's "Lazily Loading Subcommands")."""
+
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lazy_commands: dict[str, str] = dict(lazy_commands or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy_commands:
+            import importlib
+
+            module = importlib.import_module(f"{__package__}.{self.lazy_commands[cmd_name]}")
+            self.add_command(getattr(module, cmd_name), cmd_name)
+        return super().get_command(ctx, cmd_name)
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
