@@ -64,7 +64,18 @@ def test_one_command_imports_no_other_command_module(tmp_path):
         assert imported & command_modules == modules, (argv, proc.stderr)
 
 
-def test_an_unknown_command_is_still_one_line_with_exit_2():
+def test_an_unknown_command_is_one_line_with_exit_2_and_suggests_a_lazy_command():
     result = CliRunner().invoke(cli, ["aply", "--tag", "x"])
     assert result.exit_code == 2
     assert result.stderr.count("\n") == 1 and "aply" in result.stderr
+    if hasattr(click.exceptions, "NoSuchCommand"):  # click 8.2+ suggests close names
+        assert "did you mean 'apply'" in result.stderr
+
+
+def test_several_close_commands_are_suggested_on_the_same_one_line():
+    result = CliRunner().invoke(cli, ["sandbx"])
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1
+    if hasattr(click.exceptions, "NoSuchCommand"):
+        assert result.stderr.startswith("tfdeploy: error: No such command 'sandbx' (did you mean one of "
+                                        "'sandbox', 'scan'); see ")

@@ -27,6 +27,7 @@ def usage_error_line(exc: click.UsageError) -> str:
     """Click's usage error (usage, hint and message on three lines) as one line (pure)."""
     message = " ".join(exc.format_message().split()).rstrip(".")
     message = re.sub(r"\. Did you mean (.+)\?$", r" (did you mean \1)", message)
+    message = re.sub(r"\. \(Did you mean one of: (.+)\?\)$", r" (did you mean one of \1)", message)
     command = exc.ctx.command_path if exc.ctx is not None else "tfdeploy"
     return f"tfdeploy: error: {message}; see {command} --help"
 
@@ -52,6 +53,17 @@ class TfdeployGroup(click.Group):
             module = importlib.import_module(f"{__package__}.{self.lazy_commands[cmd_name]}")
             self.add_command(getattr(module, cmd_name), cmd_name)
         return super().get_command(ctx, cmd_name)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            # click (8.2+) suggests a close name among the commands loaded so far: the lazy ones
+            # count too ("did you mean 'apply'" for `aply`).
+            no_such = getattr(click.exceptions, "NoSuchCommand", None)
+            if no_such is None or not isinstance(exc, no_such):
+                raise
+            raise no_such(exc.command_name, possibilities=self.list_commands(ctx), ctx=ctx) from None
 
     def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
                      **extra: Any) -> click.Context:
