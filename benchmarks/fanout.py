@@ -10,6 +10,11 @@ Rows, run round-robin so drift hits them alike, every trial from an empty moto (
   tfdeploy 1-by-1 `tfdeploy apply --tag T --auto-approve` per tag
   tfdeploy fan-out `tfdeploy apply --tag 'dev_*/research/1.0' --auto-approve --parallel 4`
                    (skipped, with a note, while the CLI refuses a glob or --parallel)
+  engine-only ...  the two tfdeploy rows again with tfdeploy's AWS side patched out
+                   (benchmarks/engine_only.py: no botocore, no lock-mode check or state probe,
+                   no ledger record): the decomposition of what tfdeploy adds into its engine
+                   and its S3 safety and record work. A measurement only: no tfdeploy option
+                   skips those checks.
 
 All rows use the same Terraform (the embedded one unless TFDEPLOY_TERRAFORM is set) behind a
 wrapper that logs each command, so the Terraform processes per cell are counted, not assumed.
@@ -55,6 +60,7 @@ TAGS = [f"{ENV}_{region}/{TEAM}/{VERSION}" for region in REGIONS]
 GLOB = f"{ENV}_*/{TEAM}/{VERSION}"
 BUCKET = f"demo-tfstate-{ENV}"
 TFDEPLOY = str(Path(sys.executable).parent / "tfdeploy")
+ENGINE_ONLY = [sys.executable, str(Path(__file__).resolve().parent / "engine_only.py")]
 # What the "python+botocore loop" row runs before each cell.
 BOTOCORE_CLIENT = ("import botocore.session; botocore.session.Session().create_client("
                    "'s3', region_name='us-east-1', endpoint_url='http://127.0.0.1:9')")
@@ -165,6 +171,15 @@ def _cpu_s() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
+def decomposition(row: str, whole: float, engine: float, base: float, what: str) -> str:
+    """What `row` adds over `base`, split into its engine and its AWS side (medians, in s)."""
+    added = whole - base
+    aws = whole - engine
+    share = f" ({aws / added:.0%} of it)" if added > 0 else ""
+    return (f"{row}: {added:+.2f} s over the {what}: engine {engine - base:+.2f} s "
+            f"({engine / base:.2f}x the {what}), AWS side (botocore, S3 checks, ledger) {aws:+.2f} s{share}")
+
+
 def fanout_supported(repo: Path, env: dict[str, str]) -> str | None:
     """None when `apply --tag GLOB --parallel 4` is accepted, else why not (from --help)."""
     text = sh([TFDEPLOY, "apply", "--help"], repo, env).stdout
@@ -222,10 +237,16 @@ def main() -> None:
                 f"{shlex.quote(TFDEPLOY)} apply --tag {shlex.quote(t)} --auto-approve >/dev/null" for t in TAGS)],
             f"tfdeploy fan-out -P{args.parallel}": [TFDEPLOY, "apply", "--tag", GLOB, "--auto-approve",
                                                    "--parallel", str(args.parallel)],
+            "engine-only 1-by-1": ["sh", "-c", " && ".join(
+                f"{' '.join(map(shlex.quote, ENGINE_ONLY))} apply --tag {shlex.quote(t)} --auto-approve >/dev/null"
+                for t in TAGS)],
+            f"engine-only fan-out -P{args.parallel}": [*ENGINE_ONLY, "apply", "--tag", GLOB, "--auto-approve",
+                                                      "--parallel", str(args.parallel)],
         }
         skipped = fanout_supported(repo, env)
         if skipped:
             rows[f"tfdeploy fan-out -P{args.parallel}"] = None
+            rows[f"engine-only fan-out -P{args.parallel}"] = None
         samples: dict[str, list[float]] = {name: [] for name, argv in rows.items() if argv}
         processes: dict[str, list[float]] = {name: [] for name in samples}
         cpu: dict[str, list[float]] = {name: [] for name in samples}
@@ -250,17 +271,23 @@ def main() -> None:
         print(f"{len(REGIONS)} Regions x 2 terraform_data, one moto server{late}, {args.trials} trials, "
               f"Terraform {terraform}")
         cores = len(os.sched_getaffinity(0))
-        print(f"{'row':<22}{'median s':>10}{'x floor':>9}{'x loop':>8}{'tf procs/cell':>15}"
+        print(f"{'row':<26}{'median s':>10}{'x floor':>9}{'x loop':>8}{'tf procs/cell':>15}"
               f"{'CPU s':>8}{f'CPU s/{cores} cores':>17}")
         for name, values in samples.items():
             median = statistics.median(values)
             used = statistics.median(cpu[name])
-            print(f"{name:<22}{median:>10.2f}{median / floor:>9.2f}{median / loop:>8.2f}"
+            print(f"{name:<26}{median:>10.2f}{median / floor:>9.2f}{median / loop:>8.2f}"
                   f"{statistics.median(processes[name]):>15.1f}{used:>8.2f}{used / cores:>17.2f}")
         reference = statistics.median(samples["python+botocore loop"])
         print(f"tfdeploy 1-by-1 is {statistics.median(samples['tfdeploy 1-by-1']) / reference:.2f}x the "
               f"python+botocore loop ({reference / loop:.2f}x the plain loop: the least a per-command "
               "Python tool that talks to S3 costs)")
+        for whole, engine, base, what in (("tfdeploy 1-by-1", "engine-only 1-by-1", loop, "plain loop"),
+                                          (f"tfdeploy fan-out -P{args.parallel}",
+                                           f"engine-only fan-out -P{args.parallel}", floor, "floor")):
+            if whole in samples and engine in samples:
+                print(decomposition(whole, statistics.median(samples[whole]),
+                                    statistics.median(samples[engine]), base, what))
         if skipped:
             print(f"tfdeploy fan-out: skipped: {skipped}")
         print("every trial left 8 states with 2 resources each at research/dev-<region>/terraform.tfstate")
