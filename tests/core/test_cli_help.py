@@ -9,10 +9,12 @@ from tfdeploy.cli import cli
 
 
 def _commands(command, path):
+    """Every command path, through click's own lookup: commands loaded lazily count too."""
     yield path
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            yield from _commands(sub, [*path, name])
+        with click.Context(command) as ctx:
+            for name in command.list_commands(ctx):
+                yield from _commands(command.get_command(ctx, name), [*path, name])
 
 
 @pytest.mark.parametrize("path", list(_commands(cli, [])), ids=lambda p: " ".join(p) or "tfdeploy")

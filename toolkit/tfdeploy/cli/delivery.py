@@ -1,6 +1,7 @@
 """Delivery through CodeBuild/CodePipeline: `buildspec generate|run`, `events pattern`, `publish`, `ci`.
 
-`tfdeploy.cli` registers COMMANDS. Heavy imports (yaml, boto3, git) happen inside the commands.
+`tfdeploy.cli` registers them by name (LAZY_COMMANDS). Heavy imports (yaml, boto3, git) happen
+inside the commands.
 """
 
 from __future__ import annotations
@@ -265,6 +266,3 @@ def ci(stage: str, exports_file: Path | None, needs_checkov: bool) -> None:
     code = run_stage(stage, os.environ, exports_file, invoke, click.echo)
     if code:
         click.get_current_context().exit(code)
-
-
-COMMANDS = [buildspec, events, publish, ci]

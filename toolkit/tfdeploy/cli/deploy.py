@@ -304,9 +304,6 @@ def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> Non
             "command": f"tfdeploy apply --tag {tag}"}, settings, os.environ)
 
 
-COMMANDS = [init, plan, apply, output, show]
-
-
 @click.command("run")
 @click.option("--auto-approve", is_flag=True, help="Apply the plan without stopping for review.")
 @click.option("--allow-missing", multiple=True, type=click.Choice(["tflint", "checkov"]),
@@ -343,6 +340,3 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
         if report.error:
             click.echo(f"tfdeploy: error: {report.error}", err=True)
         sys.exit(3 if report.error and "not found" in report.error else 1)
-
-
-COMMANDS.append(run)

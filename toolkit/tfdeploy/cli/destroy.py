@@ -121,6 +121,3 @@ def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve:
 
     run_fanout(repo, tag_args, "destroy", as_json=as_json, detailed_exitcode=False, auto_approve=True,
                confirm=confirm, allow_protected=allow_protected, **options)
-
-
-COMMANDS = [destroy]

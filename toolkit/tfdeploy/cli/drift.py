@@ -179,6 +179,3 @@ def _notify(drifted: list[Any], settings: Any) -> None:
                "result": "drifted", "command": "tfdeploy drift",
                "drifted": [{"cell": c.cell, "tag": c.tag, "resources": c.resources} for c in drifted]}
     notify("drift-detected", f"tfdeploy: drift in {len(drifted)} cell(s): {names}", payload, settings, os.environ)
-
-
-COMMANDS = [drift]

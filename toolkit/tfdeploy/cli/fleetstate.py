@@ -167,6 +167,3 @@ def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext)
     else:
         click.echo(f"{cell}: {len(records)} record(s), newest first")
         click.echo(render_history(records))
-
-
-COMMANDS = [status, history]

@@ -119,6 +119,3 @@ def unlock(tag: str, source, terraform_bin: str | None, lock_timeout: float, loc
     run_init(session, quiet=True)
     session.terraform.check("force-unlock", "-force", lock_id, stream=False)
     click.echo(f"released lock {lock_id} of {parsed.cell}")
-
-
-COMMANDS = [locks, unlock]

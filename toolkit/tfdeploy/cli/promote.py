@@ -83,6 +83,3 @@ def promote(source: str, target: str, team: str, version: str, regions: str | No
         hint = rel.deploy_hint(rel.ReleaseRequest(target, team, version, None, False),
                                [rel.parse_tag(p.tag, repo.settings.extra_regions) for p in new], existing)
         click.echo(f"deploy: {hint}")
-
-
-COMMANDS = [promote]

@@ -68,6 +68,3 @@ def release(env: str, team: str, version: str, regions: str | None, include_glob
     if pushed:
         click.echo(f"pushed to {remote} ({pushed})")
     click.echo(f"deploy: {hint}")
-
-
-COMMANDS = [release]

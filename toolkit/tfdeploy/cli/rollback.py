@@ -118,6 +118,3 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
 
 def _side(version: str, tag: str, commit: str) -> dict[str, str]:
     return {"version": version, "tag": tag, "commit": commit}
-
-
-COMMANDS = [rollback]

@@ -67,6 +67,3 @@ Next steps:
   tfdeploy bootstrap --env {env}
   tfdeploy plan --tag {env}_{region}/{team}/0.1
   # pipeline/: set --pipeline-module-source (now {options.pipeline_module_source}), then apply it in the tooling account""")
-
-
-COMMANDS = (scaffold,)

@@ -141,8 +141,6 @@ def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, st
 
 state.add_command(migrate_lock)
 
-COMMANDS = [state]
-
 
 # ---- state history / state restore: the versions of the state object (engine/stateversions.py) ----
 
@@ -269,6 +267,3 @@ def restore(tag: str, source, terraform_bin: str | None, lock_timeout: float, ve
                f"{written.version_id if written else '?'} (serial {serial}); earlier versions kept "
                f"(tfdeploy state history --tag {tag}); run tfdeploy plan --tag {tag} to see what differs "
                "from the real resources")
-
-
-COMMANDS = [state]

@@ -38,6 +38,3 @@ def tools_install(name: str, requirement: str | None) -> None:
 
     path = install(name, requirement, environ=os.environ, say=lambda text: click.echo(f"tfdeploy: {text}", err=True))
     click.echo(f"installed {name}: {path}")
-
-
-COMMANDS = (tools,)
