@@ -20,6 +20,14 @@ import sys
 from typing import Any
 
 
+def _replace(owner: Any, name: str, value: Any) -> None:
+    """Replace what tfdeploy calls `name`; an error when it no longer has one (renamed or moved):
+    a patch that replaced nothing would let these rows measure the AWS side after all."""
+    if not hasattr(owner, name):
+        raise SystemExit(f"engine_only.py: {owner.__name__}.{name} is gone; patch what replaced it")
+    setattr(owner, name, value)
+
+
 def patch() -> None:
     import tfdeploy.aws.clients as clients
     import tfdeploy.engine.preflight as preflight
@@ -29,15 +37,14 @@ def patch() -> None:
         raise RuntimeError(f"engine-only run asked for an AWS {service} client: patch it out in "
                            "benchmarks/engine_only.py, or these rows measure AWS work too")
 
-    clients.client = no_client
-    clients.prewarm = lambda *args, **kwargs: None
-    preflight.ask = lambda session: preflight.Answers(needs_provider=False)
-
     def keep_session(self: Any, session: Any) -> None:
         self._session = session  # without `prepare`: the ledger reads
 
-    recording.Recording.session = recording.Recording.session.setter(keep_session)
-    recording.write = lambda *args, **kwargs: None
+    _replace(clients, "client", no_client)
+    _replace(clients, "prewarm", lambda *args, **kwargs: None)
+    _replace(preflight, "ask", lambda session: preflight.Answers(needs_provider=False))
+    _replace(recording.Recording, "session", recording.Recording.session.setter(keep_session))
+    _replace(recording, "write", lambda *args, **kwargs: None)
 
 
 if __name__ == "__main__":
