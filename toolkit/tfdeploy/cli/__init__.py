@@ -11,7 +11,25 @@ from .. import __version__
 from .common import RepoContext, TfdeployGroup, echo_json, json_option, repo_command, tag_option
 
 
-@click.group(cls=TfdeployGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Every command but `resolve` and `tags` (defined below), by name: the module of tfdeploy.cli that
+# defines it (under the same name). A command's module is imported when it runs or when --help
+# lists it, so one command never pays for building every other command's options (~13 ms of each
+# start-up).
+LAZY_COMMANDS = {
+    "lint": "quality", "scan": "quality",
+    "init": "deploy", "plan": "deploy", "apply": "deploy", "output": "deploy", "show": "deploy",
+    "run": "deploy",
+    "destroy": "destroy", "state": "state", "locks": "locks", "unlock": "locks",
+    "status": "fleetstate", "history": "fleetstate", "drift": "drift",
+    "bootstrap": "aws", "sandbox": "aws",
+    "buildspec": "delivery", "events": "delivery", "publish": "delivery", "ci": "delivery",
+    "tools": "tools", "scaffold": "scaffold", "release": "release", "promote": "promote",
+    "rollback": "rollback", "demo": "demo", "doctor": "doctor",
+}
+
+
+@click.group(cls=TfdeployGroup, lazy_commands=LAZY_COMMANDS,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tfdeploy")
 def cli() -> None:
     """Deploy versioned Terraform to many AWS accounts and Regions from git tags.
@@ -110,20 +128,3 @@ def main() -> None:
     from ..entry import main as entry_main
 
     entry_main()
-
-
-# Every command but the two above, by name: the module of tfdeploy.cli that defines it (under the
-# same name). A command's module is imported when it runs or when --help lists it, so one command
-# never pays for building every other command's options (~15-20 ms of each start-up).
-LAZY_COMMANDS = {
-    "lint": "quality", "scan": "quality",
-    "init": "deploy", "plan": "deploy", "apply": "deploy", "output": "deploy", "show": "deploy",
-    "run": "deploy",
-    "destroy": "destroy", "state": "state", "locks": "locks", "unlock": "locks",
-    "status": "fleetstate", "history": "fleetstate", "drift": "drift",
-    "bootstrap": "aws", "sandbox": "aws",
-    "buildspec": "delivery", "events": "delivery", "publish": "delivery", "ci": "delivery",
-    "tools": "tools", "scaffold": "scaffold", "release": "release", "promote": "promote",
-    "rollback": "rollback", "demo": "demo", "doctor": "doctor",
-}
-cli.lazy_commands.update(LAZY_COMMANDS)
