@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tfdeploy.model.settings import SETTING_NAMES
+from tfdeploy.model.settings import POLICY_SETTINGS, SETTING_NAMES
 
 from tests.e2e.conftest import TFDEPLOY, make_repo, tag, tfdeploy
 
@@ -38,11 +38,13 @@ def example(tmp_path) -> Path:
 # --- "each setting can be overridden ... by a CLI option --<name>" ------------------------------
 
 
-def test_every_setting_has_its_option_on_every_repo_command(example):
+def test_every_setting_but_policy_has_its_option_on_every_repo_command(example):
     for command in (["resolve"], ["plan"], ["bootstrap"], ["scan"], ["events", "pattern"]):
         help_text = tfdeploy(example, *command, "--help").stdout
-        missing = [option_flag(n) for n in SETTING_NAMES if option_flag(n) not in help_text]
+        missing = [option_flag(n) for n in SETTING_NAMES if n not in POLICY_SETTINGS and option_flag(n) not in help_text]
         assert not missing, f"tfdeploy {' '.join(command)} lacks {missing}"
+        offered = [option_flag(n) for n in POLICY_SETTINGS if option_flag(n) in help_text]
+        assert not offered, f"tfdeploy {' '.join(command)} offers policy options {offered}"
 
 
 def test_every_setting_is_in_the_readme_table():
@@ -57,14 +59,13 @@ def test_setting_options_win_over_the_file(example):
     proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--json",
                     "--environments", "qa", check=False)
     assert proc.returncode == 2
-    assert "env 'dev' is not one of the configured environments (qa)" in one_error_line(proc)
+    assert "--environments sets environments, which is policy" in one_error_line(proc)
     proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--json",
                     "--default-tags", "env,version")
     assert json.loads(proc.stdout)["default_tags"] == {"tfdeploy:env": "dev", "tfdeploy:version": "1.0"}
-    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--default-branch", "nope",
-                    "--extra-regions", "xx-test-1", "--kms-key-id", "k", "--scan-soft-fail-envs", "dev",
-                    "--checkov-baseline", "b.json", "-v")
-    assert "--default-branch" in proc.stderr and "--extra-regions" in proc.stderr
+    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--session-name", "CI",
+                    "--extra-regions", "xx-test-1", "--kms-key-id", "k", "-v")
+    assert "--session-name" in proc.stderr and "--extra-regions" in proc.stderr
 
 
 # --- hints name the real env ----------------------------------------------------------------------

@@ -126,7 +126,11 @@ def test_settings_layers_cli_beats_env_beats_file():
     settings = merge_settings(table, env, {"backend_prefix": "cli", "lock": "s3"})
     assert (settings.backend_prefix, settings.lock) == ("cli", "s3")
     assert settings.origin["backend_prefix"] == "--backend-prefix"
-    assert merge_settings({}, {"TFDEPLOY_ENVIRONMENTS": "dev, prod"}, {}).environments == ("dev", "prod")
+    # Policy settings come from the committed file alone: a variable or an option for one is refused.
+    with pytest.raises(ConfigError, match="TFDEPLOY_ENVIRONMENTS sets environments, which is policy"):
+        merge_settings({}, {"TFDEPLOY_ENVIRONMENTS": "dev, prod"}, {})
+    with pytest.raises(ConfigError, match="--protected-envs sets protected_envs, which is policy"):
+        merge_settings({}, {}, {"protected_envs": ""})
 
 
 @pytest.mark.parametrize("table,fragment", [

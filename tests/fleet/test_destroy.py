@@ -127,8 +127,12 @@ def test_protected_env_needs_allow_protected_before_anything_runs(repo):
     assert "env prod is protected" in line and "--allow-protected" in line
     assert not (repo / ".tfdeploy" / "work" / "prod-us-east-1-research").exists()  # nothing planned
     # Another env can be protected too; and --allow-protected is the deliberate second yes.
-    proc = tfdeploy(repo, "destroy", "--tag", US, "--auto-approve", "--protected-envs", "dev", check=False)
+    # (policy is committed, never a flag: the working tree's file may add protection, never lift it)
+    committed = pyproject.read_text()
+    pyproject.write_text(committed + 'protected_envs = ["dev", "prod"]\n')
+    proc = tfdeploy(repo, "destroy", "--tag", US, "--auto-approve", check=False)
     assert proc.returncode == 2 and "env dev is protected" in one_error_line(proc)
+    pyproject.write_text(committed)
     tfdeploy(repo, "bootstrap", "--env", "prod")
     proc = tfdeploy(repo, "destroy", "--tag", name, "--auto-approve", "--allow-protected")
     assert "nothing to destroy" in proc.stdout

@@ -194,6 +194,9 @@ def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
 
 
 def test_fanout_destroy_runs_regions_before_global_and_refuses_protected_envs(repo):
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'protected_envs = ["qa"]\n')  # policy: committed
+    git(repo, "commit", "-qam", "qa is protected")
     for scope in ("us-east-1", "global"):
         tag(repo, f"dev_{scope}/research/1.0")
         tag(repo, f"qa_{scope}/research/1.0")
@@ -208,7 +211,7 @@ def test_fanout_destroy_runs_regions_before_global_and_refuses_protected_envs(re
     assert all(state_of(BUCKET, key)["resources"] for key in keys)
     # A protected env anywhere in the selection refuses the whole run before any cell starts.
     protected = tfdeploy(repo, "destroy", "--tag", "dev_*/research/1.0", "--tag", "qa_*/research/1.0",
-                         "--auto-approve", "--protected-envs", "qa", check=False)
+                         "--auto-approve", check=False)
     assert protected.returncode == 2 and "--allow-protected" in protected.stderr.strip().splitlines()[-1]
     assert all(state_of(BUCKET, key)["resources"] for key in keys)
 

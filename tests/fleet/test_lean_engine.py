@@ -51,10 +51,10 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     tag(repo, GLOBAL)
     tfdeploy(repo, "bootstrap", "--env", "dev")
 
-    # apply --auto-approve of a fresh cell: init, then one apply (Terraform plans and applies
-    # under one state lock); the human diff is still shown.
+    # apply --auto-approve of a fresh cell: init, a saved plan, then its apply (the plan file is
+    # checked between the two, as a reviewed plan is); the human diff is still shown.
     first = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
-    assert commands(log) == ["init", "apply"]
+    assert commands(log) == ["init", "plan", "apply"]
     assert "will be created" in first.stdout and "Plan: 1 to add, 0 to change, 0 to destroy." in first.stdout
     assert "PLAN_SUMMARY=+1 ~0 -0" in first.stdout
     assert state_keys("demo-tfstate-dev") == [KEY]
@@ -65,7 +65,7 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     work = repo / ".tfdeploy" / "work" / "dev-us-east-1-research"
     (work / ".terraform" / "environment").write_text("other")
     again = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
-    assert commands(log) == ["apply"]
+    assert commands(log) == ["plan", "apply"]
     assert "PLAN_SUMMARY=+0 ~0 -0" in again.stdout
     assert state_keys("demo-tfstate-dev") == [KEY]
     assert state_of("demo-tfstate-dev", KEY)["resources"] == applied["resources"]
@@ -90,12 +90,12 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     tfdeploy(repo, "bootstrap", "--env", "dev", env=other)
     commands(log)
     tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=other)
-    assert commands(log) == ["init", "apply"]
+    assert commands(log) == ["init", "plan", "apply"]
     assert state_keys("other-tfstate-dev") == [KEY]
     assert state_of("demo-tfstate-dev", KEY)["resources"] == applied["resources"]
     # ...and back: the first backend is re-initialised, not the second one reused.
     tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
-    assert commands(log) == ["init", "apply"]
+    assert commands(log) == ["init", "plan", "apply"]
 
 
 def _backend_args(**changes: str) -> dict[str, str]:
@@ -233,19 +233,6 @@ def test_parallel_fresh_inits_share_the_plugin_cache(repo, tmp_path):
     failed = {name: run.stderr.strip().splitlines()[-1:] for name, run in zip(tags, runs) if run.returncode}
     assert not failed, failed
     assert all("+2 ~0 -0" in run.stdout for run in runs)  # terraform_data + null_resource per cell
-
-
-def test_applied_counts_from_the_stream_or_the_human_line():
-    from tfdeploy.engine.stages import applied_counts
-
-    stream = [{"type": "change_summary", "changes": {"add": 2, "change": 0, "remove": 0, "operation": "plan"}},
-              {"type": "change_summary", "changes": {"add": 1, "change": 1, "remove": 0, "operation": "apply"}}]
-    assert applied_counts(stream, "") == (1, 1, 0)  # the apply's summary, not the plan's
-    assert applied_counts(stream[:1], "") is None  # planned but never said it applied
-    text = "...\nApply complete! Resources: 1 imported, 2 added, 0 changed, 3 destroyed.\n\nOutputs:\n"
-    assert applied_counts((), text) == (2, 0, 3)
-    assert applied_counts((), "Apply complete! Resources: 0 added, 0 changed, 0 destroyed.") == (0, 0, 0)
-    assert applied_counts((), "Error: something failed") is None
 
 
 def test_expected_target_warnings_are_not_shown_but_others_are():

@@ -118,13 +118,14 @@ class RepoContext:
         return settings
 
 
-def _setting_options() -> list[tuple[str, str, Any, str]]:
-    """(flag, name, click type, help) for every setting, from the settings model's own table."""
-    from ..model.settings import SETTING_CHOICES, SETTING_HELP, SETTING_NAMES, option_flag
+def _setting_options() -> list[tuple[str, str, Any, str, bool]]:
+    """(flag, name, click type, help, policy) for every setting, from the settings model's own
+    table. A policy setting's option is hidden: it exists only to be refused in one clear line."""
+    from ..model.settings import POLICY_SETTINGS, SETTING_CHOICES, SETTING_HELP, SETTING_NAMES, option_flag
 
     return [(option_flag(name), name,
              click.Choice(list(SETTING_CHOICES[name])) if name in SETTING_CHOICES else None,
-             SETTING_HELP[name])
+             SETTING_HELP[name], name in POLICY_SETTINGS)
             for name in SETTING_NAMES]
 
 
@@ -132,15 +133,19 @@ _SETTING_OPTIONS = _setting_options()
 
 
 def repo_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --repo, -v and the settings overrides; pass a RepoContext as `repo`."""
+    """Add --repo, -v and the settings overrides; pass a RepoContext as `repo`. A policy setting
+    given as an option or a TFDEPLOY_<NAME> variable is refused before the command does anything."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, repo: str, verbose: int, **kwargs: Any) -> Any:
-        overrides = {name: kwargs.pop(name) for _, name, _, _ in _SETTING_OPTIONS}
+        from ..model.settings import refuse_policy_overrides
+
+        overrides = {name: kwargs.pop(name) for _, name, _, _, _ in _SETTING_OPTIONS}
+        refuse_policy_overrides(os.environ, overrides)
         return func(*args, repo=RepoContext(Path(repo), overrides, verbose), **kwargs)
 
-    for flag, name, kind, help_text in reversed(_SETTING_OPTIONS):
-        wrapper = click.option(flag, name, type=kind, default=None, help=help_text)(wrapper)
+    for flag, name, kind, help_text, policy in reversed(_SETTING_OPTIONS):
+        wrapper = click.option(flag, name, type=kind, default=None, help=help_text, hidden=policy)(wrapper)
     wrapper = click.option("-v", "--verbose", count=True, help="Say where each setting came from.")(wrapper)
     wrapper = click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False),
                            help="The infra repo (any folder inside it).")(wrapper)

@@ -159,7 +159,7 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
       tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve --parallel 4   # global first
       tfdeploy apply --tag qa_us-east-1/research/1.1 --auto-approve --skip-promotion-check --reason 'CHG-7'
     """
-    from ..engine.stages import apply_direct, apply_saved, check_source
+    from ..engine.stages import check_source
     from ..fleet.promotion import override_reason
 
     override = override_reason(skip_promotion_check, reason, os.environ)
@@ -168,7 +168,7 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
                    as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
                    fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve,
                    override=override)
-    from ..fleet.applygate import before_apply
+    from ..fleet.applycell import apply_cell
     from ..fleet.promotion import PromotionRefused
     from ..fleet.recording import recorded
 
@@ -181,22 +181,12 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
     # also notifies (notify_topic_arn). The gates come first: a refusal is not a deployment.
     try:
         with recorded("apply", os.environ, _warn) as rec:
-            if auto_approve:
-                session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-                rec.override = before_apply(session, repo.settings, os.environ, repo.overrides,
-                                            override=override, note=note)
-                rec.session = session
-                result = apply_direct(session)
-            else:
-                session = _open(repo, tag, source, terraform_bin, as_json, reuse=True, lock_timeout=lock_timeout)
-                current = check_source(repo.root, session.tag, repo.settings.default_branch, source)
-                if current.commit == session.workdir.source.commit:  # else apply_saved refuses it
-                    rec.override = before_apply(session, repo.settings, os.environ, repo.overrides,
-                                                override=override, note=note)
-                rec.session = session
-                result = apply_saved(session, current)
-            rec.counts = (result.counts.get("add", 0), result.counts.get("change", 0),
-                          result.counts.get("destroy", 0))
+            session = _open(repo, tag, source, terraform_bin, as_json, reuse=not auto_approve,
+                            lock_timeout=lock_timeout)
+            current = session.workdir.source if auto_approve else \
+                check_source(repo.root, session.tag, repo.settings.default_branch, source)
+            result = apply_cell(rec, session, os.environ, auto_approve=auto_approve, current=current,
+                                override=override, note=note)
     except PromotionRefused:
         raise  # notified as promotion-refused by the gate
     except TfdeployError as exc:

@@ -40,7 +40,7 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
     """
     from ..engine.destroy import DestroyPlan, refuse_protected
     from ..engine.destroy import destroy as run_destroy
-    from ..model.settings import load_settings
+    from ..gates.policy import policy_settings
     from ..model.tags import parse_tag
 
     if wants_fanout(tag, retry, only_failed):
@@ -54,8 +54,8 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
         raise ValidationError(f"destroying {tag} needs a yes: run it on a terminal to review and confirm, "
                               "or pass --auto-approve (CI); nothing was planned")
     session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-    # The tagged commit's settings may protect the env too; they cannot lift the protection.
-    refuse_protected(parsed, [load_settings(session.workdir.path, os.environ, repo.overrides)],
+    # The committed policy (default branch's, tagged commit's) may protect the env too; it cannot lift it.
+    refuse_protected(parsed, policy_settings(repo.root, session.workdir.path, os.environ),
                      allow_protected=allow_protected)
     b = session.deployment.backend
     shown: list[DestroyPlan] = []

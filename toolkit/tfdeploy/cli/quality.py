@@ -159,6 +159,11 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
 
     if saved_plan and not tag:
         raise click.UsageError("--saved-plan needs --tag (the plan saved by tfdeploy plan --tag TAG)")
+    if tag and (env is not None or baseline is not None):
+        # A tag's scan is a gate: its env and accepted findings are the committed policy's.
+        raise ConfigError(f"{'--env' if env is not None else '--baseline'} cannot be given with --tag: a "
+                          "tag's scan runs under its own env's committed policy (scan_soft_fail_envs, "
+                          "checkov_baseline in pyproject.toml); drop the option")
     if saved_plan:
         from ..engine.stages import open_workdir, saved_plan_json
 
@@ -178,9 +183,18 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
         raise ConfigError(f"--env {env} is not one of the configured environments "
                           f"({', '.join(settings.environments)})")
     soft_fail_envs = settings.scan_soft_fail_envs
-    if baseline is None and settings.checkov_baseline:
-        # With --tag, the baseline committed with the tagged code applies.
-        baseline = (directory if tag else repo.root) / settings.checkov_baseline
+    if tag:
+        # The committed policy of the default branch and the tagged commit, the stricter of the
+        # two, as an apply's protected scan reads it (gates/policy.py).
+        from ..gates.policy import policy_settings, stricter_baseline
+        from ..gates.protected import soft_fail_envs as strict_soft_fail
+
+        policy = policy_settings(repo.root, directory, os.environ)
+        soft_fail_envs = tuple(sorted(strict_soft_fail(policy)))
+        accepted = stricter_baseline(policy)
+        baseline = directory / accepted if accepted else None
+    elif baseline is None and settings.checkov_baseline:
+        baseline = repo.root / settings.checkov_baseline
     results_dir = results_dir or default_results_dir(directory.resolve())
     environ = {**os.environ, "TFDEPLOY_CHECKOV": checkov_path} if checkov_path else None
     common = dict(repo_root=repo.root, env=env, soft_fail_envs=soft_fail_envs, baseline=baseline,

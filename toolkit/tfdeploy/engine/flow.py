@@ -15,8 +15,8 @@ from typing import IO, Any, Callable, Collection, Mapping
 
 from ..errors import TfdeployError
 from ..model.settings import Settings
-from ..results import FAILED, PASSED, SKIPPED, StageResult
-from .stages import SourceOptions, apply_saved, hold_cell, init_without_backend, open_session, plan, terraform_base_env
+from ..results import FAILED, SKIPPED, StageResult
+from .stages import SourceOptions, hold_cell, init_without_backend, open_session, plan, terraform_base_env
 
 STAGE_ORDER = ("lint", "scan", "plan", "apply")
 
@@ -82,23 +82,16 @@ def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settin
             return StageResult("apply", SKIPPED, notes=(
                 f"not applied: review the plan, then run tfdeploy apply --tag {tag} "
                 "(or tfdeploy run --auto-approve)",))
-        # The same gates as `tfdeploy apply` (promotion order; a protected env's scan, which the
-        # scan stage above already ran on this work dir unless checkov was allowed to be missing).
-        from ..fleet.applygate import before_apply
+        # The same gates and apply as `tfdeploy apply` (fleet/applycell.py): the protected scan
+        # runs again under the committed policy, whatever the scan stage above decided.
+        from ..fleet.applycell import apply_cell
         from ..fleet.promotion import override_reason
         from ..fleet.recording import recorded
 
-        scanned = any(r.stage == "scan" and r.status == PASSED for r in report.results)
         # Recorded in the ledger like every apply that reaches Terraform (a refusal is not).
         with recorded("apply", environ, lambda text: progress(f"tfdeploy: warning: {text}")) as rec:
-            rec.override = before_apply(session, settings, environ, overrides,
-                                        override=override_reason(False, None, environ), note=progress,
-                                        scanned=scanned)
-            rec.session = session
-            result = apply_saved(session, workdir.source)
-            rec.counts = (result.counts.get("add", 0), result.counts.get("change", 0),
-                          result.counts.get("destroy", 0))
-        return result
+            return apply_cell(rec, session, environ, auto_approve=False, current=workdir.source,
+                              override=override_reason(False, None, environ), note=progress)
 
     steps: dict[str, Callable[[], StageResult]] = {
         "lint": lint, "scan": scan, "plan": lambda: plan(session)[0], "apply": apply}

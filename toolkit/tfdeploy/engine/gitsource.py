@@ -96,7 +96,8 @@ def _read_tags(repo_root: Path, names: Sequence[str]) -> dict[str, list[str]]:
     return found
 
 
-def _branch_commit(repo_root: Path, branch: str) -> str | None:
+def branch_commit(repo_root: Path, branch: str) -> str | None:
+    """The commit the branch (local, else origin's) points at; None when this clone has neither."""
     for name in (f"refs/heads/{branch}", f"refs/remotes/origin/{branch}"):
         proc = _git(repo_root, "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}")
         if proc.returncode == 0 and proc.stdout.strip():
@@ -120,7 +121,7 @@ def tag_sources(repo_root: Path, tags: Sequence[str], *, default_branch: str = "
     out: dict[str, SourceRef | ValidationError] = {}
     branch_head: str | None = None
     if not skip_branch_check and rows:
-        branch_head = _branch_commit(repo_root, default_branch)
+        branch_head = branch_commit(repo_root, default_branch)
     reachable: dict[str, bool] = {}
     for tag in tags:
         row = rows.get(tag)
@@ -226,6 +227,12 @@ def tag_commit(repo_root: Path, tag: str) -> str | None:
     No checks on the tag itself (annotated, on the default branch): that is `tag_source`'s job."""
     proc = _git(repo_root, "rev-parse", "--verify", "--quiet", f"refs/tags/{tag}^{{commit}}")
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def committed_file(repo_root: Path, commit: str, path: str) -> str | None:
+    """The text of `path` as committed at `commit`; None when the commit has no such file."""
+    proc = _git(repo_root, "show", f"{commit}:{path}")
+    return proc.stdout if proc.returncode == 0 else None
 
 
 def existing_paths(repo_root: Path, commit: str, paths: Sequence[str]) -> list[str]:

@@ -101,8 +101,6 @@ class Session:
     sandbox_endpoint: str | None
     backend_extra: dict[str, str] = field(default_factory=dict)
     lock_timeout_s: float = 0  # also Terraform's -lock-timeout on commands that lock the state
-    applying: bool = False  # an apply without a saved plan started: it may have changed things
-    planned: tuple[int, int, int] | None = None  # what an apply without a saved plan set out to do
 
     @property
     def cache(self) -> Path:
@@ -387,8 +385,9 @@ def write_plan_meta(session: Session, summary: PlanSummary, **extra: str) -> Non
     write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
 
 
-def plan(session: Session) -> tuple[StageResult, PlanSummary]:
-    """Init, plan the deployment's module namespace into a saved plan, record its metadata."""
+def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, PlanSummary]:
+    """Init, plan the deployment's module namespace into a saved plan, record its metadata
+    (`auto_approved`: made by `apply --auto-approve`, to be applied without review)."""
     started = time.monotonic()
     init(session)
     d = session.deployment
@@ -403,7 +402,7 @@ def plan(session: Session) -> tuple[StageResult, PlanSummary]:
                                       out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
                                       ok=(0, 2), ui_json=events, **session.lock_options())
     summary = _plan_summary(session, planned)
-    write_plan_meta(session, summary)
+    write_plan_meta(session, summary, **({"auto_approved": "true"} if auto_approved else {}))
     result = StageResult(
         stage="plan", status=PASSED, duration_s=round(time.monotonic() - started, 3),
         counts={"add": summary.add, "change": summary.change, "destroy": summary.destroy},
@@ -531,6 +530,12 @@ def apply_saved(session: Session, current: SourceRef) -> StageResult:
     meta = check_saved_plan(session, current)
     init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
     apply_once(session, meta)
+    return _applied_result(session, meta, started)
+
+
+def _applied_result(session: Session, meta: Mapping[str, Any], started: float) -> StageResult:
+    """The apply stage's result: a saved plan applies exactly what it planned (Terraform refuses
+    a stale one), so its counts are the plan's."""
     summary = meta["summary"]
     backend = session.deployment.backend
     result = StageResult(
@@ -544,75 +549,16 @@ def apply_saved(session: Session, current: SourceRef) -> StageResult:
 
 
 def apply_direct(session: Session) -> StageResult:
-    """`apply --auto-approve`: init, then one `terraform apply -auto-approve` of the namespace.
+    """`apply --auto-approve`: plan into a saved plan, then apply it by the saved-plan path.
 
-    Nobody reviews an auto-approved plan, so saving it first bought nothing but a Terraform
-    process: Terraform plans and applies under one hold of the state lock, which also leaves no
-    window between the two in which the state can move. An older saved plan of the cell is set
-    aside first (its state would be stale; Terraform refuses such a plan anyway) so no later
-    `apply` picks it up. Counts: from the -json stream's apply `change_summary` when someone
-    follows the events (a fleet's live table), else from Terraform's human output, which keeps
-    the full diff for the person watching."""
+    Nobody reviews an auto-approved plan, so it must pass every check a reviewed one does before
+    Terraform changes anything: its backend, its variables (a tfvars file cannot set a generated
+    one) and its addresses (nothing outside the cell's namespace), checked on the plan file itself
+    (check_saved_plan), then spent and applied once (apply_once). Planning and applying in one
+    `terraform apply -auto-approve` saved a process but gave no moment to check what it was about
+    to do. The human diff is still printed by the plan; the live table follows the -json events."""
     started = time.monotonic()
-    init(session)
-    d = session.deployment
-    for stale in (session.plan_path, session.workdir.path / PLAN_META, session.workdir.results_dir / PLAN_JSON):
-        stale.unlink(missing_ok=True)
-    events = session.terraform.on_event is not None
-    session.applying = True
-    try:
-        applied = session.terraform.run("apply", input=False, auto_approve=_flag(), no_color=_flag(),
-                                        target=[d.target_module], var_file=list(d.var_files), ui_json=events,
-                                        **session.lock_options())
-    except TfdeployError as exc:
-        raise errored_state_error(session, exc) from None
-    # What it set out to do, for the ledger even when the apply then fails.
-    session.planned = planned_counts(applied.events, applied.stdout)
-    if applied.returncode != 0:
-        from .terraform import explain_failure
-
-        raise errored_state_error(session, TfdeployError(explain_failure("apply", applied, d.tag.name))) from None
-    counts = applied_counts(applied.events, applied.stdout)
-    if counts is None:
-        raise TfdeployError(f"terraform apply of {d.tag.name} succeeded but did not say what it changed; "
-                            f"run tfdeploy show --tag {d.tag.name} to see the state")
-    add, change, destroy = counts
-    backend = d.backend
-    result = StageResult(
-        stage="apply", status=PASSED, duration_s=round(time.monotonic() - started, 3),
-        counts={"add": add, "change": change, "destroy": destroy},
-        exports=_exports(session, STATE_BUCKET=backend.bucket, STATE_KEY=backend.key,
-                         PLAN_SUMMARY=f"+{add} ~{change} -{destroy}"),
-    )
-    write_result(result, session.workdir.results_dir)
-    return result
-
-
-_APPLIED = re.compile(r"^Apply complete! Resources: (.*)$", re.MULTILINE)
-
-
-def planned_counts(events: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int, int] | None:
-    """(add, change, destroy) an apply planned: its -json plan `change_summary`, else its human
-    "Plan: …" line (pure)."""
-    from .tfjson import change_summary
-
-    if events:
-        found = change_summary(events, operation="plan")
-        return (found.add, found.change, found.remove) if found is not None else None
-    summary = summary_from_output(text, 2)
-    return (summary.add, summary.change, summary.destroy) if summary is not None else None
-
-
-def applied_counts(events: Sequence[Mapping[str, Any]], text: str) -> tuple[int, int, int] | None:
-    """(added, changed, destroyed) of an apply: its -json `change_summary`, else the human
-    "Apply complete! Resources: 1 added, 0 changed, 0 destroyed." line (pure)."""
-    from .tfjson import change_summary
-
-    if events:
-        found = change_summary(events, operation="apply")
-        return (found.add, found.change, found.remove) if found is not None else None
-    lines = _APPLIED.findall(text)
-    if not lines:
-        return None
-    numbers = {word: int(n) for n, word in re.findall(r"(\d+) (added|changed|destroyed)", lines[-1])}
-    return numbers.get("added", 0), numbers.get("changed", 0), numbers.get("destroyed", 0)
+    plan(session, auto_approved=True)
+    meta = check_saved_plan(session, session.workdir.source)
+    apply_once(session, meta)
+    return _applied_result(session, meta, started)

@@ -28,6 +28,7 @@ from .celllock import held_here
 from .errored import rescue_all
 from .gitsource import SourceRef, export_commit, export_worktree
 from .provider import PROVIDER_FILE, deployment_tfvars, render_provider, uses_aws_provider
+from .treecheck import check_tree
 
 TFVARS_FILE = "tfdeploy.auto.tfvars.json"
 METADATA_FILE = "tfdeploy.workdir.json"
@@ -112,6 +113,7 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
             export_commit(repo_root, source.commit, staging)
         settings = load_settings(staging, environ, overrides)
         deployment = resolve(tag.name, settings, staging)
+        check_tree(staging, deployment, deployment_tfvars(deployment), (TFVARS_FILE,), source.commit)
         aws = _write_generated(staging, deployment, source, sandbox)
         if _same_source(final, source):
             carried = CARRY_OVER

@@ -34,11 +34,11 @@ def open_cell(job: Job, *, reuse: bool = False) -> Any:
 
 
 def _spent(session: Any) -> bool:
-    """Did an apply start (it claimed the saved plan, or ran without one)? Then it may have
+    """Did an apply start (it claimed its saved plan: every apply applies one)? Then it may have
     changed things: never retried."""
     from ..engine.stages import PLAN_SPENT
 
-    return session.applying or (session.workdir.path / PLAN_SPENT).exists()
+    return (session.workdir.path / PLAN_SPENT).exists()
 
 
 def _counts(counts: dict[str, Any]) -> tuple[int, int, int]:
@@ -125,43 +125,29 @@ def _follow_lines(job: Job, namespace: str) -> Callable[[str], None]:
     return on_line
 
 
-def _gate(job: Job, session: Any, override: str) -> str:
-    """Promotion order and a protected env's scan (fleet/applygate.py), before Terraform runs: a
-    refused cell fails alone, its one line in the matrix and its log."""
-    from ..model.settings import load_settings
-    from .applygate import before_apply
-
-    shared = job.shared
-
+def _note(job: Job) -> Callable[[str], None]:
     def note(text: str) -> None:
         job.log.write(f"tfdeploy: {text}\n")
         job.log.flush()
 
-    here = load_settings(shared.repo_root, shared.environ, shared.overrides)
-    return before_apply(session, here, shared.environ, shared.overrides, override=override, note=note)
+    return note
 
 
 def apply_action(auto_approve: bool, override: str = "") -> CellAction:
+    """Apply one cell (fleet/applycell.py, as `apply` of one tag does): a refused cell fails
+    alone, its one line in the matrix and its log."""
+
     def apply_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
-        from ..engine.stages import apply_direct, apply_saved
+        from .applycell import apply_cell as apply_one
 
         with job.cell_lock(), _recorded(job, "apply") as rec:
-            if auto_approve:
-                session = open_cell(job)
-                rec.override = _gate(job, session, override)
-                rec.session = session
-                session.terraform.on_event = _follow(job, session.deployment.target_module)
-                result = apply_direct(session)
-            else:
-                session = open_cell(job, reuse=True)
-                current = job.source  # the tag now, checked once for the whole run
-                if current.commit == session.workdir.source.commit:  # else apply_saved refuses it
-                    rec.override = _gate(job, session, override)
-                rec.session = session
-                session.terraform.on_event = _follow(job, session.deployment.target_module)
-                result = apply_saved(session, current)
-            rec.counts = _counts(result.counts)
-        return "applied", _counts(result.counts)
+            session = open_cell(job, reuse=not auto_approve)
+            session.terraform.on_event = _follow(job, session.deployment.target_module)
+            # The tag now, checked once for the whole run.
+            current = session.workdir.source if auto_approve else job.source
+            apply_one(rec, session, job.shared.environ, auto_approve=auto_approve, current=current,
+                      override=override, note=_note(job))
+        return "applied", rec.counts
 
     return apply_cell
 
@@ -173,12 +159,12 @@ def destroy_action(allow_protected: bool) -> CellAction:
 
     def destroy_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
         from ..engine.destroy import destroy, refuse_protected
-        from ..model.settings import load_settings
+        from ..gates.policy import policy_settings
 
         with job.cell_lock(), _recorded(job, "destroy") as rec:
             session = rec.session = open_cell(job)
-            tagged = load_settings(session.workdir.path, job.shared.environ, job.shared.overrides)
-            refuse_protected(session.tag, [tagged], allow_protected=allow_protected)
+            policy = policy_settings(job.shared.repo_root, session.workdir.path, job.shared.environ)
+            refuse_protected(session.tag, policy, allow_protected=allow_protected)
             session.terraform.on_event = _follow(job, session.deployment.target_module)  # for its apply
             session.terraform.on_line = _follow_lines(job, session.deployment.target_module)  # its plan
             _result, summary = destroy(session, auto_approve=True)

@@ -1,6 +1,7 @@
 """What every apply checks after its work dir is built and before Terraform runs: the promotion
 order (fleet/promotion.py, from the ledger) and, in a protected env, a passing scan
-(gates/protected.py). Used by `apply` (one cell), the fan-out apply (each cell) and `run`.
+(gates/protected.py), under the policy of the repo's commits (gates/policy.py). Used by every
+apply through fleet/applycell.py.
 
 Both are refusals, not deployments: nothing is recorded in the ledger for them. A refused
 promotion notifies the `notify_topic_arn` topic (event promotion-refused).
@@ -11,14 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from ..model.settings import Settings, load_settings
+from ..model.settings import Settings
 from . import promotion
-
-
-def settings_for(session: Any, here: Settings, environ: Mapping[str, str],
-                 overrides: Mapping[str, Any]) -> list[Settings]:
-    """The working tree's settings and the tagged commit's (as plan reads it), in that order."""
-    return [here, load_settings(session.workdir.path, environ, overrides)]
 
 
 def _scope_in(env: str, tag: Any, workdir: Path, cells: Mapping[str, Any]) -> bool:
@@ -80,17 +75,18 @@ def _refused(session: Any, settings: Settings, environ: Mapping[str, str],
     raise exc
 
 
-def before_apply(session: Any, here: Settings, environ: Mapping[str, str], overrides: Mapping[str, Any], *,
-                 override: str, note: Callable[[str], None], scanned: bool = False) -> str:
-    """Both gates, cheapest first; the override to record ("" when none was used). `scanned`: the
-    caller already ran a passing scan of this very work dir under the env's policy (`run`)."""
+def before_apply(session: Any, environ: Mapping[str, str], *, override: str,
+                 note: Callable[[str], None]) -> str:
+    """Both gates, cheapest first, under the policy the repo's commits set (gates/policy.py); the
+    override to record ("" when none was used). Every apply runs them, whoever calls: `apply` (a
+    saved plan or --auto-approve, one cell or a fan-out's) and `run`."""
+    from ..gates.policy import policy_settings
     from ..gates.protected import require_passing_scan
 
-    settings = settings_for(session, here, environ, overrides)
+    settings = policy_settings(session.repo_root, session.workdir.path, environ, note)
     used = check_promotion(session, settings, environ, override=override, note=note)
-    if not scanned:
-        result = require_passing_scan(session.workdir, settings, repo_root=session.repo_root, environ=environ)
-        if result is not None:
-            note(f"protected env {session.tag.env}: checkov scan of commit "
-                 f"{session.workdir.source.commit[:12]} passed")
+    result = require_passing_scan(session.workdir, settings, repo_root=session.repo_root, environ=environ)
+    if result is not None:
+        note(f"protected env {session.tag.env}: checkov scan of commit "
+             f"{session.workdir.source.commit[:12]} passed")
     return used

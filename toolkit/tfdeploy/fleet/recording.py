@@ -72,10 +72,8 @@ def write(rec: Recording, result: str, environ: Mapping[str, str], warn: Callabl
     meta = plan_meta(session)
     planned = meta.get("summary") or {}
     counts = rec.counts or (planned.get("add", 0), planned.get("change", 0), planned.get("destroy", 0))
-    if not meta and getattr(session, "applying", False):
-        # apply --auto-approve: planned and applied in one Terraform run, no saved plan to checksum.
-        counts = rec.counts or getattr(session, "planned", None) or counts
-        rec.details.setdefault("plan", "auto-approved: planned and applied in one terraform apply (no saved plan)")
+    if meta.get("auto_approved"):
+        rec.details.setdefault("plan", "auto-approved: planned, checked and applied without review")
     backend = session.deployment.backend
     record_run(session.tag, None, environ, cache_dir=session.cache, action=rec.action, result=result,
                commit=session.workdir.source.commit, counts=counts, started_at=rec.started_at,

@@ -47,10 +47,12 @@ def require_passing_scan(workdir: object, settings: Sequence[Settings], *, repo_
     tag = workdir.deployment.tag  # type: ignore[attr-defined]
     if not is_protected(tag.env, settings):
         return None
-    tagged = settings[-1]
+    from .policy import stricter_baseline
+
     path: Path = workdir.path  # type: ignore[attr-defined]
     commit = workdir.source.commit[:12]  # type: ignore[attr-defined]
-    baseline = path / tagged.checkov_baseline if tagged.checkov_baseline else None
+    accepted = stricter_baseline(list(settings))
+    baseline = path / accepted if accepted else None
     try:
         result = run_scan(path, repo_root=repo_root, env=tag.env, soft_fail_envs=soft_fail_envs(settings),
                           baseline=baseline, environ=environ,

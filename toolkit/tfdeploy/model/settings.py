@@ -1,6 +1,11 @@
 """Repo settings: `[tool.tfdeploy]` in the infra repo's pyproject.toml, overridden by environment
 variables (`TFDEPLOY_<NAME>`, plus the reference pattern's `TF_BACKEND_CONFIG_PREFIX`), overridden
 by CLI options. Merging is a pure function; only `load_settings` reads a file.
+
+Policy settings (POLICY_SETTINGS: what decides whether an apply is allowed) take no override: they
+come only from committed files (gates/policy.py reads the default branch's and the tagged
+commit's), and a `TFDEPLOY_<NAME>` variable or `--<name>` option for one is refused, so no
+runner's environment or flags can switch a gate off.
 """
 
 from __future__ import annotations
@@ -79,6 +84,11 @@ class Settings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origin")
+
+# What decides whether an apply (or a destroy) is allowed: the promotion order, which envs need a
+# passing scan or a second yes, which findings are accepted, which commits may be deployed at all.
+POLICY_SETTINGS = ("environments", "protected_envs", "scan_soft_fail_envs", "checkov_baseline",
+                   "default_branch")
 
 # One line per setting: the help of its `--<name>` option (every setting has one; the CLI builds
 # the options from this table, and a test checks it covers SETTING_NAMES). Choices where fixed.
@@ -175,13 +185,33 @@ def _check(name: str, value: Any, source: str) -> Any:
     return value
 
 
+def policy_refusal(name: str, given_as: str) -> str:
+    """The one line that refuses an override of a policy setting (pure)."""
+    return (f"{given_as} sets {name}, which is policy: it is read only from the committed "
+            "pyproject.toml ([tool.tfdeploy]) of the default branch and of the tagged commit (the "
+            f"stricter wins), never from a runner's flags or environment; remove {given_as} and "
+            f"change {name} in a reviewed commit")
+
+
+def refuse_policy_overrides(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> None:
+    """ConfigError for the first policy setting given as an option or an environment variable."""
+    for name in POLICY_SETTINGS:
+        if overrides.get(name) is not None:
+            raise ConfigError(policy_refusal(name, option_flag(name)))
+        for var in ENV_VARS[name]:
+            if environ.get(var):
+                raise ConfigError(policy_refusal(name, var))
+
+
 def merge_settings(
     table: Mapping[str, Any],
     environ: Mapping[str, str],
     overrides: Mapping[str, Any],
     table_source: str = "pyproject.toml",
 ) -> Settings:
-    """Combine the three layers (file < environment < CLI) into validated Settings."""
+    """Combine the three layers (file < environment < CLI) into validated Settings; policy
+    settings come from the file alone (refuse_policy_overrides)."""
+    refuse_policy_overrides(environ, overrides)
     unknown = sorted(set(table) - set(SETTING_NAMES))
     if unknown:
         raise ConfigError(
@@ -227,12 +257,21 @@ def read_pyproject_table(repo_root: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is a symlink to {path.resolve()}, outside the repo; settings "
                           "must come from the repo itself: commit the file instead of a link")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc}); fix the file") from None
+    return parse_pyproject_table(text, str(path))
+
+
+def parse_pyproject_table(text: str, source: str) -> dict[str, Any]:
+    """The `[tool.tfdeploy]` table of a pyproject.toml's text ({} when absent; pure)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc}); fix the file") from None
     table = data.get("tool", {}).get("tfdeploy", {})
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [tool.tfdeploy] must be a table")
+        raise ConfigError(f"{source}: [tool.tfdeploy] must be a table")
     return table
 
 
