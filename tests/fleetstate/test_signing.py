@@ -104,6 +104,25 @@ def test_status_checks_a_signature_or_three_per_cell_not_one_per_record(local_tr
     assert len(checked) == 2
 
 
+def test_what_verified_once_is_not_verified_again_by_the_next_command(local_trust, tmp_path):
+    private, trust = local_trust
+    records = [signed_locally(rec(minute=m), private) for m in range(1, 4)]
+    first = replace(trust, verified_file=tmp_path / "k.verified")
+    assert [first.why(r) for r in records] == ["", "", ""]
+    first.save()
+    assert len((tmp_path / "k.verified").read_text().split()) == 3
+
+    class NoVerify:
+        def verify(self, *args):
+            raise AssertionError("verified again")
+
+    warm = replace(trust, public_key=NoVerify(), verified_file=tmp_path / "k.verified", _seen={})
+    assert [warm.why(r) for r in records] == ["", "", ""]
+    # A changed record is a new message: verified (and refused), never taken from the file.
+    assert replace(trust, verified_file=tmp_path / "k.verified", _seen={}).why(
+        replace(records[0], commit="b" * 40)).startswith("bad signature")
+
+
 def test_require_signed_evidence_takes_envs_or_true_or_false():
     envs = {"environments": ["dev", "qa", "prod"]}
     assert signed_evidence_envs(merge_settings(envs, {}, {})) == ("prod",)  # the protected envs

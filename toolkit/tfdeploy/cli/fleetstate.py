@@ -108,6 +108,7 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
     trust = _trust(repo)
     rows = fleet_matrix(records, cells, tags, settings.environments, env=env, team=team, distrust=trust.why)
+    trust.save()
     if html_file is not None:
         _write_report(html_file, rows, records, settings.environments, env, team)
     if as_json:

@@ -41,6 +41,7 @@ SIGNED_FIELDS = ("tag", "commit", "cell", "env", "team", "scope", "version", "ac
 UNSIGNED_FIELDS = ("signature",)
 FUTURE_SKEW = timedelta(minutes=5)  # clocks of runners differ; more than this is a forged date
 KEYS_DIR = "ledger-keys"
+VERIFIED_KEEP = 100_000  # digests kept in a key's .verified file (33 bytes each)
 UNSIGNED = "unsigned"
 NO_KEY_NOTE = "evidence unsigned (no ledger_signing_key set)"
 
@@ -154,7 +155,12 @@ class Trust:
     environ: Mapping[str, str] = field(default_factory=dict)
     now: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     problem: str = ""  # why the key could not be used: every signed record is then unverified
+    # `.tfdeploy/ledger-keys/<key>.verified`: digests of (message, signature) pairs that verified
+    # before under this key, so a warm `status` verifies only records it has not seen.
+    verified_file: Path | None = None
     _seen: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
+    _known: set[str] | None = field(default=None, repr=False)
+    _new: list[str] = field(default_factory=list, repr=False)
 
     @property
     def signed(self) -> bool:
@@ -178,9 +184,46 @@ class Trust:
         signed = message(record)
         memo = (record.signature, hashlib.sha256(signed).hexdigest())
         if memo not in self._seen:
-            self._seen[memo] = "" if self._valid(record.signature, signed) else (
-                "bad signature (changed after signing, or not signed by the key)")
+            digest = hashlib.sha256(f"{memo[1]}\n{record.signature}".encode()).hexdigest()[:32]
+            if digest in self._verified_before():
+                self._seen[memo] = ""
+                return ""
+            try:
+                good = self._valid(record.signature, signed)
+            except SigningError as exc:  # KMS Verify could not be asked: not verified, and why
+                return f"cannot verify: {exc}"
+            self._seen[memo] = "" if good else "bad signature (changed after signing, or not signed by the key)"
+            if good:
+                self._new.append(digest)
         return self._seen[memo]
+
+    def _verified_before(self) -> set[str]:
+        if self._known is None:
+            self._known = set()
+            if self.verified_file is not None:
+                try:
+                    self._known = set(self.verified_file.read_text(encoding="ascii").split())
+                except (OSError, ValueError):
+                    pass
+        return self._known
+
+    def save(self) -> None:
+        """Keep what verified in this command for the next one (the newest VERIFIED_KEEP); a
+        cache that cannot be written only costs the next command its checks."""
+        if self.verified_file is None or not self._new:
+            return
+        from ..results import write_atomic
+
+        try:
+            old = self.verified_file.read_text(encoding="ascii").split()
+        except (OSError, ValueError):
+            old = []
+        kept = list(dict.fromkeys([*old, *self._new]))[-VERIFIED_KEEP:]
+        try:
+            write_atomic(self.verified_file, "\n".join(kept) + "\n")
+        except OSError:
+            pass
+        self._new.clear()
 
     def verified(self, record: Any) -> bool | None:
         """True/False as `why` decides; None without a key for a record that is not future-dated
@@ -216,16 +259,18 @@ class Trust:
                 return True
             except (InvalidSignature, ValueError):
                 return False
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             return bool(_kms(self.region, self.environ).verify(
                 KeyId=self.key_arn, Message=signed, MessageType="RAW", Signature=signature,
                 SigningAlgorithm=ALGORITHM)["SignatureValid"])
         except ClientError as exc:
-            if "KMSInvalidSignature" in str(exc) or "InvalidSignature" in str(exc):
+            if "InvalidSignature" in str(exc):  # KMSInvalidSignatureException: AWS's "no"
                 return False
-            raise
+            raise SigningError(f"KMS Verify with {self.key_arn}: {exc}") from None
+        except BotoCoreError as exc:
+            raise SigningError(f"KMS Verify with {self.key_arn}: {exc}") from None
 
     def annotate(self, record: Any) -> dict[str, Any]:
         """The record as `--json` shows it: its fields, `verified` and, when false, `unverified` (why)."""
@@ -317,4 +362,9 @@ def trust_for(settings: Sequence[Settings], environ: Mapping[str, str], cache_di
         public = load_der_public_key(der)
     except ImportError:
         public = None  # KMS Verify per record
-    return Trust(key=key, key_arn=arn, public_key=public, region=region, environ=environ)
+    verified = None
+    if cache_dir is not None:
+        from ..aws.sandbox import active_endpoint
+
+        verified = _cache_file(cache_dir, key, region, active_endpoint(environ) or "").with_suffix(".verified")
+    return Trust(key=key, key_arn=arn, public_key=public, region=region, environ=environ, verified_file=verified)
