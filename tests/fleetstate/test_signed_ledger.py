@@ -83,6 +83,7 @@ def test_a_forged_dev_record_does_not_let_an_untested_commit_into_qa(signed_repo
     doc = json.loads(tfdeploy(repo, "history", "--cell", DEV_CELL, "--json").stdout)
     [record] = doc["records"]
     assert (record["verified"], record["unverified"]) == (False, "unsigned")
+    assert record["id"] == "f0f0f0f0f0f0"
     text = tfdeploy(repo, "history", "--cell", DEV_CELL).stdout
     assert "UNVERIFIED (unsigned)" in text
     [row] = [c for c in json.loads(tfdeploy(repo, "status", "--json").stdout)["cells"] if c["cell"] == DEV_CELL]
@@ -90,8 +91,17 @@ def test_a_forged_dev_record_does_not_let_an_untested_commit_into_qa(signed_repo
     assert row["unverified"] == [{"id": "f0f0f0f0f0f0", "tag": DEV_US, "why": "unsigned"}]
     assert "unverified" in tfdeploy(repo, "status").stdout
 
-    # A real dev apply is signed with the key; then qa is allowed, and says the evidence is signed.
+    # `promote` does not tag from it either.
     tag(repo, DEV_US)
+    tag(repo, "dev_eu-central-1/research/1.0")
+    put_forged("demo-tfstate-dev", forged("dev_eu-central-1/research/1.0", c1, id="d0d0d0d0d0d0"))
+    promoted = tfdeploy(repo, "promote", "--from", "dev", "--to", "qa", "--team", "research", "--version", "1.0",
+                        check=False)
+    assert promoted.returncode == 2
+    assert "no successful apply of 1.0 in dev for research" in _one_error(promoted)
+    assert "qa_eu-central-1/research/1.0" not in git(repo, "tag", "--list")
+
+    # A real dev apply is signed with the key; then qa is allowed, and says the evidence is signed.
     tfdeploy(repo, "apply", "--tag", DEV_US, "--auto-approve")
     genuine = next(r for r in json.loads(tfdeploy(repo, "history", "--cell", DEV_CELL, "--json").stdout)["records"]
                    if r["verified"])
