@@ -1,6 +1,9 @@
 """`tfdeploy status` on a fleet of 1,000 cells x 10 ledger records, in the local sandbox (moto).
 
-    python benchmarks/status.py [--cells 1000] [--records 10] [--runs 3]
+    python benchmarks/status.py [--cells 1000] [--records 10] [--runs 3] [--signed]
+
+`--signed`: the repo sets ledger_signing_key (the sandbox's alias/tfdeploy-ledger) and every seeded
+record is signed with it (KMS Sign), so status verifies what decides each cell (fleet/signing.py).
 
 Seeds moto with the ledger's own objects (record objects and per-cell summaries, built by the
 ledger's pure functions, so they are byte-for-byte what `append` writes; written directly, as
@@ -34,16 +37,17 @@ SCOPES = ("global", "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-cent
           "eu-west-2", "ap-southeast-1", "ap-northeast-1")
 
 
-def make_repo(root: Path) -> None:
+def make_repo(root: Path, signed: bool = False) -> None:
     env = {"GIT_AUTHOR_NAME": "b", "GIT_AUTHOR_EMAIL": "b@e", "GIT_COMMITTER_NAME": "b",
            "GIT_COMMITTER_EMAIL": "b@e", "PATH": "/usr/bin:/bin"}
     (root / "pyproject.toml").write_text('[tool.tfdeploy]\nbackend_prefix = "bench-tfstate"\n'
-                                         'environments = ["dev", "qa"]\n')
+                                         'environments = ["dev", "qa"]\n'
+                                         + ('ledger_signing_key = "alias/tfdeploy-ledger"\n' if signed else ""))
     for cmd in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "bench"]):
         subprocess.run(["git", *cmd], cwd=root, check=True, env=env, capture_output=True)
 
 
-def seed(endpoint: str, cells: int, records: int) -> float:
+def seed(endpoint: str, cells: int, records: int, signed: bool = False) -> float:
     from tfdeploy.aws.clients import client
     from tfdeploy.fleet.ledger import (
         merge_summary,
@@ -58,6 +62,11 @@ def seed(endpoint: str, cells: int, records: int) -> float:
 
     started = time.perf_counter()
     s3 = client("s3", "us-east-1", os.environ, endpoint, max_pool_connections=32)
+    if signed:
+        from tfdeploy.aws.signingkey import SANDBOX_ALIAS, ensure_signing_key
+        from tfdeploy.fleet.signing import sign
+
+        ensure_signing_key(endpoint, os.environ)
     for env in ENVS:
         s3.create_bucket(Bucket=f"bench-tfstate-{env}")
     teams = -(-cells // (len(ENVS) * len(SCOPES)))
@@ -74,6 +83,8 @@ def seed(endpoint: str, cells: int, records: int) -> float:
                                 started_at=f"2026-11-20T10:{r:02d}:00.000Z",
                                 finished_at=f"2026-11-20T10:{r:02d}:30.000Z", plan_sha256="0" * 64,
                                 tfdeploy_version="0.1.0", build_id="")
+            if signed:
+                record = sign(record, SANDBOX_ALIAS, "us-east-1", os.environ)
             s3.put_object(Bucket=f"bench-tfstate-{tag.env}", Key=record_key(record), Body=record_body(record),
                           ServerSideEncryption="AES256", ContentType="application/json")
             summary = merge_summary(summary, record)
@@ -126,6 +137,7 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=1000)
     parser.add_argument("--records", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--signed", action="store_true", help="sign every record; status verifies them")
     args = parser.parse_args()
 
     import logging
@@ -142,9 +154,10 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             repo = Path(tmp) / "infra"
             repo.mkdir()
-            make_repo(repo)
-            seeded = seed(endpoint, args.cells, args.records)
-            print(f"seeded {args.cells} cells x {args.records} records in {seeded:.1f}s ({endpoint})")
+            make_repo(repo, args.signed)
+            seeded = seed(endpoint, args.cells, args.records, args.signed)
+            print(f"seeded {args.cells} cells x {args.records} {'signed ' if args.signed else ''}records in "
+                  f"{seeded:.1f}s ({endpoint})")
             exe = str(Path(sys.executable).parent / "tfdeploy")
             cache = repo / ".tfdeploy" / "ledger-cache"
             timings: dict[str, list[float]] = {}

@@ -135,3 +135,12 @@ def git(cwd: Path, *args: str) -> str:
            "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.com"}
     return subprocess.run(["git", *args], cwd=cwd, env=env, check=True,
                           capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def ledger_key(aws_sandbox) -> str:
+    """The sandbox's ledger signing key (`alias/tfdeploy-ledger`, what `tfdeploy sandbox up`
+    creates) in the freshly reset moto; its ARN."""
+    from tfdeploy.aws.signingkey import ensure_signing_key
+
+    return ensure_signing_key(aws_sandbox)

@@ -234,6 +234,10 @@ def test_sandbox_lifecycle_through_the_cli(home: Path) -> None:
     s3 = client("s3", "us-east-1", {}, sb.active_endpoint({}, home))
     s3.create_bucket(Bucket="sandbox-probe")
     assert [b["Name"] for b in s3.list_buckets()["Buckets"]] == ["sandbox-probe"]
+    # ...and has the ledger signing key at its stable alias (ECC, sign and verify).
+    key = client("kms", "us-east-1", {}, sb.active_endpoint({}, home)).describe_key(
+        KeyId="alias/tfdeploy-ledger")["KeyMetadata"]
+    assert (key["KeyUsage"], key["KeySpec"]) == ("SIGN_VERIFY", "ECC_NIST_P256")
 
     again = runner.invoke(cli, ["sandbox", "up", "--json"])
     assert again.exit_code == 0

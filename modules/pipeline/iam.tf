@@ -203,7 +203,10 @@ data "aws_iam_policy_document" "build_scan" {
 }
 
 data "aws_iam_policy_document" "build_deploy" {
-  source_policy_documents = [data.aws_iam_policy_document.build_common["deploy"].json]
+  source_policy_documents = [
+    data.aws_iam_policy_document.build_common["deploy"].json,
+    data.aws_iam_policy_document.ledger_sign.json, # ledger.tf
+  ]
 
   statement {
     sid       = "ReadWritePipelineArtifacts"

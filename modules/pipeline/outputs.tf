@@ -52,3 +52,13 @@ output "execution_failed_rule_arn" {
   description = "ARN of the EventBridge rule sending failed executions to notification_topic_arn (null without a topic); use it as aws:SourceArn in the topic policy."
   value       = one(aws_cloudwatch_event_rule.execution_failed[*].arn)
 }
+
+output "ledger_signing_key_arn" {
+  description = "ARN of the ledger signing key: the repo's ledger_signing_key setting, and ledger_signing_key_arn of the other envs' modules."
+  value       = local.ledger_key_arn
+}
+
+output "ledger_signing_key_alias" {
+  description = "Alias of the ledger signing key this module created (null when given ledger_signing_key_arn)."
+  value       = one(aws_kms_alias.ledger[*].name)
+}

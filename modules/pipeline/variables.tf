@@ -196,6 +196,23 @@ variable "log_retention_days" {
   }
 }
 
+variable "ledger_signing_key_arn" {
+  description = "ARN of the ledger signing key (ledger.tf) another env's module created; null creates it here (do so in one env's module, the first)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.ledger_signing_key_arn == null || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.ledger_signing_key_arn))
+    error_message = "ledger_signing_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."
+  }
+}
+
+variable "ledger_reader_arns" {
+  description = "Principals (role ARNs, e.g. developers' read-only roles) the created ledger key's policy lets read its public key and verify (tfdeploy status, history, rollback); the account's IAM policies can grant the same."
+  type        = list(string)
+  default     = []
+}
+
 variable "tags" {
   description = "Tags added to every resource."
   type        = map(string)

@@ -63,6 +63,10 @@ module "pipeline" {{
     stage => file("${{path.root}}/buildspecs/${{stage}}.yml")
   }}
 }}
+
+output "ledger_signing_key_arn" {{
+  value = module.pipeline.ledger_signing_key_arn
+}}
 """
 
 
@@ -102,11 +106,16 @@ def applied(tmp_path, aws_sandbox, terraform_bin, moto_bridges):
                           f'    path    = "{MIRROR}"\n    include = ["registry.terraform.io/hashicorp/aws"]\n'
                           '  }\n}\n')
     env = {**os.environ, "TF_CLI_CONFIG_FILE": str(cli_config), "TF_IN_AUTOMATION": "1"}
+    (root / ".terraform-bin").write_text(terraform_bin)  # for `terraform output` in the test
     for args in (["init", "-input=false", "-no-color"], ["apply", "-auto-approve", "-input=false", "-no-color"]):
         proc = subprocess.run([terraform_bin, *args], cwd=root, env=env, capture_output=True, text=True,
                               timeout=240)
         assert proc.returncode == 0, f"terraform {args[0]}:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return root
+
+
+def terraform_bin_of(root: Path) -> str:
+    return (root / ".terraform-bin").read_text()
 
 
 def client(name: str):
@@ -188,6 +197,39 @@ def test_pipeline_module_applies_and_reads_back(applied):
     (listing,) = [s for s in lab if s["Sid"] == "ListPreviousEnvLedger"]
     assert listing["Condition"] == {"StringLike": {"s3:prefix": f"{LEDGER_PREFIX}*"}}
     assert "acme-tfstate-lab" not in json.dumps(policy)  # the source build does not get it
+    # --- the ledger signing key: ECC SIGN_VERIFY, only the pipelines' deploy builds sign ----------
+    kms = client("kms")
+    ledger = kms.describe_key(KeyId="alias/tfdeploy-ledger")["KeyMetadata"]  # the sandbox's alias, too
+    assert (ledger["KeySpec"], ledger["KeyUsage"]) == ("ECC_NIST_P256", "SIGN_VERIFY")
+    outputs = json.loads(subprocess.run([terraform_bin_of(applied), "output", "-json"], cwd=applied,
+                                        capture_output=True, text=True, check=True).stdout)
+    assert outputs["ledger_signing_key_arn"]["value"] == ledger["Arn"]
+    key_policy = json.loads(kms.get_key_policy(KeyId=ledger["Arn"], PolicyName="default")["Policy"])
+    (deny,) = [s for s in key_policy["Statement"] if s["Effect"] == "Deny"]
+    assert (deny["Action"], deny["Principal"]) == ("kms:Sign", {"AWS": "*"})
+    assert deny["Condition"] == {"ArnNotLike": {
+        "aws:PrincipalArn": "arn:aws:iam::123456789012:role/tfdeploy-*-codebuild-deploy-*"}}
+    (signs,) = [s for s in deploy["Statement"] if "kms:Sign" in str(s["Action"])]
+    assert (signs["Sid"], signs["Resource"]) == ("SignLedgerRecords", ledger["Arn"])
+    for kind in ("source", "scan"):
+        other = client("iam").get_role_policy(RoleName=f"tfdeploy-dev-codebuild-{kind}-us-east-1",
+                                              PolicyName=f"codebuild-{kind}")["PolicyDocument"]
+        assert "kms:Sign" not in json.dumps(other) and ledger["Arn"] not in json.dumps(other), kind
+    # What tfdeploy writes with it verifies with its public key.
+    from dataclasses import replace
+
+    from tfdeploy.fleet import signing
+    from tfdeploy.fleet.ledger import record_for
+    from tfdeploy.model.settings import Settings
+    from tfdeploy.model.tags import parse_tag
+
+    record = record_for(parse_tag("dev_us-east-1/research/1.0"), commit="c" * 40, action="apply",
+                        result="succeeded", add=1, change=0, destroy=0, caller="", started_at="2026-11-20T09:00:00Z",
+                        finished_at="2026-11-20T09:00:01Z", plan_sha256="", tfdeploy_version="0", build_id="")
+    signed = signing.sign(record, outputs["ledger_signing_key_arn"]["value"], "us-east-1", dict(os.environ))
+    trust = signing.trust_for([Settings(ledger_signing_key=ledger["Arn"])], dict(os.environ))
+    assert trust.why(signed) == "" and trust.why(replace(signed, commit="d" * 40)).startswith("bad signature")
+
     groups = {g["logGroupName"]: g for g in client("logs").describe_log_groups(
         logGroupNamePrefix="/aws/codebuild/tfdeploy-dev")["logGroups"]}
     assert sorted(groups) == sorted(f"/aws/codebuild/tfdeploy-dev-{s}" for s in STAGES)

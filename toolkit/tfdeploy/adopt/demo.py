@@ -46,9 +46,11 @@ def _git(repo: Path, *args: str) -> None:
 
 
 def create_repo(repo: Path, lock: str) -> None:
+    from ..aws.signingkey import SANDBOX_ALIAS
     from .example import write_example_repo
 
-    write_example_repo(repo, lock=lock)
+    # Signed ledger records, offline: the sandbox has the key at this alias (aws/signingkey.py).
+    write_example_repo(repo, lock=lock, ledger_signing_key=SANDBOX_ALIAS)
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "Example infra repo")
@@ -85,6 +87,9 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
         f"at {info.endpoint}")
     environ = {**os.environ, **sandbox.aws_env(info.endpoint, os.environ),
                "TFDEPLOY_SANDBOX_ENDPOINT": info.endpoint}
+    from ..aws.signingkey import ensure_signing_key
+
+    ensure_signing_key(info.endpoint, environ)  # a sandbox reused from before it made one
     report = DemoReport(repo=repo, endpoint=info.endpoint, started_sandbox=started_sandbox)
     try:
         settings = load_settings(repo, environ)

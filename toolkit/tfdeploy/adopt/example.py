@@ -164,8 +164,9 @@ output "role_name" {
 
 
 def example_files(backend_prefix: str = "demo-tfstate", lock: str = "s3",
-                  state_layout: str = "central") -> dict[str, str]:
-    """Path -> content of the example repo (pure)."""
+                  state_layout: str = "central", ledger_signing_key: str = "") -> dict[str, str]:
+    """Path -> content of the example repo (pure). `ledger_signing_key`: e.g. the sandbox's
+    `alias/tfdeploy-ledger` (aws/signingkey.py), so its records are signed offline too."""
     files = {
         "main.tf": _ROOT_TF,
         "modules/regional/main.tf": _REGIONAL_TF,
@@ -179,6 +180,7 @@ def example_files(backend_prefix: str = "demo-tfstate", lock: str = "s3",
             'environments = ["dev", "qa"]\n'
             f"state_layout = {json.dumps(state_layout)}\n"
             f"lock = {json.dumps(lock)}\n"
+            + (f"ledger_signing_key = {json.dumps(ledger_signing_key)}\n" if ledger_signing_key else "")
         ),
     }
     for team, account in EXAMPLE_TEAMS.items():

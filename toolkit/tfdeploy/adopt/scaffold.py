@@ -278,6 +278,9 @@ def _pyproject(o: ScaffoldOptions) -> str:
         'state_layout = "central"\n'
         'lock = "s3"\n'
         f"scan_soft_fail_envs = {_hcl_list(o.envs[:1])}\n"
+        "# Sign ledger records so promotion evidence cannot be forged by a bucket writer: the key\n"
+        "# modules/pipeline creates (output ledger_signing_key_arn); docs/trust/signed-ledger.md.\n"
+        '# ledger_signing_key = "arn:aws:kms:<region>:<account>:key/<id>"\n'
     )
 
 

@@ -278,6 +278,11 @@ def start(state_dir: Path, port: int | None = None, *, timeout: float = START_TI
                                    started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                                    log_path=str(log_path))
                 write_atomic(state_dir / STATE_FILE, json.dumps(info.to_dict(), indent=2) + "\n")
+                # A ledger signing key at a stable alias, so a repo can commit
+                # ledger_signing_key = "alias/tfdeploy-ledger" and sign offline.
+                from .signingkey import ensure_signing_key
+
+                ensure_signing_key(info.endpoint)
                 return info
         where = f"port {port}" if port else "a free port"
         raise TfdeployError(f"moto server exited right after starting on {where} "

@@ -30,6 +30,21 @@ def _flush(repo: RepoContext) -> None:
         click.echo(f"tfdeploy: kept ledger record written: {where}", err=True)
 
 
+def _trust(repo: RepoContext):  # -> fleet.signing.Trust
+    """Which records to trust (the repo's ledger_signing_key); a key that cannot be used is said
+    once, and every signed record then reads as unverified (status and history still show them)."""
+    from ..fleet.signing import trust_for
+    from ..gates.policy import repo_policy
+    from ..paths import repo_cache_dir
+
+    # The key is policy: the default branch's committed one, never a runner's or an uncommitted edit.
+    trust = trust_for(repo_policy(repo.root, os.environ), os.environ, repo_cache_dir(repo.root, os.environ),
+                      strict=False)
+    if trust.problem:
+        _warn(f"{trust.problem}; no record can be verified (grant kms:GetPublicKey on the key)")
+    return trust
+
+
 def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[str]) -> set[tuple[str, str, str]]:
     """(env, scope, team) the working tree's envs/ sets up: a team's `<region>.tfvars` or
     `global.tfvars`, and its allowed_regions. A malformed file is skipped (lint reports it)."""
@@ -94,7 +109,9 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
     tags = [e.tag for e in list_tags(repo.root, settings.extra_regions)
             if e.tag is not None and e.tag.env in envs]
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
-    rows = fleet_matrix(records, cells, tags, settings.environments, env=env, team=team)
+    trust = _trust(repo)
+    rows = fleet_matrix(records, cells, tags, settings.environments, env=env, team=team, distrust=trust.why)
+    trust.save()
     if html_file is not None:
         _write_report(html_file, rows, records, settings.environments, env, team)
     if as_json:
@@ -160,10 +177,11 @@ def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext)
                               f"({', '.join(settings.environments)})")
     _flush(repo)
     records = read_history(cell, env, settings, os.environ)
+    trust = _trust(repo)
     if as_json:
-        echo_json({"cell": cell, "records": [r.to_dict() for r in records]})
+        echo_json({"cell": cell, "records": [trust.annotate(r) for r in records]})
     elif not records:
         click.echo(f"no deployments recorded for {cell}")
     else:
         click.echo(f"{cell}: {len(records)} record(s), newest first")
-        click.echo(render_history(records))
+        click.echo(render_history(records, trust.why))

@@ -77,7 +77,8 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
     # Held from the ledger read to the apply (re-entrant: the apply takes it again), so no other
     # run on this machine changes the cell between the choice and the change.
     hold_cell_for_command(repo, probe.name, lock_timeout)
-    chosen = choose(cell, history(cell, env, settings, os.environ), to_version)
+    records = history(cell, env, settings, os.environ)
+    chosen = choose(cell, trusted_records(cell, records, repo, _note), to_version)
     target_tag = f"{env}_{scope}/{team}/{chosen.version}"
     entry = next((e for e in list_tags(repo.root, settings.extra_regions) if e.name == target_tag), None)
     if entry is None:
@@ -114,6 +115,25 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
             return
         ctx.invoke(apply, **common, auto_approve=auto_approve)
     click.echo(f"rolled back {cell} from {chosen.current.version} to {chosen.version} ({target_tag})")
+
+
+def _note(text: str) -> None:
+    click.secho(f"tfdeploy: note: {text}", fg="yellow", err=True)
+
+
+def trusted_records(cell: str, records: list, repo: RepoContext, note) -> list:
+    """The records a rollback may go by (fleet/signing.py): unsigned or badly signed ones (under
+    ledger_signing_key) and future-dated ones are left out, and said."""
+    from ..fleet.signing import trust_for
+    from ..gates.policy import repo_policy
+    from ..paths import repo_cache_dir
+
+    policy = repo_policy(repo.root, os.environ)
+    counted, left_out = trust_for(policy, os.environ, repo_cache_dir(repo.root, os.environ)).split(records)
+    for record, why in left_out:
+        note(f"{cell}: ignoring unverified record {record.id} ({record.action} {record.result} of {record.version}, "
+             f"{record.finished_at}): {why}")
+    return counted
 
 
 def _side(version: str, tag: str, commit: str) -> dict[str, str]:

@@ -200,7 +200,8 @@ def drift_action(found: dict[str, list[dict[str, Any]]]) -> CellAction:
                 record_run(session.tag, None, shared.environ, cache_dir=session.cache, action="drift",
                            result=result, commit=session.workdir.source.commit, counts=counts,
                            started_at=started_at, details=details, warn=_warner(job),
-                           place=Place(backend.bucket, backend.region))
+                           place=Place(backend.bucket, backend.region),
+                           signing=(session.deployment.ledger_signing_key, session.deployment.state_region))
 
             try:
                 raw = refresh_and_plan(session)

@@ -29,8 +29,13 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
                     override: str, note: Callable[[str], None]) -> str:
     """Refuse (PromotionRefused) unless the commit succeeded in the env before this one; an
     override skips the check (said) and is returned, to be recorded ("" when nothing was
-    skipped: the first env has no check); an unreadable ledger refuses rather than allows."""
+    skipped: the first env has no check); an unreadable ledger refuses rather than allows.
+
+    Only records that fleet/signing.py trusts count: with `ledger_signing_key` set, signed by that
+    key; never future-dated ones; without a key, unsigned ones (said), except in an env of
+    `require_signed_evidence`, which refuses."""
     from .ledger import LedgerError, history, latest
+    from .signing import NO_KEY_NOTE, SigningError, requires_signed, trust_for
 
     tag, commit = session.tag, session.workdir.source.commit
     previous = promotion.previous_envs(tag.env, [s.environments for s in settings])
@@ -40,17 +45,32 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
         note(f"promotion check skipped for {tag.name} (--skip-promotion-check): {override}")
         return override
     tagged = settings[-1]
+    try:
+        trust = trust_for(settings, environ, session.cache)
+    except SigningError as exc:
+        _refused(session, tagged, environ, promotion.PromotionRefused(
+            f"cannot check that commit {commit[:12]} of {tag.name} succeeded in {previous[0]} first: {exc}; grant "
+            f"kms:GetPublicKey on the key or fix ledger_signing_key, {promotion.SKIP_HINT}"))
+    if not trust.signed and requires_signed(settings, tag.env):
+        _refused(session, tagged, environ, promotion.PromotionRefused(
+            f"{tag.name} (commit {commit[:12]}): env {tag.env} needs signed promotion evidence "
+            "(require_signed_evidence) but no ledger_signing_key is set, so no ledger record can be verified; "
+            "set ledger_signing_key in pyproject.toml (modules/pipeline's ledger_signing_key_arn, or "
+            f"alias/tfdeploy-ledger in the sandbox), {promotion.SKIP_HINT}"))
+    said = f"evidence signed by {trust.key_arn}" if trust.signed else NO_KEY_NOTE
     for prev in previous:
         try:
             cells = latest(tagged, environ, [prev], [tag.team])
             same_scope = _scope_in(prev, tag, session.workdir.path, cells)
-            records = [r for rs in cells.values() for r in rs]
+            # Only the env's own records: a genuine record copied into another env's folder is not its evidence.
+            records = [r for rs in cells.values() for r in rs if r.env == prev]
             found = promotion.evidence(records, commit=commit, team=tag.team, scope=tag.scope_name,
-                                       same_scope=same_scope)
+                                       same_scope=same_scope, distrust=trust.why)
             if found is None and cells:
                 # A summary keeps the newest records only: look through the whole history.
-                records = [r for cell in cells for r in history(cell, prev, tagged, environ)]
-            found = promotion.check(tag, commit, prev, records, same_scope=same_scope)
+                records = [r for cell in cells for r in history(cell, prev, tagged, environ) if r.env == prev]
+            found = promotion.check(tag, commit, prev, records, same_scope=same_scope, distrust=trust.why,
+                                    note="" if trust.signed else NO_KEY_NOTE)
         except LedgerError as exc:
             _refused(session, tagged, environ, promotion.PromotionRefused(
                 f"cannot check that commit {commit[:12]} of {tag.name} succeeded in {prev} first: {exc}; "
@@ -58,7 +78,7 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
         except promotion.PromotionRefused as exc:
             _refused(session, tagged, environ, exc)
         note(f"promotion check: commit {commit[:12]} succeeded in {found.cell} ({found.tag}, "
-             f"{found.finished_at})")
+             f"{found.finished_at}); {said}")
     return ""
 
 

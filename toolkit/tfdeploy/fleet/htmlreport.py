@@ -21,10 +21,10 @@ from .ledger import SUMMARY_KEEP, Record
 from .status import CellStatus, _when, _who
 
 # The one state a row is coloured by, most urgent first; "ok" when it carries no mark.
-STATES = ("failed", "drifted", "behind", "never-deployed", "destroyed", "ok")
+STATES = ("unverified", "failed", "drifted", "behind", "never-deployed", "destroyed", "ok")
 STATE_LABELS = {
     "failed": "failed", "drifted": "drifted", "behind": "behind", "never-deployed": "never deployed",
-    "destroyed": "destroyed", "ok": "succeeded",
+    "destroyed": "destroyed", "ok": "succeeded", "unverified": "unverified record",
 }
 STATE_MEANINGS = {
     "ok": "last apply succeeded, newest version, no drift found",
@@ -33,6 +33,7 @@ STATE_MEANINGS = {
     "behind": "a newer version is tagged for the cell",
     "never-deployed": "set up or tagged, never applied",
     "destroyed": "the last successful change was a destroy",
+    "unverified": "a ledger record is unsigned, badly signed or future-dated: left out (tfdeploy history says why)",
 }
 
 
@@ -188,7 +189,7 @@ _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#fff;--head:#f6f8fa;
 --ok:#1a7f37;--ok-bg:#dafbe1;--failed:#cf222e;--failed-bg:#ffebe9;--drifted:#8250df;--drifted-bg:#fbefff;
 --behind:#9a6700;--behind-bg:#fff8c5;--never-deployed:#59636e;--never-deployed-bg:#eff2f5;
---destroyed:#0c2d6b;--destroyed-bg:#ddf4ff}
+--destroyed:#0c2d6b;--destroyed-bg:#ddf4ff;--unverified:#bc4c00;--unverified-bg:#fff1e5}
 *{box-sizing:border-box}
 body{margin:0;padding:24px 32px;font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
 color:var(--fg);background:var(--bg)}
@@ -214,6 +215,7 @@ tr.row>td:first-child{border-left:4px solid var(--st)}
 tr.row.open{background:#f3f6fa}
 .st-ok{--st:var(--ok)}.st-failed{--st:var(--failed)}.st-drifted{--st:var(--drifted)}
 .st-behind{--st:var(--behind)}.st-never-deployed{--st:var(--never-deployed)}.st-destroyed{--st:var(--destroyed)}
+.st-unverified{--st:var(--unverified)}.b-unverified{color:var(--unverified);background:var(--unverified-bg)}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;white-space:nowrap;
 border:1px solid currentColor}
 .b-ok{color:var(--ok);background:var(--ok-bg)}.b-failed{color:var(--failed);background:var(--failed-bg)}

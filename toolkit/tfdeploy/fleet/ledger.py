@@ -91,6 +91,11 @@ class Record:
     override: str = ""  # promotion-check override reason, "" when none
     details: dict = field(default_factory=dict)  # e.g. the error line, drifted addresses
     id: str = field(default_factory=new_id)  # unique: makes writing a record idempotent
+    # Set when `ledger_signing_key` is set (fleet/signing.py): the key's ARN, the algorithm, and the
+    # base64 signature over every other field.
+    signing_key: str = ""
+    signature_alg: str = ""
+    signature: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -444,8 +449,14 @@ def _read_records(s3: Any, place: Place, cell: str, known: Record | None = None)
 
 
 def append(record: Record, settings: Settings, environ: Mapping[str, str]) -> str:
-    """Append `record` to its cell's ledger; where it was written (s3://...). Raises LedgerError."""
+    """Append `record` to its cell's ledger, signed when `settings` name a signing key; where it
+    was written (s3://...). Raises LedgerError (or SigningError)."""
+    from .signing import key_region, sign
+
     place = place_for(parse_tag(record.tag, settings.extra_regions), settings)
+    key = settings.ledger_signing_key
+    if key and not record.signature:
+        record = sign(record, key, key_region(key, settings.state_region), environ)
     return write_record(record, place, environ)
 
 
@@ -726,15 +737,20 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
                action: str, result: str, commit: str, counts: Mapping[str, int] | tuple[int, int, int],
                started_at: str, plan_sha256: str = "", override: str = "",
                details: Mapping[str, Any] | None = None, warn: Callable[[str], None],
-               place: Place | None = None, prepared: Prepared | None = None) -> Record:
+               place: Place | None = None, prepared: Prepared | None = None,
+               signing: tuple[str, str] | None = None) -> Record:
     """Record one run of a cell: build the record (caller from STS, build id from CodeBuild's
     CODEBUILD_BUILD_ID), flush any kept records, append it. Never raises for the ledger: a record
     that cannot be written is reported through `warn` and kept in `.tfdeploy/ledger-outbox/`.
 
     The one entry point for every command that changes a cell (apply, destroy, fleet, ci).
     `place`: the cell's state bucket as its run resolved it (else computed from `settings`).
-    `prepared`: reads started for this place when the run started (`prepare`)."""
+    `prepared`: reads started for this place when the run started (`prepare`).
+    `signing`: (ledger_signing_key, state_region) when no `settings` are given; the record is
+    signed with it before it is written or kept (a record that cannot be signed is written
+    unsigned and said: it then counts as no promotion evidence)."""
     from .. import __version__
+    from .signing import key_region, sign_or_warn
 
     add, change, destroy = (counts if isinstance(counts, tuple)
                             else (counts.get("add", 0), counts.get("change", 0), counts.get("destroy", 0)))
@@ -750,6 +766,8 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
                         started_at=started_at, finished_at=now_iso(), plan_sha256=plan_sha256,
                         tfdeploy_version=__version__, build_id=environ.get("CODEBUILD_BUILD_ID", ""),
                         override=override, details=dict(details or {}))
+    key, key_home = signing or ((settings.ledger_signing_key or "", settings.state_region) if settings else ("", ""))
+    record = sign_or_warn(record, key, key_region(key, key_home), environ, warn)
     flush_outbox(cache_dir, environ, warn)
     try:
         write_record(record, place, environ, read=prepared.summary if prepared is not None else None)

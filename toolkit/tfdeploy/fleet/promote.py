@@ -136,16 +136,20 @@ def message(request: PromoteRequest, made: Sequence[Promotion]) -> str:
 # --- I/O -------------------------------------------------------------------------------------------
 
 def ledger_records(request: PromoteRequest, settings: Settings, environ: Mapping[str, str]) -> list[Record]:
-    """E1's records of the team: the summaries, and a cell's whole history where its summary no
-    longer holds a success of the version."""
+    """E1's records of the team that count (fleet/signing.py: never unsigned or badly signed ones
+    under ledger_signing_key, never future-dated ones): the summaries, and a cell's whole history
+    where its summary no longer holds a success of the version."""
     from .ledger import history, latest
+    from .signing import trust_for
 
+    trust = trust_for([settings], environ)
     cells = latest(settings, environ, [request.source], [request.team])
     records = []
     for cell, rs in cells.items():
-        if not deployed(rs, request):
-            rs = history(cell, request.source, settings, environ)
-        records += rs
+        counted = trust.split(rs)[0]
+        if not deployed(counted, request):
+            counted = trust.split(history(cell, request.source, settings, environ))[0]
+        records += counted
     return records
 
 

@@ -12,7 +12,7 @@ The ledger I/O around this rule lives in `fleet/applygate.py`; this module decid
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from ..errors import ValidationError
 from ..model.tags import Tag
@@ -46,38 +46,66 @@ def previous_envs(env: str, orders: Iterable[Sequence[str]]) -> list[str]:
     return found
 
 
+# Why a record must not be trusted ("" when it may): fleet/signing.py's Trust.why.
+Distrust = Callable[[Record], str]
+
+
+def _matching(records: Iterable[Record], *, commit: str, team: str, scope: str, same_scope: bool) -> list[Record]:
+    return [r for r in records if r.action == "apply" and r.result == "succeeded" and r.commit == commit
+            and r.team == team and (not same_scope or r.scope == scope)]
+
+
 def evidence(records: Iterable[Record], *, commit: str, team: str, scope: str,
-             same_scope: bool) -> Record | None:
+             same_scope: bool, distrust: Distrust | None = None) -> Record | None:
     """The newest successful apply of `commit` for `team` among `records` (same scope only when
-    `same_scope`), or None."""
-    ok = [r for r in records if r.action == "apply" and r.result == "succeeded" and r.commit == commit
-          and r.team == team and (not same_scope or r.scope == scope)]
+    `same_scope`) that `distrust` finds nothing against (unsigned, badly signed, future-dated), or None."""
+    ok = [r for r in _matching(records, commit=commit, team=team, scope=scope, same_scope=same_scope)
+          if distrust is None or not distrust(r)]
     return newest_first(ok)[0] if ok else None
 
 
+def ignored(records: Iterable[Record], *, commit: str, team: str, scope: str, same_scope: bool,
+            distrust: Distrust) -> str:
+    """"; N unverified record(s) ignored (why)" for records that would have been evidence, or ""."""
+    reasons = [why for r in _matching(records, commit=commit, team=team, scope=scope, same_scope=same_scope)
+               if (why := distrust(r))]
+    if not reasons:
+        return ""
+    plural = "records" if len(reasons) > 1 else "record"
+    return f"; {len(reasons)} unverified {plural} ignored ({'; '.join(dict.fromkeys(reasons))})"
+
+
 def refusal(tag: Tag, commit: str, previous: str, *, same_scope: bool,
-            records: Iterable[Record]) -> str:
-    """The one line that says what is missing and what to do (pure)."""
+            records: Iterable[Record], distrust: Distrust | None = None, note: str = "") -> str:
+    """The one line that says what is missing and what to do (pure). `note`: said about the
+    evidence (e.g. that it is unsigned)."""
     short = commit[:12]
     where = f"{previous}-{tag.scope_name}-{tag.team}" if same_scope else f"any {previous} cell of {tag.team}"
+    records = list(records)
     ran = newest_first(r for r in records if r.action == "apply" and r.result == "succeeded"
-                       and r.team == tag.team and (not same_scope or r.scope == tag.scope_name))
+                       and r.team == tag.team and (not same_scope or r.scope == tag.scope_name)
+                       and (distrust is None or not distrust(r)))
     last = f" (it last ran {ran[0].version} at commit {ran[0].commit[:12]})" if ran else ""
     example = f"{previous}_{tag.scope_name if same_scope else '<scope>'}/{tag.team}/{tag.version}"
+    skipped = "" if distrust is None else ignored(records, commit=commit, team=tag.team, scope=tag.scope_name,
+                                                  same_scope=same_scope, distrust=distrust)
+    said = f"; {note}" if note else ""
     return (f"{tag.name} (commit {short}) has not been applied in {previous} for {tag.team}: no successful "
-            f"apply of commit {short} in {where}{last}; promotion order is {previous} before {tag.env}: "
+            f"apply of commit {short} in {where}{last}{skipped}{said}; promotion order is {previous} before {tag.env}: "
             f"apply it in {previous} first (tfdeploy apply --tag {example}; tfdeploy promote --from "
             f"{previous} --to {tag.env} --team {tag.team} --version {tag.version} tags {tag.env} at "
             f"what ran in {previous}), {SKIP_HINT}")
 
 
 def check(tag: Tag, commit: str, previous: str, records: Iterable[Record], *,
-          same_scope: bool) -> Record:
+          same_scope: bool, distrust: Distrust | None = None, note: str = "") -> Record:
     """The record that allows this apply, or PromotionRefused with the one line."""
     records = list(records)
-    found = evidence(records, commit=commit, team=tag.team, scope=tag.scope_name, same_scope=same_scope)
+    found = evidence(records, commit=commit, team=tag.team, scope=tag.scope_name, same_scope=same_scope,
+                     distrust=distrust)
     if found is None:
-        raise PromotionRefused(refusal(tag, commit, previous, same_scope=same_scope, records=records))
+        raise PromotionRefused(refusal(tag, commit, previous, same_scope=same_scope, records=records,
+                                       distrust=distrust, note=note))
     return found
 
 

@@ -78,7 +78,8 @@ def write(rec: Recording, result: str, environ: Mapping[str, str], warn: Callabl
     record_run(session.tag, None, environ, cache_dir=session.cache, action=rec.action, result=result,
                commit=session.workdir.source.commit, counts=counts, started_at=rec.started_at,
                plan_sha256=str(meta.get("plan_sha256", "")), override=rec.override, details=rec.details,
-               warn=warn, place=Place(backend.bucket, backend.region), prepared=rec.prepared)
+               warn=warn, place=Place(backend.bucket, backend.region), prepared=rec.prepared,
+               signing=(session.deployment.ledger_signing_key, session.deployment.state_region))
 
 
 @contextmanager

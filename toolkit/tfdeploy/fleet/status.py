@@ -8,18 +8,22 @@ Marks:
 - `behind`: a newer version is tagged for the cell (same env, team and scope) than the one deployed.
 - `drifted`: the newest drift check after the last apply found differences.
 - `destroyed`: the last successful change was a destroy.
+- `unverified`: a record that would have decided the row is not trusted (fleet/signing.py:
+  unsigned or badly signed under `ledger_signing_key`, or future-dated); it is left out and the
+  row says which record and why.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..model.tags import GLOBAL, Tag
 from .ledger import Record, newest_first
 
-MARKS = ("failed", "drifted", "behind", "never-deployed", "destroyed")
+MARKS = ("failed", "drifted", "behind", "never-deployed", "destroyed", "unverified")
+Distrust = Callable[[Record], str]  # why a record must not be trusted ("" when it may)
 _RUNS = re.compile(r"[0-9]+|[a-z]+")
 
 
@@ -46,6 +50,7 @@ class CellStatus:
     drift: Record | None  # the newest drift check since the last successful apply
     newest_tag: str | None  # the newest version tagged for this cell
     marks: tuple[str, ...] = field(default=())
+    unverified: tuple[tuple[Record, str], ...] = field(default=())  # left out, with why
 
     @property
     def newest_version(self) -> str | None:
@@ -63,13 +68,45 @@ class CellStatus:
             "drift": self.drift.to_dict() if self.drift else None,
             "newest_tag": self.newest_tag, "newest_version": self.newest_version,
             "marks": list(self.marks),
+            "unverified": [{"id": r.id, "tag": r.tag, "why": why} for r, why in self.unverified],
         }
 
 
-def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_tag: str | None) -> CellStatus:
-    """One cell's row from its records, any order (pure)."""
+def _trusted(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list[Record], list[tuple[Record, str]]]:
+    """The records that decide a row, newest first, and the untrusted ones met on the way.
+
+    Lazy: a record is checked only while it could still decide something (the last change, the
+    last success, the last drift check), so a cell costs a signature check or three, not one per
+    record it keeps (`status` reads up to 10,000)."""
+    if distrust is None:
+        return list(ordered), []
+    kept: list[Record] = []
+    skipped: list[tuple[Record, str]] = []
+    have_last = have_success = have_drift = False
+    for r in ordered:
+        change = r.action in ("apply", "destroy")
+        checked_drift = r.action == "drift" and r.result in ("drifted", "in-sync")
+        if not ((change and not (have_last and have_success)) or (checked_drift and not have_drift)):
+            continue
+        why = distrust(r)
+        if why:
+            skipped.append((r, why))
+            continue
+        kept.append(r)
+        have_last = have_last or change
+        have_success = have_success or (change and r.result == "succeeded")
+        have_drift = have_drift or checked_drift
+        if have_last and have_success and have_drift:
+            break
+    return kept, skipped
+
+
+def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_tag: str | None,
+                distrust: Distrust | None = None) -> CellStatus:
+    """One cell's row from its records, any order (pure but for `distrust`, e.g. Trust.why:
+    records it finds against are left out and listed)."""
     env, scope, team = cell
-    ordered = newest_first(records)
+    ordered, unverified = _trusted(newest_first(records), distrust)
     changes = [r for r in ordered if r.action in ("apply", "destroy")]
     last = changes[0] if changes else None
     success = next((r for r in changes if r.result == "succeeded"), None)
@@ -90,8 +127,11 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
         marks.append("never-deployed")
     elif success is not None and success.action == "destroy":
         marks.append("destroyed")
+    if unverified:
+        marks.append("unverified")
     return CellStatus(cell=f"{env}-{scope}-{team}", env=env, team=team, scope=scope, deployed=deployed,
-                      last=last, drift=drift, newest_tag=newest_tag, marks=tuple(marks))
+                      last=last, drift=drift, newest_tag=newest_tag, marks=tuple(marks),
+                      unverified=tuple(unverified))
 
 
 def newest_tags(tags: Iterable[Tag]) -> dict[str, str]:
@@ -106,7 +146,7 @@ def newest_tags(tags: Iterable[Tag]) -> dict[str, str]:
 
 def fleet_matrix(latest: Mapping[str, Sequence[Record]], cells: Iterable[tuple[str, str, str]],
                  tags: Iterable[Tag], environments: Sequence[str], *, env: str | None = None,
-                 team: str | None = None) -> list[CellStatus]:
+                 team: str | None = None, distrust: Distrust | None = None) -> list[CellStatus]:
     """Every cell (from the ledger and from `cells`, the (env, scope, team) the repo can deploy),
     with its marks; sorted by team, env in promotion order, then global first and Region (pure)."""
     known: dict[str, tuple[str, str, str]] = {f"{e}-{s}-{t}": (e, s, t) for e, s, t in cells}
@@ -116,7 +156,7 @@ def fleet_matrix(latest: Mapping[str, Sequence[Record]], cells: Iterable[tuple[s
             known.setdefault(cell, (r.env, r.scope, r.team))
     wanted = {c: k for c, k in known.items() if (env is None or k[0] == env) and (team is None or k[2] == team)}
     newest = newest_tags(tags)
-    rows = [cell_status(key, latest.get(cell, ()), newest.get(cell)) for cell, key in wanted.items()]
+    rows = [cell_status(key, latest.get(cell, ()), newest.get(cell), distrust) for cell, key in wanted.items()]
     order = {name: i for i, name in enumerate(environments)}
     return sorted(rows, key=lambda r: (r.team, order.get(r.env, len(order)), r.env,
                                        r.scope != GLOBAL, r.scope))
@@ -157,6 +197,9 @@ def render_table(rows: Sequence[CellStatus]) -> str:
         marks = list(r.marks)
         if "behind" in marks and r.newest_version:
             marks[marks.index("behind")] = f"behind ({r.newest_version} tagged)"
+        if "unverified" in marks:
+            whys = "; ".join(dict.fromkeys(f"{rec.version} {rec.action}: {why}" for rec, why in r.unverified))
+            marks[marks.index("unverified")] = f"unverified ({whys})"
         lines.append((r.team, r.env, r.scope, d.version if d else "-", d.commit[:12] if d else "-",
                       _when(d.finished_at) if d else "-", _who(d.caller) if d else "-", outcome or "-",
                       ", ".join(marks) or "ok"))
@@ -164,14 +207,18 @@ def render_table(rows: Sequence[CellStatus]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
 
 
-def render_history(records: Sequence[Record]) -> str:
-    """A cell's records, newest first, one line each (pure)."""
+def render_history(records: Sequence[Record], distrust: Distrust | None = None) -> str:
+    """A cell's records, newest first, one line each (pure but for `distrust`: a record it finds
+    against says `UNVERIFIED (why)`)."""
     header = ("FINISHED", "ACTION", "RESULT", "TAG", "COMMIT", "+/~/-", "BY", "BUILD")
     lines = [header]
     for r in records:
         extra = f" override: {r.override}" if r.override else ""
         if (r.details or {}).get("rollback_from"):
             extra += f" (rollback from {r.details['rollback_from']})"
+        why = distrust(r) if distrust is not None else ""
+        if why:
+            extra += f" UNVERIFIED ({why})"
         lines.append((_when(r.finished_at), r.action, r.result + extra, r.tag, r.commit[:12],
                       f"+{r.add} ~{r.change} -{r.destroy}", _who(r.caller), r.build_id or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

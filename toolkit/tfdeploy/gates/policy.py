@@ -55,6 +55,14 @@ def policy_settings(repo_root: Path, tagged_tree: Path, environ: Mapping[str, st
     return [branch_settings, tagged]
 
 
+def repo_policy(repo_root: Path, environ: Mapping[str, str]) -> list[Settings]:
+    """The repo's policy when no tag is at hand (status, history, rollback's choice of records):
+    the default branch's committed settings, or the working tree's when the branch is not in
+    this clone."""
+    committed, _branch = default_branch_settings(repo_root, environ)
+    return [committed] if committed is not None else [load_settings(repo_root, environ)]
+
+
 def stricter_baseline(settings: list[Settings]) -> str | None:
     """The checkov baseline every settings names, or None (no accepted findings) when they differ:
     a commit cannot widen what the default branch accepts by pointing at another file (pure)."""

@@ -28,6 +28,9 @@ class Deployment:
     var_files: tuple[str, ...]
     # (key, value) pairs of the generated provider's default_tags, from the default_tags setting.
     default_tags: tuple[tuple[str, str], ...] = ()
+    # Signs the cell's ledger records (fleet/signing.py); an alias or id is looked up in state_region.
+    ledger_signing_key: str = ""
+    state_region: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -87,6 +90,8 @@ def build_deployment(tag: Tag, settings: Settings, team: TeamConfig) -> Deployme
         backend=backend_for(tag, settings, region),
         var_files=team.var_files,
         default_tags=default_tag_pairs(tag, region, settings.default_tags),
+        ledger_signing_key=settings.ledger_signing_key or "",
+        state_region=settings.state_region,
     )
 
 

@@ -42,6 +42,13 @@ _TOOLKIT_SPEC_RE = re.compile(rf"{_REQ_NAME}(?:{_REQ_SPEC}(?:,{_REQ_SPEC})*| ?@ 
 # modules/pipeline's name_prefix: the env's pipeline is <pipeline_name_prefix>-<env>.
 _PIPELINE_PREFIX_RE = re.compile(r"[a-z][a-z0-9-]{1,14}[a-z0-9]")
 DEFAULT_TOOLKIT_SPEC = f"{DISTRIBUTION}=={__version__}"
+# A KMS key as KMS names it: a key id (UUID or multi-Region `mrk-`), `alias/<name>`, or the ARN of either.
+_KMS_KEY_RE = re.compile(r"(?:arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:)?"
+                         r"(?:key/)?(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+                         r"|(?:arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:)?alias/[A-Za-z0-9/_-]{1,250}")
+# require_signed_evidence: ALL_ENVS stands for "every env"; None (the default) for "the protected envs".
+ALL_ENVS = "*"
+_TRUE, _FALSE = ("true", "yes", "on", "all", "*"), ("false", "no", "off", "none")
 # An SNS topic ARN (standard or FIFO), any partition: what fleet/notify.py publishes to.
 _SNS_TOPIC_ARN_RE = re.compile(r"arn:aws[a-z-]*:sns:[a-z]{2}(?:-[a-z]+)+-\d{1,2}:\d{12}:[A-Za-z0-9_-]{1,256}(?:\.fifo)?")
 
@@ -71,6 +78,12 @@ class Settings:
     protected_envs: tuple[str, ...] = ("prod",)
     # SNS topic told about failed applies, refused promotions and drift (fleet/notify.py); none: silent.
     notify_topic_arn: str | None = None
+    # KMS asymmetric SIGN_VERIFY key (ECC_NIST_P256) that signs ledger records and verifies them
+    # (fleet/signing.py); none: records are unsigned and promotion says so.
+    ledger_signing_key: str | None = None
+    # Envs whose promotion check accepts only signed evidence: a tuple of envs, (ALL_ENVS,) for all;
+    # None (default): the protected envs. Without ledger_signing_key, an apply there is refused.
+    require_signed_evidence: tuple[str, ...] | None = None
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -88,7 +101,7 @@ SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origin")
 # What decides whether an apply (or a destroy) is allowed: the promotion order, which envs need a
 # passing scan or a second yes, which findings are accepted, which commits may be deployed at all.
 POLICY_SETTINGS = ("environments", "protected_envs", "scan_soft_fail_envs", "checkov_baseline",
-                   "default_branch")
+                   "default_branch", "ledger_signing_key", "require_signed_evidence")
 
 # One line per setting: the help of its `--<name>` option (every setting has one; the CLI builds
 # the options from this table, and a test checks it covers SETTING_NAMES). Choices where fixed.
@@ -113,6 +126,10 @@ SETTING_HELP: dict[str, str] = {
     "protected_envs": ("Envs whose cells destroy touches only with --allow-protected and whose applies need a "
                        "passing checkov scan, comma-separated (default prod)."),
     "notify_topic_arn": "SNS topic ARN told about failed applies, refused promotions and drift (default none).",
+    "ledger_signing_key": ("KMS SIGN_VERIFY key (id, ARN or alias/NAME) that signs ledger records and verifies "
+                           "promotion evidence (default none: records unsigned)."),
+    "require_signed_evidence": ("Envs whose promotion needs signed ledger evidence, comma-separated; true for "
+                                "all, false for none (default: the protected envs)."),
 }
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
 
@@ -139,6 +156,8 @@ def _as_list(value: Any, name: str, source: str) -> tuple[str, ...]:
 def _check(name: str, value: Any, source: str) -> Any:
     """Validate one setting value; return it in its typed form."""
     where = f"setting {name} = {show(str(value))} (from {source})"
+    if name == "require_signed_evidence":
+        return _signed_envs(value, where, source)
     if name == "default_tags":
         items = _as_list(value, name, source)
         bad = [t for t in items if t not in DEFAULT_TAG_NAMES]
@@ -179,6 +198,9 @@ def _check(name: str, value: Any, source: str) -> Any:
     if name == "notify_topic_arn" and not _SNS_TOPIC_ARN_RE.fullmatch(value):
         raise ConfigError(f"{where}: must be an SNS topic ARN, e.g. "
                           "arn:aws:sns:us-east-1:123456789012:tfdeploy-alerts")
+    if name == "ledger_signing_key" and not _KMS_KEY_RE.fullmatch(value):
+        raise ConfigError(f"{where}: must name a KMS key: its id, its ARN or alias/NAME, e.g. "
+                          "alias/tfdeploy-ledger (modules/pipeline's ledger_signing_key_arn output)")
     if name == "pipeline_name_prefix" and not _PIPELINE_PREFIX_RE.fullmatch(value):
         raise ConfigError(f"{where}: use 3-16 lowercase letters, digits or '-', starting with a "
                           "letter (modules/pipeline's name_prefix)")
@@ -201,6 +223,27 @@ def refuse_policy_overrides(environ: Mapping[str, str], overrides: Mapping[str, 
         for var in ENV_VARS[name]:
             if environ.get(var):
                 raise ConfigError(policy_refusal(name, var))
+
+
+def _signed_envs(value: Any, where: str, source: str) -> tuple[str, ...]:
+    """require_signed_evidence: true/false (TOML or a word) or a list of envs."""
+    if isinstance(value, bool) or (isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE):
+        on = value if isinstance(value, bool) else value.strip().lower() in _TRUE
+        return (ALL_ENVS,) if on else ()
+    items = _as_list(value, "require_signed_evidence", source)
+    bad = [e for e in items if not ENV_RE.fullmatch(e)]
+    if bad:
+        raise ConfigError(f"{where}: {show(bad[0])} is not a valid env name; give env names, true (all envs) "
+                          "or false (none)")
+    return items
+
+
+def signed_evidence_envs(settings: Settings) -> tuple[str, ...]:
+    """The envs whose promotion needs signed evidence (pure): require_signed_evidence resolved."""
+    chosen = settings.require_signed_evidence
+    if chosen is None:
+        return settings.protected_envs
+    return settings.environments if ALL_ENVS in chosen else chosen
 
 
 def merge_settings(
@@ -235,8 +278,8 @@ def merge_settings(
             origin[name] = source
     settings = Settings(**values, origin=origin)
     # The defaults name envs a repo may not have (prod); a value someone wrote must not.
-    for name in ("scan_soft_fail_envs", "protected_envs"):
-        unknown_envs = [e for e in getattr(settings, name) if e not in settings.environments]
+    for name in ("scan_soft_fail_envs", "protected_envs", "require_signed_evidence"):
+        unknown_envs = [e for e in getattr(settings, name) or () if e not in (*settings.environments, ALL_ENVS)]
         if unknown_envs and origin[name] != "default":
             raise ConfigError(f"setting {name} names {unknown_envs[0]!r}, which is not in "
                               f"environments ({', '.join(settings.environments)})")
