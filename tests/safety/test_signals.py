@@ -265,7 +265,7 @@ def _result(code: int, out: str = "", err: str = ""):
     (2, "apply", _result(1, out="Two interrupts received. Exiting immediately."), "was stopped forcibly"),
     (3, "apply", _result(-9), "was stopped forcibly"),
     (1, "apply", _result(1, err="Error releasing the state lock\nLock Info:\n  ID: abc-123\n"),
-     "terraform force-unlock abc-123"),
+     "lock was NOT released; once nothing runs: tfdeploy locks, then tfdeploy unlock --tag T --lock-id abc-123"),
     (1, "plan", _result(1), "it changes no state"),
     (1, "apply", _result(0), "it completed, state saved at s3://b/k"),
 ])
@@ -275,6 +275,7 @@ def test_interrupt_line(signals, command, result, expected):
     line = describe_interrupt(signal.SIGTERM, signals, command, result, RunContext("dev-us-east-1-research",
                               "T", "s3://b/k"), Path("/w"))
     assert expected in line and "\n" not in line
+    assert "force-unlock" not in line  # README: tfdeploy's own unlock, never a raw terraform force-unlock
 
 
 def _catches_sigterm(pid: int) -> bool:
