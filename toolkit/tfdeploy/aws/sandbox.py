@@ -132,13 +132,15 @@ def sandbox_dir(environ: Mapping[str, str], start: Path | None = None) -> Path:
     repo, the user state dir itself (one sandbox for repo-less use)."""
     import hashlib
 
+    from ..repo import find_repo_root
+
     base = user_state_dir(environ)
-    here = (start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / ".git").exists():  # a worktree's `.git` is a file: each checkout its own
-            digest = hashlib.sha256(str(candidate).encode()).hexdigest()[:12]
-            return base / "sandboxes" / f"{candidate.name}-{digest}"
-    return base
+    try:
+        # A second checkout (`git worktree add`) has its own root (its `.git` is a file): its own sandbox.
+        root = find_repo_root(start or Path.cwd())
+    except (ValidationError, OSError):  # not in a repo (or the working directory is gone)
+        return base
+    return base / "sandboxes" / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
 # ---- process and file state -------------------------------------------------------------------
