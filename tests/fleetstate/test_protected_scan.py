@@ -184,3 +184,32 @@ def test_a_saved_plan_of_a_commit_with_findings_is_refused_at_apply_under_a_clea
     assert line.startswith("tfdeploy: error: env prod is protected (protected_envs): the checkov scan of "
                            "prod_us-east-1/research/1.1 (commit ") and "CKV_AWS_" in line, line
     assert not _prod_state_exists()
+
+
+@pytest.mark.skipif(not MIRROR.is_dir(), reason=f"no hashicorp/aws mirror at {MIRROR} (the registry is "
+                                                 "unreachable here); set TFDEPLOY_TEST_PROVIDER_MIRROR")
+def test_run_auto_approve_cannot_soften_the_protected_scan_from_the_working_tree(repo, checkov_bin, monkeypatch):
+    """`tfdeploy run --auto-approve`: its scan stage reads the working tree's policy, where a later
+    commit made prod soft-fail. That scan passes (soft), but the protected gate is the stricter of
+    the tagged commit's and the working tree's policy: the findings still refuse the apply."""
+    monkeypatch.setenv("TFDEPLOY_PROVIDER_MIRROR", str(MIRROR))  # the plan stage plans the bucket
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('["dev", "qa"]', '["prod"]'))  # prod first: no promotion
+    (repo / "envs/prod/research").mkdir(parents=True)
+    (repo / "envs/prod/research/variables.tfvars").write_text('account = "333333333333"\n')
+    (repo / "envs/prod/research/us-east-1.tfvars").write_text('greeting = "hello prod"\n')
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "prod env")
+    _commit_open_bucket(repo, True)
+    tag(repo, "prod_us-east-1/research/1.1")
+    pyproject.write_text(pyproject.read_text() + 'scan_soft_fail_envs = ["prod"]\n')  # HEAD only
+    git(repo, "commit", "-qam", "prod soft-fails (not in the tag)")
+    tfdeploy(repo, "bootstrap", "--env", "prod")
+
+    run = tfdeploy(repo, "run", "--tag", "prod_us-east-1/research/1.1", "--auto-approve", "--allow-missing",
+                   "tflint", check=False, env={"TFDEPLOY_CHECKOV": checkov_bin})
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out[-3000:]
+    assert "env prod is protected (protected_envs): the checkov scan of prod_us-east-1/research/1.1" in out
+    assert "Traceback" not in out
+    assert not _prod_state_exists()

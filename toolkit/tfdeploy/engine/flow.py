@@ -88,7 +88,11 @@ def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settin
         from ..fleet.promotion import override_reason
         from ..fleet.recording import recorded
 
-        scanned = any(r.stage == "scan" and r.status == PASSED for r in report.results)
+        # The scan stage stands in for the protected gate's scan only when it was the strictest there
+        # is (hard-fail, no baseline): it ran under the working tree's policy, which may be softer
+        # than the gate's (the stricter of the tagged commit's and the working tree's).
+        strictest = env not in settings.scan_soft_fail_envs and not settings.checkov_baseline
+        scanned = strictest and any(r.stage == "scan" and r.status == PASSED for r in report.results)
         # Recorded in the ledger like every apply that reaches Terraform (a refusal is not).
         with recorded("apply", environ, lambda text: progress(f"tfdeploy: warning: {text}")) as rec:
             rec.override = before_apply(session, settings, environ, overrides,
