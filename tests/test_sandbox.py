@@ -48,6 +48,11 @@ def _clean_aws_env(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     for name in [n for n in os.environ if n.startswith("AWS_")] + [sb.ENDPOINT_VAR]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("TFDEPLOY_HOME", str(home))
+    # Outside any repo, the sandbox's folder is TFDEPLOY_HOME itself (inside one: sandbox_dir).
+    outside = home.parent / "outside-any-repo"
+    outside.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(outside)
+    assert sb.sandbox_dir(os.environ) == home.resolve()
 
 
 def _kill_if_alive(pid: int) -> None:
@@ -250,7 +255,8 @@ def test_sandbox_lifecycle_through_the_cli(home: Path) -> None:
     assert f"running at {info.endpoint}\n  pid {info.pid}" in runner.invoke(cli, ["sandbox", "status"]).output
 
     down = runner.invoke(cli, ["sandbox", "down"])
-    assert down.output == "sandbox stopped\n"
+    assert down.output == ("sandbox stopped; its buckets, tables, state objects and ledger records are "
+                           "discarded (the next `sandbox up` starts empty)\n")
     assert not sb.pid_alive(info.pid)
     assert not (home / sb.STATE_FILE).exists()
     assert runner.invoke(cli, ["sandbox", "down"]).output == "sandbox not running\n"
@@ -300,3 +306,54 @@ def test_terraform_s3_backend_works_against_the_sandbox(home: Path, terraform_bi
         assert [r["type"] for r in state["resources"]] == ["terraform_data"]
     digests = client("dynamodb", "us-east-1", {}, endpoint).scan(TableName="acme-lock-dev")["Items"]
     assert [i["LockID"]["S"] for i in digests] == ["acme-dev/dynamodb/terraform.tfstate-md5"]
+
+
+# ---- one sandbox per repo ---------------------------------------------------------------------
+
+
+def _cli_in(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`tfdeploy sandbox ...` in a fresh interpreter whose working directory is `cwd`, as a user
+    typing it in that repo would run it."""
+    return subprocess.run([sys.executable, "-c", CLI_SCRIPT, *args], cwd=cwd, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=90)
+
+
+def test_two_repos_get_two_sandboxes_and_down_in_one_leaves_the_other(home: Path, tmp_path: Path) -> None:
+    """Two repos (one a second checkout of the other, as `git worktree add` makes) on one machine:
+    each `sandbox up` starts its own server, and `sandbox down` in one never stops the other or
+    wipes its buckets."""
+    from tests.conftest import git
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    git(first, "init", "-q")
+    git(first, "commit", "-q", "--allow-empty", "-m", "start")
+    git(first, "worktree", "add", "-q", str(second))
+    (first / "envs").mkdir()  # `up` from a sub-folder finds the repo's sandbox too
+
+    ups = [_cli_in(first / "envs", "sandbox", "up", "--json"), _cli_in(second, "sandbox", "up", "--json")]
+    assert [u.returncode for u in ups] == [0, 0], [u.stderr for u in ups]
+    one, two = (json.loads(u.stdout) for u in ups)
+    started = [one["pid"], two["pid"]]
+    try:
+        assert not two["already_running"], "the second repo was handed the first repo's sandbox"
+        assert one["endpoint"] != two["endpoint"] and one["pid"] != two["pid"]
+        client("s3", "us-east-1", {}, two["endpoint"]).create_bucket(Bucket="second-state")
+
+        down = _cli_in(first, "sandbox", "down")
+        assert down.returncode == 0, down.stderr
+        assert "sandbox stopped" in down.stdout
+        # Says what is lost: the sandbox's data lives in the server's memory only.
+        assert "discarded" in down.stdout and "ledger" in down.stdout
+        assert not sb.pid_alive(one["pid"])
+        assert sb.pid_alive(two["pid"]) and sb.answers(two["endpoint"])
+        buckets = client("s3", "us-east-1", {}, two["endpoint"]).list_buckets()["Buckets"]
+        assert [b["Name"] for b in buckets] == ["second-state"]
+        status = _cli_in(second, "sandbox", "status", "--json")
+        assert json.loads(status.stdout)["endpoint"] == two["endpoint"]
+        assert json.loads(_cli_in(first, "sandbox", "status", "--json").stdout)["running"] is False
+        env = _cli_in(second, "sandbox", "env")
+        assert f"export TFDEPLOY_SANDBOX_ENDPOINT={two['endpoint']}" in env.stdout
+    finally:
+        for pid in started:
+            _kill_if_alive(pid)

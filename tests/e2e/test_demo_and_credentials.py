@@ -76,7 +76,9 @@ def test_demo_deployments_show_in_status_and_history(tmp_path, terraform_bin):
     assert demo.returncode == 0, demo.stderr
     repo = tmp_path / "demo" / "infra"
     try:
-        sandbox = subprocess.run([TFDEPLOY, "sandbox", "env"], capture_output=True, text=True, env=env)
+        # As the demo says: the sandbox is the example repo's own, found from inside it.
+        assert f"cd {repo} && eval" in demo.stdout
+        sandbox = subprocess.run([TFDEPLOY, "sandbox", "env"], cwd=repo, capture_output=True, text=True, env=env)
         env.update(line.split(" ", 1)[1].split("=", 1) for line in sandbox.stdout.splitlines()
                    if line.startswith("export "))
         env = {k: v.strip("'") for k, v in env.items()}
@@ -91,4 +93,4 @@ def test_demo_deployments_show_in_status_and_history(tmp_path, terraform_bin):
         [record] = json.loads(history.stdout)["records"]
         assert (record["action"], record["result"], record["add"]) == ("apply", "succeeded", 1)
     finally:
-        subprocess.run([TFDEPLOY, "sandbox", "down"], capture_output=True, env=env)
+        subprocess.run([TFDEPLOY, "sandbox", "down"], cwd=repo, capture_output=True, env=env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import time
 
@@ -85,6 +86,58 @@ def test_concurrent_applies_with_different_lock_modes_never_both_write(repo, tmp
     assert slow.returncode == 0, err
     assert other.returncode == 2, other.stderr
     assert "state is locked in dynamodb mode" in last_line(other)
+
+
+def test_two_first_writers_in_different_modes_on_a_fresh_cell_only_one_wins(repo, tmp_path, slow_answers):
+    """No earlier run recorded the cell's mode: two machines (their own caches, so no shared cell
+    lock) apply it for the first time at the same moment, one in dynamodb mode and one in s3 mode.
+    Exactly one applies; the other is refused by the mode the winner recorded; the state is the
+    winner's alone, in the winner's mode.
+
+    The record's PUT is made slow (3 s on the network), so both runs find no record and both try
+    to create it: the race is certain, not left to start-up timing."""
+    import threading
+
+    slow_answers(lambda e: e["REQUEST_METHOD"] == "PUT" and e["PATH_INFO"].endswith(".tfdeploy-lock-mode.json"), 3)
+
+    release(repo, V1, "first", delay=3)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    assert state_bytes() is None and f"{KEY}.tfdeploy-lock-mode.json" not in objects()  # a fresh cell
+    modes = ("dynamodb", "s3")
+    barrier = threading.Barrier(len(modes))
+    done: dict[str, subprocess.CompletedProcess] = {}
+
+    def first_run(mode: str) -> None:
+        env = {"TFDEPLOY_CACHE_DIR": str(tmp_path / f"machine-{mode}")}
+        barrier.wait()  # both released together
+        done[mode] = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", mode, check=False, env=env)
+
+    threads = [threading.Thread(target=first_run, args=(mode,)) for mode in modes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    winners = [mode for mode in modes if done[mode].returncode == 0]
+    assert len(winners) == 1, {m: (p.returncode, p.stderr[-600:]) for m, p in done.items()}
+    winner, = winners
+    loser, = set(modes) - {winner}
+    assert done[loser].returncode == 2, done[loser].stderr
+    assert f"cell dev-us-east-1-research's state is locked in {winner} mode (recorded at " in last_line(done[loser])
+    assert "Traceback" not in done[loser].stderr + done[winner].stderr
+
+    # Intact: one state, the winner's apply, in the winner's mode; no lock left behind.
+    state = json.loads(state_bytes())
+    [instance] = [i for r in state["resources"] for i in r["instances"]]
+    assert instance.get("status") != "tainted" and instance["attributes"]["input"]["value"]["message"] == (
+        "first from us-east-1")
+    record = json.loads(s3().get_object(Bucket=BUCKET, Key=f"{KEY}.tfdeploy-lock-mode.json")["Body"].read())
+    assert record["mode"] == winner
+    assert digest_row() == (hashlib.md5(state_bytes()).hexdigest() if winner == "dynamodb" else None)
+    assert f"{KEY}.tflock" not in objects()
+    # And the loser's machine, told to use the recorded mode, goes on from the winner's state.
+    again = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", winner,
+                     env={"TFDEPLOY_CACHE_DIR": str(tmp_path / f"machine-{loser}")})
+    assert "No changes" in again.stdout + again.stderr or "+0 ~0 -0" in again.stdout + again.stderr, again.stdout
 
 
 def test_a_run_in_the_other_mode_is_refused_and_writes_nothing(repo):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 
 import boto3
 import pytest
@@ -105,3 +107,109 @@ def test_a_successful_apply_spends_the_plan(repo):
     # A new plan makes the cell appliable again.
     tfdeploy(repo, "plan", "--tag", A)
     tfdeploy(repo, "apply", "--tag", A)
+
+
+def _forge_plan_in_work_dir(repo, terraform_bin: str, *extra: str) -> None:
+    """The attack on the plan's content: someone who can write A's work dir runs Terraform there
+    (A's own initialised backend) with arguments of their choosing, saves the plan where tfdeploy
+    looks for it, and recomputes the checksum beside it. Tag, commit and checksum then all match;
+    only what the plan file itself says can tell."""
+    work = cell_dir(repo, "dev-us-east-1-research")
+    (work / "tfdeploy.tfplan").unlink()
+    forged = subprocess.run([terraform_bin, "plan", "-input=false", "-no-color", "-out=tfdeploy.tfplan",
+                             "-var-file=envs/dev/research/us-east-1.tfvars", *extra],
+                            cwd=work, capture_output=True, text=True, timeout=120)
+    assert forged.returncode == 0, forged.stderr
+    meta = json.loads((work / "tfdeploy.plan.json").read_text())
+    meta["plan_sha256"] = hashlib.sha256((work / "tfdeploy.tfplan").read_bytes()).hexdigest()
+    (work / "tfdeploy.plan.json").write_text(json.dumps(meta))
+
+
+def _assert_refused_untouched(repo, why: str) -> None:
+    proc = tfdeploy(repo, "apply", "--tag", A, check=False)
+    assert proc.returncode == 2, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"tfdeploy: error: the saved plan in the work dir of {A} is not this cell's: "), last
+    assert why in last and last.endswith(f"nothing applied; run tfdeploy plan --tag {A}"), last
+    assert "Traceback" not in proc.stderr
+    assert state_bytes(KEY_A) is None  # nothing was applied
+
+
+def test_a_plan_made_with_other_variables_is_refused(repo, terraform_bin):
+    """Same cell, same backend, same commit: only a generated variable differs (a forged version
+    label would make the ledger and the state disagree on what runs)."""
+    tag(repo, A)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "plan", "--tag", A)
+    _forge_plan_in_work_dir(repo, terraform_bin, "-target=module.regional", "-var=release_version=FORGED")
+    _assert_refused_untouched(repo, "its variable release_version is 'FORGED', not '1.0'")
+
+
+def test_a_plan_that_changes_addresses_outside_the_cells_module_is_refused(repo, terraform_bin):
+    """Same cell, backend and variables, but the plan changes the account-level module that a
+    regional cell must never touch."""
+    tag(repo, A)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "plan", "--tag", A)
+    _forge_plan_in_work_dir(repo, terraform_bin, "-target=module.global")
+    _assert_refused_untouched(repo, "outside module.regional")
+
+
+def test_two_applies_racing_for_one_saved_plan_only_one_takes_it(repo):
+    """The claim itself: applies that passed every check at the same moment race to spend the plan
+    (threads released together by a barrier); exactly one gets it, the others are told it was
+    taken, and the plan that was taken is the one that was checked."""
+    from tfdeploy.engine.stages import check_saved_plan, hold_cell, open_session, spend_saved_plan
+    from tfdeploy.errors import ValidationError
+
+    tag(repo, A)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "plan", "--tag", A)
+    with hold_cell(repo, A, overrides={}):  # the cell lock, as every apply holds it
+        session = open_session(repo, A, overrides={}, reuse_workdir=True)
+        meta = check_saved_plan(session, session.workdir.source)
+        plan_bytes = session.plan_path.read_bytes()
+        for round_ in range(ROUNDS):  # a race is lost only sometimes: run it many times
+            if round_:
+                session.plan_path.write_bytes(plan_bytes)  # the checked plan, back for the next round
+            won, refused = _race_to_spend(session, meta, spend_saved_plan, ValidationError)
+            assert len(won) == 1, (round_, won, refused)
+            assert refused == [f"the saved plan of {A} was just taken by another apply; "
+                               f"run tfdeploy plan --tag {A}"] * (RACERS - 1)
+            assert hashlib.sha256(won[0].read_bytes()).hexdigest() == meta["plan_sha256"]
+            assert not session.plan_path.exists()
+    # Whoever comes next is told the plan is spent, and nothing was applied by the losers.
+    again = tfdeploy(repo, "apply", "--tag", A, check=False)
+    assert again.returncode == 2 and "already used by an apply at" in again.stderr, again.stderr
+    assert state_bytes(KEY_A) is None
+
+
+RACERS = 8
+ROUNDS = 20
+
+
+def _race_to_spend(session, meta, spend, refusal) -> tuple[list, list[str]]:
+    import threading
+
+    barrier = threading.Barrier(RACERS)
+    won: list = []
+    refused: list[str] = []
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            won.append(spend(session, meta))
+        except refusal as exc:
+            refused.append(str(exc))
+
+    threads = [threading.Thread(target=race) for _ in range(RACERS)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as Python can: a check-then-act claim loses
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    finally:
+        sys.setswitchinterval(interval)
+    return won, refused

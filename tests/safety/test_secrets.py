@@ -76,17 +76,66 @@ def _raw_plan_json(repo: Path, terraform_bin: str) -> dict:
     return json.loads(shown.stdout)
 
 
+# Terraform's saved plan (`tfdeploy.tfplan`, `.spent` once applied) is the only file left out: it is
+# Terraform's own binary plan, which by Terraform's design carries sensitive values in clear (`terraform
+# show -json` of it prints them; see test_redaction_of_a_real_plan_document). tfdeploy never prints it
+# or copies it anywhere; only Terraform reads it back, and it lives in the git-ignored work dir.
+# Every other file is read, states included: tfdeploy keeps no local state in this flow, and
+# `.terraform/terraform.tfstate` is the backend configuration tfdeploy passed to init.
+SAVED_PLAN_NAMES = {"tfdeploy.tfplan", "tfdeploy.tfplan.spent"}
+# Provider executables copied by Terraform (binaries; no run data), not written by tfdeploy.
+PROVIDER_DIRS = {"providers", "plugin-cache"}
+
+
 def _written_files(*roots: Path) -> list[Path]:
-    """Files tfdeploy wrote, leaving out Terraform's own (.terraform/, plans, states, plugins)."""
+    """Every file tfdeploy (or Terraform under it) wrote, but the saved plan and provider binaries."""
     found = []
     for root in roots:
         for path in root.rglob("*"):
-            parts = set(path.parts)
-            if not path.is_file() or ".terraform" in parts or "plugin-cache" in parts:
-                continue
-            if "tfplan" in path.name or "tfstate" in path.name:
+            if not path.is_file() or path.name in SAVED_PLAN_NAMES or PROVIDER_DIRS & set(path.parts):
                 continue
             found.append(path)
+    return found
+
+
+def _readable(data: bytes) -> bytes:
+    """The bytes plus what a zip or gzip wrapper holds (a secret must not hide in a compressed body)."""
+    import gzip
+    import io
+    import zipfile
+
+    if data[:2] == b"\x1f\x8b":
+        return data + gzip.decompress(data)
+    if data[:4] == b"PK\x03\x04":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return data + b"".join(archive.read(name) for name in archive.namelist())
+    return data
+
+
+def _state_key(key: str) -> bool:
+    """A cell's state object itself (`<team>/<cell>/terraform.tfstate`): Terraform's, and by
+    Terraform's design it holds sensitive values in clear. Everything beside it is read."""
+    return key.endswith("/terraform.tfstate") or key == "terraform.tfstate"
+
+
+def _aws_objects_written() -> dict[str, bytes]:
+    """Every version of every S3 object in the sandbox but the state objects (ledger records, the
+    lock-mode records, lock files, run reports, ...), and every DynamoDB item, by address."""
+    import boto3
+
+    s3 = boto3.client("s3", region_name="us-east-1")
+    found: dict[str, bytes] = {}
+    for bucket in (b["Name"] for b in s3.list_buckets()["Buckets"]):
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for version in page.get("Versions", []):
+                if _state_key(version["Key"]):
+                    continue
+                body = s3.get_object(Bucket=bucket, Key=version["Key"], VersionId=version["VersionId"])["Body"]
+                found[f"s3://{bucket}/{version['Key']}?versionId={version['VersionId']}"] = _readable(body.read())
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    for table in ddb.list_tables()["TableNames"]:
+        for item in ddb.scan(TableName=table)["Items"]:
+            found[f"dynamodb://{table}/{item.get('LockID', {}).get('S', '?')}"] = json.dumps(item).encode()
     return found
 
 
@@ -140,8 +189,14 @@ def test_the_whole_flow_never_prints_or_writes_a_secret(repo, checkov_bin, tmp_p
             if secret in proc.stdout or secret in proc.stderr:
                 leaks.append(f"{' '.join(proc.args[1:4])}: {secret[:12]}...")
     for path in _written_files(repo / ".tfdeploy", tmp_path / "home"):
-        data = path.read_bytes()
+        data = _readable(path.read_bytes())
         leaks += [f"{path}: {s[:12]}..." for s in SECRETS.values() if s.encode() in data]
+    written = _aws_objects_written()
+    # What tfdeploy writes to AWS is really read here: the ledger's records and the lock-mode record.
+    assert any("_tfdeploy-ledger/" in address for address in written), sorted(written)
+    assert any(address.split("?")[0].endswith(".tfdeploy-lock-mode.json") for address in written), sorted(written)
+    for address, data in written.items():
+        leaks += [f"{address}: {s[:12]}..." for s in SECRETS.values() if s.encode() in data]
     assert leaks == [], "\n".join(leaks)
 
     # Asked for explicitly, the value is shown.

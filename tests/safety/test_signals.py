@@ -4,6 +4,7 @@ the next apply succeeds without a manual unlock."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -109,10 +110,10 @@ def lock_held() -> bool:
     return any(i["LockID"]["S"] == LOCK_ID and "Info" in i for i in items)
 
 
-def start_slow_apply(repo: Path) -> Run:
+def start_slow_apply(repo: Path, delay: int = 5) -> Run:
     tag(repo, REGIONAL)
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    run = Run(repo, "apply", "--tag", REGIONAL, "--auto-approve", env={"TF_VAR_apply_delay_seconds": "5"})
+    run = Run(repo, "apply", "--tag", REGIONAL, "--auto-approve", env={"TF_VAR_apply_delay_seconds": str(delay)})
     run.wait_for("(local-exec): Executing:")  # the apply is creating the resource now
     return run
 
@@ -159,16 +160,33 @@ def test_second_signal_escalates_and_leaves_nothing_running(repo):
 
 
 def test_sigkill_of_tfdeploy_still_stops_terraform_gracefully(repo):
-    run = start_slow_apply(repo)
+    """SIGKILL leaves tfdeploy no chance to act: the kernel's death signal must cut Terraform's
+    apply short. The provisioner sleeps far longer than the test waits, so a Terraform left to run
+    to its end fails here (still running, or its resource finished untainted)."""
+    delay = 60
+    run = start_slow_apply(repo, delay=delay)
     workdir = run.workdir
+    killed_at = time.monotonic()
     os.kill(run.proc.pid, signal.SIGKILL)
     run.finish()
-    # Terraform gets its interrupt from the kernel when its parent dies, saves state, unlocks;
-    # the provisioner's `sleep 5` it leaves behind ends on its own.
-    left = wait_until_no_processes(workdir, timeout=20)
-    assert left == []
-    assert not lock_held()
-    assert [r["type"] for r in state()["resources"]] == ["terraform_data"]
+    try:
+        # Terraform (not the provisioner's `sleep` it may leave behind) is gone long before the
+        # sleep would have ended: it was interrupted, it did not finish the apply.
+        deadline = killed_at + 20
+        while (terraform := [p for p in processes_in(workdir) if " sleep " not in f" {p.split(' ', 1)[1]} "]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert terraform == [], terraform
+        assert time.monotonic() - killed_at < delay / 2
+        assert not lock_held()
+        # Saved state records the cut-short apply: the resource was created but its provisioner
+        # never finished, so Terraform tainted it (a completed apply leaves it untainted).
+        [instance] = [i for r in state()["resources"] for i in r["instances"]]
+        assert instance.get("status") == "tainted", instance
+    finally:
+        for leftover in processes_in(workdir):  # the orphaned `sleep` (not ours to wait 60 s for)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(leftover.split(" ", 1)[0]), signal.SIGKILL)
     assert_next_apply_is_clean(repo)
 
 
@@ -247,7 +265,7 @@ def _result(code: int, out: str = "", err: str = ""):
     (2, "apply", _result(1, out="Two interrupts received. Exiting immediately."), "was stopped forcibly"),
     (3, "apply", _result(-9), "was stopped forcibly"),
     (1, "apply", _result(1, err="Error releasing the state lock\nLock Info:\n  ID: abc-123\n"),
-     "terraform force-unlock abc-123"),
+     "lock was NOT released; once nothing runs: tfdeploy locks, then tfdeploy unlock --tag T --lock-id abc-123"),
     (1, "plan", _result(1), "it changes no state"),
     (1, "apply", _result(0), "it completed, state saved at s3://b/k"),
 ])
@@ -257,6 +275,7 @@ def test_interrupt_line(signals, command, result, expected):
     line = describe_interrupt(signal.SIGTERM, signals, command, result, RunContext("dev-us-east-1-research",
                               "T", "s3://b/k"), Path("/w"))
     assert expected in line and "\n" not in line
+    assert "force-unlock" not in line  # README: tfdeploy's own unlock, never a raw terraform force-unlock
 
 
 def _catches_sigterm(pid: int) -> bool:

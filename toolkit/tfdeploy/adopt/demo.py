@@ -65,7 +65,6 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     from ..engine.stages import apply_saved, hold_cell, open_session, plan
     from ..fleet.recording import recorded
     from ..model.settings import load_settings
-    from ..paths import user_state_dir
 
     started = time.monotonic()
     root = workspace or Path(tempfile.mkdtemp(prefix="tfdeploy-demo-"))
@@ -79,7 +78,7 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     say(f"[{next(step)}/{steps}] example infra repo with tags {', '.join(DEMO_TAGS)} -> {repo}")
     create_repo(repo, lock)
 
-    state_dir = user_state_dir()
+    state_dir = sandbox.sandbox_dir(os.environ, repo)  # the example repo's own sandbox
     running = sandbox.status(state_dir)
     started_sandbox = running is None
     info = running or sandbox.start(state_dir)

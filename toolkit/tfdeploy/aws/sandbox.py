@@ -1,7 +1,9 @@
 """The local AWS sandbox: a moto server on 127.0.0.1 that stands in for S3, DynamoDB and STS.
 
 `start` runs it detached (it outlives the CLI process) and records pid, port and endpoint in
-`<user state dir>/sandbox.json`; every later command finds it there. `active_endpoint`,
+`sandbox.json` in the repo's own sandbox folder (`sandbox_dir`: one per repo or checkout, so two
+repos on one machine never share, stop or wipe each other's sandbox); every later command run in
+that repo finds it there. `active_endpoint`,
 `aws_env` and `backend_overrides` tell the rest of the toolkit how to point boto3 and Terraform
 at it. Only `start`/`stop`/`status` touch processes or files.
 """
@@ -122,6 +124,23 @@ def _check_endpoint(value: str) -> str:
         raise ValidationError(f"{ENDPOINT_VAR}={value!r} is not a URL: set it to http://HOST:PORT, "
                               f"or unset it and {UP_HINT}")
     return value.rstrip("/")
+
+
+def sandbox_dir(environ: Mapping[str, str], start: Path | None = None) -> Path:
+    """The sandbox folder of the repo (or checkout) enclosing `start` (default: the working
+    directory): `<user state dir>/sandboxes/<repo folder name>-<hash of its path>`. Outside any
+    repo, the user state dir itself (one sandbox for repo-less use)."""
+    import hashlib
+
+    from ..repo import find_repo_root
+
+    base = user_state_dir(environ)
+    try:
+        # A second checkout (`git worktree add`) has its own root (its `.git` is a file): its own sandbox.
+        root = find_repo_root(start or Path.cwd())
+    except (ValidationError, OSError):  # not in a repo (or the working directory is gone)
+        return base
+    return base / "sandboxes" / f"{root.name}-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
 
 
 # ---- process and file state -------------------------------------------------------------------
@@ -323,7 +342,7 @@ def listening(endpoint: str, timeout: float = 1.0) -> bool:
 
 def active_endpoint(environ: Mapping[str, str], state_dir: Path | None = None) -> str | None:
     """Where AWS calls go when the sandbox is in use: TFDEPLOY_SANDBOX_ENDPOINT, else the running
-    sandbox, else None (real AWS)."""
+    sandbox of the working directory's repo, else None (real AWS)."""
     if environ.get(ENDPOINT_VAR):
         endpoint = _check_endpoint(environ[ENDPOINT_VAR])
         # A variable left from a stopped sandbox would otherwise surface as a raw S3 dial error
@@ -333,5 +352,5 @@ def active_endpoint(environ: Mapping[str, str], state_dir: Path | None = None) -
                                 f"run `tfdeploy sandbox up` and eval \"$(tfdeploy sandbox env)\", "
                                 f"or unset {ENDPOINT_VAR}")
         return endpoint
-    info = _running(state_dir if state_dir is not None else user_state_dir(environ))
+    info = _running(state_dir if state_dir is not None else sandbox_dir(environ))
     return info.endpoint if info is not None else None

@@ -15,14 +15,23 @@ from .common import RepoContext, echo_json, json_option, repo_command
 
 
 def _state_dir() -> Path:
-    from ..paths import user_state_dir
+    from ..aws.sandbox import sandbox_dir
 
-    return user_state_dir(os.environ)
+    return sandbox_dir(os.environ)
+
+
+# The sandbox keeps everything in the moto server's memory: `down` loses it. Said by `down` itself.
+DOWN_DISCARDS = ("its buckets, tables, state objects and ledger records are discarded "
+                 "(the next `sandbox up` starts empty)")
 
 
 @click.group()
 def sandbox() -> None:
     """A local AWS stand-in (moto server on 127.0.0.1) for S3, DynamoDB and STS.
+
+    One sandbox per repo (or checkout): each command finds the sandbox of the repo it runs in,
+    and `down` in one repo never stops another's. `eval "$(tfdeploy sandbox env)"` ties a shell
+    to one sandbox wherever it runs.
 
     \b
     Example session:
@@ -60,7 +69,9 @@ def sandbox_up(port: int | None, as_json: bool) -> None:
 
 @sandbox.command("down")
 def sandbox_down() -> None:
-    """Stop the sandbox; its data (buckets, tables, state) is gone afterwards.
+    """Stop this repo's sandbox and discard its data: buckets, lock tables, state objects and
+    ledger records live only in the server's memory, so the next `sandbox up` starts empty
+    (bootstrap again). Other repos' sandboxes keep running.
 
     \b
     Example:
@@ -68,7 +79,7 @@ def sandbox_down() -> None:
     """
     from ..aws import sandbox as sb
 
-    click.echo("sandbox stopped" if sb.stop(_state_dir()) else "sandbox not running")
+    click.echo(f"sandbox stopped; {DOWN_DISCARDS}" if sb.stop(_state_dir()) else "sandbox not running")
 
 
 @sandbox.command("status")

@@ -37,4 +37,5 @@ def demo(workspace: Path | None, lock: str, keep_sandbox: bool, verbose: bool, a
     else:
         click.echo(f"done in {report.seconds:.1f}s; example repo kept at {report.repo}")
         if keep_sandbox or not report.started_sandbox:
-            click.echo('sandbox still running: eval "$(tfdeploy sandbox env)"; stop it with tfdeploy sandbox down')
+            click.echo(f'sandbox still running (the example repo\'s own): cd {report.repo} && '
+                       f'eval "$(tfdeploy sandbox env)"; stop it there with tfdeploy sandbox down')

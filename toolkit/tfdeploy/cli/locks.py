@@ -79,7 +79,7 @@ def locks(env: str | None, team: str | None, as_json: bool, repo: RepoContext) -
 @tag_command
 def unlock(tag: str, source, terraform_bin: str | None, lock_timeout: float, lock_id: str, yes: bool,
            repo: RepoContext) -> None:
-    """Release a state lock whose holder died (terraform force-unlock, both lock modes).
+    """Release a state lock whose holder died (with Terraform's own force-unlock, both lock modes).
 
     Refuses while a run of the same cell is alive on this machine.
 

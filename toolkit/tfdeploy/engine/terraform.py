@@ -60,6 +60,12 @@ def lock_holder(stderr: str) -> dict[str, str] | None:
     return info
 
 
+def unlock_hint(tag: str | None, lock_id: str | None) -> str:
+    """How to release a lock whose holder died: tfdeploy's own commands, never Terraform's raw
+    force-unlock (`tfdeploy unlock` refuses while a run of the cell is alive on this machine)."""
+    return f"tfdeploy locks, then tfdeploy unlock --tag {tag or 'TAG'} --lock-id {lock_id or 'LOCK_ID'}"
+
+
 def explain_failure(command: str, result: TerraformResult, tag: str | None = None) -> str:
     """One line for a failed Terraform command (pure)."""
     holder = lock_holder(result.stderr)
@@ -68,7 +74,7 @@ def explain_failure(command: str, result: TerraformResult, tag: str | None = Non
             f"terraform {command}: the state is locked by {holder.get('Who', 'someone')} "
             f"({holder.get('Operation', 'an operation')} since {holder.get('Created', '?')}, lock ID "
             f"{holder.get('ID', '?')}); wait for it to finish (--lock-timeout 5m), or if it died: "
-            f"tfdeploy locks, then tfdeploy unlock --tag {tag or 'TAG'} --lock-id {holder.get('ID', 'LOCK_ID')}"
+            f"{unlock_hint(tag, holder.get('ID'))}"
         )
     errors = re.findall(r"^(?:\u2577\n\u2502 )?Error: (.+)$", result.stderr, re.MULTILINE)
     errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
@@ -337,9 +343,9 @@ def describe_interrupt(signum: int, signals: int, command: str, result: Terrafor
                 "(if it reports the lock, release it once nothing runs)")
     if "Error releasing the state lock" in output:
         holder = re.search(r"Lock Info:\s*\n\s*ID:\s*(\S+)", output)
-        lock = holder.group(1) if holder else "LOCK_ID"
+        lock = holder.group(1) if holder else None
         return (f"interrupted ({name}): {what} stopped, {state}, but the lock was NOT released; "
-                f"once nothing runs: terraform force-unlock {lock} in {workdir}")
+                f"once nothing runs: {unlock_hint(context.tag if context else None, lock)}")
     if command not in _STATE_WRITERS:
         again = f"tfdeploy plan --tag {context.tag}" if context else "the command"
         return (f"interrupted ({name}): {what} stopped before it finished; it changes no state "
