@@ -129,8 +129,9 @@ def test_single_and_fanout_applies_succeeded_or_failed_are_recorded_with_who_wha
     assert run.returncode == 1, run.stderr
     [glob] = ledger_records("dev-global-research")
     assert (glob["result"], glob["add"], glob["commit"], glob["caller"]) == ("succeeded", 1, commit, caller)
-    # --auto-approve plans and applies in one Terraform run: no saved plan, and the record says so.
-    assert glob["build_id"] == "" and glob["plan_sha256"] == "" and "auto-approved" in glob["details"]["plan"]
+    # --auto-approve applies a saved plan too (checked as a reviewed one); the record says it was
+    # auto-approved and names the plan it applied.
+    assert glob["build_id"] == "" and len(glob["plan_sha256"]) == 64 and "auto-approved" in glob["details"]["plan"]
     [failed] = ledger_records("dev-eu-central-1-research")
     assert (failed["result"], failed["action"], failed["add"]) == ("failed", "apply", 1)
     assert "sleep" in failed["details"]["error"] or "exit" in failed["details"]["error"]

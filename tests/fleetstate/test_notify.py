@@ -76,7 +76,7 @@ def test_a_failed_apply_notifies_and_an_unsendable_notification_changes_nothing(
     again = tfdeploy(repo, "apply", "--tag", TAG, "--auto-approve", check=False,  # it fails planning
                      env={"TF_VAR_apply_delay_seconds": "soon", "TFDEPLOY_NOTIFY_TOPIC_ARN": gone})
     assert again.returncode == 1 and "Traceback" not in again.stderr
-    assert last_line(again.stderr).startswith("tfdeploy: error: terraform apply failed")
+    assert last_line(again.stderr).startswith("tfdeploy: error: terraform plan failed")  # --auto-approve plans first
     warnings = [line for line in again.stderr.splitlines() if line.startswith("tfdeploy: warning: ")]
     assert len(warnings) == 1 and gone in warnings[0] and "apply-failed" in warnings[0]
     assert _received(queue, 0, wait_s=1) == []
