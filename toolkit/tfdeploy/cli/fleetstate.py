@@ -89,8 +89,10 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
                               f"({', '.join(settings.environments)})")
     envs = [env] if env else list(settings.environments)
     _flush(repo)
-    records = latest(settings, os.environ, envs, [team] if team else None,
-                     cache_dir=repo_cache_dir(repo.root, os.environ))
+    from ..fleet.reconcile import reconcile
+
+    records = reconcile(latest(settings, os.environ, envs, [team] if team else None,
+                               cache_dir=repo_cache_dir(repo.root, os.environ)), os.environ, _warn)
     tags = [e.tag for e in list_tags(repo.root, settings.extra_regions)
             if e.tag is not None and e.tag.env in envs]
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
@@ -159,7 +161,9 @@ def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext)
         raise ValidationError(f"env {env} of {cell} is not one of the configured environments "
                               f"({', '.join(settings.environments)})")
     _flush(repo)
-    records = read_history(cell, env, settings, os.environ)
+    from ..fleet.reconcile import reconcile
+
+    records = reconcile({cell: read_history(cell, env, settings, os.environ)}, os.environ, _warn)[cell]
     if as_json:
         echo_json({"cell": cell, "records": [r.to_dict() for r in records]})
     elif not records:

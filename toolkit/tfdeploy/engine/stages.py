@@ -569,9 +569,9 @@ def apply_direct(session: Session) -> StageResult:
     # What it set out to do, for the ledger even when the apply then fails.
     session.planned = planned_counts(applied.events, applied.stdout)
     if applied.returncode != 0:
-        from .terraform import explain_failure
+        from .terraform import failure
 
-        raise errored_state_error(session, TfdeployError(explain_failure("apply", applied, d.tag.name))) from None
+        raise errored_state_error(session, failure("apply", applied, d.tag.name)) from None
     counts = applied_counts(applied.events, applied.stdout)
     if counts is None:
         raise TfdeployError(f"terraform apply of {d.tag.name} succeeded but did not say what it changed; "

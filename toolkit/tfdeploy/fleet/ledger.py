@@ -49,7 +49,11 @@ CACHE_FORMAT = "tfdeploy-ledger-cache/1"
 SUMMARY_KEEP = 20  # records kept in a cell's summary (plus the last success and drift, see below)
 OUTBOX_DIR = "ledger-outbox"
 ACTIONS = ("apply", "destroy", "drift")
-RESULTS = ("succeeded", "failed", "drifted", "in-sync")
+# started: written before Terraform starts (its final record follows, or a reader reconciles it,
+# fleet/reconcile.py); interrupted: stopped by a signal or a crash, the state says what changed;
+# refused: nothing was changed (e.g. another run holds the state lock). Only `succeeded` is
+# evidence that a change ran (promotion, rollback, status).
+RESULTS = ("succeeded", "failed", "drifted", "in-sync", "started", "interrupted", "refused")
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _SUMMARY_ATTEMPTS = 12
 READ_THREADS = 32  # S3 answers a GET in ~20-50 ms: more threads hide that latency
@@ -58,6 +62,10 @@ SANDBOX_READ_THREADS = 16  # the local moto answers at once: past 16, threads on
 
 class LedgerError(TfdeployError):
     """The ledger could not be read or written."""
+
+
+class NoBucket(LedgerError):
+    """The bucket a record goes to does not exist (yet): nothing can have been deployed there."""
 
 
 def new_id() -> str:
@@ -78,7 +86,7 @@ class Record:
     scope: str  # a Region code or "global"
     version: str
     action: str  # "apply" | "destroy" | "drift"
-    result: str  # "succeeded" | "failed" | "drifted" | "in-sync"
+    result: str  # one of RESULTS
     add: int
     change: int
     destroy: int
@@ -304,7 +312,8 @@ def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: A
             put_record()
         _update_summary(s3, place, record, sleep, first)
     except (BotoCoreError, ClientError) as exc:
-        raise LedgerError(f"cannot write to s3://{place.bucket}/{cell_prefix(record.cell)}: {exc}") from None
+        kind = NoBucket if _code(exc) == "NoSuchBucket" else LedgerError
+        raise kind(f"cannot write to s3://{place.bucket}/{cell_prefix(record.cell)}: {exc}") from None
     return f"s3://{place.bucket}/{key}"
 
 
@@ -678,6 +687,7 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
     if not folder.is_dir():
         return []
     written = []
+    created: dict[str, str | None] = {}
     for path in sorted(folder.glob("*.json")):
         try:
             kept = json.loads(path.read_text(encoding="utf-8"))
@@ -686,13 +696,37 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warn(f"ledger record {path} is not readable ({exc}); left in place")
             continue
+        if _before_bucket(record, place, environ, created):
+            path.unlink()
+            warn(f"ledger record {path} dropped: it was kept while s3://{place.bucket} did not exist yet "
+                 f"(created {created[place.bucket]}), so that {record.action} deployed nothing there")
+            continue
         try:
             written.append(write_record(record, place, environ))
+        except NoBucket as exc:
+            path.unlink()
+            warn(f"ledger record {path} dropped: {exc}; nothing can have been deployed there")
+            continue
         except Exception as exc:  # stays kept; never breaks the command that flushes
             warn(f"ledger record kept in {path} still not written: {exc}")
             continue
         path.unlink()
     return written
+
+
+def _before_bucket(record: Record, place: Place, environ: Mapping[str, str], created: dict[str, str | None]) -> bool:
+    """Was `record` made before its bucket existed (one ListBuckets per flush, only when the
+    outbox holds records)? Then its run could not have changed anything there."""
+    if place.bucket not in created:
+        try:
+            buckets = _s3(place.region, environ).list_buckets().get("Buckets", [])
+            created.update({b["Name"]: b["CreationDate"].astimezone(timezone.utc).isoformat(timespec="milliseconds")
+                            .replace("+00:00", "Z") for b in buckets})
+        except Exception:  # noqa: BLE001 - cannot tell: the write itself decides
+            pass
+        created.setdefault(place.bucket, None)
+    when = created[place.bucket]
+    return when is not None and (record.started_at or record.finished_at) < when
 
 
 @dataclass(frozen=True)
@@ -753,6 +787,10 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
     flush_outbox(cache_dir, environ, warn)
     try:
         write_record(record, place, environ, read=prepared.summary if prepared is not None else None)
+    except NoBucket as exc:  # a run before `bootstrap`: it deployed nothing, and says so once
+        warn(f"ledger record dropped: {exc} (the bucket does not exist, so nothing was deployed there); "
+             f"run tfdeploy bootstrap --env {tag.env}")
+        return record
     except Exception as exc:  # the run's own outcome stands; the record must not be lost
         reason = str(exc) if isinstance(exc, TfdeployError) else f"{type(exc).__name__}: {exc}"
         try:

@@ -5,6 +5,8 @@ Marks:
 - `never-deployed`: a cell the repo can deploy (a tag, a per-scope tfvars file or an allowed
   Region of a team set up for the env) with no record.
 - `failed`: the cell's last apply or destroy failed.
+- `interrupted`: a run was cut short (a signal, a crash) or a later change that did not complete
+  changed the state: the version shown is the last that ran to the end, `partly` the one that did not.
 - `behind`: a newer version is tagged for the cell (same env, team and scope) than the one deployed.
 - `drifted`: the newest drift check after the last apply found differences.
 - `destroyed`: the last successful change was a destroy.
@@ -19,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ..model.tags import GLOBAL, Tag
 from .ledger import Record, newest_first
 
-MARKS = ("failed", "drifted", "behind", "never-deployed", "destroyed")
+MARKS = ("failed", "interrupted", "drifted", "behind", "never-deployed", "destroyed")
 _RUNS = re.compile(r"[0-9]+|[a-z]+")
 
 
@@ -46,6 +48,9 @@ class CellStatus:
     drift: Record | None  # the newest drift check since the last successful apply
     newest_tag: str | None  # the newest version tagged for this cell
     marks: tuple[str, ...] = field(default=())
+    # A change after the last success that changed the state without completing (interrupted,
+    # failed midway): the cell runs part of it. Never evidence that its version runs.
+    partly: Record | None = None
 
     @property
     def newest_version(self) -> str | None:
@@ -62,7 +67,7 @@ class CellStatus:
             "last": last.to_dict() if last else None,
             "drift": self.drift.to_dict() if self.drift else None,
             "newest_tag": self.newest_tag, "newest_version": self.newest_version,
-            "marks": list(self.marks),
+            "marks": list(self.marks), "partly": self.partly.version if self.partly else None,
         }
 
 
@@ -70,10 +75,15 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
     """One cell's row from its records, any order (pure)."""
     env, scope, team = cell
     ordered = newest_first(records)
-    changes = [r for r in ordered if r.action in ("apply", "destroy")]
+    # A `started` record is news only while it is the newest (a run going on, or one to reconcile):
+    # otherwise its run's final record follows it.
+    changes = [r for i, r in enumerate(r for r in ordered if r.action in ("apply", "destroy"))
+               if r.result != "started" or i == 0]
     last = changes[0] if changes else None
     success = next((r for r in changes if r.result == "succeeded"), None)
     deployed = success if success is not None and success.action == "apply" else None
+    partly = next((r for r in changes if r.result != "succeeded" and (r.details or {}).get("state_changed")
+                   and (success is None or r.order > success.order)), None)
     # A failed drift check answered nothing: the newest check that did decides.
     drift = next((r for r in ordered if r.action == "drift" and r.result in ("drifted", "in-sync")), None)
     if drift is not None and deployed is not None and drift.order < deployed.order:
@@ -81,17 +91,19 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
     marks = []
     if last is not None and last.result == "failed":
         marks.append("failed")
+    if (last is not None and last.result == "interrupted") or partly is not None:
+        marks.append("interrupted")
     if drift is not None and drift.result == "drifted" and deployed is not None:
         marks.append("drifted")
     newest_version = newest_tag.rsplit("/", 1)[1] if newest_tag else None
     if deployed is not None and newest_version and version_key(newest_version) > version_key(deployed.version):
         marks.append("behind")
-    if not changes:
-        marks.append("never-deployed")
+    if not any(r.result not in ("started", "refused") for r in changes):
+        marks.append("never-deployed")  # nothing was ever changed (a refused run changes nothing)
     elif success is not None and success.action == "destroy":
         marks.append("destroyed")
     return CellStatus(cell=f"{env}-{scope}-{team}", env=env, team=team, scope=scope, deployed=deployed,
-                      last=last, drift=drift, newest_tag=newest_tag, marks=tuple(marks))
+                      last=last, drift=drift, newest_tag=newest_tag, marks=tuple(marks), partly=partly)
 
 
 def newest_tags(tags: Iterable[Tag]) -> dict[str, str]:
@@ -157,6 +169,8 @@ def render_table(rows: Sequence[CellStatus]) -> str:
         marks = list(r.marks)
         if "behind" in marks and r.newest_version:
             marks[marks.index("behind")] = f"behind ({r.newest_version} tagged)"
+        if "interrupted" in marks and r.partly is not None:
+            marks[marks.index("interrupted")] = f"interrupted ({r.partly.version} partly applied)"
         lines.append((r.team, r.env, r.scope, d.version if d else "-", d.commit[:12] if d else "-",
                       _when(d.finished_at) if d else "-", _who(d.caller) if d else "-", outcome or "-",
                       ", ".join(marks) or "ok"))
@@ -172,7 +186,21 @@ def render_history(records: Sequence[Record]) -> str:
         extra = f" override: {r.override}" if r.override else ""
         if (r.details or {}).get("rollback_from"):
             extra += f" (rollback from {r.details['rollback_from']})"
+        extra += state_note(r)
         lines.append((_when(r.finished_at), r.action, r.result + extra, r.tag, r.commit[:12],
                       f"+{r.add} ~{r.change} -{r.destroy}", _who(r.caller), r.build_id or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def state_note(record: Record) -> str:
+    """What the state showed after a run that did not succeed (pure): `(state changed, serial
+    3 -> 4)`, `(state unchanged)`, `(reconciled: ...)`; "" when the record does not say."""
+    details = record.details or {}
+    if record.result in ("succeeded", "started", "drifted", "in-sync") or "state_changed" not in details:
+        return ""
+    if details["state_changed"]:
+        note = f" (state changed, serial {details.get('serial_before')} -> {details.get('serial_after')}"
+    else:
+        note = " (state unchanged"
+    return note + ("; reconciled after its run died)" if details.get("reconciled") else ")")
