@@ -160,7 +160,8 @@ def test_records_of_applies_before_bootstrap_are_dropped_not_written_later(repo)
 
 
 def test_a_record_kept_before_its_bucket_existed_is_dropped_with_a_note(repo, tmp_path):
-    """An outbox an earlier version filled (a record kept while the bucket did not exist) is
+    """An outbox an earlier version filled (a record kept while the bucket did not exist, the
+    file saying no why) is
     never written as a deployment once the bucket is made."""
     from tfdeploy.fleet.ledger import Place, keep_in_outbox, record_for
     from tfdeploy.model.tags import parse_tag

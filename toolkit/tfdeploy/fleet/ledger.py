@@ -670,12 +670,14 @@ def outbox_dir(cache_dir: Path) -> Path:
     return cache_dir / OUTBOX_DIR
 
 
-def keep_in_outbox(cache_dir: Path, record: Record, place: Place) -> Path:
-    """Keep a record that could not be written, with where it was going, for the next command."""
+def keep_in_outbox(cache_dir: Path, record: Record, place: Place, because: str = "") -> Path:
+    """Keep a record that could not be written, with where it was going and why, for the next
+    command. (Files an earlier version kept say no why: see `_before_bucket`.)"""
     from ..results import write_atomic
 
     path = outbox_dir(cache_dir) / f"{record.cell}-{record.id}.json"
-    write_atomic(path, json.dumps({"bucket": place.bucket, "region": place.region,
+    why = {"kept_because": because} if because else {}
+    write_atomic(path, json.dumps({"bucket": place.bucket, "region": place.region, **why,
                                    "record": record.to_dict()}, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -696,7 +698,7 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warn(f"ledger record {path} is not readable ({exc}); left in place")
             continue
-        if _before_bucket(record, place, environ, created):
+        if not kept.get("kept_because") and _before_bucket(record, place, environ, created):
             path.unlink()
             warn(f"ledger record {path} dropped: it was kept while s3://{place.bucket} did not exist yet "
                  f"(created {created[place.bucket]}), so that {record.action} deployed nothing there")
@@ -715,8 +717,9 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
 
 
 def _before_bucket(record: Record, place: Place, environ: Mapping[str, str], created: dict[str, str | None]) -> bool:
-    """Was `record` made before its bucket existed (one ListBuckets per flush, only when the
-    outbox holds records)? Then its run could not have changed anything there."""
+    """Was `record`, kept by an earlier version, made before its bucket existed (one ListBuckets
+    per flush, only when the outbox holds such records)? Then its run could not have changed
+    anything there. A minute of margin for the clocks of this machine and S3."""
     if place.bucket not in created:
         try:
             buckets = _s3(place.region, environ).list_buckets().get("Buckets", [])
@@ -726,7 +729,10 @@ def _before_bucket(record: Record, place: Place, environ: Mapping[str, str], cre
             pass
         created.setdefault(place.bucket, None)
     when = created[place.bucket]
-    return when is not None and (record.started_at or record.finished_at) < when
+    if when is None:
+        return False
+    made = datetime.fromisoformat((record.finished_at or record.started_at).replace("Z", "+00:00"))
+    return (datetime.fromisoformat(when.replace("Z", "+00:00")) - made).total_seconds() > 60
 
 
 @dataclass(frozen=True)
@@ -794,7 +800,7 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
     except Exception as exc:  # the run's own outcome stands; the record must not be lost
         reason = str(exc) if isinstance(exc, TfdeployError) else f"{type(exc).__name__}: {exc}"
         try:
-            kept = keep_in_outbox(cache_dir, record, place)
+            kept = keep_in_outbox(cache_dir, record, place, reason[:300])
         except OSError as disk:  # last resort: the record itself, in the run's output
             warn(f"ledger record not written: {reason}; nor kept ({disk}); the record: "
                  + json.dumps({"bucket": place.bucket, "region": place.region, "record": record.to_dict()},
