@@ -121,6 +121,9 @@ def _write_report(path: Path, rows: Sequence[CellStatus], records: Mapping[str, 
     from ..results import write_atomic
 
     note = " ".join(f"--{k} {v}" for k, v in (("env", env), ("team", team)) if v)
+    from ..fleet.reconcile import without_closed_starts
+
+    records = {cell: without_closed_starts(found) for cell, found in records.items()}
     page = render_report(rows, records, generated_at=now_iso(), environments=list(environments), scope_note=note)
     try:
         write_atomic(path, page)
@@ -161,9 +164,10 @@ def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext)
         raise ValidationError(f"env {env} of {cell} is not one of the configured environments "
                               f"({', '.join(settings.environments)})")
     _flush(repo)
-    from ..fleet.reconcile import reconcile
+    from ..fleet.reconcile import reconcile, without_closed_starts
 
-    records = reconcile({cell: read_history(cell, env, settings, os.environ)}, os.environ, _warn)[cell]
+    records = without_closed_starts(reconcile({cell: read_history(cell, env, settings, os.environ)},
+                                              os.environ, _warn)[cell])
     if as_json:
         echo_json({"cell": cell, "records": [r.to_dict() for r in records]})
     elif not records:

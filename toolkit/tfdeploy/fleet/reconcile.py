@@ -83,6 +83,13 @@ def dangling(records: Sequence[Record]) -> Record | None:
     return change if change is not None and change.result == "started" else None
 
 
+def without_closed_starts(records: Sequence[Record]) -> list[Record]:
+    """The records a person reads (pure): a `started` record whose run's final record is there
+    says nothing more, so it is left out; a dangling one (a run going on) stays."""
+    closed = {str((r.details or {}).get("started_id")) for r in records if (r.details or {}).get("started_id")}
+    return [r for r in records if not (r.result == "started" and r.id in closed)]
+
+
 def outcome(started: Record, after: Any) -> dict[str, Any]:
     """What the state shows against the started record's mark (pure): details of the reconciled
     record, and its counts when the started record kept the namespace's resources."""
