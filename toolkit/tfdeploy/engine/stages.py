@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -103,6 +103,14 @@ class Session:
     lock_timeout_s: float = 0  # also Terraform's -lock-timeout on commands that lock the state
     applying: bool = False  # an apply without a saved plan started: it may have changed things
     planned: tuple[int, int, int] | None = None  # what an apply without a saved plan set out to do
+    # Called once, just before the Terraform command that can change the state starts (every
+    # check passed): the ledger's `started` record and state read (fleet/recording.py).
+    before_change: Callable[[], None] | None = None
+
+    def changing(self) -> None:
+        if self.before_change is not None:
+            hook, self.before_change = self.before_change, None
+            hook()
 
     @property
     def cache(self) -> Path:
@@ -518,6 +526,7 @@ def apply_once(session: Session, meta: dict[str, Any]) -> None:
     # Someone follows the events (a fleet's live table): the -json stream. A saved plan's apply
     # prints no diff, so the log loses nothing: each event's @message is Terraform's own line.
     follow = session.terraform.on_event is not None
+    session.changing()
     try:
         session.terraform.check("apply", spent.name, input=False, no_color=_flag(), ui_json=follow,
                                 **session.lock_options())
@@ -559,6 +568,7 @@ def apply_direct(session: Session) -> StageResult:
     for stale in (session.plan_path, session.workdir.path / PLAN_META, session.workdir.results_dir / PLAN_JSON):
         stale.unlink(missing_ok=True)
     events = session.terraform.on_event is not None
+    session.changing()
     session.applying = True
     try:
         applied = session.terraform.run("apply", input=False, auto_approve=_flag(), no_color=_flag(),

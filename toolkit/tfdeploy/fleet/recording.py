@@ -66,12 +66,23 @@ class Recording:
 
     @session.setter
     def session(self, session: Any) -> None:
-        # Set just before Terraform starts: the state is read and the `started` record written
-        # now, before Terraform can change anything; the final record's reads go on while it runs.
+        # Set once the gates passed: the record's reads start now and go on while Terraform runs.
+        # The state is read and the `started` record written later, once every check passed and
+        # just before the Terraform command that can change the state (Session.before_change):
+        # a refusal before it (lock mode, a spent plan) writes nothing.
         self._session = session
         backend = session.deployment.backend
+        self.prepared = prepare(Place(backend.bucket, backend.region), session.tag.cell, self.environ)
+        if hasattr(session, "before_change"):
+            session.before_change = self.start
+        else:
+            self.start()
+
+    def start(self) -> None:
+        """Read the state and write the `started` record: Terraform is about to change the cell."""
+        session = self._session
+        backend = session.deployment.backend
         place = Place(backend.bucket, backend.region)
-        self.prepared = prepare(place, session.tag.cell, self.environ)
         self.before = _mark(session, self.warn)
         details = {**self.details, "holder": this_holder(), "state": state_address(session),
                    "state_before": self.before.to_details() if self.before is not None else None}
@@ -166,8 +177,10 @@ def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None
     try:
         yield rec
     except BaseException as exc:
-        if rec.session is None:
-            raise  # refused or failed before anything could change: not a deployment
+        if rec.session is None or (rec.started is None and isinstance(exc, ValidationError)):
+            raise  # refused before anything could change: not a deployment
+        if rec.started is None:  # failed before Terraform could change anything (e.g. its init)
+            rec.details.setdefault("state_changed", False)
         if isinstance(exc, StateLocked):
             exc = named_holder(exc, rec.session)
         result = (INTERRUPTED if isinstance(exc, (Interrupted, KeyboardInterrupt))
