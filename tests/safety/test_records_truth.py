@@ -180,3 +180,22 @@ def test_a_record_kept_before_its_bucket_existed_is_dropped_with_a_note(repo, tm
     assert not kept.exists()
     assert records(CELLS[1]) == []
 
+
+
+def test_the_next_apply_of_a_cell_closes_the_record_of_a_run_that_died(repo):
+    """A fan-out (or one apply) of a cell whose last run was killed first closes that run's
+    record from the state it reads anyway, then runs: the history tells both runs."""
+    run = start_fanout(repo)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert wait_until_no_processes(str(repo / ".tfdeploy"), timeout=30) == []
+    time.sleep(1.0)
+    serial = state_serial(CELLS[1])
+    tfdeploy(repo, "apply", "--tag", TAGS[1], "--auto-approve")
+    results = [r["result"] for r in records(CELLS[1])]
+    assert results == ["succeeded", "started", "interrupted", "started"], results
+    closed = records(CELLS[1])[2]
+    assert closed["details"]["reconciled"] and closed["details"]["serial_after"] == serial
+    assert closed["details"]["state_changed"] is True
+    row = status_of(repo)[CELLS[1]]
+    assert row["version"] == "1.0" and row["marks"] == [] and row["partly"] is None, row

@@ -36,6 +36,7 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
     override skips the check (said) and is returned, to be recorded ("" when nothing was
     skipped: the first env has no check); an unreadable ledger refuses rather than allows."""
     from .ledger import LedgerError, history, latest
+    from .reconcile import reconcile
 
     tag, commit = session.tag, session.workdir.source.commit
     previous = promotion.previous_envs(tag.env, [s.environments for s in settings])
@@ -47,7 +48,7 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
     tagged = settings[-1]
     for prev in previous:
         try:
-            cells = latest(tagged, environ, [prev], [tag.team])
+            cells = reconcile(latest(tagged, environ, [prev], [tag.team]), environ, note)
             same_scope = _scope_in(prev, tag, session.workdir.path, cells)
             records = [r for rs in cells.values() for r in rs]
             found = promotion.evidence(records, commit=commit, team=tag.team, scope=tag.scope_name,

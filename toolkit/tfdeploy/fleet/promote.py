@@ -139,8 +139,9 @@ def ledger_records(request: PromoteRequest, settings: Settings, environ: Mapping
     """E1's records of the team: the summaries, and a cell's whole history where its summary no
     longer holds a success of the version."""
     from .ledger import history, latest
+    from .reconcile import reconcile
 
-    cells = latest(settings, environ, [request.source], [request.team])
+    cells = reconcile(latest(settings, environ, [request.source], [request.team]), environ, lambda _text: None)
     records = []
     for cell, rs in cells.items():
         if not deployed(rs, request):

@@ -142,8 +142,10 @@ def reconcile(by_cell: Mapping[str, Sequence[Record]], environ: Mapping[str, str
     return out
 
 
-def close(started: Record, environ: Mapping[str, str], warn: Callable[[str], None], now: datetime) -> Record | None:
-    """The reconciled record of a dead run (written), or None while its run may still live."""
+def close(started: Record, environ: Mapping[str, str], warn: Callable[[str], None], now: datetime,
+          after: Any = None) -> Record | None:
+    """The reconciled record of a dead run (written), or None while its run may still live.
+    `after`: the state's mark, when the caller has just read it (a new run of the cell)."""
     from ..aws.sandbox import active_endpoint
     from ..engine.statelocks import held_lock
     from ..engine.statemark import read_mark
@@ -160,8 +162,9 @@ def close(started: Record, environ: Mapping[str, str], warn: Callable[[str], Non
     if held_lock(state["bucket"], state["key"], state["region"], state.get("lock_table"), environ, endpoint):
         return None  # its Terraform may still be stopping (or another run holds it): not yet
     try:
-        after = read_mark(state["bucket"], state["key"], state["region"], state.get("namespace", ""),
-                          environ, endpoint)
+        if after is None:
+            after = read_mark(state["bucket"], state["key"], state["region"], state.get("namespace", ""),
+                              environ, endpoint)
     except TfdeployError as exc:
         warn(f"cannot reconcile the unfinished {started.action} of {started.cell}: {exc}")
         return None

@@ -84,6 +84,7 @@ class Recording:
         backend = session.deployment.backend
         place = Place(backend.bucket, backend.region)
         self.before = _mark(session, self.warn)
+        _close_dead_run(self.prepared, self.before, self.environ, self.warn)
         details = {**self.details, "holder": this_holder(), "state": state_address(session),
                    "state_before": self.before.to_details() if self.before is not None else None}
         self.started = record_run(session.tag, None, self.environ, cache_dir=session.cache, action=self.action,
@@ -92,6 +93,25 @@ class Recording:
                                   warn=self.warn, place=place, prepared=self.prepared)
         # The final record's own reads (the summary has just changed), while Terraform runs.
         self.prepared = prepare(place, session.tag.cell, self.environ)
+
+
+def _close_dead_run(prepared: Prepared, before: Any, environ: Mapping[str, str], warn: Callable[[str], None]) -> None:
+    """A run of a cell whose last run died without its final record (a SIGKILLed fan-out) closes
+    that record first, from the state it has just read: the summary read for its own record
+    says so, so this costs nothing unless there is one (fleet/reconcile.py)."""
+    from datetime import datetime, timezone
+
+    from .reconcile import close, dangling
+
+    if before is None:
+        return
+    try:
+        records, _etag = prepared.summary()
+    except Exception:  # noqa: BLE001 - the record's own write reads again and reports
+        return
+    dead = dangling(records)
+    if dead is not None:
+        close(dead, environ, warn, datetime.now(timezone.utc), after=before)
 
 
 def _mark(session: Any, warn: Callable[[str], None]) -> Any:
