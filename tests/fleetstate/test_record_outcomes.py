@@ -108,3 +108,13 @@ def test_the_reconciled_record_says_what_the_state_shows():
     assert "pid 42 on runner-7" in record.details["reconciled"] and "serial 4 -> 6" in record.details["reconciled"]
     same = outcome(started, before)
     assert same["state_changed"] is False and reconciled_record(started, same, {}).details["serial_after"] == 4
+
+
+def test_an_apply_terraform_completed_before_the_signal_is_what_runs_but_not_promotion_evidence():
+    from tfdeploy.fleet.promotion import evidence
+
+    ok = rec(1, "succeeded")
+    done = rec(3, "interrupted", version="1.1", state_changed=True, completed=True, started_id="id02")
+    row = cell_status(KEY, [ok, rec(2, "started", version="1.1"), done], None)
+    assert row.deployed == done and row.partly is None and row.marks == ("interrupted",)
+    assert evidence([done], commit="c" * 40, team="research", scope="us-east-1", same_scope=True) is None

@@ -227,7 +227,8 @@ class Terraform:
         signum = supervise.received()
         if signum is not None:
             raise supervise.Interrupted(describe_interrupt(signum, supervise.signal_count(), command,
-                                                           result, self.context, self.workdir), signum)
+                                                           result, self.context, self.workdir), signum,
+                                        completed=returncode == 0)
         return result
 
     def check(self, command: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> TerraformResult:

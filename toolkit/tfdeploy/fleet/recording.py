@@ -206,6 +206,8 @@ def recorded(action: str, environ: Mapping[str, str], warn: Callable[[str], None
         result = (INTERRUPTED if isinstance(exc, (Interrupted, KeyboardInterrupt))
                   else REFUSED if isinstance(exc, (StateLocked, ValidationError)) else "failed")
         rec.details.setdefault("error", " ".join(str(exc).split())[:2000])
+        if rec.started is not None and getattr(exc, "completed", False):
+            rec.details["completed"] = True  # Terraform finished its apply before it heard the signal
         before_write()
         write(rec, result, environ, warn)
         raise exc from None

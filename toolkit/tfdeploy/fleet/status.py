@@ -80,10 +80,13 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
     changes = [r for i, r in enumerate(r for r in ordered if r.action in ("apply", "destroy"))
                if r.result != "started" or i == 0]
     last = changes[0] if changes else None
-    success = next((r for r in changes if r.result == "succeeded"), None)
+    # What ran to the end: a success, or an apply Terraform completed before a signal stopped
+    # tfdeploy (`completed`: what runs there now, though never promotion evidence).
+    success = next((r for r in changes if r.result == "succeeded" or ran_to_the_end(r)), None)
     deployed = success if success is not None and success.action == "apply" else None
-    partly = next((r for r in changes if r.result != "succeeded" and (r.details or {}).get("state_changed")
-                   and (success is None or r.order > success.order)), None)
+    partly = next((r for r in changes if r.result != "succeeded" and not ran_to_the_end(r)
+                   and (r.details or {}).get("state_changed") and (success is None or r.order > success.order)),
+                  None)
     # A failed drift check answered nothing: the newest check that did decides.
     drift = next((r for r in ordered if r.action == "drift" and r.result in ("drifted", "in-sync")), None)
     if drift is not None and deployed is not None and drift.order < deployed.order:
@@ -104,6 +107,11 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
         marks.append("destroyed")
     return CellStatus(cell=f"{env}-{scope}-{team}", env=env, team=team, scope=scope, deployed=deployed,
                       last=last, drift=drift, newest_tag=newest_tag, marks=tuple(marks), partly=partly)
+
+
+def ran_to_the_end(record: Record) -> bool:
+    """An interrupted run whose Terraform command had completed (pure)."""
+    return record.result == "interrupted" and bool((record.details or {}).get("completed"))
 
 
 def newest_tags(tags: Iterable[Tag]) -> dict[str, str]:
