@@ -1,21 +1,24 @@
 """Record every apply and destroy of a cell in the ledger, whatever its outcome, through any crash.
 
 Commands wrap the part of a run that can change a cell in `recorded(...)` and hand it the session
-once it is open, just before Terraform may change anything. Then a `started` record is written
-(who runs it: pid, host, boot id; the state's serial and lineage), and on the way out a final
-record whose result comes from what Terraform did to the state object (read again: serial,
-lineage, the namespace's resources), not from how the command ended:
+once its gates passed. Just before the Terraform command that can change the state starts
+(`Session.before_change`, engine/stages.py), the state object is read and a `started` record
+written (who runs it: pid, host, boot id; the state's serial, lineage and resources). On the way
+out the state is read again and the final record's result comes from what Terraform did to it,
+not from how the command ended (docs/trust/records.md):
 
 - succeeded: the run completed;
-- interrupted: a signal stopped it; `state_changed` and the counts say what Terraform had done;
-- refused: nothing was changed because another run holds the state lock (named), or a check
-  refused the run (`ValidationError`) after the started record;
-- failed: anything else.
+- interrupted: a signal stopped it; `state_changed` and the counts say what Terraform had done
+  (`completed`: its apply had finished before it heard the signal);
+- refused: another run holds the state lock (named): nothing was changed;
+- failed: anything else (counts from the state when it changed).
 
 A run killed outright (SIGKILL, a lost machine) leaves its `started` record alone: the next
 command that reads the ledger reconciles it from the state object (fleet/reconcile.py). A refusal
-before the session is handed over (promotion gate, a moved tag) is not a deployment and is not
-recorded; neither is a failure before the cell's session exists.
+before Terraform could change anything (promotion gate, lock mode, a spent or foreign saved plan:
+`ValidationError`) is not a deployment and is not recorded; neither is a failure before the
+cell's session exists. A failure after the session but before Terraform's apply (e.g. its init)
+gets one final record with `state_changed: false`.
 """
 
 from __future__ import annotations
