@@ -91,9 +91,17 @@ def test_cell_names_with_dashes_in_env_and_team_parse_back():
         parse_cell("prod-us-east-1-research", ["dev", "qa"])
 
 
-def ledger_records(cell: str) -> list[dict]:
+def ledger_records(cell: str, started: bool = False) -> list[dict]:
+    """The cell's records; without `started`, the final ones (each run also writes a `started`
+    record before Terraform, checked to be there)."""
     keys = [k for k in all_keys(BUCKET) if k.startswith(f"{PREFIX}{cell}/") and not k.endswith("/_latest.json")]
-    return [json.loads(s3().get_object(Bucket=BUCKET, Key=k)["Body"].read()) for k in keys]
+    found = [json.loads(s3().get_object(Bucket=BUCKET, Key=k)["Body"].read()) for k in keys]
+    if started:
+        return found
+    finals = [r for r in found if r["result"] != "started"]
+    starts = {r["id"] for r in found if r["result"] == "started"}
+    assert all(r["details"]["started_id"] in starts for r in finals if "state" in r["details"] or starts), found
+    return finals
 
 
 def test_single_and_fanout_applies_succeeded_or_failed_are_recorded_with_who_what_and_which_commit(repo):
@@ -139,14 +147,15 @@ def test_single_and_fanout_applies_succeeded_or_failed_are_recorded_with_who_wha
     assert [(r["result"], r["add"]) for r in again] == [("succeeded", 1), ("succeeded", 0)]
     # The summary status reads holds them too, newest first; state objects are untouched.
     summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key("dev-us-east-1-research"))["Body"].read())
-    assert [r["id"] for r in summary["records"]] == [again[1]["id"], again[0]["id"]]
+    assert [r["id"] for r in summary["records"] if r["result"] != "started"] == [again[1]["id"], again[0]["id"]]
     assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate",
                                   "research/dev-global/terraform.tfstate",
                                   "research/dev-us-east-1/terraform.tfstate"]
 
-    # A refusal before Terraform runs (the saved plan is spent) is not a deployment: no record.
+    # A refusal before Terraform runs (the saved plan is spent) is not a deployment: no record,
+    # not even a started one (that is written once every check passed, just before Terraform).
     refused = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0", check=False)
-    assert refused.returncode == 2 and len(ledger_records("dev-us-east-1-research")) == 2
+    assert refused.returncode == 2 and len(ledger_records("dev-us-east-1-research", started=True)) == 4
 
 
 def test_a_record_that_cannot_be_written_is_reported_kept_and_written_by_the_next_command(repo):
@@ -167,23 +176,23 @@ def test_a_record_that_cannot_be_written_is_reported_kept_and_written_by_the_nex
     assert [p.name for p in outbox] == [f"{cell}-{kept_record.id}.json"]
     assert str(outbox[0]) in warning
 
-    # Through the CLI: an apply whose record cannot be written still succeeds (exit 0), says so
-    # in one warning line, and keeps its record too.
+    # Through the CLI: an apply whose records cannot be written still succeeds (exit 0), says so
+    # in one warning line per record (started, final), and keeps them too.
     tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0")
     applied = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0")
     lines = [line for line in applied.stderr.splitlines() if "ledger record not written" in line]
-    assert len(lines) == 1 and lines[0].startswith("tfdeploy: warning: ledger record not written: ")
+    assert len(lines) == 2 and all(line.startswith("tfdeploy: warning: ledger record not written: ") for line in lines)
     assert "Traceback" not in applied.stderr
-    assert len(list((repo / ".tfdeploy/ledger-outbox").glob("*.json"))) == 2
+    assert len(list((repo / ".tfdeploy/ledger-outbox").glob("*.json"))) == 3
 
     # The operator restores the summary (here: removes the archived copy); the next command
     # writes the kept records and the summary holds every record, the first apply's too.
     s3().delete_object(Bucket=BUCKET, Key=summary_key(cell))
     status = tfdeploy(repo, "status", "--json")
-    assert status.stderr.count("kept ledger record written") == 2
+    assert status.stderr.count("kept ledger record written") == 3
     assert not list((repo / ".tfdeploy/ledger-outbox").glob("*.json"))
     summary = json.loads(s3().get_object(Bucket=BUCKET, Key=summary_key(cell))["Body"].read())
-    assert len(summary["records"]) == 3 and kept_record.id in {r["id"] for r in summary["records"]}
+    assert len(summary["records"]) == 5 and kept_record.id in {r["id"] for r in summary["records"]}
     [row] = [c for c in json.loads(status.stdout)["cells"] if c["cell"] == cell]
     assert row["result"] == "succeeded"
 

@@ -90,8 +90,8 @@ def test_status_marks_behind_failed_drifted_and_never_deployed_on_a_small_fleet(
     broken = cells["dev-eu-central-1-research"]
     assert (broken["version"], broken["result"], broken["last"]["version"]) == ("1.0", "failed", "1.1")
     assert cells["dev-global-research"]["newest_version"] == "1.1"
-    assert doc["counts"] == {"cells": 9, "failed": 1, "drifted": 1, "behind": 2, "never-deployed": 5,
-                             "destroyed": 0, "unverified": 0}
+    assert doc["counts"] == {"cells": 9, "failed": 1, "interrupted": 0, "drifted": 1, "behind": 2,
+                             "never-deployed": 5, "destroyed": 0, "unverified": 0}
     # Sorted by team, env in promotion order, global first.
     assert list(cells)[:3] == ["dev-global-research", "dev-eu-central-1-research", "dev-us-east-1-research"]
 

@@ -288,7 +288,9 @@ def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> Non
         cell, state = deployment.tag.cell, f"s3://{b.bucket}/{b.key}"
     except Exception:  # noqa: BLE001 - a bad tag still fails the apply: say so without its cell
         pass
-    result = "interrupted" if isinstance(exc, Interrupted) else "failed"
+    from ..engine.terraform import StateLocked
+
+    result = "interrupted" if isinstance(exc, Interrupted) else "refused" if isinstance(exc, StateLocked) else "failed"
     notify("apply-failed", f"tfdeploy: apply {result}: {tag}",
            {"tag": tag, "cell": cell, "result": result, "error": str(exc), "state": state,
             "command": f"tfdeploy apply --tag {tag}"}, settings, os.environ)

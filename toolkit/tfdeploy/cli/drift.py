@@ -96,7 +96,10 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
     for where in flush_outbox(cache, os.environ, _warn):
         click.echo(f"tfdeploy: kept ledger record written: {where}", err=True)
     envs = [env] if env else list(settings.environments)
-    deployed = d.deployed_cells(latest(settings, os.environ, envs, [team] if team else None, cache_dir=cache),
+    from ..fleet.reconcile import reconcile
+
+    found = reconcile(latest(settings, os.environ, envs, [team] if team else None, cache_dir=cache), os.environ, _warn)
+    deployed = d.deployed_cells(found,
                                 settings.environments, extra_regions=settings.extra_regions, env=env, team=team)
     if not deployed:
         say("no deployed cells to check" + (" for these filters" if env or team else "")

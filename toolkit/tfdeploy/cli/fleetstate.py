@@ -104,8 +104,10 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
                               f"({', '.join(settings.environments)})")
     envs = [env] if env else list(settings.environments)
     _flush(repo)
-    records = latest(settings, os.environ, envs, [team] if team else None,
-                     cache_dir=repo_cache_dir(repo.root, os.environ))
+    from ..fleet.reconcile import reconcile
+
+    records = reconcile(latest(settings, os.environ, envs, [team] if team else None,
+                               cache_dir=repo_cache_dir(repo.root, os.environ)), os.environ, _warn)
     tags = [e.tag for e in list_tags(repo.root, settings.extra_regions)
             if e.tag is not None and e.tag.env in envs]
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
@@ -136,6 +138,9 @@ def _write_report(path: Path, rows: Sequence[CellStatus], records: Mapping[str, 
     from ..results import write_atomic
 
     note = " ".join(f"--{k} {v}" for k, v in (("env", env), ("team", team)) if v)
+    from ..fleet.reconcile import without_closed_starts
+
+    records = {cell: without_closed_starts(found) for cell, found in records.items()}
     page = render_report(rows, records, generated_at=now_iso(), environments=list(environments), scope_note=note)
     try:
         write_atomic(path, page)
@@ -176,7 +181,10 @@ def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext)
         raise ValidationError(f"env {env} of {cell} is not one of the configured environments "
                               f"({', '.join(settings.environments)})")
     _flush(repo)
-    records = read_history(cell, env, settings, os.environ)
+    from ..fleet.reconcile import reconcile, without_closed_starts
+
+    records = without_closed_starts(reconcile({cell: read_history(cell, env, settings, os.environ)},
+                                              os.environ, _warn)[cell])
     trust = _trust(repo)
     if as_json:
         echo_json({"cell": cell, "records": [trust.annotate(r) for r in records]})

@@ -77,7 +77,12 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
     # Held from the ledger read to the apply (re-entrant: the apply takes it again), so no other
     # run on this machine changes the cell between the choice and the change.
     hold_cell_for_command(repo, probe.name, lock_timeout)
-    records = history(cell, env, settings, os.environ)
+    from ..fleet.reconcile import reconcile
+
+    def warn(text: str) -> None:
+        click.echo(f"tfdeploy: warning: {text}", err=True)
+
+    records = reconcile({cell: history(cell, env, settings, os.environ)}, os.environ, warn)[cell]
     chosen = choose(cell, trusted_records(cell, records, repo, _note), to_version)
     target_tag = f"{env}_{scope}/{team}/{chosen.version}"
     entry = next((e for e in list_tags(repo.root, settings.extra_regions) if e.name == target_tag), None)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
@@ -101,6 +101,14 @@ class Session:
     sandbox_endpoint: str | None
     backend_extra: dict[str, str] = field(default_factory=dict)
     lock_timeout_s: float = 0  # also Terraform's -lock-timeout on commands that lock the state
+    # Called once, just before the Terraform command that can change the state starts (every
+    # check passed): the ledger's `started` record and state read (fleet/recording.py).
+    before_change: Callable[[], None] | None = None
+
+    def changing(self) -> None:
+        if self.before_change is not None:
+            hook, self.before_change = self.before_change, None
+            hook()
 
     @property
     def cache(self) -> Path:
@@ -517,6 +525,7 @@ def apply_once(session: Session, meta: dict[str, Any]) -> None:
     # Someone follows the events (a fleet's live table): the -json stream. A saved plan's apply
     # prints no diff, so the log loses nothing: each event's @message is Terraform's own line.
     follow = session.terraform.on_event is not None
+    session.changing()
     try:
         session.terraform.check("apply", spent.name, input=False, no_color=_flag(), ui_json=follow,
                                 **session.lock_options())

@@ -158,3 +158,29 @@ def _json(raw: bytes | str) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def held_lock(bucket: str, key: str, region: str, table: str | None, environ: Mapping[str, str],
+              endpoint: str | None) -> dict[str, Any] | None:
+    """The lock held on one state object right now, in either mode (the DynamoDB item `LockID` =
+    `<bucket>/<key>` with its `Info`, or the `<key>.tflock` object), as Terraform's LockInfo
+    (ID, Operation, Who, Created, ...); None when nothing holds it. Read the way `list_locks`
+    reads every lock, for one key: what a run names when another run holds its state."""
+    from ..aws.clients import client
+
+    try:
+        body = client("s3", region, environ, endpoint=endpoint).get_object(
+            Bucket=bucket, Key=key + STATE_SUFFIX)["Body"].read()
+        info = _json(body)
+        if info:
+            return info
+    except Exception:  # noqa: BLE001 - no lockfile (or unreadable): the table may still hold it
+        pass
+    if not table:
+        return None
+    try:
+        item = client("dynamodb", region, environ, endpoint=endpoint).get_item(
+            TableName=table, Key={"LockID": {"S": f"{bucket}/{key}"}}, ConsistentRead=True).get("Item") or {}
+    except Exception:  # noqa: BLE001 - cannot tell: not held as far as we know
+        return None
+    return _json(item["Info"].get("S", "")) or None if "Info" in item else None

@@ -46,10 +46,11 @@ POLL_MIN_S = 0.002
 class Interrupted(TfdeployError):
     """tfdeploy was told to stop. Exit code 128 + the signal number (130 SIGINT, 143 SIGTERM)."""
 
-    def __init__(self, message: str, signum: int):
+    def __init__(self, message: str, signum: int, completed: bool = False):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+        self.completed = completed  # the Terraform command it stopped had completed (exit 0) first
 
 
 def signal_name(signum: int) -> str:

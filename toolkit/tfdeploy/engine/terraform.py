@@ -66,16 +66,38 @@ def unlock_hint(tag: str | None, lock_id: str | None) -> str:
     return f"tfdeploy locks, then tfdeploy unlock --tag {tag or 'TAG'} --lock-id {lock_id or 'LOCK_ID'}"
 
 
+class StateLocked(TfdeployError):
+    """Terraform could not take the state lock: another run holds it. Nothing was changed, so the
+    ledger records it as `refused`, not as a failed deployment (fleet/recording.py)."""
+
+    def __init__(self, message: str, command: str, holder: Mapping[str, str], tag: str | None):
+        super().__init__(message)
+        self.command, self.holder, self.tag = command, dict(holder), tag
+
+
+def locked_line(command: str, holder: Mapping[str, Any], tag: str | None) -> str:
+    """The one line for a state held by another run (pure)."""
+    return (
+        f"terraform {command}: the state is locked by {holder.get('Who') or 'someone'} "
+        f"({holder.get('Operation') or 'an operation'} since {holder.get('Created') or '?'}, lock ID "
+        f"{holder.get('ID') or '?'}); wait for it to finish (--lock-timeout 5m), or if it died: "
+        f"{unlock_hint(tag, holder.get('ID'))}"
+    )
+
+
+def failure(command: str, result: TerraformResult, tag: str | None = None) -> TfdeployError:
+    """The error for a failed Terraform command: StateLocked when another run holds the lock."""
+    holder = lock_holder(result.stderr)
+    if holder is not None:
+        return StateLocked(locked_line(command, holder, tag), command, holder, tag)
+    return TfdeployError(explain_failure(command, result, tag))
+
+
 def explain_failure(command: str, result: TerraformResult, tag: str | None = None) -> str:
     """One line for a failed Terraform command (pure)."""
     holder = lock_holder(result.stderr)
     if holder is not None:
-        return (
-            f"terraform {command}: the state is locked by {holder.get('Who', 'someone')} "
-            f"({holder.get('Operation', 'an operation')} since {holder.get('Created', '?')}, lock ID "
-            f"{holder.get('ID', '?')}); wait for it to finish (--lock-timeout 5m), or if it died: "
-            f"{unlock_hint(tag, holder.get('ID'))}"
-        )
+        return locked_line(command, holder, tag)
     errors = re.findall(r"^(?:\u2577\n\u2502 )?Error: (.+)$", result.stderr, re.MULTILINE)
     errors += re.findall(r"\u2502 Error: (.+)$", result.stderr, re.MULTILINE)
     first = errors[0].strip() if errors else (result.stderr.strip().splitlines() or ["(no output)"])[-1]
@@ -211,13 +233,14 @@ class Terraform:
         signum = supervise.received()
         if signum is not None:
             raise supervise.Interrupted(describe_interrupt(signum, supervise.signal_count(), command,
-                                                           result, self.context, self.workdir), signum)
+                                                           result, self.context, self.workdir), signum,
+                                        completed=returncode == 0)
         return result
 
     def check(self, command: str, *args: str, ok: tuple[int, ...] = (0,), **options: Any) -> TerraformResult:
         result = self.run(command, *args, **options)
         if result.returncode not in ok:
-            raise TfdeployError(explain_failure(command, result, self.context.tag if self.context else None))
+            raise failure(command, result, self.context.tag if self.context else None)
         return result
 
 

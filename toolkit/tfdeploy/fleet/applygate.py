@@ -36,6 +36,7 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
     `require_signed_evidence`, which refuses."""
     from .ledger import LedgerError, history, latest
     from .signing import NO_KEY_NOTE, SigningError, requires_signed, trust_for
+    from .reconcile import reconcile
 
     tag, commit = session.tag, session.workdir.source.commit
     previous = promotion.previous_envs(tag.env, [s.environments for s in settings])
@@ -60,7 +61,7 @@ def check_promotion(session: Any, settings: Sequence[Settings], environ: Mapping
     said = f"evidence signed by {trust.key_arn}" if trust.signed else NO_KEY_NOTE
     for prev in previous:
         try:
-            cells = latest(tagged, environ, [prev], [tag.team])
+            cells = reconcile(latest(tagged, environ, [prev], [tag.team]), environ, note)
             same_scope = _scope_in(prev, tag, session.workdir.path, cells)
             # Only the env's own records: a genuine record copied into another env's folder is not its evidence.
             records = [r for rs in cells.values() for r in rs if r.env == prev]

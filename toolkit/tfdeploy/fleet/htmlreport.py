@@ -21,14 +21,15 @@ from .ledger import SUMMARY_KEEP, Record
 from .status import CellStatus, _when, _who
 
 # The one state a row is coloured by, most urgent first; "ok" when it carries no mark.
-STATES = ("unverified", "failed", "drifted", "behind", "never-deployed", "destroyed", "ok")
+STATES = ("unverified", "failed", "interrupted", "drifted", "behind", "never-deployed", "destroyed", "ok")
 STATE_LABELS = {
-    "failed": "failed", "drifted": "drifted", "behind": "behind", "never-deployed": "never deployed",
-    "destroyed": "destroyed", "ok": "succeeded", "unverified": "unverified record",
+    "failed": "failed", "interrupted": "interrupted", "drifted": "drifted", "behind": "behind",
+    "never-deployed": "never deployed", "destroyed": "destroyed", "ok": "succeeded", "unverified": "unverified record",
 }
 STATE_MEANINGS = {
     "ok": "last apply succeeded, newest version, no drift found",
     "failed": "the last apply or destroy failed",
+    "interrupted": "a run was cut short (signal, crash); the state may hold part of its change",
     "drifted": "a drift check since the last apply found differences",
     "behind": "a newer version is tagged for the cell",
     "never-deployed": "set up or tagged, never applied",
@@ -219,7 +220,7 @@ tr.row.open{background:#f3f6fa}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;font-weight:600;white-space:nowrap;
 border:1px solid currentColor}
 .b-ok{color:var(--ok);background:var(--ok-bg)}.b-failed{color:var(--failed);background:var(--failed-bg)}
-.b-drifted{color:var(--drifted);background:var(--drifted-bg)}.b-behind{color:var(--behind);background:var(--behind-bg)}
+.b-interrupted{color:var(--failed);background:var(--failed-bg)}.b-drifted{color:var(--drifted);background:var(--drifted-bg)}.b-behind{color:var(--behind);background:var(--behind-bg)}
 .b-never-deployed{color:var(--never-deployed);background:var(--never-deployed-bg)}
 .b-destroyed{color:var(--destroyed);background:var(--destroyed-bg)}
 .mono,code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}

@@ -49,7 +49,11 @@ CACHE_FORMAT = "tfdeploy-ledger-cache/1"
 SUMMARY_KEEP = 20  # records kept in a cell's summary (plus the last success and drift, see below)
 OUTBOX_DIR = "ledger-outbox"
 ACTIONS = ("apply", "destroy", "drift")
-RESULTS = ("succeeded", "failed", "drifted", "in-sync")
+# started: written before Terraform starts (its final record follows, or a reader reconciles it,
+# fleet/reconcile.py); interrupted: stopped by a signal or a crash, the state says what changed;
+# refused: nothing was changed (e.g. another run holds the state lock). Only `succeeded` is
+# evidence that a change ran (promotion, rollback, status).
+RESULTS = ("succeeded", "failed", "drifted", "in-sync", "started", "interrupted", "refused")
 _CONFLICT_CODES = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
 _SUMMARY_ATTEMPTS = 12
 READ_THREADS = 32  # S3 answers a GET in ~20-50 ms: more threads hide that latency
@@ -58,6 +62,10 @@ SANDBOX_READ_THREADS = 16  # the local moto answers at once: past 16, threads on
 
 class LedgerError(TfdeployError):
     """The ledger could not be read or written."""
+
+
+class NoBucket(LedgerError):
+    """The bucket a record goes to does not exist (yet): nothing can have been deployed there."""
 
 
 def new_id() -> str:
@@ -78,7 +86,7 @@ class Record:
     scope: str  # a Region code or "global"
     version: str
     action: str  # "apply" | "destroy" | "drift"
-    result: str  # "succeeded" | "failed" | "drifted" | "in-sync"
+    result: str  # one of RESULTS
     add: int
     change: int
     destroy: int
@@ -309,7 +317,8 @@ def write_record(record: Record, place: Place, environ: Mapping[str, str], s3: A
             put_record()
         _update_summary(s3, place, record, sleep, first)
     except (BotoCoreError, ClientError) as exc:
-        raise LedgerError(f"cannot write to s3://{place.bucket}/{cell_prefix(record.cell)}: {exc}") from None
+        kind = NoBucket if _code(exc) == "NoSuchBucket" else LedgerError
+        raise kind(f"cannot write to s3://{place.bucket}/{cell_prefix(record.cell)}: {exc}") from None
     return f"s3://{place.bucket}/{key}"
 
 
@@ -672,12 +681,14 @@ def outbox_dir(cache_dir: Path) -> Path:
     return cache_dir / OUTBOX_DIR
 
 
-def keep_in_outbox(cache_dir: Path, record: Record, place: Place) -> Path:
-    """Keep a record that could not be written, with where it was going, for the next command."""
+def keep_in_outbox(cache_dir: Path, record: Record, place: Place, because: str = "") -> Path:
+    """Keep a record that could not be written, with where it was going and why, for the next
+    command. (Files an earlier version kept say no why: see `_before_bucket`.)"""
     from ..results import write_atomic
 
     path = outbox_dir(cache_dir) / f"{record.cell}-{record.id}.json"
-    write_atomic(path, json.dumps({"bucket": place.bucket, "region": place.region,
+    why = {"kept_because": because} if because else {}
+    write_atomic(path, json.dumps({"bucket": place.bucket, "region": place.region, **why,
                                    "record": record.to_dict()}, indent=2, sort_keys=True) + "\n")
     return path
 
@@ -689,6 +700,7 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
     if not folder.is_dir():
         return []
     written = []
+    created: dict[str, str | None] = {}
     for path in sorted(folder.glob("*.json")):
         try:
             kept = json.loads(path.read_text(encoding="utf-8"))
@@ -697,13 +709,41 @@ def flush_outbox(cache_dir: Path, environ: Mapping[str, str],
         except (OSError, ValueError, KeyError, TypeError) as exc:
             warn(f"ledger record {path} is not readable ({exc}); left in place")
             continue
+        if not kept.get("kept_because") and _before_bucket(record, place, environ, created):
+            path.unlink()
+            warn(f"ledger record {path} dropped: it was kept while s3://{place.bucket} did not exist yet "
+                 f"(created {created[place.bucket]}), so that {record.action} deployed nothing there")
+            continue
         try:
             written.append(write_record(record, place, environ))
+        except NoBucket as exc:
+            path.unlink()
+            warn(f"ledger record {path} dropped: {exc}; nothing can have been deployed there")
+            continue
         except Exception as exc:  # stays kept; never breaks the command that flushes
             warn(f"ledger record kept in {path} still not written: {exc}")
             continue
         path.unlink()
     return written
+
+
+def _before_bucket(record: Record, place: Place, environ: Mapping[str, str], created: dict[str, str | None]) -> bool:
+    """Was `record`, kept by an earlier version, made before its bucket existed (one ListBuckets
+    per flush, only when the outbox holds such records)? Then its run could not have changed
+    anything there. A minute of margin for the clocks of this machine and S3."""
+    if place.bucket not in created:
+        try:
+            buckets = _s3(place.region, environ).list_buckets().get("Buckets", [])
+            created.update({b["Name"]: b["CreationDate"].astimezone(timezone.utc).isoformat(timespec="milliseconds")
+                            .replace("+00:00", "Z") for b in buckets})
+        except Exception:  # noqa: BLE001 - cannot tell: the write itself decides
+            pass
+        created.setdefault(place.bucket, None)
+    when = created[place.bucket]
+    if when is None:
+        return False
+    made = datetime.fromisoformat((record.finished_at or record.started_at).replace("Z", "+00:00"))
+    return (datetime.fromisoformat(when.replace("Z", "+00:00")) - made).total_seconds() > 60
 
 
 @dataclass(frozen=True)
@@ -771,10 +811,14 @@ def record_run(tag: Tag, settings: Settings | None, environ: Mapping[str, str], 
     flush_outbox(cache_dir, environ, warn)
     try:
         write_record(record, place, environ, read=prepared.summary if prepared is not None else None)
+    except NoBucket as exc:  # a run before `bootstrap`: it deployed nothing, and says so once
+        warn(f"ledger record dropped: {exc} (the bucket does not exist, so nothing was deployed there); "
+             f"run tfdeploy bootstrap --env {tag.env}")
+        return record
     except Exception as exc:  # the run's own outcome stands; the record must not be lost
         reason = str(exc) if isinstance(exc, TfdeployError) else f"{type(exc).__name__}: {exc}"
         try:
-            kept = keep_in_outbox(cache_dir, record, place)
+            kept = keep_in_outbox(cache_dir, record, place, reason[:300])
         except OSError as disk:  # last resort: the record itself, in the run's output
             warn(f"ledger record not written: {reason}; nor kept ({disk}); the record: "
                  + json.dumps({"bucket": place.bucket, "region": place.region, "record": record.to_dict()},

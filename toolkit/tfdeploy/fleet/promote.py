@@ -140,10 +140,11 @@ def ledger_records(request: PromoteRequest, settings: Settings, environ: Mapping
     under ledger_signing_key, never future-dated ones): the summaries, and a cell's whole history
     where its summary no longer holds a success of the version."""
     from .ledger import history, latest
+    from .reconcile import reconcile
     from .signing import trust_for
 
     trust = trust_for([settings], environ)
-    cells = latest(settings, environ, [request.source], [request.team])
+    cells = reconcile(latest(settings, environ, [request.source], [request.team]), environ, lambda _text: None)
     records = []
     for cell, rs in cells.items():
         counted = trust.split(rs)[0]

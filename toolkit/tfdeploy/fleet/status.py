@@ -5,6 +5,8 @@ Marks:
 - `never-deployed`: a cell the repo can deploy (a tag, a per-scope tfvars file or an allowed
   Region of a team set up for the env) with no record.
 - `failed`: the cell's last apply or destroy failed.
+- `interrupted`: a run was cut short (a signal, a crash) or a later change that did not complete
+  changed the state: the version shown is the last that ran to the end, `partly` the one that did not.
 - `behind`: a newer version is tagged for the cell (same env, team and scope) than the one deployed.
 - `drifted`: the newest drift check after the last apply found differences.
 - `destroyed`: the last successful change was a destroy.
@@ -22,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..model.tags import GLOBAL, Tag
 from .ledger import Record, newest_first
 
-MARKS = ("failed", "drifted", "behind", "never-deployed", "destroyed", "unverified")
+MARKS = ("failed", "interrupted", "drifted", "behind", "never-deployed", "destroyed", "unverified")
 Distrust = Callable[[Record], str]  # why a record must not be trusted ("" when it may)
 _RUNS = re.compile(r"[0-9]+|[a-z]+")
 
@@ -51,6 +53,9 @@ class CellStatus:
     newest_tag: str | None  # the newest version tagged for this cell
     marks: tuple[str, ...] = field(default=())
     unverified: tuple[tuple[Record, str], ...] = field(default=())  # left out, with why
+    # A change after the last success that changed the state without completing (interrupted,
+    # failed midway): the cell runs part of it. Never evidence that its version runs.
+    partly: Record | None = None
 
     @property
     def newest_version(self) -> str | None:
@@ -67,7 +72,7 @@ class CellStatus:
             "last": last.to_dict() if last else None,
             "drift": self.drift.to_dict() if self.drift else None,
             "newest_tag": self.newest_tag, "newest_version": self.newest_version,
-            "marks": list(self.marks),
+            "marks": list(self.marks), "partly": self.partly.version if self.partly else None,
             "unverified": [{"id": r.id, "tag": r.tag, "why": why} for r, why in self.unverified],
         }
 
@@ -94,7 +99,7 @@ def _trusted(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list
             continue
         kept.append(r)
         have_last = have_last or change
-        have_success = have_success or (change and r.result == "succeeded")
+        have_success = have_success or (change and (r.result == "succeeded" or ran_to_the_end(r)))
         have_drift = have_drift or checked_drift
         if have_last and have_success and have_drift:
             break
@@ -107,10 +112,18 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
     records it finds against are left out and listed)."""
     env, scope, team = cell
     ordered, unverified = _trusted(newest_first(records), distrust)
-    changes = [r for r in ordered if r.action in ("apply", "destroy")]
+    # A `started` record is news only while it is the newest (a run going on, or one to reconcile):
+    # otherwise its run's final record follows it.
+    changes = [r for i, r in enumerate(r for r in ordered if r.action in ("apply", "destroy"))
+               if r.result != "started" or i == 0]
     last = changes[0] if changes else None
-    success = next((r for r in changes if r.result == "succeeded"), None)
+    # What ran to the end: a success, or an apply Terraform completed before a signal stopped
+    # tfdeploy (`completed`: what runs there now, though never promotion evidence).
+    success = next((r for r in changes if r.result == "succeeded" or ran_to_the_end(r)), None)
     deployed = success if success is not None and success.action == "apply" else None
+    partly = next((r for r in changes if r.result != "succeeded" and not ran_to_the_end(r)
+                   and (r.details or {}).get("state_changed") and (success is None or r.order > success.order)),
+                  None)
     # A failed drift check answered nothing: the newest check that did decides.
     drift = next((r for r in ordered if r.action == "drift" and r.result in ("drifted", "in-sync")), None)
     if drift is not None and deployed is not None and drift.order < deployed.order:
@@ -118,20 +131,27 @@ def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_ta
     marks = []
     if last is not None and last.result == "failed":
         marks.append("failed")
+    if (last is not None and last.result == "interrupted") or partly is not None:
+        marks.append("interrupted")
     if drift is not None and drift.result == "drifted" and deployed is not None:
         marks.append("drifted")
     newest_version = newest_tag.rsplit("/", 1)[1] if newest_tag else None
     if deployed is not None and newest_version and version_key(newest_version) > version_key(deployed.version):
         marks.append("behind")
-    if not changes:
-        marks.append("never-deployed")
+    if not any(r.result not in ("started", "refused") for r in changes):
+        marks.append("never-deployed")  # nothing was ever changed (a refused run changes nothing)
     elif success is not None and success.action == "destroy":
         marks.append("destroyed")
     if unverified:
         marks.append("unverified")
     return CellStatus(cell=f"{env}-{scope}-{team}", env=env, team=team, scope=scope, deployed=deployed,
                       last=last, drift=drift, newest_tag=newest_tag, marks=tuple(marks),
-                      unverified=tuple(unverified))
+                      unverified=tuple(unverified), partly=partly)
+
+
+def ran_to_the_end(record: Record) -> bool:
+    """An interrupted run whose Terraform command had completed (pure)."""
+    return record.result == "interrupted" and bool((record.details or {}).get("completed"))
 
 
 def newest_tags(tags: Iterable[Tag]) -> dict[str, str]:
@@ -200,6 +220,8 @@ def render_table(rows: Sequence[CellStatus]) -> str:
         if "unverified" in marks:
             whys = "; ".join(dict.fromkeys(f"{rec.version} {rec.action}: {why}" for rec, why in r.unverified))
             marks[marks.index("unverified")] = f"unverified ({whys})"
+        if "interrupted" in marks and r.partly is not None:
+            marks[marks.index("interrupted")] = f"interrupted ({r.partly.version} partly applied)"
         lines.append((r.team, r.env, r.scope, d.version if d else "-", d.commit[:12] if d else "-",
                       _when(d.finished_at) if d else "-", _who(d.caller) if d else "-", outcome or "-",
                       ", ".join(marks) or "ok"))
@@ -219,7 +241,21 @@ def render_history(records: Sequence[Record], distrust: Distrust | None = None) 
         why = distrust(r) if distrust is not None else ""
         if why:
             extra += f" UNVERIFIED ({why})"
+        extra += state_note(r)
         lines.append((_when(r.finished_at), r.action, r.result + extra, r.tag, r.commit[:12],
                       f"+{r.add} ~{r.change} -{r.destroy}", _who(r.caller), r.build_id or "-"))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def state_note(record: Record) -> str:
+    """What the state showed after a run that did not succeed (pure): `(state changed, serial
+    3 -> 4)`, `(state unchanged)`, `(reconciled: ...)`; "" when the record does not say."""
+    details = record.details or {}
+    if record.result in ("succeeded", "started", "drifted", "in-sync") or "state_changed" not in details:
+        return ""
+    if details["state_changed"]:
+        note = f" (state changed, serial {details.get('serial_before')} -> {details.get('serial_after')}"
+    else:
+        note = " (state unchanged"
+    return note + ("; reconciled after its run died)" if details.get("reconciled") else ")")
