@@ -45,9 +45,12 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                terraform_bin: str | None, lock_timeout: float, as_json: bool, detailed_exitcode: bool,
                parallel: int, fail_fast: bool, retry: int, only_failed: bool,
                auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None,
+               narrow: Callable[[tuple[Any, ...]], tuple[tuple[Any, ...], list[Any]]] | None = None,
                allow_protected: bool = False, override: str = "") -> NoReturn:
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
+    `narrow` (destroy) sees the selected tags first and returns those to run and the CellResults
+    of the cells it leaves out on purpose (shown in the matrix, never run).
     `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse.
     `override` (apply): the --skip-promotion-check reason, checked and recorded per cell."""
     from ..engine.stages import check_sources, find_terraform
@@ -93,6 +96,9 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
         for note in selection.notes:
             click.echo(f"tfdeploy: note: {note}", err=True)
         tags = selection.tags
+    left_out: list[Any] = []
+    if narrow is not None:
+        tags, left_out = narrow(tags)
     steps = schedule(tags, action)
     if confirm is not None:
         confirm(steps)
@@ -111,6 +117,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                                                override=override), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
                             display=display, action_name=action)
+    outcome.results = left_out + outcome.results
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None
     write_record(runs, record, outcome.results)
     if action in ("apply", "destroy") and settings.notify_topic_arn and not all(r.ok for r in outcome.results):
