@@ -111,9 +111,12 @@ def _by_version(repo: RepoContext, tags: tuple) -> tuple[tuple, list]:
     """The tags whose cells run their version (or nothing), and the Skips of the others (ledger)."""
     from ..fleet.destroyscope import choose, deployed_versions
     from ..fleet.ledger import LedgerError
+    from ..fleet.preflight import Fleet, check_credentials, run_checks
     from ..paths import repo_cache_dir
     from .fleetstate import _flush
 
+    # No credentials: say so once, not as a ledger read error.
+    run_checks(Fleet(repo.root, repo.settings, os.environ, repo.overrides, tags, {}), [check_credentials])
     try:
         _flush(repo)  # a record an earlier command kept may be the newest apply of a cell
         running = deployed_versions(tags, repo.settings, os.environ, repo_cache_dir(repo.root, os.environ))
@@ -135,6 +138,8 @@ def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve:
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
 
     def narrow(tags: tuple) -> tuple[tuple, list[CellResult]]:
+        for tag in tags:  # before any AWS call: a refusal needs none
+            refuse_protected(tag, [repo.settings], allow_protected=allow_protected)
         if any_version:
             return tags, []
         chosen, skipped = _by_version(repo, tags)
@@ -144,8 +149,6 @@ def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve:
                                    chosen_skip=True) for s in skipped]
 
     def confirm(steps: list) -> None:
-        for step in steps:
-            refuse_protected(step.tag, [repo.settings], allow_protected=allow_protected)
         say(f"destroy {len(steps)} cells, in this order: " + ", ".join(step.tag.name for step in steps))
         if auto_approve:
             return

@@ -57,6 +57,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     from ..engine.tagindex import list_tags
     from ..fleet.actions import ACTIONS
     from ..fleet.display import make_display
+    from ..fleet.preflight import Fleet, run_checks
     from ..fleet.results import (
         RUNS_DIR,
         RunRecord,
@@ -100,12 +101,14 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     if narrow is not None:
         tags, left_out = narrow(tags)
     steps = schedule(tags, action)
-    if confirm is not None:
-        confirm(steps)
 
     # Once for every cell: the Terraform binary and each tag's git checks (a failing tag fails
-    # its cell alone, with its own error).
+    # its cell alone, with its own error); then what all cells share (credentials, state buckets):
+    # a problem there is one line and no cell starts.
     sources: dict[str, Any] = check_sources(repo.root, tags, settings.default_branch, source)
+    run_checks(Fleet(repo.root, settings, os.environ, repo.overrides, tags, sources))
+    if confirm is not None:
+        confirm(steps)
     shared = Shared(repo.root, repo.overrides, os.environ, source,
                     find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
     record = RunRecord(run_id=new_run_id(), action=action, tag_args=list(tag_args),
