@@ -37,6 +37,7 @@ class CellResult:
     # Skipped on purpose, not for a failure (destroy: the cell runs another version): the run
     # still succeeds, and the reason is in `error` and the --json "reason".
     chosen_skip: bool = False
+    local_problem: str = ""  # the local disk failed under the cell (its log, its result file), and how
 
     @property
     def ok(self) -> bool:

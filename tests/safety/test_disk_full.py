@@ -1,0 +1,156 @@
+"""A full local disk during an apply or a fan-out (a real 3 MiB tmpfs as the repo cache, where the
+work dirs, kept errored states, run logs and records live): what tfdeploy says it kept, it kept;
+an errored state the disk cannot take goes to the state bucket and `state recover` reads it there;
+the run ends in lines, never a traceback; a cell whose apply succeeded is recorded as succeeded."""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tests.e2e.conftest import make_repo, tag, tfdeploy
+from tests.safety.helpers_celllock import CELL, KEY, TAG, last_line, slow_repo, start, state_object
+from tests.statecheck import all_keys, s3
+
+pytestmark = pytest.mark.safety
+
+BUCKET = "demo-tfstate-dev"
+ERRORED = f"_tfdeploy-errored/{CELL}/"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs (needs mount rights: root, or skipped with the reason)."""
+    disk = tmp_path / "small-disk"
+    disk.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}); "
+                    "the disk-full tests need a real small filesystem")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Take every free block of the disk."""
+    import os
+
+    fd = os.open(disk / "filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_an_errored_state_the_full_disk_cannot_take_goes_to_the_backend_and_recover_reads_it(
+        tmp_path, sandbox_env, small_disk, lose_answer):
+    env = {"TFDEPLOY_CACHE_DIR": str(small_disk)}
+    repo = slow_repo(tmp_path / "infra", delay=4, env=env)
+    proc = start(repo, "apply", "--tag", TAG, "--auto-approve", env=env)
+    for line in proc.stdout:
+        if "Provisioning with 'local-exec'" in line:
+            # While the apply sleeps: the backend will not answer Terraform's state save (every
+            # attempt of its check before the write), and the disk under the work dir fills up.
+            for _ in range(5):
+                lost = lose_answer(lambda e: e["REQUEST_METHOD"] == "HEAD" and e["PATH_INFO"].endswith("/" + KEY))
+            fill(small_disk)
+            break
+    _out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err and len(lost) == 5, lost
+    line = last_line(err)
+    objects = [k for k in all_keys(BUCKET) if k.startswith(ERRORED)]
+    assert len(objects) == 1, (objects, err[-3000:])
+    assert line.startswith("tfdeploy: error: ")
+    assert f"the local disk failed" in line and f"kept in the backend at s3://{BUCKET}/{objects[0]}" in line
+    assert f"tfdeploy state recover --tag {TAG}" in line
+    kept = json.loads(s3().get_object(Bucket=BUCKET, Key=objects[0])["Body"].read())
+    assert [(r["module"], r["type"]) for r in kept["resources"]] == [("module.regional", "terraform_data")]
+    # Nothing on the full disk is called kept: no empty or partial state among the kept ones.
+    assert not list((small_disk / "errored" / CELL).glob("*.tfstate"))
+
+    (small_disk / "filler").unlink()
+    tfdeploy(repo, "bootstrap", "--env", "dev", env=env)
+    recovered = tfdeploy(repo, "state", "recover", "--tag", TAG, "--yes", env=env)
+    assert f"kept state: s3://{BUCKET}/{objects[0]}" in recovered.stdout
+    state = state_object()
+    assert [(r["module"], r["type"]) for r in state["resources"]] == [("module.regional", "terraform_data")]
+    keys = all_keys(BUCKET)
+    assert objects[0] in keys and objects[0] + ".recovered" in keys  # marked, never deleted
+    again = tfdeploy(repo, "plan", "--tag", TAG, "--detailed-exitcode", check=False, env=env)
+    assert again.returncode == 0, again.stdout + again.stderr
+    # Recovered: the next recover finds nothing left to push.
+    none = tfdeploy(repo, "state", "recover", "--tag", TAG, "--yes", check=False, env=env)
+    assert none.returncode == 1 and "no kept errored state" in last_line(none.stderr)
+
+
+REGIONS = ("us-east-1", "eu-central-1", "us-west-2")
+
+
+def test_a_fanout_that_fills_the_disk_records_what_terraform_did_without_a_traceback(
+        tmp_path, sandbox_env, small_disk):
+    env = {"TFDEPLOY_CACHE_DIR": str(small_disk)}
+    repo = make_repo(tmp_path / "infra", lock="dynamodb")
+    (repo / "envs/dev/research/variables.tfvars").write_text(
+        'account = "111111111111"\nallowed_regions = ["us-east-1", "eu-central-1", "us-west-2"]\n'
+        "apply_delay_seconds = 3\n")
+    git(repo, "commit", "-qam", "3 Regions, slow applies")
+    for scope in (*REGIONS, "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev", env=env)
+    proc = start(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--parallel", "4", env=env)
+    planned, out = set(), []
+    for line in proc.stdout:
+        out.append(line)
+        found = re.match(r"^\[(dev-(?:us|eu)-[a-z0-9-]+-research)\] plan \+1", line)
+        if found:
+            planned.add(found.group(1))
+        if len(planned) == len(REGIONS):
+            fill(small_disk)  # the three regional applies are running (sleeping in a provisioner)
+            break
+    rest, err = proc.communicate(timeout=600)
+    out = "".join(out) + rest
+    assert "Traceback" not in err and "internal error" not in out + err, err
+    assert proc.returncode == 0, out + err
+    for scope in (*REGIONS, "global"):
+        cell = f"dev-{scope}-research"
+        assert re.search(rf"^{cell}\s+\S+\s+applied\s+\+1 ~0 -0", out, re.M), out
+    assert "the local disk is full" in err
+    summary = [line for line in err.splitlines() if "the local disk failed during this run" in line]
+    assert len(summary) == 1, err
+    # One line per cell the disk failed under (its result file, or its log), however many writes failed.
+    for scope in REGIONS:
+        mine = [line for line in err.splitlines() if line.startswith(f"[dev-{scope}-research] tfdeploy: warning: ")]
+        assert len(mine) == 1 and "No space left on device" in mine[0], err
+
+    (small_disk / "filler").unlink()
+    status = json.loads(tfdeploy(repo, "status", "--env", "dev", "--json", env=env).stdout)
+    results = {c["cell"]: (c["version"], c["result"]) for c in status["cells"] if c["team"] == "research"}
+    assert results == {f"dev-{s}-research": ("1.0", "succeeded") for s in (*REGIONS, "global")}, results
+
+
+def test_the_state_terraform_prints_is_found_in_its_output():
+    """Pure: when Terraform could write neither the backend nor errored.tfstate it prints the
+    state between its messages; that copy is what tfdeploy keeps."""
+    from tfdeploy.engine.errored import emergency_dump, readable_state
+
+    state = {"version": 4, "terraform_version": "1.15.5", "serial": 3, "lineage": "L",
+             "outputs": {}, "resources": [{"module": "module.regional", "type": "terraform_data"}]}
+    output = ("module.regional.terraform_data.cell: Creation complete\n"
+              + json.dumps(state, indent=2) + "\n\nError: Failed to save state\n{not json}\n")
+    assert json.loads(emergency_dump(output)) == state
+    assert emergency_dump("Error: Failed to save state\n") is None
+    assert readable_state(b"") is None and readable_state(b'{"version": 4, "resour') is None
+    assert readable_state(json.dumps(state).encode()) == state
