@@ -154,3 +154,30 @@ def test_the_state_terraform_prints_is_found_in_its_output():
     assert emergency_dump("Error: Failed to save state\n") is None
     assert readable_state(b"") is None and readable_state(b'{"version": 4, "resour') is None
     assert readable_state(json.dumps(state).encode()) == state
+
+
+def test_when_neither_the_disk_nor_the_backend_can_keep_it_the_state_is_printed_and_the_line_says_so(
+        tmp_path, sandbox_env, small_disk):
+    from tests.safety.helpers_celllock import MotoProcess, free_port
+
+    moto = MotoProcess(free_port()).start()
+    try:
+        env = {**moto.env(), "TFDEPLOY_CACHE_DIR": str(small_disk)}
+        repo = slow_repo(tmp_path / "infra", delay=4, env=env)
+        proc = start(repo, "apply", "--tag", TAG, "--auto-approve", env=env)
+        for line in proc.stdout:
+            if "Provisioning with 'local-exec'" in line:
+                moto.kill()  # the backend dies...
+                fill(small_disk)  # ...and the local disk is full
+                break
+        _out, err = proc.communicate(timeout=600)
+    finally:
+        moto.kill()
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    line = last_line(err)
+    assert "neither the local disk nor the backend could keep it" in line and "printed it on stderr above" in line
+    assert f"tfdeploy state recover --tag {TAG} --file FILE" in line
+    printed = err[err.index(f"the state Terraform could not save for cell {CELL} follows"):]
+    state = json.loads(printed[printed.index("{"):printed.rindex("}") + 1].split("\ntfdeploy: ")[0])
+    assert [(r["module"], r["type"]) for r in state["resources"]] == [("module.regional", "terraform_data")]
+    assert not list((small_disk / "errored" / CELL).glob("*.tfstate"))  # nothing claimed kept

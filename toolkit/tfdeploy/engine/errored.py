@@ -69,6 +69,7 @@ class Kept:
     why: str = ""  # why it is not in the kept place on this disk ("" when it is)
     stranded: bool = False  # the only copy is still in the work dir (must not be rebuilt away)
     lost: bool = False  # no readable copy anywhere tfdeploy could reach
+    printed: bool = False  # the only copy is the state tfdeploy printed on its stderr
 
     def __str__(self) -> str:
         return self.where
@@ -76,6 +77,10 @@ class Kept:
     def sentence(self, tag_name: str) -> str:
         """What the operator must know, for the error line."""
         recover = f"tfdeploy state recover --tag {tag_name}"
+        if self.printed:
+            return (f"Terraform could not save the state and neither the local disk nor the backend could keep it "
+                    f"({self.why}); tfdeploy printed it on stderr above: save it (from the first {{ to the last }}) "
+                    f"as a file, then run {recover} --file FILE")
         if self.lost:
             return (f"Terraform could not save the state and no readable copy could be kept ({self.why}); "
                     "the resources it created are not in any state: check the backend and the cell's "
@@ -230,7 +235,7 @@ def rescue(workdir: Path, cache: Path, cell: str, *, output: str = "",
     sys.stderr.write(f"tfdeploy: the state Terraform could not save for cell {cell} follows "
                      f"(save it as errored.tfstate, then terraform state push it):\n{body.decode()}\n")
     sys.stderr.flush()
-    return Kept("tfdeploy's stderr (printed above)", None, why=local, stranded=True)
+    return Kept("tfdeploy's stderr (printed above)", None, why=local, printed=True)
 
 
 def plan_base(plan: Path) -> dict[str, Any] | None:

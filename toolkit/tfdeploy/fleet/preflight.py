@@ -44,8 +44,8 @@ Check = Callable[[Fleet], None]
 
 
 def check_credentials(fleet: Fleet) -> None:
-    """Credentials exist (or the sandbox runs) and AWS accepts them: one STS call."""
-    from ..aws.clients import client
+    """Credentials exist (or the sandbox runs). Whether AWS accepts them, the state bucket check's
+    request finds out: no STS client is built for it (a client costs ~0.1-0.5 s to make)."""
     from ..engine.stages import terraform_environment
 
     try:
@@ -54,13 +54,6 @@ def check_credentials(fleet: Fleet) -> None:
         raise
     except TfdeployError as exc:
         raise PreflightError(f"{exc}; no cell was started") from None
-    try:
-        client("sts", fleet.settings.state_region, fleet.environ, fleet.endpoint).get_caller_identity()
-    except Exception as exc:  # noqa: BLE001 - any failure here fails every cell the same way
-        where = f"the sandbox at {fleet.endpoint}" if fleet.endpoint else "AWS"
-        raise PreflightError(f"{where} does not accept these credentials ({_short(exc)}); no cell was started: "
-                             "renew or fix them (aws sso login, AWS_PROFILE, or eval \"$(tfdeploy sandbox env)\") "
-                             "and run again") from None
 
 
 def check_state_buckets(fleet: Fleet) -> None:
@@ -78,9 +71,14 @@ def check_state_buckets(fleet: Fleet) -> None:
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise PreflightError(f"state bucket {bucket} does not exist (cells {shown}); no cell was "
                                      f"started: run tfdeploy bootstrap --env {envs[0]}") from None
-            if code in ("403", "AccessDenied", "Forbidden"):
-                raise PreflightError(f"access to state bucket {bucket} denied (cells {shown}); no cell was "
-                                     "started: use credentials allowed to read and write it") from None
+            if code in ("400", "401", "403", "AccessDenied", "Forbidden", "ExpiredToken",
+                        "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken"):
+                raise PreflightError(f"state bucket {bucket} refused these credentials ({code}; cells {shown}); "
+                                     "no cell was started: check them (expired? another account?) and that "
+                                     "they may read and write the bucket") from None
+            if type(exc).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
+                raise PreflightError(f"no usable AWS credentials ({_short(exc)}); no cell was started: set "
+                                     "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
             raise PreflightError(f"cannot reach state bucket {bucket} in {region} ({_short(exc)}); no cell "
                                  "was started: check the network or endpoint, then run again") from None
 
@@ -98,9 +96,7 @@ def state_buckets(fleet: Fleet) -> dict[tuple[str, str], list[str]]:
     """(bucket, Region) -> the cells using it, from each tag's committed settings (the settings
     the cell's work dir will use). A tag whose source or settings cannot be read is left to its
     cell, which reports that on its own."""
-    from ..engine.gitsource import existing_paths, export_commit
     from ..model.backend import backend_for
-    from ..model.settings import load_settings
 
     by_commit: dict[str, Settings | None] = {}
     found: dict[tuple[str, str], list[str]] = {}
@@ -112,11 +108,7 @@ def state_buckets(fleet: Fleet) -> dict[tuple[str, str], list[str]]:
             settings: Settings | None = fleet.settings
         elif source.commit not in by_commit:
             try:
-                with tempfile.TemporaryDirectory(prefix="tfdeploy-preflight-") as tmp:
-                    paths = existing_paths(fleet.repo_root, source.commit, ["pyproject.toml"])
-                    if paths:
-                        export_commit(fleet.repo_root, source.commit, Path(tmp), paths)
-                    by_commit[source.commit] = load_settings(Path(tmp), fleet.environ, fleet.overrides)
+                by_commit[source.commit] = _committed_settings(fleet, source.commit)
             except TfdeployError:
                 by_commit[source.commit] = None
             settings = by_commit[source.commit]
@@ -130,6 +122,20 @@ def state_buckets(fleet: Fleet) -> dict[tuple[str, str], list[str]]:
             continue
         found.setdefault((backend.bucket, backend.region), []).append(tag.cell)
     return found
+
+
+def _committed_settings(fleet: Fleet, commit: str) -> Settings:
+    """The settings of `commit`'s pyproject.toml (one `git show`), as its work dir will load them."""
+    import subprocess
+
+    from ..model.settings import load_settings
+
+    shown = subprocess.run(["git", "show", f"{commit}:pyproject.toml"], cwd=fleet.repo_root,
+                           capture_output=True, timeout=60)
+    with tempfile.TemporaryDirectory(prefix="tfdeploy-preflight-") as tmp:
+        if shown.returncode == 0:  # no pyproject.toml in the commit: the defaults, as for the work dir
+            (Path(tmp) / "pyproject.toml").write_bytes(shown.stdout)
+        return load_settings(Path(tmp), fleet.environ, fleet.overrides)
 
 
 def _code(exc: Exception) -> str:
