@@ -74,7 +74,7 @@ def test_an_errored_state_the_full_disk_cannot_take_goes_to_the_backend_and_reco
     objects = [k for k in all_keys(BUCKET) if k.startswith(ERRORED)]
     assert len(objects) == 1, (objects, err[-3000:])
     assert line.startswith("tfdeploy: error: ")
-    assert f"the local disk failed" in line and f"kept in the backend at s3://{BUCKET}/{objects[0]}" in line
+    assert "the local disk failed" in line and f"kept in the backend at s3://{BUCKET}/{objects[0]}" in line
     assert f"tfdeploy state recover --tag {TAG}" in line
     kept = json.loads(s3().get_object(Bucket=BUCKET, Key=objects[0])["Body"].read())
     assert [(r["module"], r["type"]) for r in kept["resources"]] == [("module.regional", "terraform_data")]
