@@ -181,3 +181,22 @@ def test_when_neither_the_disk_nor_the_backend_can_keep_it_the_state_is_printed_
     state = json.loads(printed[printed.index("{"):printed.rindex("}") + 1].split("\ntfdeploy: ")[0])
     assert [(r["module"], r["type"]) for r in state["resources"]] == [("module.regional", "terraform_data")]
     assert not list((small_disk / "errored" / CELL).glob("*.tfstate"))  # nothing claimed kept
+
+
+def test_a_command_started_on_a_full_disk_ends_in_one_line(tmp_path, sandbox_env, small_disk):
+    env = {"TFDEPLOY_CACHE_DIR": str(small_disk)}
+    repo = slow_repo(tmp_path / "infra", delay=0, env=env)
+    fill(small_disk)
+    proc = tfdeploy(repo, "plan", "--tag", TAG, check=False, env=env)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("tfdeploy: error: ")]
+    assert len(errors) == 1 and errors[0] == last_line(proc.stderr), proc.stderr
+    assert "the local disk is full" in errors[0] or "No space left on device" in errors[0], errors[0]
+
+    # A fan-out: the cell fails alone with what is wrong (not "internal error"), then the run's lines.
+    fan = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", check=False, env=env)
+    assert fan.returncode == 1 and "Traceback" not in fan.stderr, fan.stderr
+    assert "internal error" not in fan.stdout + fan.stderr
+    assert re.search(rf"^\[{CELL}\] failed \(\S+\): the local disk is full", fan.stdout, re.M), fan.stdout
+    assert len([line for line in fan.stderr.splitlines()
+                if "the local disk failed during this run under 1 of 1 cells" in line]) == 1, fan.stderr
