@@ -198,5 +198,6 @@ def test_a_command_started_on_a_full_disk_ends_in_one_line(tmp_path, sandbox_env
     assert fan.returncode == 1 and "Traceback" not in fan.stderr, fan.stderr
     assert "internal error" not in fan.stdout + fan.stderr
     assert re.search(rf"^\[{CELL}\] failed \(\S+\): the local disk is full", fan.stdout, re.M), fan.stdout
+    assert not [line for line in fan.stderr.splitlines() if line.startswith(f"[{CELL}]")], fan.stderr  # said once
     assert len([line for line in fan.stderr.splitlines()
                 if "the local disk failed during this run under 1 of 1 cells" in line]) == 1, fan.stderr

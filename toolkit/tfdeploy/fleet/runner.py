@@ -294,6 +294,9 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
         if problems:  # one line for the cell, however many writes failed
             import sys
 
+            from .celllog import DISK_WORDS
+
             result.local_problem = "; ".join(problems)
-            print(f"[{tag.cell}] tfdeploy: warning: {result.local_problem}", file=sys.stderr, flush=True)
+            if not any(words in result.error for words in DISK_WORDS):  # else its failure line said it
+                print(f"[{tag.cell}] tfdeploy: warning: {result.local_problem}", file=sys.stderr, flush=True)
     return result
