@@ -201,3 +201,42 @@ def test_a_command_started_on_a_full_disk_ends_in_one_line(tmp_path, sandbox_env
     assert not [line for line in fan.stderr.splitlines() if line.startswith(f"[{CELL}]")], fan.stderr  # said once
     assert len([line for line in fan.stderr.splitlines()
                 if "the local disk failed during this run under 1 of 1 cells" in line]) == 1, fan.stderr
+
+
+def test_a_state_only_the_work_dir_holds_is_named_and_its_work_dir_is_not_rebuilt_away(tmp_path, sandbox_env):
+    """The kept place cannot be written (here: a file where its folder goes) and the backend is
+    dead: the line names the work dir's errored.tfstate as the only copy, and no later run
+    rebuilds that work dir until the state could be kept."""
+    from tests.safety.helpers_celllock import MotoProcess, free_port
+
+    moto = MotoProcess(free_port()).start()
+    try:
+        repo = slow_repo(tmp_path / "infra", delay=4, env=moto.env())
+        (repo / ".tfdeploy").mkdir(exist_ok=True)
+        (repo / ".tfdeploy" / "errored").write_text("not a folder\n")
+        proc = start(repo, "apply", "--tag", TAG, "--auto-approve", env=moto.env())
+        for line in proc.stdout:
+            if "Provisioning with 'local-exec'" in line:
+                moto.kill()
+                break
+        _out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 1 and "Traceback" not in err, err
+        only = repo / ".tfdeploy" / "work" / CELL / "errored.tfstate"
+        line = last_line(err)
+        assert f"its only copy is {only}" in line and "copy it somewhere safe now" in line, line
+        saved = json.loads(only.read_text())
+        assert [(r["module"], r["type"]) for r in saved["resources"]] == [("module.regional", "terraform_data")]
+
+        moto = MotoProcess(moto.port).start()
+        refused = tfdeploy(repo, "plan", "--tag", TAG, check=False, env=moto.env())
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"a state Terraform could not save is in {only} and cannot be kept" in last_line(refused.stderr)
+        assert json.loads(only.read_text()) == saved  # untouched
+
+        (repo / ".tfdeploy" / "errored").unlink()
+        tfdeploy(repo, "bootstrap", "--env", "dev", env=moto.env())
+        planned = tfdeploy(repo, "plan", "--tag", TAG, env=moto.env())
+        [kept] = (repo / ".tfdeploy" / "errored" / CELL).glob("*.tfstate")
+        assert json.loads(kept.read_text()) == saved and f"kept in {kept}" in planned.stderr
+    finally:
+        moto.kill()
