@@ -9,6 +9,7 @@ import errno
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -54,26 +55,33 @@ def fill(disk: Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.parametrize("fanout", [False, True], ids=["one-cell", "fan-out"])
 def test_an_errored_state_the_full_disk_cannot_take_goes_to_the_backend_and_recover_reads_it(
-        tmp_path, sandbox_env, small_disk, lose_answer):
+        tmp_path, sandbox_env, small_disk, lose_answer, fanout):
+    """One cell: Terraform prints the state as text; a fan-out (-json): as an event."""
     env = {"TFDEPLOY_CACHE_DIR": str(small_disk)}
     repo = slow_repo(tmp_path / "infra", delay=4, env=env)
-    proc = start(repo, "apply", "--tag", TAG, "--auto-approve", env=env)
+    selected = "dev_us-east-1/research/1.*" if fanout else TAG
+    proc = start(repo, "apply", "--tag", selected, "--auto-approve", env=env)
     for line in proc.stdout:
-        if "Provisioning with 'local-exec'" in line:
+        if ("plan +1" if fanout else "Provisioning with 'local-exec'") in line:
             # While the apply sleeps: the backend will not answer Terraform's state save (every
             # attempt of its check before the write), and the disk under the work dir fills up.
+            time.sleep(1 if fanout else 0)
             for _ in range(5):
                 lost = lose_answer(lambda e: e["REQUEST_METHOD"] == "HEAD" and e["PATH_INFO"].endswith("/" + KEY))
             fill(small_disk)
             break
-    _out, err = proc.communicate(timeout=600)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 1, err
     assert "Traceback" not in err and len(lost) == 5, lost
-    line = last_line(err)
     objects = [k for k in all_keys(BUCKET) if k.startswith(ERRORED)]
-    assert len(objects) == 1, (objects, err[-3000:])
-    assert line.startswith("tfdeploy: error: ")
+    assert len(objects) == 1, (objects, out[-3000:], err[-3000:])
+    if fanout:  # the cell's line in the run's output
+        [line] = [x for x in out.splitlines() if x.startswith(f"[{CELL}] failed")]
+    else:
+        line = last_line(err)
+        assert line.startswith("tfdeploy: error: ")
     assert "the local disk failed" in line and f"kept in the backend at s3://{BUCKET}/{objects[0]}" in line
     assert f"tfdeploy state recover --tag {TAG}" in line
     kept = json.loads(s3().get_object(Bucket=BUCKET, Key=objects[0])["Body"].read())
@@ -151,6 +159,11 @@ def test_the_state_terraform_prints_is_found_in_its_output():
     output = ("module.regional.terraform_data.cell: Creation complete\n"
               + json.dumps(state, indent=2) + "\n\nError: Failed to save state\n{not json}\n")
     assert json.loads(emergency_dump(output)) == state
+    # With -json, Terraform sends it as an event; its human rendering drops the state.
+    from tfdeploy.engine.errored import dumped_in_events
+
+    event = {"@level": "info", "@message": "Emergency state dump", "type": "state_dump", "state": state}
+    assert json.loads(emergency_dump(dumped_in_events([{"type": "apply_complete"}, event]))) == state
     assert emergency_dump("Error: Failed to save state\n") is None
     assert readable_state(b"") is None and readable_state(b'{"version": 4, "resour') is None
     assert readable_state(json.dumps(state).encode()) == state

@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import TfdeployError
 
@@ -127,6 +127,19 @@ def emergency_dump(output: str) -> bytes | None:
         if isinstance(data, dict) and "resources" in data and readable_state(body) is not None:
             return body
     return None
+
+
+def dumped_in_events(events: Sequence[Mapping[str, Any]]) -> str:
+    """The text of a -json run's emergency state dump event(s), for `emergency_dump` (pure).
+
+    With -json, Terraform sends the state it could not write as an event ("Emergency state
+    dump"), not as text: its human rendering drops the state itself."""
+    found = []
+    for event in events:
+        if event.get("type") == "state_dump" or "state dump" in str(event.get("@message", "")).lower():
+            found.append(json.dumps(dict(event)))
+            found += [v for v in event.values() if isinstance(v, str) and v.lstrip().startswith("{")]
+    return "\n".join(found)
 
 
 def _read(path: Path) -> bytes | None:

@@ -246,6 +246,14 @@ def hold_cell(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
                 print(f"tfdeploy: cell {tag.cell}: {kept.sentence(tag.name)}", file=sys.stderr)
 
 
+def terraform_said(result: Any) -> str:
+    """All a failed run's output where a state it could not save may be: its text and, with
+    -json, its emergency state dump event (engine/errored.py reads the state back out)."""
+    from .errored import dumped_in_events
+
+    return "\n".join((result.stdout, result.stderr, dumped_in_events(result.events)))
+
+
 def errored_state_error(session: Session, error: TfdeployError, output: str = "") -> TfdeployError:
     """After a failed Terraform run: keep its errored.tfstate (or the state it printed, `output`)
     and say where in the error line; the backend takes it when the local disk fails."""
@@ -529,7 +537,7 @@ def apply_once(session: Session, meta: dict[str, Any]) -> None:
         from .terraform import explain_failure
 
         raise errored_state_error(session, TfdeployError(explain_failure("apply", applied, session.tag.name)),
-                                  applied.stdout + applied.stderr) from None
+                                  terraform_said(applied)) from None
 
 
 def apply_saved(session: Session, current: SourceRef) -> StageResult:
@@ -579,7 +587,7 @@ def apply_direct(session: Session) -> StageResult:
         from .terraform import explain_failure
 
         raise errored_state_error(session, TfdeployError(explain_failure("apply", applied, d.tag.name)),
-                                  applied.stdout + applied.stderr) from None
+                                  terraform_said(applied)) from None
     counts = applied_counts(applied.events, applied.stdout)
     if counts is None:
         raise TfdeployError(f"terraform apply of {d.tag.name} succeeded but did not say what it changed; "
