@@ -24,6 +24,7 @@ printed on stderr).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -170,8 +171,15 @@ def _keep_locally(source: Path | None, body: bytes, target: Path, base: dict[str
     target.parent.mkdir(parents=True, exist_ok=True)
     if base is not None:
         _write_synced(Path(str(target) + BASE_SUFFIX), (json.dumps(base) + "\n").encode())
+    moved = False
     if source is not None:
-        os.replace(source, target)  # same filesystem: no copy that could be half-written
+        try:
+            os.replace(source, target)  # same filesystem: no copy that could be half-written
+            moved = True
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # TFDEPLOY_CACHE_DIR elsewhere: a whole copy instead
+                raise
+    if moved:
         with open(target, "rb") as handle:
             os.fsync(handle.fileno())
     else:
@@ -225,6 +233,11 @@ def rescue(workdir: Path, cache: Path, cell: str, *, output: str = "",
     target = errored_dir(cache, cell) / f"{stamp}-serial{serial if isinstance(serial, int) else 'unknown'}.tfstate"
     try:
         _keep_locally(moved_from, body, target, base)
+        if moved_from is not None and moved_from.exists():  # copied (another filesystem): not kept twice
+            try:
+                os.replace(moved_from, workdir / f"{ERRORED_STATE}.kept")
+            except OSError:
+                pass
         return Kept(str(target), target)
     except OSError as exc:
         local = f"{exc.strerror or exc} in {target.parent}" if exc.strerror else str(exc)
