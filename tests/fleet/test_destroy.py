@@ -167,3 +167,59 @@ def test_a_destroy_is_in_the_ledger_once_confirmed(repo):
     [record] = [r for r in json.loads(tfdeploy(repo, "history", "--tag", US, "--json").stdout)["records"]
                 if r["action"] == "destroy"]
     assert (record["add"], record["change"], record["destroy"]) == (0, 0, 1) and record["caller"]
+
+
+def version_in(key: str) -> str | None:
+    """The release version a cell's state holds (None: nothing deployed)."""
+    found = state_of(BUCKET, key)["resources"]
+    return found[0]["instances"][0]["attributes"]["input"]["value"]["version"] if found else None
+
+
+def test_destroy_by_selection_touches_only_cells_running_the_selected_version(repo):
+    """`destroy --tag 'dev_*/research/1.1'` destroys the cells whose last successful apply was
+    1.1; a cell that runs 1.3 is listed as skipped, with its version, before the confirmation and
+    in the result, and keeps its resources. --any-version is the explicit way to destroy it."""
+    old = ("dev_us-east-1/research/1.1", "dev_eu-central-1/research/1.1")
+    for name in old:
+        tag(repo, name)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    tfdeploy(repo, "apply", "--tag", "dev_*/research/1.1", "--auto-approve")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "release 1.3")
+    tag(repo, "dev_us-east-1/research/1.3")
+    tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.3", "--auto-approve")
+    assert (version_in(US_KEY), version_in(EU_KEY)) == ("1.3", "1.1")
+
+    run = tfdeploy(repo, "destroy", "--tag", "dev_*/research/1.1", "--auto-approve", "--json", check=False)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    # Listed before the confirmation (the line naming what goes), with the version it runs.
+    before = run.stderr[:run.stderr.index("destroy 1 cells")]
+    assert "dev-us-east-1-research runs 1.3" in before, run.stderr
+    cells = {c["cell"]: c for c in json.loads(run.stdout)["cells"]}
+    assert cells["dev-eu-central-1-research"]["result"] == "destroyed"
+    assert cells["dev-us-east-1-research"]["result"] == "skipped"
+    assert "runs 1.3" in cells["dev-us-east-1-research"]["reason"]
+    assert (version_in(US_KEY), version_in(EU_KEY)) == ("1.3", None)
+
+    # One exact tag of another version is refused the same way, in one line, nothing planned.
+    proc = tfdeploy(repo, "destroy", "--tag", "dev_us-east-1/research/1.1", "--auto-approve", check=False)
+    assert proc.returncode == 2 and "runs 1.3" in one_error_line(proc) and "--any-version" in proc.stderr
+    assert version_in(US_KEY) == "1.3"
+
+    # --any-version: every selected cell is destroyed, whatever it runs.
+    tfdeploy(repo, "destroy", "--tag", "dev_*/research/1.1", "--auto-approve", "--any-version")
+    assert (version_in(US_KEY), version_in(EU_KEY)) == (None, None)
+
+
+def test_a_global_cell_stays_while_its_skipped_regions_run_on_it():
+    """Pure: the choice of what a destroy by version touches (the e2e test above covers the ledger)."""
+    from tfdeploy.fleet.destroyscope import choose
+
+    tags = [parse_tag(n) for n in ("dev_global/research/1.1", "dev_us-east-1/research/1.1",
+                                   "dev_eu-central-1/research/1.1", "qa_global/research/1.1")]
+    chosen, skipped = choose(tags, {"dev-global-research": "1.1", "dev-us-east-1-research": "1.3",
+                                    "dev-eu-central-1-research": "1.1"})
+    assert [t.name for t in chosen] == ["dev_eu-central-1/research/1.1", "qa_global/research/1.1"]
+    assert [(s.tag.cell, s.runs) for s in skipped] == [("dev-us-east-1-research", "1.3"),
+                                                      ("dev-global-research", "1.1")]
+    assert "its Regions dev-us-east-1-research run another version" in skipped[1].reason

@@ -128,19 +128,35 @@ def test_release_fans_out_global_first_a_failure_stays_alone_and_only_failed_rer
     # Exact tags repeated; nothing changed -> --detailed-exitcode 0; a busy cell is retried.
     from tfdeploy.engine.celllock import cell_lock
 
-    held = threading.Event()
+    held, seen_busy = threading.Event(), threading.Event()
 
-    def hold_briefly():
+    def hold_until_the_fanout_found_it_busy():
+        # Released once the fan-out said the cell is busy (not after a fixed time: how soon the
+        # fan-out reaches the cell depends on the machine's load and on its checks before cells).
         with cell_lock(repo / ".tfdeploy", "dev-us-east-1-research"):
             held.set()
-            time.sleep(1.0)
+            seen_busy.wait(60)
 
-    holder = threading.Thread(target=hold_briefly)
+    holder = threading.Thread(target=hold_until_the_fanout_found_it_busy)
     holder.start()
     held.wait(5)
-    plan = tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0", "--tag", "dev_us-west-2/research/1.0",
-                    "--retry", "1", "--detailed-exitcode", check=False)
+    import subprocess
+
+    from tests.e2e.conftest import TFDEPLOY
+
+    proc = subprocess.Popen([TFDEPLOY, "plan", "--tag", "dev_us-east-1/research/1.0", "--tag",
+                             "dev_us-west-2/research/1.0", "--retry", "1", "--detailed-exitcode"],
+                            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "] retry: " in line:
+            seen_busy.set()
+    seen_busy.set()
+    err = proc.stderr.read()
+    proc.wait(timeout=300)
     holder.join()
+    plan = subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), err)
     assert plan.returncode == 0, plan.stdout + plan.stderr
     assert re.search(r"^\[dev-us-east-1-research\] retry: attempt 2 of 2 in 2s after: cell "
                      r"dev-us-east-1-research is busy", plan.stdout, re.M), plan.stdout

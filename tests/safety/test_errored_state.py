@@ -100,7 +100,8 @@ def test_recover_without_a_kept_state_says_so(tmp_path, sandbox_env):
     proc = tfdeploy(repo, "state", "recover", "--tag", TAG, "--yes", check=False)
     assert proc.returncode == 1
     assert last_line(proc.stderr) == (f"tfdeploy: error: no kept errored state for cell {CELL} "
-                                      f"(looked in {repo / '.tfdeploy' / 'errored' / CELL})")
+                                      f"(looked in {repo / '.tfdeploy' / 'errored' / CELL} and "
+                                      f"s3://demo-tfstate-dev/_tfdeploy-errored/{CELL}/)")
     assert "Traceback" not in proc.stderr
 
 

@@ -66,3 +66,20 @@ def write_result(result: StageResult, directory: Path) -> Path:
     path = directory / f"{result.stage}.result.json"
     write_atomic(path, json.dumps(result.to_dict(), indent=2) + "\n")
     return path
+
+
+RESULT_NOT_WRITTEN = "result file not written:"
+
+
+def write_result_after_change(result: StageResult, directory: Path) -> StageResult:
+    """`write_result` once Terraform has changed the cell: the file is a copy for pipelines, so a
+    disk that cannot take it (full, read-only) must not turn a done change into a failure (and a
+    failed ledger record). The result then says in its notes that the file is missing."""
+    from dataclasses import replace
+
+    try:
+        write_result(result, directory)
+        return result
+    except OSError as exc:
+        return replace(result, notes=(*result.notes, f"{RESULT_NOT_WRITTEN} {directory / (result.stage + '.result.json')}"
+                                                     f" ({exc.strerror or exc})"))

@@ -87,6 +87,14 @@ class TfdeployGroup(click.Group):
         except click.UsageError as exc:  # a subcommand's options, an unknown command
             click.echo(usage_error_line(exc), err=True)
             ctx.exit(exc.exit_code)
+        except OSError as exc:  # a full or failing local disk: the machine's problem, said in one line
+            from ..fleet.celllog import describe_os_error, is_disk_error
+
+            if not is_disk_error(exc):
+                raise
+            click.echo(f"tfdeploy: error: {describe_os_error(exc)} (errno {exc.errno}); free space, then run "
+                       "the command again", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:  # before our handler was in place; click would say "Aborted!"
             click.echo("tfdeploy: error: interrupted (SIGINT); no Terraform was running; run the "
                        "command again when ready", err=True)

@@ -53,8 +53,8 @@ def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reu
                            options=source, terraform_bin=terraform_bin, sink=sink, reuse_workdir=reuse,
                            lock_timeout_s=lock_timeout)
     for kept in session.workdir.rescued:
-        click.secho(f"WARNING: a state Terraform could not save was left in the old work dir; kept in "
-                    f"{kept}: run tfdeploy state recover --tag {tag}", fg="yellow", err=True)
+        click.secho(f"WARNING: a state Terraform could not save was left in the old work dir: "
+                    f"{kept.sentence(tag)}", fg="yellow", err=True)
     if session.workdir.source.worktree:
         click.secho(f"WARNING: --worktree: planning the WORKING TREE of {repo.root}, not the tagged "
                     f"commit of {tag}. Do not apply this to a shared environment.", fg="yellow", err=True)

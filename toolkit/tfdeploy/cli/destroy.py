@@ -20,17 +20,21 @@ from .fanout import run_fanout, wants_fanout
 @click.command("destroy")
 @click.option("--auto-approve", is_flag=True, help="Destroy without asking (CI); needed without a terminal.")
 @click.option("--allow-protected", is_flag=True, help="Also destroy in an env listed in protected_envs.")
+@click.option("--any-version", is_flag=True,
+              help="Also destroy cells whose last successful apply was another version than the tag's "
+                   "(by default they are skipped).")
 @json_option
 @fleet_command
 def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, allow_protected: bool,
-            as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
+            any_version: bool, as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
             repo: RepoContext) -> None:
     """Destroy what the tag's cell deployed: plan the destroy of its module namespace, show it, ask, apply.
 
     Only the tag's namespace (module.regional or module.global) in the cell's own state is
     planned for destruction; the destroy plan is then applied exactly, once, under the cell lock,
     with apply's saved-plan checks. Without a terminal, --auto-approve is required. Envs in
-    protected_envs (default prod) also need --allow-protected.
+    protected_envs (default prod) also need --allow-protected. A cell whose last successful apply
+    (the ledger) was another version is not destroyed: listed as skipped, unless --any-version.
 
     \b
     Examples:
@@ -45,7 +49,8 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
 
     if wants_fanout(tag, retry, only_failed):
         _destroy_many(repo, tag, source=source, terraform_bin=terraform_bin, auto_approve=auto_approve,
-                      allow_protected=allow_protected, as_json=as_json, lock_timeout=lock_timeout,
+                      allow_protected=allow_protected, any_version=any_version, as_json=as_json,
+                      lock_timeout=lock_timeout,
                       parallel=parallel, fail_fast=fail_fast, retry=retry, only_failed=only_failed)
     tag = tag[0]
     parsed = parse_tag(tag, repo.settings.extra_regions)
@@ -53,6 +58,10 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
     if not auto_approve and not sys.stdin.isatty():
         raise ValidationError(f"destroying {tag} needs a yes: run it on a terminal to review and confirm, "
                               "or pass --auto-approve (CI); nothing was planned")
+    if not any_version:
+        _tags, skipped = _by_version(repo, (parsed,))
+        if skipped:
+            raise ValidationError(f"{skipped[0].reason}; nothing was planned")
     session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
     # The committed policy (default branch's, tagged commit's) may protect the env too; it cannot lift it.
     refuse_protected(parsed, policy_settings(repo.root, session.workdir.path, os.environ),
@@ -98,16 +107,48 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
                    "addresses": list(shown[0].addresses) if shown else [], "result": result.to_dict()})
 
 
+def _by_version(repo: RepoContext, tags: tuple) -> tuple[tuple, list]:
+    """The tags whose cells run their version (or nothing), and the Skips of the others (ledger)."""
+    from ..fleet.destroyscope import choose, deployed_versions
+    from ..fleet.ledger import LedgerError
+    from ..fleet.preflight import Fleet, check_credentials, run_checks
+    from ..paths import repo_cache_dir
+    from .fleetstate import _flush
+
+    # No credentials: say so once, not as a ledger read error.
+    run_checks(Fleet(repo.root, repo.settings, os.environ, repo.overrides, tags, {}), [check_credentials])
+    try:
+        _flush(repo)  # a record an earlier command kept may be the newest apply of a cell
+        running = deployed_versions(tags, repo.settings, os.environ, repo_cache_dir(repo.root, os.environ))
+    except LedgerError as exc:
+        raise ValidationError(f"{exc}; without the ledger no one can say which version each cell runs, so "
+                              "nothing was destroyed (--any-version destroys without asking it)") from None
+    chosen, skipped = choose(tags, running)
+    return tuple(chosen), skipped
+
+
 def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve: bool, allow_protected: bool,
-                  as_json: bool, **options) -> None:
-    """The fleet path: every selected cell is checked against protected_envs, the whole list is shown
-    and confirmed once (or --auto-approve), then cells are destroyed in reverse order."""
+                  any_version: bool, as_json: bool, **options) -> None:
+    """The fleet path: every selected cell is checked against protected_envs, cells running another
+    version than their tag's are left out (unless --any-version), the whole list is shown and
+    confirmed once (or --auto-approve), then cells are destroyed in reverse order."""
     from ..engine.destroy import refuse_protected
+    from ..fleet.results import SKIPPED, CellResult
+
+    say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
+
+    def narrow(tags: tuple) -> tuple[tuple, list[CellResult]]:
+        for tag in tags:  # before any AWS call: a refusal needs none
+            refuse_protected(tag, [repo.settings], allow_protected=allow_protected)
+        if any_version:
+            return tags, []
+        chosen, skipped = _by_version(repo, tags)
+        for skip in skipped:
+            say(f"skipped: {skip.reason}")
+        return chosen, [CellResult(tag=s.tag.name, cell=s.tag.cell, result=SKIPPED, error=s.reason,
+                                   chosen_skip=True) for s in skipped]
 
     def confirm(steps: list) -> None:
-        for step in steps:
-            refuse_protected(step.tag, [repo.settings], allow_protected=allow_protected)
-        say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
         say(f"destroy {len(steps)} cells, in this order: " + ", ".join(step.tag.name for step in steps))
         if auto_approve:
             return
@@ -120,4 +161,4 @@ def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve:
             raise ValidationError("not destroyed: not confirmed; nothing was planned")
 
     run_fanout(repo, tag_args, "destroy", as_json=as_json, detailed_exitcode=False, auto_approve=True,
-               confirm=confirm, allow_protected=allow_protected, **options)
+               confirm=confirm, narrow=narrow, allow_protected=allow_protected, **options)

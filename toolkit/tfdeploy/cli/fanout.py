@@ -45,15 +45,19 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                terraform_bin: str | None, lock_timeout: float, as_json: bool, detailed_exitcode: bool,
                parallel: int, fail_fast: bool, retry: int, only_failed: bool,
                auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None,
+               narrow: Callable[[tuple[Any, ...]], tuple[tuple[Any, ...], list[Any]]] | None = None,
                allow_protected: bool = False, override: str = "") -> NoReturn:
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
+    `narrow` (destroy) sees the selected tags first and returns those to run and the CellResults
+    of the cells it leaves out on purpose (shown in the matrix, never run).
     `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse.
     `override` (apply): the --skip-promotion-check reason, checked and recorded per cell."""
     from ..engine.stages import check_sources, find_terraform
     from ..engine.tagindex import list_tags
     from ..fleet.actions import ACTIONS
     from ..fleet.display import make_display
+    from ..fleet.preflight import Fleet, run_checks
     from ..fleet.results import (
         RUNS_DIR,
         RunRecord,
@@ -93,32 +97,53 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
         for note in selection.notes:
             click.echo(f"tfdeploy: note: {note}", err=True)
         tags = selection.tags
+    left_out: list[Any] = []
+    if narrow is not None:
+        tags, left_out = narrow(tags)
     steps = schedule(tags, action)
-    if confirm is not None:
-        confirm(steps)
 
     # Once for every cell: the Terraform binary and each tag's git checks (a failing tag fails
-    # its cell alone, with its own error).
+    # its cell alone, with its own error); then what all cells share (credentials, state buckets):
+    # a problem there is one line and no cell starts.
     sources: dict[str, Any] = check_sources(repo.root, tags, settings.default_branch, source)
+    run_checks(Fleet(repo.root, settings, os.environ, repo.overrides, tags, sources))
+    if confirm is not None:
+        confirm(steps)
     shared = Shared(repo.root, repo.overrides, os.environ, source,
                     find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
     record = RunRecord(run_id=new_run_id(), action=action, tag_args=list(tag_args),
                        key=selection_key(action, tag_args), started_at=now_iso())
     log_dir = runs / record.run_id
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from ..errors import TfdeployError
+        from ..fleet.celllog import describe_os_error
+
+        raise TfdeployError(f"cannot create the run's log folder {log_dir} ({describe_os_error(exc)}); no cell "
+                            "was started: free space, then run again") from None
     say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {log_dir}")
     with display:
         outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
                                                override=override), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
                             display=display, action_name=action)
+    outcome.results = left_out + outcome.results
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None
-    write_record(runs, record, outcome.results)
+    try:
+        write_record(runs, record, outcome.results)
+    except OSError as exc:
+        from ..fleet.celllog import describe_os_error
+
+        click.echo(f"tfdeploy: warning: the run record {log_dir / 'run.json'} was not written "
+                   f"({describe_os_error(exc)}): --only-failed cannot pick up this run", err=True)
     if action in ("apply", "destroy") and settings.notify_topic_arn and not all(r.ok for r in outcome.results):
         from ..fleet.notify import fleet_failed, notify
 
         # One message for the run (not one per cell): which cells, why, where their logs are.
         notify("fleet-failed", *fleet_failed(action, tag_args, outcome.results, str(log_dir)), settings, os.environ)
     say(matrix(outcome.results))
+    _disk_summary(outcome.results)
     if as_json:
         echo_json(document(outcome.results))
     code = exit_code(outcome.results, detailed=detailed_exitcode, signum=outcome.signum)
@@ -134,6 +159,18 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
                    f"({', '.join(r.cell for r in failed)}); see their logs, fix, then run the same "
                    "command with --only-failed", err=True)
     sys.exit(code)
+
+
+def _disk_summary(results: list[Any]) -> None:
+    """One line for the run when the local disk failed under some cells (their own lines came
+    as they ended): which cells, and that their results above are still what Terraform did."""
+    from ..fleet.celllog import DISK_WORDS
+
+    hit = [r.cell for r in results if r.local_problem or any(w in r.error for w in DISK_WORDS)]
+    if hit:
+        click.echo(f"tfdeploy: warning: the local disk failed during this run under {len(hit)} of {len(results)} "
+                   f"cells ({', '.join(hit)}); each cell's result above is what Terraform did; free space "
+                   "before the next run", err=True)
 
 
 def _prewarm(repo: RepoContext) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -45,6 +46,43 @@ def _confirm(question: str, yes: bool) -> None:
         raise TfdeployError("not pushed: nothing changed")
 
 
+def _remote_choice(session: Any, cell: str, asked: str | None, local: list[Path],
+                   cache: Path) -> tuple[Any, dict | None]:
+    """The errored state in the state bucket to recover, and its base: the one asked for with
+    --file s3://..., else the newest one there when none is kept on this disk; (None, None) for a
+    local file. Its bytes are copied into the work dir for Terraform to push."""
+    from ..engine.errored import errored_dir
+    from ..engine.errored_backend import cell_prefix, list_states, parse_url, read_state
+
+    b = session.deployment.backend
+    if asked is not None and not asked.startswith("s3://"):
+        return None, None
+    if asked is not None:
+        remote = parse_url(asked)
+        if remote is None or remote.bucket != b.bucket or not remote.key.startswith(cell_prefix(cell)):
+            raise ValidationError(f"--file {asked} is not an errored state of cell {cell} (expected "
+                                  f"s3://{b.bucket}/{cell_prefix(cell)}...tfstate)")
+    elif local:
+        return None, None
+    else:
+        found = list_states(b.bucket, b.region, cell, os.environ, session.sandbox_endpoint)
+        if not found:
+            raise TfdeployError(f"no kept errored state for cell {cell} (looked in {errored_dir(cache, cell)} "
+                                f"and s3://{b.bucket}/{cell_prefix(cell)})")
+        remote = found[-1]
+        if len(found) > 1:
+            click.echo(f"{len(found)} errored states of {cell} in the state bucket; the newest is shown "
+                       "(others: --file s3://...):", err=True)
+    try:
+        body, base = read_state(remote, b.region, os.environ, session.sandbox_endpoint)
+    except Exception as exc:  # noqa: BLE001 - a missing or unreadable object: one line
+        raise TfdeployError(f"cannot read {remote.url}: {' '.join(str(exc).split())[:300]}") from None
+    from ..results import write_atomic
+
+    write_atomic(session.workdir.path / "tfdeploy.errored-from-backend.tfstate", body.decode("utf-8", "replace"))
+    return remote, base
+
+
 def _load(path: Path) -> dict:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -56,18 +94,21 @@ def _load(path: Path) -> dict:
 
 
 @state.command("recover")
-@click.option("--file", "state_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="The kept state to push [default: the newest one kept for the cell].")
+@click.option("--file", "state_file", metavar="PATH|s3://...",
+              help="The kept state to push: a file, or an s3:// object under _tfdeploy-errored/ "
+                   "[default: the newest one kept for the cell, on this disk, else in the state bucket].")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--force", is_flag=True,
               help="Push even when the remote state is newer or another lineage (terraform state push -force).")
 @tag_command
-def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, state_file: Path | None,
+def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, state_file: str | None,
             yes: bool, force: bool, repo: RepoContext) -> None:
     """Push back a state Terraform could not save (kept when an apply's state write failed).
 
     Shows what the kept state holds and how it compares with the remote state, asks, then pushes
-    it under the cell lock and Terraform's state lock. The pushed file moves to recovered/.
+    it under the cell lock and Terraform's state lock. The pushed file moves to recovered/. A state
+    kept in the state bucket (when the local disk failed: _tfdeploy-errored/<cell>/) is read from
+    there when none is kept on this disk; once pushed it is marked recovered (never deleted).
 
     \b
     Examples:
@@ -91,31 +132,34 @@ def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, st
     hold_cell_for_command(repo, tag, lock_timeout)
     cell = parse_tag(tag, repo.settings.extra_regions).cell
     cache = repo_cache_dir(repo.root, os.environ)
-    if state_file is None:
-        kept = kept_states(cache, cell)
-        if not kept:
-            raise TfdeployError(f"no kept errored state for cell {cell} (looked in {errored_dir(cache, cell)})")
-        state_file = kept[-1]
-        if len(kept) > 1:
-            click.echo(f"{len(kept)} kept states for {cell}; the newest is shown (others: --file):", err=True)
-    state_file = state_file.resolve()
+    local = [] if state_file is not None else kept_states(cache, cell)
+    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
+    remote, base = _remote_choice(session, cell, state_file, local, cache)
+    if remote is not None:
+        state_file = session.workdir.path / "tfdeploy.errored-from-backend.tfstate"
+    elif state_file is None:
+        state_file = str(local[-1])
+        if len(local) > 1:
+            click.echo(f"{len(local)} kept states for {cell}; the newest is shown (others: --file):", err=True)
+    state_file = Path(state_file).resolve()
+    if remote is None:
+        base = base_of(state_file)
     kept_state = _load(state_file)
     kept_summary = summarize_state(kept_state)
 
-    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     pulled = session.terraform.check("state", "pull", stream=False).stdout.strip()
     remote_summary = summarize_state(json.loads(pulled) if pulled else None)
     if remote_summary.serial is not None and not remote_summary.lineage and not remote_summary.addresses:
         remote_summary = summarize_state(None)  # what Terraform shows for a state never written
     b = session.deployment.backend
-    click.echo(f"kept state: {state_file}\n  {kept_summary.describe()}")
+    click.echo(f"kept state: {remote.url if remote is not None else state_file}\n  {kept_summary.describe()}")
     for address in kept_summary.addresses:
         click.echo(f"    {address}")
     click.echo(f"remote state: s3://{b.bucket}/{b.key}\n  "
                + (remote_summary.describe() if remote_summary.serial is not None else "empty"))
     differences = compare(kept_summary, remote_summary)
-    to_push, why = successor(kept_state, base_of(state_file), remote_summary)
+    to_push, why = successor(kept_state, base, remote_summary)
     if to_push is not None and to_push is not kept_state:
         differences.append(why)
     for line in differences:
@@ -134,7 +178,13 @@ def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, st
         pushed = session.workdir.path / "tfdeploy.recover.tfstate"
         write_atomic(pushed, json.dumps(to_push, indent=2) + "\n")
     session.terraform.check("state", "push", "-no-color", *flags, str(pushed), stream=False)
-    moved = mark_recovered(state_file) if state_file.parent == errored_dir(cache, cell).resolve() else state_file
+    if remote is not None:
+        from ..engine.errored_backend import mark_recovered as mark_remote
+        from ..fleet.ledger import now_iso
+
+        moved = f"{remote.url} (marked {mark_remote(remote, b.region, os.environ, session.sandbox_endpoint, now_iso())})"
+    else:
+        moved = mark_recovered(state_file) if state_file.parent == errored_dir(cache, cell).resolve() else state_file
     click.echo(f"recovered {tag}: pushed serial {kept_summary.serial} to s3://{b.bucket}/{b.key}; "
                f"the file is kept in {moved}")
 

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 from ..errors import TfdeployError, ValidationError
 from ..model.settings import Settings
 from ..model.tags import Tag
-from ..results import PASSED, StageResult, write_atomic, write_result
+from ..results import PASSED, StageResult, write_atomic, write_result_after_change
 from .stages import (
     PLAN_SPENT,
     PlanSummary,
@@ -110,8 +110,7 @@ def _result(session: Session, planned: DestroyPlan, seconds: float, *notes: str)
         counts={"add": s.add, "change": s.change, "destroy": s.destroy}, notes=notes,
         exports=_exports(session, STATE_BUCKET=backend.bucket, STATE_KEY=backend.key, PLAN_SUMMARY=str(s)),
     )
-    write_result(result, session.workdir.results_dir)
-    return result
+    return write_result_after_change(result, session.workdir.results_dir)
 
 
 def destroy(session: Session, *, auto_approve: bool,

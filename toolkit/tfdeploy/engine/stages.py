@@ -23,7 +23,7 @@ from ..model.deployment import Deployment
 from ..model.settings import Settings, load_settings
 from ..model.tags import Tag, parse_tag
 from ..paths import repo_cache_dir
-from ..results import PASSED, StageResult, write_atomic, write_result
+from ..results import PASSED, StageResult, write_atomic, write_result, write_result_after_change
 from .celllock import cell_lock, format_duration
 from .errored import rescue
 from .gitsource import SourceRef, tag_source, tag_sources, worktree_source
@@ -249,17 +249,27 @@ def hold_cell(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
             if kept is not None:
                 import sys
 
-                print(f"tfdeploy: Terraform could not save the state of cell {tag.cell}; it is kept in "
-                      f"{kept}: run tfdeploy state recover --tag {tag.name}", file=sys.stderr)
+                print(f"tfdeploy: cell {tag.cell}: {kept.sentence(tag.name)}", file=sys.stderr)
 
 
-def errored_state_error(session: Session, error: TfdeployError) -> TfdeployError:
-    """After a failed Terraform run: keep its errored.tfstate and say so in the error line."""
-    kept = rescue(session.workdir.path, session.cache, session.tag.cell)
+def terraform_said(result: Any) -> str:
+    """All a failed run's output where a state it could not save may be: its text and, with
+    -json, its emergency state dump event (engine/errored.py reads the state back out)."""
+    from .errored import dumped_in_events
+
+    return "\n".join((result.stdout, result.stderr, dumped_in_events(result.events)))
+
+
+def errored_state_error(session: Session, error: TfdeployError, output: str = "") -> TfdeployError:
+    """After a failed Terraform run: keep its errored.tfstate (or the state it printed, `output`)
+    and say where in the error line; the backend takes it when the local disk fails."""
+    from .errored_backend import remote_keeper
+
+    kept = rescue(session.workdir.path, session.cache, session.tag.cell, output=output,
+                  remote=remote_keeper(session))
     if kept is None:
         return error
-    return TfdeployError(f"{error}; Terraform could not save the state, it is kept in {kept}: check the "
-                         f"backend, then run tfdeploy state recover --tag {session.tag.name}")
+    return TfdeployError(f"{error}; {kept.sentence(session.tag.name)}")
 
 
 def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
@@ -527,10 +537,16 @@ def apply_once(session: Session, meta: dict[str, Any]) -> None:
     follow = session.terraform.on_event is not None
     session.changing()
     try:
-        session.terraform.check("apply", spent.name, input=False, no_color=_flag(), ui_json=follow,
-                                **session.lock_options())
+        applied = session.terraform.run("apply", spent.name, input=False, no_color=_flag(), ui_json=follow,
+                                        **session.lock_options())
     except TfdeployError as exc:
         raise errored_state_error(session, exc) from None
+    if applied.returncode != 0:
+        from .terraform import failure
+
+        # failure(): a state held by another run is StateLocked (recorded refused, not failed).
+        raise errored_state_error(session, failure("apply", applied, session.tag.name),
+                                  terraform_said(applied)) from None
 
 
 def apply_saved(session: Session, current: SourceRef) -> StageResult:
@@ -553,8 +569,7 @@ def _applied_result(session: Session, meta: Mapping[str, Any], started: float) -
         exports=_exports(session, STATE_BUCKET=backend.bucket, STATE_KEY=backend.key,
                          PLAN_SUMMARY=f"+{summary['add']} ~{summary['change']} -{summary['destroy']}"),
     )
-    write_result(result, session.workdir.results_dir)
-    return result
+    return write_result_after_change(result, session.workdir.results_dir)
 
 
 def apply_direct(session: Session) -> StageResult:

@@ -25,7 +25,7 @@ from ..model.tags import Tag
 from ..paths import repo_cache_dir
 from ..results import write_atomic
 from .celllock import held_here
-from .errored import rescue_all
+from .errored import Kept, rescue_all
 from .gitsource import SourceRef, export_commit, export_worktree
 from .provider import PROVIDER_FILE, deployment_tfvars, render_provider, uses_aws_provider
 from .treecheck import check_tree
@@ -52,7 +52,7 @@ class Workdir:
     source: SourceRef
     aws_provider: bool
     # errored.tfstate files found in old work dirs and moved to the kept place while building.
-    rescued: tuple[Path, ...] = field(default=())
+    rescued: tuple[Kept, ...] = field(default=())
 
     @property
     def results_dir(self) -> Path:

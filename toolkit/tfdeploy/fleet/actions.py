@@ -24,13 +24,23 @@ def open_cell(job: Job, *, reuse: bool = False) -> Any:
     job.session = session
     job.plan_spent = lambda: _spent(session)
     for kept in session.workdir.rescued:
-        job.log.write(f"WARNING: a state Terraform could not save was kept in {kept}: run tfdeploy "
-                      f"state recover --tag {job.tag.name}\n")
+        job.log.write(f"WARNING: a state Terraform could not save was left in the old work dir: "
+                      f"{kept.sentence(job.tag.name)}\n")
     job.log.write(f"tfdeploy: {job.tag.name} @ {session.workdir.source.commit[:12]} -> "
                   f"{session.deployment.target_module} in {session.deployment.region}; work dir "
                   f"{session.workdir.path}\n")
     job.log.flush()
     return session
+
+
+def _note_local_problems(job: Job, result: Any) -> None:
+    """A result file the disk could not take after a done change: the cell still succeeded (and
+    is recorded so); its warning line says what is missing (results.write_result_after_change)."""
+    from ..results import RESULT_NOT_WRITTEN
+
+    missing = [note for note in result.notes if note.startswith(RESULT_NOT_WRITTEN)]
+    if missing:
+        job.local_problem = "; ".join(missing)
 
 
 def _spent(session: Any) -> bool:
@@ -145,8 +155,9 @@ def apply_action(auto_approve: bool, override: str = "") -> CellAction:
             session.terraform.on_event = _follow(job, session.deployment.target_module)
             # The tag now, checked once for the whole run.
             current = session.workdir.source if auto_approve else job.source
-            apply_one(rec, session, job.shared.environ, auto_approve=auto_approve, current=current,
-                      override=override, note=_note(job))
+            result = apply_one(rec, session, job.shared.environ, auto_approve=auto_approve, current=current,
+                               override=override, note=_note(job))
+        _note_local_problems(job, result)
         return "applied", rec.counts
 
     return apply_cell
@@ -167,8 +178,9 @@ def destroy_action(allow_protected: bool) -> CellAction:
             refuse_protected(session.tag, policy, allow_protected=allow_protected)
             session.terraform.on_event = _follow(job, session.deployment.target_module)  # for its apply
             session.terraform.on_line = _follow_lines(job, session.deployment.target_module)  # its plan
-            _result, summary = destroy(session, auto_approve=True)
+            result, summary = destroy(session, auto_approve=True)
             rec.counts = (summary.add, summary.change, summary.destroy)
+        _note_local_problems(job, result)
         return "destroyed", (summary.add, summary.change, summary.destroy)
 
     return destroy_cell

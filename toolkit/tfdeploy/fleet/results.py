@@ -34,10 +34,14 @@ class CellResult:
     attempts: int = 0
     started_at: str = ""
     finished_at: str = ""
+    # Skipped on purpose, not for a failure (destroy: the cell runs another version): the run
+    # still succeeds, and the reason is in `error` and the --json "reason".
+    chosen_skip: bool = False
+    local_problem: str = ""  # the local disk failed under the cell (its log, its result file), and how
 
     @property
     def ok(self) -> bool:
-        return self.result in DONE
+        return self.result in DONE or self.chosen_skip
 
     @property
     def has_changes(self) -> bool:
@@ -45,7 +49,10 @@ class CellResult:
 
     def to_json(self) -> dict[str, object]:
         data = asdict(self)
-        return {name: data[name] for name in JSON_FIELDS}
+        shown = {name: data[name] for name in JSON_FIELDS}
+        if self.chosen_skip:
+            shown["reason"] = self.error
+        return shown
 
 
 def now_iso() -> str:
@@ -80,7 +87,10 @@ def matrix(results: Sequence[CellResult]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
              for row in rows]
     failed = [r for r in results if not r.ok]
-    lines.append(f"{len(results) - len(failed)} of {len(results)} cells succeeded"
+    chosen = [r for r in results if r.chosen_skip]
+    lines += [f"skipped: {r.error}" for r in chosen]
+    lines.append(f"{len(results) - len(failed) - len(chosen)} of {len(results)} cells succeeded"
+                 + (f"; skipped: {', '.join(r.cell for r in chosen)}" if chosen else "")
                  + (f"; not done: {', '.join(r.cell for r in failed)}" if failed else ""))
     return "\n".join(line.rstrip() for line in lines)
 
@@ -117,7 +127,7 @@ class RunRecord:
 
     def not_done(self) -> list[str]:
         """Tags of the cells that failed, were skipped or interrupted."""
-        return [str(c["tag"]) for c in self.cells if c["result"] not in DONE]
+        return [str(c["tag"]) for c in self.cells if c["result"] not in DONE and not c.get("chosen_skip")]
 
 
 def write_record(runs: Path, record: RunRecord, results: Sequence[CellResult], keep: int = KEEP_RUNS) -> Path:

@@ -56,6 +56,9 @@ class Job:
     # Called by the action once Terraform is done with the cell (before its ledger record is
     # written): the cell's slot goes to the next cell (see _Slots).
     release: Callable[[], None] = field(default=lambda: None)
+    # Set by the action when the local disk failed under a cell whose outcome stands (e.g. its
+    # result file after a done apply): said once, in the cell's warning line.
+    local_problem: str = ""
 
     @property
     def source(self) -> Any:
@@ -221,17 +224,32 @@ def _run_cell(step: Step, action: CellAction, shared: Shared, log_path: Path,
     slot = _Slot(slots)
     try:
         return _attempts(step, action, shared, log_path, post, retries, backoff, stop, action_name, slot)
+    except Exception as exc:  # noqa: BLE001 - a bug around the attempts: this cell fails, the run goes on
+        return CellResult(tag=step.tag.name, cell=step.tag.cell, result=FAILED, log=str(log_path),
+                          error=_unexpected(exc, log_path))
     finally:
         slot.release()
+
+
+def _unexpected(exc: Exception, log_path: Path) -> str:
+    """A cell's error line for an exception tfdeploy did not turn into one itself."""
+    from .celllog import describe_os_error, is_disk_error
+
+    if is_disk_error(exc):  # not a bug: the machine's disk; say so, and what to do
+        return f"{describe_os_error(exc)} (errno {exc.errno}); free space, then run again with --only-failed"
+    return f"internal error ({type(exc).__name__}: {exc}); details in {log_path}; please report this"
 
 
 def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
               post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
               stop: _Stop, action_name: str, slot: _Slot) -> CellResult:
+    from .celllog import CellLog
+
     tag = step.tag
     started, started_at = time.monotonic(), now_iso()
     result = CellResult(tag=tag.name, cell=tag.cell, result=FAILED, log=str(log_path), started_at=started_at)
-    with open(log_path, "a", encoding="utf-8") as log:
+    # Never raises on write: a full disk leaves the log incomplete, not the cell failed.
+    with CellLog(log_path) as log:
         log.write(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
         log.flush()
         job = Job(tag, shared, log, log_path, post, release=slot.release)
@@ -260,10 +278,10 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
                 log.flush()
                 if stop.wake.wait(delay):
                     break
-            except Exception as exc:  # a bug: keep it in the log, fail this cell only
+            except Exception as exc:  # a bug (or the disk): keep it in the log, fail this cell only
                 log.write(traceback.format_exc())
                 result.result = FAILED
-                result.error = f"internal error ({type(exc).__name__}: {exc}); details in {log_path}; please report this"
+                result.error = _unexpected(exc, log_path)
                 break
         if result.result == FAILED and supervise.received() is not None:
             result.result = INTERRUPTED
@@ -271,4 +289,14 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
         result.finished_at = now_iso()
         log.write(f"# finished {result.finished_at}: {result.result}"
                   + (f": {result.error}" if result.error else "") + "\n")
+        log.flush()
+        problems = [p for p in (job.local_problem, log.problem) if p]
+        if problems:  # one line for the cell, however many writes failed
+            import sys
+
+            from .celllog import DISK_WORDS
+
+            result.local_problem = "; ".join(problems)
+            if not any(words in result.error for words in DISK_WORDS):  # else its failure line said it
+                print(f"[{tag.cell}] tfdeploy: warning: {result.local_problem}", file=sys.stderr, flush=True)
     return result
