@@ -55,6 +55,24 @@ def test_a_state_bucket_that_does_not_exist_is_one_line_before_any_cell(repo):
     tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve")
 
 
+def test_a_signing_key_that_cannot_be_used_is_one_line_before_any_cell(repo):
+    """The committed ledger_signing_key names a key KMS does not have: every cell would sign its
+    records with it (and promotion verify with it), so the run stops before any cell starts."""
+    from tests.conftest import git
+
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'ledger_signing_key = "alias/no-such-ledger-key"\n')
+    git(repo, "commit", "-qam", "sign the ledger")
+    for scope in SCOPES:
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    proc = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", check=False)
+    line = only_line(proc)
+    assert "ledger signing key alias/no-such-ledger-key cannot be used" in line and "no cell was started" in line
+    assert not (repo / ".tfdeploy" / "runs").exists()
+    assert [o["Key"] for o in s3().list_objects_v2(Bucket="demo-tfstate-dev").get("Contents", [])] == []
+
+
 def test_checks_run_in_order_and_the_first_problem_stops_the_rest():
     """Pure: the extension point another check (e.g. the signing key) plugs into."""
     from pathlib import Path
@@ -77,4 +95,4 @@ def test_checks_run_in_order_and_the_first_problem_stops_the_rest():
     with pytest.raises(PreflightError, match="signing key"):
         run_checks(fleet, [fine, broken, never])
     assert seen == ["fine"]
-    assert [c.__name__ for c in CHECKS][:2] == ["check_credentials", "check_state_buckets"]
+    assert [c.__name__ for c in CHECKS] == ["check_credentials", "check_state_buckets", "check_signing_keys"]

@@ -12,7 +12,6 @@ needs something another check established (a working client) comes after that ch
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -83,7 +82,6 @@ def check_state_buckets(fleet: Fleet) -> None:
                                  "was started: check the network or endpoint, then run again") from None
 
 
-CHECKS: list[Check] = [check_credentials, check_state_buckets]
 
 
 def run_checks(fleet: Fleet, checks: Sequence[Check] | None = None) -> None:
@@ -126,16 +124,44 @@ def state_buckets(fleet: Fleet) -> dict[tuple[str, str], list[str]]:
 
 def _committed_settings(fleet: Fleet, commit: str) -> Settings:
     """The settings of `commit`'s pyproject.toml (one `git show`), as its work dir will load them."""
-    import subprocess
+    from ..gates.policy import committed_table
+    from ..model.settings import merge_settings
 
-    from ..model.settings import load_settings
+    return merge_settings(committed_table(fleet.repo_root, commit), fleet.environ, fleet.overrides)
 
-    shown = subprocess.run(["git", "show", f"{commit}:pyproject.toml"], cwd=fleet.repo_root,
-                           capture_output=True, timeout=60)
-    with tempfile.TemporaryDirectory(prefix="tfdeploy-preflight-") as tmp:
-        if shown.returncode == 0:  # no pyproject.toml in the commit: the defaults, as for the work dir
-            (Path(tmp) / "pyproject.toml").write_bytes(shown.stdout)
-        return load_settings(Path(tmp), fleet.environ, fleet.overrides)
+
+def check_signing_keys(fleet: Fleet) -> None:
+    """Every ledger signing key the run needs can be used: the default branch's (promotion
+    evidence is verified with it) and each tagged commit's (its records are signed with it). One
+    GetPublicKey per key, kept in the repo cache for the cells' own checks."""
+    from ..gates.policy import repo_policy
+    from ..paths import repo_cache_dir
+    from .signing import SigningError, trust_for
+
+    keyed = [s for s in repo_policy(fleet.repo_root, fleet.environ) if s.ledger_signing_key]
+    for tag in fleet.tags:
+        source = fleet.sources.get(tag.name)
+        if source is None or isinstance(source, TfdeployError) or source.worktree:
+            continue
+        try:
+            settings = _committed_settings(fleet, source.commit)
+        except TfdeployError:
+            continue  # the cell reports its own settings
+        if settings.ledger_signing_key:
+            keyed.append(settings)
+    cache = repo_cache_dir(fleet.repo_root, fleet.environ)
+    for key in sorted({s.ledger_signing_key for s in keyed}):
+        settings = next(s for s in keyed if s.ledger_signing_key == key)
+        try:
+            trust_for([settings], fleet.environ, cache)
+        except SigningError as exc:
+            raise PreflightError(f"ledger signing key {key} cannot be used ({exc}); no cell was started: "
+                                 "grant kms:GetPublicKey and kms:Sign on it, or fix ledger_signing_key in "
+                                 "pyproject.toml") from None
+
+
+# Cheapest and most basic first: a bucket check needs credentials; a key check, a working client.
+CHECKS: list[Check] = [check_credentials, check_state_buckets, check_signing_keys]
 
 
 def _code(exc: Exception) -> str:
