@@ -1,5 +1,6 @@
-"""README claims about the command line, each checked the way a user would: the real `tfdeploy`
-script, its exit code and its one error line."""
+"""Documented claims about the command line (the docs site's Settings and CLI pages, which the
+README links to), each checked the way a user would: the real `tfdeploy` script, its exit code and
+its one error line."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from tfdeploy.model.settings import POLICY_SETTINGS, SETTING_NAMES
 
 from tests.e2e.conftest import TFDEPLOY, make_repo, tag, tfdeploy
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+SETTINGS_PAGE = DOCS / "reference" / "settings.md"  # the settings table (moved from the README)
+CLI_PAGE = DOCS / "reference" / "cli.md"
 
 
 def option_flag(name: str) -> str:
-    return "--" + name.replace("_", "-")  # what the README promises for each setting
+    return "--" + name.replace("_", "-")  # what the Settings page promises for each setting
 
 
 def one_error_line(proc: subprocess.CompletedProcess) -> str:
@@ -47,10 +50,32 @@ def test_every_setting_but_policy_has_its_option_on_every_repo_command(example):
         assert not offered, f"tfdeploy {' '.join(command)} offers policy options {offered}"
 
 
-def test_every_setting_is_in_the_readme_table():
-    table = README.read_text(encoding="utf-8")
+def test_every_setting_is_in_the_settings_table():
+    table = SETTINGS_PAGE.read_text(encoding="utf-8")
     missing = [n for n in SETTING_NAMES if not re.search(rf"^\| `{n}` \|", table, re.MULTILINE)]
-    assert not missing, f"README settings table lacks {missing}"
+    assert not missing, f"docs/reference/settings.md's settings table lacks {missing}"
+
+
+def test_every_command_is_in_the_cli_pages_tables_once():
+    """The hand-written "Commands by task" tables: every command (and subcommand of a group) has a
+    row, none twice, and each table is one table (no blank line splitting it into raw text)."""
+    from tfdeploy.cli.reference import cli
+
+    page = CLI_PAGE.read_text(encoding="utf-8")
+    by_task = page[page.index("## Commands by task"):page.index("## Every command and option")]
+    rows = [line for line in by_task.splitlines() if line.startswith("| `")]
+    firsts = [re.match(r"\| `([a-z]+(?: [a-z][a-z-]*)?)", row).group(1) for row in rows]
+    for section in by_task.split("### ")[1:]:
+        lines = section.splitlines()
+        at = [i for i, line in enumerate(lines) if line.startswith("|")]
+        table = lines[at[0]:at[-1] + 1]  # from its first row to its last: nothing else between
+        assert all(line.startswith("|") for line in table), f"a table is split: {section[:200]}"
+    # Every word of a row's first cell that is not an option or its value: the commands it names.
+    documented = {word for row in rows for word in re.findall(r"(?<![-\w])[a-z]+(?![\w-])", row.split(" | ")[0])}
+    commands = set(cli.commands)
+    assert commands <= documented, f"docs/reference/cli.md lacks rows for {sorted(commands - documented)}"
+    repeated = sorted({f for f in firsts if firsts.count(f) > 1} - {"apply", "plan"})
+    assert not repeated, f"rows repeated in docs/reference/cli.md: {repeated}"
 
 
 def test_setting_options_win_over_the_file(example):

@@ -63,6 +63,7 @@ def _install_texts() -> list[Path]:
     files += sorted((REPO_ROOT / "buildspecs").glob("*.yml"))
     files += sorted((REPO_ROOT / "toolkit").rglob("*.py"))
     files += sorted((REPO_ROOT / "modules").rglob("*.md"))
+    files += sorted((REPO_ROOT / "docs").rglob("*.md"))  # the docs site, where the README's depth moved
     return files
 
 
@@ -95,12 +96,27 @@ def test_buildspecs_install_the_toolkit_not_the_repo():
         assert not any("[sandbox]" in c or "moto" in c for c in installs), path
 
 
+QUICKSTART = ("python3 -m venv .venv && .venv/bin/pip install -e '.[sandbox]' && .venv/bin/tfdeploy demo",
+              "bash .ci/run")
+
+
+def _section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + len(heading))
+    return text[start:end if end != -1 else len(text)]
+
+
 def test_quickstart_install_line_gives_a_working_demo():
-    """The demo needs the sandbox (moto): the quickstart installs the extra."""
-    readme = (REPO_ROOT / "README.md").read_text()
-    quickstart = readme[readme.index("## Quickstart"):readme.index("## Tags")]
-    line = next(line for line in quickstart.splitlines() if "tfdeploy demo" in line and "pip install" in line)
-    assert "[sandbox]" in line, line
+    """The demo needs the sandbox (moto): the quickstart installs the extra. The two commands are
+    the same in the README, the docs' home page and Getting started."""
+    pages = {"README.md": "## Quickstart", "docs/index.md": "## Two commands",
+             "docs/getting-started.md": "## Install and run the demo"}
+    for path, heading in pages.items():
+        quickstart = _section((REPO_ROOT / path).read_text(), heading)
+        line = next(line for line in quickstart.splitlines() if "tfdeploy demo" in line and "pip install" in line)
+        assert "[sandbox]" in line, (path, line)
+        commands = [line for line in quickstart.splitlines() if line and not line.startswith(("#", "`"))]
+        assert all(command in commands for command in QUICKSTART), (path, commands)
 
 
 @pytest.mark.parametrize("spec", [

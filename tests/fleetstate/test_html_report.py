@@ -157,9 +157,11 @@ def visible_rows(dom: str) -> list[str]:
 
 
 class DevTools:
-    """A page in headless Chromium driven over the DevTools Protocol (127.0.0.1 only)."""
+    """A page in headless Chromium driven over the DevTools Protocol (127.0.0.1 only). `ready`: a
+    JavaScript expression that is true once the page is usable (tests/docs reuses this for the
+    docs site, served over http on 127.0.0.1)."""
 
-    def __init__(self, url: str, profile: Path) -> None:
+    def __init__(self, url: str, profile: Path, ready: str = "!!document.getElementById('shown')") -> None:
         import websocket
 
         self.proc = subprocess.Popen([CHROMIUM, *HEADLESS, f"--user-data-dir={profile}",
@@ -167,6 +169,7 @@ class DevTools:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             port_file, deadline = profile / "DevToolsActivePort", time.monotonic() + 60
+            scheme = url.split(":", 1)[0] + ":"
             while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
                 assert self.proc.poll() is None and time.monotonic() < deadline, "chromium did not start DevTools"
                 time.sleep(0.05)
@@ -174,7 +177,7 @@ class DevTools:
             opener = build_opener(ProxyHandler({}))  # loopback: never through a proxy
             while True:
                 pages = [t for t in json.load(opener.open(f"http://127.0.0.1:{port}/json/list", timeout=10))
-                         if t["type"] == "page" and t["url"].startswith("file:")]
+                         if t["type"] == "page" and t["url"].startswith(scheme)]
                 if pages:
                     break
                 assert time.monotonic() < deadline, "the page never opened"
@@ -183,8 +186,8 @@ class DevTools:
                                                   suppress_origin=True)
             self.ids = itertools.count(1)
             # The target can be listed while the browser is still leaving about:blank.
-            while not self.js("location.protocol === 'file:' && document.readyState === 'complete' && "
-                              "!!document.getElementById('shown')"):
+            while not self.js(f"location.protocol === '{scheme}' && document.readyState === 'complete' && "
+                              f"({ready})"):
                 assert time.monotonic() < deadline, "the page never loaded"
                 time.sleep(0.05)
         except BaseException:
