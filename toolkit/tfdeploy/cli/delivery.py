@@ -222,8 +222,8 @@ def ci(stage: str, exports_file: Path | None, needs_checkov: bool) -> None:
     \b
     Stages and the command each runs:
       source   publish --tag TAG                 (tag-capture build)
-      tflint   lint --dir SRC --junit reports/tflint.xml
-      checkov  scan --dir SRC --env ENV --junit reports/checkov.xml
+      tflint   lint --tag TAG --junit reports/tflint.xml   (the tagged commit's work dir)
+      checkov  scan --tag TAG --junit reports/checkov.xml  (its env's committed policy)
       plan     plan --tag TAG                    (work dir under .tfdeploy/ci/plan)
       apply    apply --tag TAG                   (the plan artifact's work dir)
 

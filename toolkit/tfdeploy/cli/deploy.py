@@ -133,7 +133,9 @@ def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command()
-@click.option("--auto-approve", is_flag=True, help="Plan and apply in one go (no saved plan needed).")
+@click.option("--auto-approve", is_flag=True,
+              help="Plan, check and apply in one command, without stopping for review (the plan is "
+                   "checked exactly as a reviewed saved plan is).")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when every cell succeeded and any had changes (0: none had).")
 @promotion_options
@@ -146,7 +148,8 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
-    With --auto-approve, plans and applies in one Terraform run (nothing to review, so no saved plan).
+    With --auto-approve, plans into a saved plan, checks it as a reviewed one (backend, variables,
+    addresses) and applies it, in one command.
 
     Promotion order: in env N of `environments`, the tagged commit must have been applied
     successfully for the team in env N-1 (see the ledger), unless --skip-promotion-check
