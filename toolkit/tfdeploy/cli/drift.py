@@ -135,6 +135,10 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
     signum = None
     checked: list[d.CellCheck] = []
     if steps:
+        from ..fleet.preflight import Fleet, run_checks
+
+        # What every check shares (credentials, state buckets, signing keys): one line, not one per cell.
+        run_checks(Fleet(repo.root, settings, os.environ, repo.overrides, [step.tag for step in steps], sources))
         shared = Shared(repo.root, repo.overrides, os.environ, SourceOptions(),
                         find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
         say(f"tfdeploy: drift check of {len(steps)} cells, {min(parallel, len(steps))} at a time; "
