@@ -40,8 +40,13 @@ def buildspec() -> None:
               help="Folder for the files, relative to the repo root.")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 listing the files that differ from what would be generated.")
+@click.option("--release", "release", metavar="TAGS", multiple=True,
+              help="Print the batch buildspec of this release instead (tags of one env and team at one "
+                   "commit, e.g. 'dev_*/research/1.1'; repeatable); writes nothing.")
+@click.option("--stage", type=click.Choice(["plan", "apply"]), default="plan", show_default=True,
+              help="With --release: the batch stage to print.")
 @repo_command
-def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
+def buildspec_generate(out: str, check: bool, release: tuple[str, ...], stage: str, repo: RepoContext) -> None:
     """Write buildspecs/{source,tflint,checkov,plan,apply}.yml (deterministic output).
 
     Each installs the toolkit from the toolkit_spec setting (default tfdeploy-toolkit==<version>;
@@ -50,10 +55,28 @@ def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
     committed files never drift from the toolkit.
 
     \b
+    With --release, print the CodeBuild batch buildspec (build-graph, one build per cell, in
+    waves) that the release's plan or apply stage starts; generated here, never read from the
+    tagged tree.
+
+    \b
     Examples:
       tfdeploy buildspec generate
       tfdeploy buildspec generate --check
+      tfdeploy buildspec generate --release 'dev_*/research/1.1' --stage apply
     """
+    if release:
+        if check:
+            raise ValidationError("--check and --release do not go together: a release's batch buildspec "
+                                  "is printed, never written; drop one")
+        from ..delivery.batch import render as render_batch
+        from ..delivery.releases import select_release
+
+        tags, _commit = select_release(repo.root, release, repo.settings.extra_regions)
+        settings = repo.settings
+        click.echo(render_batch(stage, tags, waves=settings.waves, cap=settings.max_parallel_builds,
+                                toolkit_spec=settings.toolkit_spec), nl=False)
+        return
     from ..delivery.buildspec import generate_all
     from ..results import write_atomic
 
@@ -90,24 +113,58 @@ def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
 @click.option("--skip-install", is_flag=True, help="Skip the install phase (use the tools already here).")
 @click.option("--src-dir", default=".", show_default=True, type=click.Path(file_okay=False, exists=True,
               path_type=Path), help="Source directory: CODEBUILD_SRC_DIR and the working directory.")
+@click.option("--parallel", type=click.IntRange(1, 200), default=20, show_default=True, metavar="N",
+              help="Batch builds: builds of the build-graph run at once.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Batch builds: where each build's source copy and log go "
+                   "[default: SRC/.tfdeploy/batch/<time>].")
+@click.option("--no-batch", is_flag=True, help="Run the phases once, ignoring a batch: section.")
 @json_option
 def buildspec_run(file: Path, env_pairs: tuple[str, ...], skip_install: bool, src_dir: Path,
-                  as_json: bool) -> None:
+                  parallel: int, work_dir: Path | None, no_batch: bool, as_json: bool) -> None:
     """Run a buildspec's phases here, as CodeBuild would, in one bash shell.
 
     Phases run in order; `export` and `cd` carry over between commands and phases; `finally`
     blocks run after failures; `on-failure: ABORT` stops the build. Prints the exported
     variables at the end. Exit 1 when the build fails, naming the phase and command.
 
+    A buildspec with `batch: build-graph` runs as a batch: one build per task, each with its
+    env.variables and its own copy of the source, a task after its depend-on tasks succeeded
+    (skipped when one failed), at most --parallel at once; --json prints
+    {"ok", "builds": [{"id", "tag", "wave", "status", "log", ...}]}.
+
     \b
     Examples:
       tfdeploy buildspec run buildspecs/plan.yml --skip-install --env ENV=dev
       tfdeploy buildspec run buildspecs/checkov.yml --skip-install --src-dir /tmp/src --json
+      tfdeploy buildspec generate --release 'dev_*/research/1.1' > plan-batch.yml
+      tfdeploy buildspec run plan-batch.yml --skip-install --env ENV=dev --parallel 4 --json
     """
-    from ..delivery.buildspec_runner import BuildFailedError, load_buildspec, parse_env_pairs, run_build
+    from ..delivery.batch_runner import load_batch
+    from ..delivery.buildspec_runner import BuildFailedError, parse_env_pairs, run_build
 
-    spec = load_buildspec(file)
+    spec, batch = load_batch(file)
     overrides = parse_env_pairs(env_pairs)
+    if batch is not None and not no_batch:
+        from ..delivery.batch_runner import default_work_dir, run_batch
+
+        def say(line: str) -> None:
+            click.echo(f"[batch] {line}", err=as_json)
+
+        folder = work_dir or default_work_dir(src_dir.resolve())
+        say(f"{len(batch.tasks)} builds, {parallel} at a time; logs in {_shown(folder)}")
+        outcome = run_batch(spec, batch, src_dir, folder, overrides=overrides, skip_install=skip_install,
+                            parallel=parallel, say=say)
+        if as_json:
+            echo_json(outcome.to_dict())
+        else:
+            click.echo(f"[batch] batch {'succeeded' if outcome.ok else 'failed'}")
+        if not outcome.ok:
+            bad = [r for r in outcome.results if r.status != "succeeded" and r.reason != "ignored"]
+            raise BuildFailedError(f"batch failed: {len(bad)} of {len(outcome.results)} builds did not succeed ("
+                                   + ", ".join(f"{r.identifier} {r.status}" for r in bad) + "); see their logs in "
+                                   f"{_shown(folder)}")
+        return
     # Chunks may end inside a UTF-8 sequence: decode incrementally, never split a character.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 

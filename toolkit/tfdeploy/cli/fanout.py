@@ -93,7 +93,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
         for note in selection.notes:
             click.echo(f"tfdeploy: note: {note}", err=True)
         tags = selection.tags
-    steps = schedule(tags, action)
+    steps = schedule(tags, action, settings.waves, settings.max_parallel_builds)
     if confirm is not None:
         confirm(steps)
 
@@ -110,7 +110,8 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
         outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
                                                override=override), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
-                            display=display, action_name=action)
+                            display=display, action_name=action,
+                            bake_s=settings.wave_bake_seconds if action != "destroy" else 0.0)
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None
     write_record(runs, record, outcome.results)
     if action in ("apply", "destroy") and settings.notify_topic_arn and not all(r.ok for r in outcome.results):

@@ -18,6 +18,14 @@ from typing import Any, Mapping
 
 from .. import DISTRIBUTION, __version__
 from ..errors import ConfigError
+from .waves import (
+    DEFAULT_MAX_PARALLEL_BUILDS,
+    DEFAULT_WAVES,
+    MAX_PARALLEL_BUILDS_CAP,
+    check_bake_seconds,
+    check_max_parallel_builds,
+    check_waves,
+)
 from .regions import REGION_SHAPE, is_allowed
 from .tags import ENV_RE, show
 
@@ -71,6 +79,10 @@ class Settings:
     protected_envs: tuple[str, ...] = ("prod",)
     # SNS topic told about failed applies, refused promotions and drift (fleet/notify.py); none: silent.
     notify_topic_arn: str | None = None
+    # A release's rollout order and pace, locally and in CodeBuild batches (model/waves.py).
+    waves: tuple[str, ...] = DEFAULT_WAVES
+    max_parallel_builds: int = DEFAULT_MAX_PARALLEL_BUILDS
+    wave_bake_seconds: int = 0
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -113,6 +125,11 @@ SETTING_HELP: dict[str, str] = {
     "protected_envs": ("Envs whose cells destroy touches only with --allow-protected and whose applies need a "
                        "passing checkov scan, comma-separated (default prod)."),
     "notify_topic_arn": "SNS topic ARN told about failed applies, refused promotions and drift (default none).",
+    "waves": ("Rollout waves of a release, comma-separated: global, a number of Regions, Region codes "
+              "separated by spaces, * for the rest (default global,1,*: global, one canary Region, the rest)."),
+    "max_parallel_builds": (f"Cells of one wave in flight at once (CodeBuild batch builds; 1 to "
+                            f"{MAX_PARALLEL_BUILDS_CAP}, default {DEFAULT_MAX_PARALLEL_BUILDS})."),
+    "wave_bake_seconds": "Seconds to wait after a wave succeeded before the next starts (default 0).",
 }
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
 
@@ -139,6 +156,12 @@ def _as_list(value: Any, name: str, source: str) -> tuple[str, ...]:
 def _check(name: str, value: Any, source: str) -> Any:
     """Validate one setting value; return it in its typed form."""
     where = f"setting {name} = {show(str(value))} (from {source})"
+    if name == "waves":
+        return check_waves(_as_list(value, name, source), where)
+    if name == "max_parallel_builds":
+        return check_max_parallel_builds(value, where)
+    if name == "wave_bake_seconds":
+        return check_bake_seconds(value, where)
     if name == "default_tags":
         items = _as_list(value, name, source)
         bad = [t for t in items if t not in DEFAULT_TAG_NAMES]
