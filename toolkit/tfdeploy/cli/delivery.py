@@ -14,7 +14,7 @@ import click
 
 from ..delivery.buildspec import STAGES
 from ..errors import TfdeployError, ValidationError
-from .common import EXAMPLE_TAG, RepoContext, echo_json, json_option, repo_command, tag_option
+from .common import RepoContext, echo_json, json_option, repo_command, tag_option
 
 
 def _shown(path: Path) -> str:
@@ -215,27 +215,31 @@ def events_pattern(env: str, repo: RepoContext) -> None:
 
 
 @click.command()
-@tag_option(required=False, help_text=f"The tag to publish, e.g. {EXAMPLE_TAG}.")
+@tag_option(required=False, many=True)
 @click.option("--event-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the tag from this EventBridge CodeCommit event (detail.referenceName).")
 @click.option("--no-start", is_flag=True, help="Only upload; do not start the env's pipeline.")
 @json_option
 @repo_command
-def publish(tag: str | None, event_file: Path | None, no_start: bool, as_json: bool,
+def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, as_json: bool,
             repo: RepoContext) -> None:
-    """Publish a tag to its env's pipeline: a full clone at the tag, zipped to the source bucket,
-    then start the pipeline pinned to that upload.
+    """Publish a release to its env's pipeline: a full clone at its commit, zipped to the source
+    bucket, then start ONE execution of the pipeline pinned to that upload.
 
-    Uploads to s3://<backend_prefix>-source-<env>/source/<env>/source.zip with
-    tfdeploy-source.json (tag, commit, tagger, dates) inside and the tag as object metadata
-    (nothing is uploaded when that tag and commit are already the newest version). Then starts
-    the pipeline <pipeline_name_prefix>-<env> with the object's version as its source revision
-    and TFDEPLOY_TAG=<tag>, so the execution deploys exactly this tag even when other tags are
-    published right after it. Uses the local sandbox when active.
+    A release is a tag, or tags of one env, team and version at one commit (patterns as `apply`
+    takes them: 'dev_*/research/1.1'). Uploads to s3://<backend_prefix>-source-<env>/source/<env>/
+    source.zip with tfdeploy-source.json (the release's tags in wave order, commit, tagger,
+    dates) inside and the first tag as object metadata (nothing is uploaded when the same tags
+    at that commit are already the newest version). Then starts the pipeline
+    <pipeline_name_prefix>-<env> with the object's version as its source revision and
+    TFDEPLOY_TAG=<first tag>, so the execution deploys exactly this release even when others are
+    published right after it; its plan and apply stages run one batch build per cell. Uses the
+    local sandbox when active.
 
     \b
     Examples:
       tfdeploy publish --tag dev_us-east-1/research/1.0
+      tfdeploy publish --tag 'dev_*/research/1.1'
       tfdeploy publish --event-file event.json --json
       tfdeploy publish --tag dev_us-east-1/research/1.0 --no-start
     """
@@ -243,25 +247,34 @@ def publish(tag: str | None, event_file: Path | None, no_start: bool, as_json: b
     from ..delivery.publish import load_event_file
     from ..delivery.publish import publish as run_publish
 
-    if (tag is None) == (event_file is None):
-        raise ValidationError("pass exactly one of --tag TAG or --event-file EVENT.json")
+    if bool(tag) == (event_file is not None):
+        raise ValidationError("pass exactly one of --tag TAG (or a release's tags and patterns) or "
+                              "--event-file EVENT.json")
     settings = repo.settings
+    names: list[str]
     if event_file is not None:
-        tag = tag_from_event(load_event_file(event_file), settings.extra_regions)
-    assert tag is not None
-    result = run_publish(tag, repo.root, settings, os.environ, start=not no_start,
+        names = [tag_from_event(load_event_file(event_file), settings.extra_regions)]
+    elif len(tag) == 1 and not any(c in tag[0] for c in "*?["):
+        names = [tag[0]]
+    else:
+        from ..delivery.releases import select_release
+
+        names = [t.name for t in select_release(repo.root, tag, settings.extra_regions)[0]]
+    result = run_publish(names, repo.root, settings, os.environ, start=not no_start,
                          progress=lambda line: click.echo(f"publish: {line}", err=True))
     if as_json:
         echo_json(result.to_dict())
         return
+    what = (f"{result.tag}" if len(result.tags) <= 1
+            else f"release {result.release} ({len(result.tags)} cells: {', '.join(result.tags)})")
     if result.uploaded:
-        click.echo(f"published {result.tag} ({result.commit[:12]}) to s3://{result.bucket}/{result.key}"
+        click.echo(f"published {what} ({result.commit[:12]}) to s3://{result.bucket}/{result.key}"
                    + (f" (version {result.version_id})" if result.version_id else ""))
     else:
-        click.echo(f"already published: s3://{result.bucket}/{result.key} holds {result.tag} "
+        click.echo(f"already published: s3://{result.bucket}/{result.key} holds {what} "
                    f"({result.commit[:12]}); nothing uploaded")
     if result.execution_id:
-        click.echo(f"started {result.pipeline} execution {result.execution_id} for {result.tag} "
+        click.echo(f"started {result.pipeline} execution {result.execution_id} for {what} "
                    f"(source version {result.version_id})")
 
 

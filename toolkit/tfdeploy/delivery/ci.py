@@ -150,7 +150,9 @@ def read_context(stage: str, environ: Mapping[str, str]) -> CiContext:
     metadata = None if stage == "source" else _read_metadata(src_dir)
     from_env = environ.get(TAG_VAR) or None
     from_file = metadata["tag"] if metadata else None
-    if from_env and from_file and from_env != from_file:
+    release_tags = metadata.get("tags") if metadata and isinstance(metadata.get("tags"), list) else []
+    # A release's batch build names its own cell (TFDEPLOY_TAG): any tag the release lists.
+    if from_env and from_file and from_env != from_file and from_env not in release_tags:
         raise ValidationError(f"{TAG_VAR}={show(from_env)} but {METADATA_FILE} says {show(from_file)}; "
                               f"unset {TAG_VAR} or re-publish the tag")
     tag = from_env or from_file
@@ -301,7 +303,13 @@ def run(
          + (f", build Region {environ['AWS_REGION']}" if environ.get("AWS_REGION") else ""))
     echo("ci: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in extra_env.items())
          + (" " if extra_env else "") + f"tfdeploy {shlex.join(argv)}")
-    code = invoke(argv, extra_env)
+    from ..fleet.recording import extra_details
+
+    # A release's cell records which release and which build applied it (ledger details).
+    release = (ctx.metadata or {}).get("release")
+    details = {"release": release, "build": environ.get("CODEBUILD_BUILD_ID", "")} if release else {}
+    with extra_details(details):
+        code = invoke(argv, extra_env)
     if stage == "apply":
         report_kept_records(Path(extra_env[CACHE_VAR]), echo)
 

@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import __version__
 from ..engine.gitsource import SourceRef, tag_source
@@ -62,6 +62,8 @@ class PublishResult:
     size: int  # bytes uploaded (0 when nothing was uploaded)
     pipeline: str | None = None  # the pipeline started (None with start=False)
     execution_id: str | None = None
+    release: str = ""  # env/team/version
+    tags: tuple[str, ...] = ()  # the release's tags, in wave order (`tag` is the first)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -71,10 +73,16 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def source_metadata(info: SourceRef, published_at: datetime) -> dict[str, str]:
-    """The content of tfdeploy-source.json (pure)."""
+def source_metadata(info: SourceRef, published_at: datetime,
+                    release_tags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The content of tfdeploy-source.json (pure). `tag` is the release's first tag (what the
+    execution's TFDEPLOY_TAG names); `tags` lists every cell of the release, in wave order."""
+    tags = release_tags or (info.tag,)
+    first = parse_tag(tags[0])
     return {
         "tag": info.tag,
+        "release": f"{first.env}/{first.team}/{first.version}",
+        "tags": list(tags),
         "commit": info.commit,
         "tagger": info.tagger,
         "tagger_email": info.tagger_email,
@@ -226,8 +234,26 @@ def check_pipeline_env(tag: Tag, settings: Settings) -> None:
                           f"({', '.join(settings.environments)}) in [tool.tfdeploy]")
 
 
+def release_order(tag_names: Sequence[str], settings: Settings) -> tuple[str, ...]:
+    """A release's tags in wave order (model/waves.py): the first is what the execution names."""
+    from ..model.waves import group_waves
+    from .batch import check_release
+
+    tags = [parse_tag(name, settings.extra_regions) for name in dict.fromkeys(tag_names)]
+    check_release(tags)
+    return tuple(t.name for wave in group_waves(tags, settings.waves, settings.max_parallel_builds)
+                 for t in wave)
+
+
+def tags_digest(tags: Sequence[str]) -> str:
+    """A short digest of a release's tags, kept as object metadata (S3 metadata is small)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()[:16]
+
+
 def publish(
-    tag_name: str,
+    tag_name: str | Sequence[str],
     repo_root: Path,
     settings: Settings,
     environ: Mapping[str, str],
@@ -236,14 +262,23 @@ def publish(
     progress: Callable[[str], None] = lambda line: None,
     start: bool = True,
 ) -> PublishResult:
-    """Publish a tag to its env's source bucket (no upload when that tag+commit is already the
-    newest version) and, with `start`, start the env's pipeline pinned to that version."""
-    tag = parse_tag(tag_name, settings.extra_regions)
+    """Publish a tag, or a release (tags of one env, team and version at one commit), to its env's
+    source bucket as ONE bundle (no upload when the same tags at the same commit are already the
+    newest version) and, with `start`, start ONE execution of the env's pipeline pinned to it."""
+    names = release_order([tag_name] if isinstance(tag_name, str) else list(tag_name), settings)
+    tag = parse_tag(names[0], settings.extra_regions)
     check_pipeline_env(tag, settings)
     bucket, key = source_bucket_name(settings, tag.env), source_key(tag.env)
     # Same checks as plan (exists, annotated); the branch check stays with plan, which runs on
     # the published clone (it keeps origin/<default_branch> for that).
     info = tag_source(repo_root, tag.name, skip_branch_check=True)
+    for other in names[1:]:
+        other_info = tag_source(repo_root, other, skip_branch_check=True)
+        if other_info.commit != info.commit:
+            raise ValidationError(f"a release is tags of one commit, but {tag.name} is at {info.commit[:12]} "
+                                  f"and {other} at {other_info.commit[:12]}; move the tags to one commit "
+                                  "or publish them separately")
+    digest = tags_digest(names)
 
     s3 = s3_client(settings.state_region, environ)
     _check_bucket(s3, bucket, tag.env)
@@ -256,16 +291,19 @@ def publish(
         codepipeline = codepipeline_client(settings.state_region, environ)
         _check_pipeline(codepipeline, pipeline, tag.env)
     current = _current(s3, bucket, key)
-    if current and current.get("tag") == tag.name and current.get("commit") == info.commit:
+    release = f"{tag.env}/{tag.team}/{tag.version}"
+    if (current and current.get("tag") == tag.name and current.get("commit") == info.commit
+            and current.get("tags-digest", tags_digest([tag.name])) == digest):
         result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key,
-                               uploaded=False, version_id=current["_version_id"] or None, size=0)
+                               uploaded=False, version_id=current["_version_id"] or None, size=0,
+                               release=release, tags=names)
         return _started(result, codepipeline, pipeline, progress) if start else result
 
     with tempfile.TemporaryDirectory(prefix="tfdeploy-publish-") as tmp:
         clone = Path(tmp) / "src"
         progress(f"cloning {repo_root} at {tag.name} ({info.commit[:12]})")
         clone_at_tag(repo_root, info, clone, settings.default_branch)
-        metadata = source_metadata(info, now())
+        metadata = source_metadata(info, now(), names)
         write_atomic(clone / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
         # Keep the clone's `git status` clean: the metadata file is not part of the release.
         exclude = clone / ".git" / "info" / "exclude"
@@ -284,13 +322,14 @@ def publish(
             with open(archive, "rb") as body:
                 response = s3.put_object(
                     Bucket=bucket, Key=key, Body=body, ContentType="application/zip",
-                    Metadata={"tag": tag.name, "commit": info.commit, "tfdeploy-version": __version__},
+                    Metadata={"tag": tag.name, "commit": info.commit, "tfdeploy-version": __version__,
+                              "release": release, "tags-digest": digest, "cells": str(len(names))},
                     **extra,
                 )
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(exc, f"upload to s3://{bucket}/{key} failed") from None
     result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=True,
-                           version_id=response.get("VersionId"), size=size)
+                           version_id=response.get("VersionId"), size=size, release=release, tags=names)
     return _started(result, codepipeline, pipeline, progress) if start else result
 
 

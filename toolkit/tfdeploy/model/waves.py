@@ -22,12 +22,13 @@ builds in flight, on CodeBuild and on a laptop alike.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Sequence
+from typing import Iterable, Sequence, TypeVar
 
 from ..errors import ConfigError
 from .regions import REGION_SHAPE
 from .tags import Tag
 
+T = TypeVar("T")
 DEFAULT_WAVES: tuple[str, ...] = ("global", "1", "*")
 DEFAULT_MAX_PARALLEL_BUILDS = 20
 MAX_PARALLEL_BUILDS_CAP = 50  # at most this many builds become ready at once (see above)
@@ -98,9 +99,14 @@ def group_waves(tags: Iterable[Tag], waves: Sequence[str] = DEFAULT_WAVES,
         out.insert(0, glob)  # the global cell holds what its Regions build on: never after them
         placed.update(t.cell for t in glob)
     out.append([t for t in regions if t.cell not in placed])
-    split: list[list[Tag]] = []
-    for wave in out:
-        split.extend(wave[i:i + cap] for i in range(0, len(wave), cap))
+    return cap_waves(out, cap)
+
+
+def cap_waves(waves: Sequence[Sequence[T]], cap: int) -> list[list[T]]:
+    """Waves split into sub-waves of at most `cap`, in order; empty waves dropped."""
+    split: list[list[T]] = []
+    for wave in waves:
+        split.extend(list(wave[i:i + cap]) for i in range(0, len(wave), cap))
     return split
 
 

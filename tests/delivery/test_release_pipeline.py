@@ -1,0 +1,152 @@
+"""A 9-cell release, published as one execution and run offline through the generated buildspecs
+(`tfdeploy pipeline run`): lint and scan once, the plan and apply stages as batch builds in waves,
+the approval in between; 9 states at their keys, global first, the canary before the rest, a ledger
+record per cell naming the release and the build. A failing canary stops the other Regions.
+Real git, real Terraform, real checkov, moto; tflint is a TEST DOUBLE (tests/quality)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+from tests.conftest import git
+from tests.delivery.conftest import PREFIX, create_pipeline
+from tests.delivery.test_pipeline_e2e import pipeline_env  # noqa: F401  (fixture)
+
+REGIONS = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
+           "ap-southeast-1", "ap-northeast-1")
+TEAM_VARS = "envs/dev/research/variables.tfvars"
+STATE_BUCKET = f"{PREFIX}-dev"
+SOURCE_BUCKET = f"{PREFIX}-source-dev"
+
+
+def cli(env: dict[str, str], repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    exe = str(Path(env["PATH"].split(os.pathsep)[0]) / "tfdeploy")
+    proc = subprocess.run([exe, *args, "--repo", str(repo)], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=repo)
+    if check:
+        assert proc.returncode == 0, f"{args}:\n{proc.stderr}\n{proc.stdout}"
+    return proc
+
+
+def release(repo: Path, version: str, extra: dict[str, str] | None = None) -> list[str]:
+    files = {TEAM_VARS: 'account         = "111111111111"\nallowed_regions = [' + ", ".join(f'"{r}"' for r in REGIONS)
+             + "]\n", **(extra or {})}
+    for rel, text in files.items():
+        (repo / rel).write_text(text)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", f"release {version}")
+    names = [f"dev_{s}/research/{version}" for s in ("global", *REGIONS)]
+    for name in names:
+        git(repo, "tag", "-a", name, "-m", f"release {name}")
+    return names
+
+
+def buckets() -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    for bucket in (SOURCE_BUCKET, STATE_BUCKET):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    create_pipeline("dev")
+
+
+def state_keys() -> list[str]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=STATE_BUCKET).get("Contents", [])
+                  if o["Key"].endswith("terraform.tfstate"))
+
+
+def ledger(cell: str) -> list[dict]:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=STATE_BUCKET, Prefix=f"_tfdeploy-ledger/{cell}/").get(
+        "Contents", []) if not o["Key"].endswith("/_latest.json")]
+    return [json.loads(s3.get_object(Bucket=STATE_BUCKET, Key=k)["Body"].read()) for k in keys]
+
+
+@pytest.mark.slow
+def test_a_nine_cell_release_is_one_execution_run_offline_in_waves(infra_repo, pipeline_env, tmp_path):  # noqa: F811
+    buckets()
+    names = release(infra_repo, "1.1")
+    env = {**pipeline_env, "TF_BACKEND_CONFIG_PREFIX": PREFIX}
+
+    published = json.loads(cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.1", "--json").stdout)
+    assert published["release"] == "dev/research/1.1"
+    assert published["tag"] == "dev_global/research/1.1"  # the execution names the first wave's tag
+    assert published["tags"][:2] == ["dev_global/research/1.1", "dev_ap-northeast-1/research/1.1"]
+    assert sorted(published["tags"]) == sorted(names)
+    codepipeline = boto3.client("codepipeline", region_name="us-east-1")
+    executions = codepipeline.list_pipeline_executions(pipelineName="tfdeploy-dev")["pipelineExecutionSummaries"]
+    assert [e["pipelineExecutionId"] for e in executions] == [published["execution_id"]]  # one execution
+    versions = boto3.client("s3", region_name="us-east-1").list_object_versions(
+        Bucket=SOURCE_BUCKET, Prefix="source/dev/source.zip")["Versions"]
+    assert len(versions) == 1  # one bundle
+    body = boto3.client("s3", region_name="us-east-1").get_object(Bucket=SOURCE_BUCKET, Key="source/dev/source.zip")
+    with zipfile.ZipFile(io.BytesIO(body["Body"].read())) as archive:
+        meta = json.loads(archive.read("tfdeploy-source.json"))
+    assert meta["tags"] == published["tags"] and meta["release"] == "dev/research/1.1"
+
+    # Without --approve: lint, scan, the plan batch; stops at the approval, nothing applied.
+    planned = cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--json")
+    doc = json.loads(planned.stdout)
+    assert doc["ok"] is True
+    assert [(s["name"], s["status"]) for s in doc["stages"]] == [
+        ("source", "succeeded"), ("lint", "succeeded"), ("scan", "succeeded"), ("plan", "succeeded"),
+        ("approval", "pending"), ("apply", "not run")]
+    assert [len(s["builds"]) for s in doc["stages"]][1:4] == [1, 1, 9]  # lint and scan once per release
+    plan = doc["stages"][3]["builds"]
+    assert all(set(b) >= {"id", "tag", "status", "wave"} for b in plan)
+    assert {b["tag"]: b["wave"] for b in plan}["dev_global/research/1.1"] == 0
+    assert {b["tag"]: b["wave"] for b in plan}["dev_ap-northeast-1/research/1.1"] == 1
+    assert sorted(b["wave"] for b in plan) == [0, 1] + [2] * 7
+    assert "tfdeploy pipeline run --env dev --approve" in planned.stderr
+    assert state_keys() == []
+
+    approved = cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--approve", "--json")
+    doc = json.loads(approved.stdout)
+    assert doc["ok"] is True, approved.stderr
+    assert [(s["name"], s["status"]) for s in doc["stages"]][3:] == [
+        ("plan", "succeeded"), ("approval", "succeeded"), ("apply", "succeeded")]
+    assert "resuming at the approval" in approved.stderr  # the plans made before, never planned again
+    assert state_keys() == sorted(f"research/dev-{s}/terraform.tfstate" for s in ("global", *REGIONS))
+    apply = {b["tag"]: b for b in doc["stages"][5]["builds"]}
+    # Global first, the canary before the rest: from the ledger records' times.
+    records = {s: ledger(f"dev-{s}-research") for s in ("global", *REGIONS)}
+    final = {s: [r for r in rs if r.get("result") == "succeeded"][-1] for s, rs in records.items()}
+    for scope, record in final.items():
+        assert record["details"]["release"] == "dev/research/1.1"
+        assert record["details"]["build"] == f"local:{doc['execution_id']}:apply:dev_{scope.replace('-', '_')}_research"
+        assert apply[f"dev_{scope}/research/1.1"]["status"] == "succeeded"
+
+    def when(scope: str, key: str) -> str:
+        return final[scope][key]
+
+    assert all(when("global", "finished_at") <= when(s, "started_at") for s in REGIONS)
+    assert all(when("ap-northeast-1", "finished_at") <= when(s, "started_at") for s in REGIONS
+               if s != "ap-northeast-1")
+
+
+@pytest.mark.slow
+def test_a_failing_canary_stops_the_other_regions_in_the_apply_batch(infra_repo, pipeline_env, tmp_path):  # noqa: F811
+    buckets()
+    # The canary (ap-northeast-1) plans fine and fails at apply: its provisioner runs `sleep -1`.
+    release(infra_repo, "1.2", {"envs/dev/research/ap-northeast-1.tfvars": "apply_delay_seconds = -1\n"})
+    env = {**pipeline_env, "TF_BACKEND_CONFIG_PREFIX": PREFIX}
+    cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.2")
+    run = cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--approve", "--json", check=False)
+    assert run.returncode == 1
+    doc = json.loads(run.stdout)
+    assert doc["ok"] is False
+    apply = {b["tag"].split("/")[0][4:]: b["status"] for b in doc["stages"][5]["builds"]}
+    assert apply == {"global": "succeeded", "ap-northeast-1": "failed",
+                     **{r: "skipped" for r in REGIONS if r != "ap-northeast-1"}}
+    assert state_keys() == ["research/dev-ap-northeast-1/terraform.tfstate", "research/dev-global/terraform.tfstate"]
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("tfdeploy: error: stage apply of execution ") and "dev_ap-northeast-1/research/1.2 failed" in last
+    assert "Traceback" not in run.stderr
