@@ -27,7 +27,8 @@ ENVIRON = {"CODEBUILD_SRC_DIR": "/codebuild/src", "ENV": "dev"}
 
 
 def test_stage_argv_is_pure_and_complete():
-    assert stage_argv("source", TAG, ENVIRON) == ["publish", "--tag", TAG, "--repo", "/codebuild/src"]
+    # The source build claims its pushed tag (delivery/claims.py).
+    assert stage_argv("source", TAG, ENVIRON) == ["publish", "--tag", TAG, "--claim", "--repo", "/codebuild/src"]
     assert stage_argv("tflint", TAG, ENVIRON) == [
         "lint", "--tag", TAG, "--junit", "/codebuild/src/reports/tflint.xml",
         "--results-dir", "/codebuild/src/.tfdeploy/ci/results", "--repo", "/codebuild/src"]
@@ -139,7 +140,7 @@ def test_ci_source_publishes(infra_repo, aws_sandbox):
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     create_pipeline("dev")
     result = invoke(["ci", "source"], env={"CODEBUILD_SRC_DIR": str(infra_repo), "ENV": "dev",
-                                           "TFDEPLOY_TAG": TAG})
+                                           "TFDEPLOY_TAG": TAG, "TFDEPLOY_SETTLE_SECONDS": "0"})
     assert result.exit_code == 0, result.output
     assert f"published {TAG}" in result.stdout
     assert "started tfdeploy-dev execution " in result.stdout

@@ -219,9 +219,14 @@ def events_pattern(env: str, repo: RepoContext) -> None:
 @click.option("--event-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the tag from this EventBridge CodeCommit event (detail.referenceName).")
 @click.option("--no-start", is_flag=True, help="Only upload; do not start the env's pipeline.")
+@click.option("--claim", is_flag=True,
+              help="A pushed tag's event (the source build; implied by --event-file): claim the tag once, "
+                   "wait TFDEPLOY_SETTLE_SECONDS (default 30), gather the release's other unclaimed tags at "
+                   "the same commit, publish them as one release; exit 0 naming the execution when the tag "
+                   "is claimed already.")
 @json_option
 @repo_command
-def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, as_json: bool,
+def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim: bool, as_json: bool,
             repo: RepoContext) -> None:
     """Publish a release to its env's pipeline: a full clone at its commit, zipped to the source
     bucket, then start ONE execution of the pipeline pinned to that upload.
@@ -254,16 +259,26 @@ def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, as_js
     names: list[str]
     if event_file is not None:
         names = [tag_from_event(load_event_file(event_file), settings.extra_regions)]
+        claim = True
+    elif claim and (len(tag) != 1 or any(c in tag[0] for c in "*?[")):
+        raise ValidationError("--claim takes the one pushed tag (--tag TAG), not a pattern or several tags")
     elif len(tag) == 1 and not any(c in tag[0] for c in "*?["):
         names = [tag[0]]
     else:
         from ..delivery.releases import select_release
 
         names = [t.name for t in select_release(repo.root, tag, settings.extra_regions)[0]]
-    result = run_publish(names, repo.root, settings, os.environ, start=not no_start,
+    result = run_publish(names, repo.root, settings, os.environ, start=not no_start, claim_mode=claim,
                          progress=lambda line: click.echo(f"publish: {line}", err=True))
     if as_json:
         echo_json(result.to_dict())
+        return
+    if result.already_claimed:
+        click.echo(f"{result.tag} is already claimed by {result.claimed_by or 'another publish'} for release "
+                   f"{result.release}: " + (f"it is deployed by execution {result.execution_id}"
+                                            if result.execution_id else
+                                            "its execution starts when that build's settle window ends")
+                   + "; nothing published")
         return
     what = (f"{result.tag}" if len(result.tags) <= 1
             else f"release {result.release} ({len(result.tags)} cells: {', '.join(result.tags)})")

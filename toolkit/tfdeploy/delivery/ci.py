@@ -110,7 +110,8 @@ def stage_argv(stage: str, tag: str, environ: Mapping[str, str]) -> list[str]:
     repo = ["--repo", src]
     results = ["--results-dir", f"{src}/{RESULTS_DIR}"]
     if stage == "source":
-        return ["publish", "--tag", tag, *repo]
+        # A pushed tag's source build: claimed once, gathered into its release (delivery/claims.py).
+        return ["publish", "--tag", tag, "--claim", *repo]
     # lint/scan check the tagged commit in its work dir, exactly as `tfdeploy lint --tag` does
     # locally; scan applies the tag's env policy (soft fail in dev).
     if stage == "tflint":

@@ -64,6 +64,9 @@ class PublishResult:
     execution_id: str | None = None
     release: str = ""  # env/team/version
     tags: tuple[str, ...] = ()  # the release's tags, in wave order (`tag` is the first)
+    # claim mode: the tag was claimed already; nothing was published (see delivery/claims.py)
+    already_claimed: bool = False
+    claimed_by: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -261,6 +264,8 @@ def publish(
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     progress: Callable[[str], None] = lambda line: None,
     start: bool = True,
+    claim_mode: bool = False,
+    sleep: Callable[[float], None] | None = None,
 ) -> PublishResult:
     """Publish a tag, or a release (tags of one env, team and version at one commit), to its env's
     source bucket as ONE bundle (no upload when the same tags at the same commit are already the
@@ -278,7 +283,8 @@ def publish(
             raise ValidationError(f"a release is tags of one commit, but {tag.name} is at {info.commit[:12]} "
                                   f"and {other} at {other_info.commit[:12]}; move the tags to one commit "
                                   "or publish them separately")
-    digest = tags_digest(names)
+    if not start and claim_mode:
+        raise ValidationError("claiming a pushed tag starts its release's execution; drop --no-start")
 
     s3 = s3_client(settings.state_region, environ)
     _check_bucket(s3, bucket, tag.env)
@@ -290,14 +296,56 @@ def publish(
         pipeline = pipeline_name(settings, tag.env)
         codepipeline = codepipeline_client(settings.state_region, environ)
         _check_pipeline(codepipeline, pipeline, tag.env)
-    current = _current(s3, bucket, key)
+    from . import claims
+
+    by = environ.get("CODEBUILD_BUILD_ID") or "tfdeploy publish"
     release = f"{tag.env}/{tag.team}/{tag.version}"
+    if claim_mode:
+        # A pushed tag's event: claim it once, then gather the release's other unclaimed tags.
+        settle = claims.settle_seconds(environ)
+        mine = claims.claim(s3, bucket, tag.name, info.commit, release, by)
+        if not mine.won:
+            holder = mine.holder
+            return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=False,
+                                 version_id=None, size=0, execution_id=holder.get("execution_id") or None,
+                                 release=str(holder.get("release", release)), tags=(tag.name,),
+                                 already_claimed=True, claimed_by=str(holder.get("claimed_by", "")))
+        progress(f"claimed {tag.name}; gathering the release's other tags for {settle:g}s")
+
+        def candidates() -> list[str]:
+            return _release_candidates(repo_root, tag, info.commit, settings, exclude=names)
+
+        won = claims.gather(candidates, lambda name: claims.claim(s3, bucket, name, info.commit, release, by).won,
+                            settle, **({"sleep": sleep} if sleep else {}))
+        names = release_order([*names, *won], settings)
+        tag = parse_tag(names[0], settings.extra_regions)
+        info = tag_source(repo_root, tag.name, skip_branch_check=True)
+        try:
+            return _upload_and_start(names, tag, info, repo_root, settings, s3, bucket, key, release, by,
+                                     codepipeline, pipeline, start, now, progress)
+        except BaseException:
+            # Nothing started: give the claims back, so a retried build (or the next event) can win.
+            claims.release_claims(s3, bucket, names, info.commit)
+            raise
+    if start:
+        for name in names:  # "deploy this again": a later event for these tags starts nothing more
+            claims.claim(s3, bucket, name, info.commit, release, by, force=True)
+    return _upload_and_start(names, tag, info, repo_root, settings, s3, bucket, key, release, by,
+                             codepipeline, pipeline, start, now, progress)
+
+
+def _upload_and_start(names: tuple[str, ...], tag: Tag, info: SourceRef, repo_root: Path, settings: Settings,
+                      s3: Any, bucket: str, key: str, release: str, by: str, codepipeline: Any,
+                      pipeline: str | None, start: bool, now: Callable[[], datetime],
+                      progress: Callable[[str], None]) -> PublishResult:
+    digest = tags_digest(names)
+    current = _current(s3, bucket, key)
     if (current and current.get("tag") == tag.name and current.get("commit") == info.commit
             and current.get("tags-digest", tags_digest([tag.name])) == digest):
         result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key,
                                uploaded=False, version_id=current["_version_id"] or None, size=0,
                                release=release, tags=names)
-        return _started(result, codepipeline, pipeline, progress) if start else result
+        return _claimed(_started(result, codepipeline, pipeline, progress), s3, by) if start else result
 
     with tempfile.TemporaryDirectory(prefix="tfdeploy-publish-") as tmp:
         clone = Path(tmp) / "src"
@@ -330,7 +378,29 @@ def publish(
             raise _aws_error(exc, f"upload to s3://{bucket}/{key} failed") from None
     result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=True,
                            version_id=response.get("VersionId"), size=size, release=release, tags=names)
-    return _started(result, codepipeline, pipeline, progress) if start else result
+    return _claimed(_started(result, codepipeline, pipeline, progress), s3, by) if start else result
+
+
+def _claimed(result: PublishResult, s3: Any, by: str) -> PublishResult:
+    """Name the execution in the release's claims (an event for one of its tags then says so)."""
+    from .claims import record_execution
+
+    if result.execution_id:
+        record_execution(s3, result.bucket, result.tags, result.commit, result.release, by, result.execution_id)
+    return result
+
+
+def _release_candidates(repo_root: Path, tag: Tag, commit: str, settings: Settings,
+                        exclude: Sequence[str]) -> list[str]:
+    """Tags of the same env, team and version at `commit` (fetched afresh when there is a remote:
+    the source build's checkout learns of tags pushed during the settle window)."""
+    from ..engine.tagindex import list_tags
+
+    if _git(repo_root, "remote", "get-url", "origin").returncode == 0:
+        _git(repo_root, "fetch", "--force", "--quiet", "--tags", "origin")
+    return sorted(e.name for e in list_tags(repo_root, settings.extra_regions)
+                  if e.tag is not None and e.annotated and e.commit == commit and e.name not in exclude
+                  and (e.tag.env, e.tag.team, e.tag.version) == (tag.env, tag.team, tag.version))
 
 
 def _check_pipeline(codepipeline: Any, name: str, env: str) -> None:
