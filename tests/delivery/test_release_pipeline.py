@@ -131,6 +131,17 @@ def test_a_nine_cell_release_is_one_execution_run_offline_in_waves(infra_repo, p
     assert all(when("ap-northeast-1", "finished_at") <= when(s, "started_at") for s in REGIONS
                if s != "ap-northeast-1")
 
+    # status --release: the release's cells in waves, their results, each build's log.
+    status = json.loads(cli(env, infra_repo, "status", "--release", "dev/research/1.1", "--json").stdout)
+    assert status["ok"] is True
+    rows = status["cells"]
+    assert [r["wave"] for r in rows] == [0, 1] + [2] * 7
+    assert rows[0]["cell"] == "dev-global-research" and rows[1]["cell"] == "dev-ap-northeast-1-research"
+    assert {r["result"] for r in rows} == {"succeeded"} and {r["release"] for r in rows} == {"dev/research/1.1"}
+    assert all(Path(r["log"]).is_file() and "Apply complete!" in Path(r["log"]).read_text() for r in rows)
+    text = cli(env, infra_repo, "status", "--release", "dev/research/1.1").stdout
+    assert text.startswith("release dev/research/1.1: 9 cells in 3 waves") and "9 of 9 cells succeeded" in text
+
 
 @pytest.mark.slow
 def test_a_failing_canary_stops_the_other_regions_in_the_apply_batch(infra_repo, pipeline_env, tmp_path):  # noqa: F811
@@ -147,6 +158,13 @@ def test_a_failing_canary_stops_the_other_regions_in_the_apply_batch(infra_repo,
     assert apply == {"global": "succeeded", "ap-northeast-1": "failed",
                      **{r: "skipped" for r in REGIONS if r != "ap-northeast-1"}}
     assert state_keys() == ["research/dev-ap-northeast-1/terraform.tfstate", "research/dev-global/terraform.tfstate"]
+    status = json.loads(cli(env, infra_repo, "status", "--release", "dev/research/1.2", "--json").stdout)
+    assert status["ok"] is False
+    assert [(r["wave"], r["result"]) for r in status["cells"]][:3] == [
+        (0, "succeeded"), (1, "failed"), (2, "not deployed")]
+    bad = cli(env, infra_repo, "status", "--release", "dev/research", check=False)
+    assert bad.returncode == 2 and bad.stderr.strip() == (
+        "tfdeploy: error: --release 'dev/research' is not ENV/TEAM/VERSION, e.g. dev/research/1.1")
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("tfdeploy: error: stage apply of execution ") and "dev_ap-northeast-1/research/1.2 failed" in last
     assert "Traceback" not in run.stderr
