@@ -52,3 +52,8 @@ output "execution_failed_rule_arn" {
   description = "ARN of the EventBridge rule sending failed executions to notification_topic_arn (null without a topic); use it as aws:SourceArn in the topic policy."
   value       = one(aws_cloudwatch_event_rule.execution_failed[*].arn)
 }
+
+output "batch_role_arn" {
+  description = "ARN of the CodeBuild batch service role of the plan and apply projects."
+  value       = aws_iam_role.batch.arn
+}
