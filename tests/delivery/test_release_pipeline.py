@@ -168,3 +168,22 @@ def test_a_failing_canary_stops_the_other_regions_in_the_apply_batch(infra_repo,
     last = run.stderr.strip().splitlines()[-1]
     assert last.startswith("tfdeploy: error: stage apply of execution ") and "dev_ap-northeast-1/research/1.2 failed" in last
     assert "Traceback" not in run.stderr
+
+    # The fix: the canary's tfvars, and the unfinished cells' tags moved to it; global stays.
+    (infra_repo / "envs/dev/research/ap-northeast-1.tfvars").write_text('greeting = "konnichiwa"\n')
+    git(infra_repo, "add", ".")
+    git(infra_repo, "commit", "-qm", "fix the canary")
+    for region in REGIONS:
+        git(infra_repo, "tag", "-f", "-a", f"dev_{region}/research/1.2", "-m", "release 1.2 (fixed)")
+    again = cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.2", "--only-failed", "--json")
+    republished = json.loads(again.stdout)
+    assert sorted(republished["tags"]) == sorted(f"dev_{r}/research/1.2" for r in REGIONS)  # not global
+    assert "already applied: dev-global-research" in again.stderr
+    rerun = json.loads(cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--approve", "--json").stdout)
+    assert rerun["ok"] is True and rerun["execution_id"] == republished["execution_id"]
+    assert [b["wave"] for b in rerun["stages"][5]["builds"]] == [0] + [1] * 7  # the canary first again
+    assert len(state_keys()) == 9
+    global_applies = [r for r in ledger("dev-global-research") if r["action"] == "apply"]
+    assert [r["result"] for r in global_applies] == ["succeeded"]  # never applied again
+    nothing = cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.2", "--only-failed")
+    assert nothing.stdout.startswith("nothing to publish: every cell of the release is applied (9 cells)")

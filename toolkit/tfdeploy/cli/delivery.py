@@ -224,10 +224,13 @@ def events_pattern(env: str, repo: RepoContext) -> None:
                    "wait TFDEPLOY_SETTLE_SECONDS (default 30), gather the release's other unclaimed tags at "
                    "the same commit, publish them as one release; exit 0 naming the execution when the tag "
                    "is claimed already.")
+@click.option("--only-failed", is_flag=True,
+              help="Publish only the release's cells not applied yet at its version (failed, skipped, never "
+                   "run; from the ledger): a succeeded cell is never applied again.")
 @json_option
 @repo_command
-def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim: bool, as_json: bool,
-            repo: RepoContext) -> None:
+def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim: bool, only_failed: bool,
+            as_json: bool, repo: RepoContext) -> None:
     """Publish a release to its env's pipeline: a full clone at its commit, zipped to the source
     bucket, then start ONE execution of the pipeline pinned to that upload.
 
@@ -245,6 +248,7 @@ def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim
     Examples:
       tfdeploy publish --tag dev_us-east-1/research/1.0
       tfdeploy publish --tag 'dev_*/research/1.1'
+      tfdeploy publish --tag 'dev_*/research/1.1' --only-failed
       tfdeploy publish --event-file event.json --json
       tfdeploy publish --tag dev_us-east-1/research/1.0 --no-start
     """
@@ -255,6 +259,9 @@ def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim
     if bool(tag) == (event_file is not None):
         raise ValidationError("pass exactly one of --tag TAG (or a release's tags and patterns) or "
                               "--event-file EVENT.json")
+    if only_failed and (claim or event_file is not None):
+        raise ValidationError("--only-failed re-publishes a release you name with --tag; it does not go "
+                              "with --claim or --event-file")
     settings = repo.settings
     names: list[str]
     if event_file is not None:
@@ -262,6 +269,18 @@ def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim
         claim = True
     elif claim and (len(tag) != 1 or any(c in tag[0] for c in "*?[")):
         raise ValidationError("--claim takes the one pushed tag (--tag TAG), not a pattern or several tags")
+    elif only_failed:
+        from ..delivery.releases import select_unfinished
+
+        todo, done = select_unfinished(repo.root, tag, settings, os.environ)
+        if not todo:
+            click.echo(f"nothing to publish: every cell of the release is applied ({len(done)} cells)")
+            if as_json:
+                echo_json({"ok": True, "tags": [], "done": done})
+            return
+        click.echo(f"--only-failed: publishing {len(todo)} cells; already applied: "
+                   f"{', '.join(done) or 'none'}", err=True)
+        names = [t.name for t in todo]
     elif len(tag) == 1 and not any(c in tag[0] for c in "*?["):
         names = [tag[0]]
     else:
