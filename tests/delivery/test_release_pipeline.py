@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import zipfile
 from pathlib import Path
@@ -106,6 +107,14 @@ def test_a_nine_cell_release_is_one_execution_run_offline_in_waves(infra_repo, p
     assert {b["tag"]: b["wave"] for b in plan}["dev_ap-northeast-1/research/1.1"] == 1
     assert sorted(b["wave"] for b in plan) == [0, 1] + [2] * 7
     assert "tfdeploy pipeline run --env dev --approve" in planned.stderr
+    # One approval for the release: its plan matrix (wave, cell, +/~/-, plan log), also as artifacts.
+    assert all(b["plan"] == {"add": 1, "change": 0, "destroy": 0} for b in plan)
+    assert "[approval] release dev/research/1.1: plans of 9 cells" in planned.stderr
+    assert re.search(r"^\[approval\] 1 +dev_ap-northeast-1/research/1.1 +\+1 ~0 -0 +\S+\.log$", planned.stderr,
+                     re.M), planned.stderr
+    work = Path(doc["work_dir"])
+    assert json.loads((work / "plan-summary.json").read_text())["cells"] == plan
+    assert (work / "plan-summary.txt").read_text().count("+1 ~0 -0") == 9
     assert state_keys() == []
 
     approved = cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--approve", "--json")

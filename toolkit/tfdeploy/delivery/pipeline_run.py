@@ -176,8 +176,15 @@ def _batch(stage: str, src: Path, env: Mapping[str, str], work: Path, settings: 
     outcome = run_batch(spec, batch, src, work / stage, overrides={}, skip_install=True,
                         parallel=settings.max_parallel_builds,
                         say=lambda line: say(f"[{stage}] {line}"), base_env=env, task_env=task_env)
-    builds = [{k: v for k, v in r.to_dict().items() if k in ("id", "tag", "status", "wave", "log", "reason")}
-              for r in outcome.results]
+    builds = []
+    for result in outcome.results:
+        data = result.to_dict()
+        build = {k: v for k, v in data.items() if k in ("id", "tag", "status", "wave", "log", "reason")}
+        exported = data["exported_variables"]
+        if stage == "plan" and exported.get("PLAN_ADD", "") != "":
+            build["plan"] = {"add": int(exported["PLAN_ADD"] or 0), "change": int(exported.get("PLAN_CHANGE") or 0),
+                             "destroy": int(exported.get("PLAN_DESTROY") or 0)}
+        builds.append(build)
     outputs = {r.identifier: str(work / stage / r.identifier / "src" / ".tfdeploy" / "ci" / "plan")
                for r in outcome.results}
     return StageReport(stage, "succeeded" if outcome.ok else "failed", builds), outputs
@@ -252,6 +259,12 @@ def run_pipeline(repo_root: Path, env_name: str, settings: Any, environ: Mapping
         previous.update(plan="succeeded", plan_dirs=plan_dirs,
                         **{f"{s.name}_builds": s.builds for s in report.stages if s.name in ("lint", "scan", "plan")})
         save()
+    plan_builds = next(s.builds for s in report.stages if s.name == "plan")
+    summary = plan_matrix(report.release, plan_builds)
+    write_atomic(work / "plan-summary.txt", summary + "\n")
+    write_atomic(work / "plan-summary.json", json.dumps({"release": report.release, "cells": plan_builds},
+                                                        indent=2) + "\n")
+    say(summary)
     if not approve:
         report.stages.append(StageReport("approval", "pending", [], "run again with --approve to apply"))
         say(f"[approval] pending: review the plans (logs in {work / 'plan'}), then run: "
@@ -262,6 +275,19 @@ def run_pipeline(repo_root: Path, env_name: str, settings: Any, environ: Mapping
     report.stages.append(apply)
     save(apply=apply.status, apply_builds=apply.builds)
     return report
+
+
+def plan_matrix(release: str, builds: list[dict[str, Any]]) -> str:
+    """The approval's view of a release (pure): wave, cell, +/~/-, plan log; the summary artifact."""
+    rows = [("WAVE", "TAG", "+/~/-", "PLAN LOG")]
+    for build in builds:
+        plan = build.get("plan")
+        counts = f"+{plan['add']} ~{plan['change']} -{plan['destroy']}" if plan else build["status"]
+        rows.append((str(build["wave"]), build["tag"], counts, build.get("log") or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"[approval] release {release}: plans of {len(builds)} cells"]
+    lines += ["[approval] " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] for r in rows]
+    return "\n".join(lines)
 
 
 def _stop(report: RunReport, rest: tuple[str, ...]) -> RunReport:
