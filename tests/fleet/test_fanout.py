@@ -358,3 +358,22 @@ def test_interrupting_a_fanout_of_saved_plans_stops_them_gracefully_and_spends_t
     assert cells == {"dev-eu-central-1-research": "failed", "dev-us-east-1-research": "skipped"}, again.stderr
     assert re.search(r"\[dev-eu-central-1-research\] failed \(\S+\): the saved plan of "
                      r"dev_eu-central-1/research/1.0 was already used by an apply at", again.stderr), again.stderr
+
+
+def test_wave_bake_seconds_waits_between_waves(repo):
+    """wave_bake_seconds (a committed setting here): the canary starts only that long after the
+    global wave ended."""
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "wave_bake_seconds = 3\n")
+    git(repo, "commit", "-qam", "bake 3 s between waves")
+    for scope in ("us-east-1", "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = tfdeploy(repo, "plan", "--tag", "dev_*/research/1.0", "--json")
+    cells = {c["cell"]: c for c in json.loads(run.stdout)["cells"]}
+    from datetime import datetime
+
+    ended = re.findall(r"^# finished (\S+?): ", Path(cells["dev-global-research"]["log"]).read_text(), re.M)[-1]
+    global_end = datetime.fromisoformat(ended)
+    canary_start = datetime.fromisoformat(stamps(cells["dev-us-east-1-research"]["log"])[0])
+    assert (canary_start - global_end).total_seconds() >= 3.0
