@@ -178,6 +178,13 @@ def test_a_failing_canary_stops_the_other_regions_in_the_apply_batch(infra_repo,
     assert last.startswith("tfdeploy: error: stage apply of execution ") and "dev_ap-northeast-1/research/1.2 failed" in last
     assert "Traceback" not in run.stderr
 
+    # The execution's plans are spent: running it again is refused, naming the way on.
+    again_run = cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--approve", check=False)
+    assert again_run.returncode == 2
+    assert again_run.stderr.strip().splitlines()[-1] == (
+        f"tfdeploy: error: execution {doc['execution_id']} of tfdeploy-dev was already applied (failed); to apply "
+        "the cells that did not succeed: tfdeploy publish --tag '<env>_*/<team>/<version>' --only-failed, then "
+        "tfdeploy pipeline run --env dev --approve")
     # The fix: the canary's tfvars, and the unfinished cells' tags moved to it; global stays.
     (infra_repo / "envs/dev/research/ap-northeast-1.tfvars").write_text('greeting = "konnichiwa"\n')
     git(infra_repo, "add", ".")

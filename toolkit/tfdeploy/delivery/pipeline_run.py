@@ -210,6 +210,13 @@ def run_pipeline(repo_root: Path, env_name: str, settings: Any, environ: Mapping
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
 
+    if previous.get("apply"):
+        # Its plans are spent: applying them again would only fail, and a failed cell would stop
+        # the waves after it. A new execution of the unfinished cells is the way on.
+        raise ConfigError(f"execution {execution_id} of {pipeline} was already applied ({previous['apply']}); "
+                          "to apply the cells that did not succeed: tfdeploy publish --tag "
+                          "'<env>_*/<team>/<version>' --only-failed, then tfdeploy pipeline run --env "
+                          f"{env_name} --approve")
     if previous.get("plan") == "succeeded" and src.is_dir():
         say(f"pipeline {pipeline} execution {execution_id}: resuming at the approval (planned earlier)")
         version = previous.get("source_version", "")

@@ -47,15 +47,11 @@ def schedule(tags: tuple[Tag, ...] | list[Tag], action: str, waves: tuple[str, .
                 steps.extend(Step(tag, before, index) for tag in wave)
                 before = tuple(tag.cell for tag in wave)
         return steps
-    reverse = True
-    # Stable: env, team, then global before regionals (after them for destroy), then Region.
-    ordered = sorted(tags, key=lambda t: (t.env, t.team, (t.region is None) == reverse, t.region or ""))
+    # Destroy, stable: env, team, the Regions (by code) before their global cell, which waits for them.
+    ordered = sorted(tags, key=lambda t: (t.env, t.team, t.region is None, t.region or ""))
     steps = []
     for tag in ordered:
         same = [o for o in ordered if o is not tag and _group(o) == _group(tag)]
-        if reverse:
-            after = tuple(o.cell for o in same if o.region is not None) if tag.region is None else ()
-        else:
-            after = tuple(o.cell for o in same if o.region is None) if tag.region is not None else ()
+        after = tuple(o.cell for o in same if o.region is not None) if tag.region is None else ()
         steps.append(Step(tag, after))
     return steps
