@@ -120,3 +120,43 @@ def test_a_claim_is_given_back_when_nothing_could_start(tmp_path, aws_sandbox, m
     monkeypatch.setattr(publish, "clone_at_tag", real_clone)
     again = source_build(repo, RELEASE[0])
     assert again.exit_code == 0 and "started tfdeploy-dev execution" in again.stdout, again.output
+
+
+NINE = ("global", "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
+        "ap-southeast-1", "ap-northeast-1")
+
+
+def test_nine_pushed_tags_racing_become_one_execution(tmp_path, aws_sandbox, tfdeploy_bin):
+    """Nine events at once (nine source builds, separate processes, a short settle window): exactly
+    one execution carries all nine cells; every other build exits 0 naming it or its builder."""
+    import os
+    import subprocess
+
+    tags = tuple(f"dev_{s}/research/1.1" for s in NINE)
+    repo = make_infra_repo(tmp_path / "infra", tags)
+    buckets()
+    results: dict[str, subprocess.CompletedProcess] = {}
+
+    def event(tag: str) -> None:
+        env = {**os.environ, "CODEBUILD_SRC_DIR": str(repo), "ENV": "dev", "TFDEPLOY_TAG": tag,
+               "TFDEPLOY_SETTLE_SECONDS": "3", "CODEBUILD_BUILD_ID": f"tfdeploy-dev-source:{tag}"}
+        results[tag] = subprocess.run([str(tfdeploy_bin / "tfdeploy"), "ci", "source"], env=env,
+                                      capture_output=True, text=True, timeout=120)
+
+    threads = [threading.Thread(target=event, args=(t,)) for t in tags]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(r.returncode == 0 for r in results.values()), {t: r.stderr for t, r in results.items()}
+    [execution] = executions()
+    started = [t for t, r in results.items() if "started tfdeploy-dev execution" in r.stdout]
+    claimed = [t for t, r in results.items() if "is already claimed by" in r.stdout]
+    assert len(started) == 1 and len(claimed) == 8
+    assert "release dev/research/1.1 (9 cells" in results[started[0]].stdout
+    s3 = boto3.client("s3", region_name="us-east-1")
+    with zipfile.ZipFile(io.BytesIO(s3.get_object(Bucket=BUCKET, Key="source/dev/source.zip")["Body"].read())) as z:
+        assert sorted(json.loads(z.read("tfdeploy-source.json"))["tags"]) == sorted(tags)
+    holders = {json.loads(s3.get_object(Bucket=BUCKET, Key=o["Key"])["Body"].read())["execution_id"]
+               for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="claims/")["Contents"]}
+    assert holders == {execution["pipelineExecutionId"]}

@@ -87,6 +87,112 @@ def record_execution(s3: Any, bucket: str, tags: Sequence[str], commit: str, rel
                       Body=_body(tag, commit, release, by, execution_id), ContentType="application/json")
 
 
+def release_key(release: str, commit: str) -> str:
+    """`claims/release/<env>/<team>/<version>@<commit>.json` (pure)."""
+    return f"{CLAIMS_PREFIX}/release/{release}@{commit}.json"
+
+
+def _put_if_absent(s3: Any, bucket: str, key: str, body: bytes) -> bool:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from .publish import _aws_error
+
+    try:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", IfNoneMatch="*")
+        return True
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+            return False
+        raise _aws_error(exc, f"cannot write s3://{bucket}/{key}") from None
+    except BotoCoreError as exc:
+        raise _aws_error(exc, f"cannot write s3://{bucket}/{key}") from None
+
+
+def _read(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+    """The JSON object at `key`, or None when there is none."""
+    from botocore.exceptions import ClientError
+
+    try:
+        data = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code", "")) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+LEADER_WAIT_S = 900.0  # how long a build waits for the release's gatherer beyond the settle window
+POLL_S = 1.0
+
+
+def publish_once(s3: Any, bucket: str, tag: str, commit: str, release: str, by: str,
+                 candidates: Callable[[], Sequence[str]], start: Callable[[list[str]], Any], settle_s: float, *,
+                 progress: Callable[[str], None] = lambda line: None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> Any:
+    """Publish `tag`'s release exactly once across racing builds: `start(tags)`'s result when this
+    build published, else the claim (a dict) of the tag naming the execution that carries it."""
+    rkey = release_key(release, commit)
+    deadline = clock() + settle_s + LEADER_WAIT_S
+    while True:
+        if _put_if_absent(s3, bucket, rkey, _body("", commit, release, by)):
+            return _gather_and_start(s3, bucket, tag, commit, release, by, candidates, start, settle_s,
+                                     progress, sleep, rkey)
+        progress(f"release {release} is being gathered by another build; waiting for its execution")
+        while True:
+            holder = _read(s3, bucket, rkey)
+            if holder is None or holder.get("execution_id") or clock() > deadline:
+                break
+            sleep(POLL_S)
+        mine = read_claim(s3, bucket, tag, commit)
+        if mine:
+            return mine
+        if holder is None:
+            continue  # its gatherer gave up: race for the release again
+        # Late (the window had closed), or the gatherer never finished: publish it ourselves.
+        if not claim(s3, bucket, tag, commit, release, by).won:
+            return read_claim(s3, bucket, tag, commit)
+        won = [name for name in candidates() if name != tag and claim(s3, bucket, name, commit, release, by).won]
+        names = [tag, *won]
+        try:
+            result = start(names)
+        except BaseException:
+            release_claims(s3, bucket, names, commit)
+            raise
+        return result
+
+
+def _gather_and_start(s3: Any, bucket: str, tag: str, commit: str, release: str, by: str,
+                      candidates: Callable[[], Sequence[str]], start: Callable[[list[str]], Any], settle_s: float,
+                      progress: Callable[[str], None], sleep: Callable[[float], None], rkey: str) -> Any:
+    names: list[str] = []
+    try:
+        mine = claim(s3, bucket, tag, commit, release, by)
+        if not mine.won:  # e.g. a manual publish deployed it already: nothing to gather for it
+            s3.delete_object(Bucket=bucket, Key=rkey)
+            return mine.holder
+        names = [tag]
+        progress(f"claimed {tag} and release {release}; gathering its other tags for {settle_s:g}s")
+        names += gather(lambda: [n for n in candidates() if n != tag],
+                        lambda name: claim(s3, bucket, name, commit, release, by).won, settle_s, sleep)
+        result = start(names)
+    except BaseException:
+        # Nothing started: give the claims back, so a waiting or retried build can gather them.
+        release_claims(s3, bucket, names, commit)
+        try:
+            s3.delete_object(Bucket=bucket, Key=rkey)
+        except Exception:
+            pass
+        raise
+    execution = getattr(result, "execution_id", "") or ""
+    s3.put_object(Bucket=bucket, Key=rkey, Body=_body("", commit, release, by, execution),
+                  ContentType="application/json")
+    return result
+
+
 def release_claims(s3: Any, bucket: str, tags: Sequence[str], commit: str) -> None:
     """Delete the claims of a release that never started (best effort: claims are not state)."""
     for tag in tags:

@@ -301,37 +301,45 @@ def publish(
     by = environ.get("CODEBUILD_BUILD_ID") or "tfdeploy publish"
     release = f"{tag.env}/{tag.team}/{tag.version}"
     if claim_mode:
-        # A pushed tag's event: claim it once, then gather the release's other unclaimed tags.
-        settle = claims.settle_seconds(environ)
-        mine = claims.claim(s3, bucket, tag.name, info.commit, release, by)
-        if not mine.won:
-            holder = mine.holder
-            return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=False,
-                                 version_id=None, size=0, execution_id=holder.get("execution_id") or None,
-                                 release=str(holder.get("release", release)), tags=(tag.name,),
-                                 already_claimed=True, claimed_by=str(holder.get("claimed_by", "")))
-        progress(f"claimed {tag.name}; gathering the release's other tags for {settle:g}s")
-
-        def candidates() -> list[str]:
-            return _release_candidates(repo_root, tag, info.commit, settings, exclude=names)
-
-        won = claims.gather(candidates, lambda name: claims.claim(s3, bucket, name, info.commit, release, by).won,
-                            settle, **({"sleep": sleep} if sleep else {}))
-        names = release_order([*names, *won], settings)
-        tag = parse_tag(names[0], settings.extra_regions)
-        info = tag_source(repo_root, tag.name, skip_branch_check=True)
-        try:
-            return _upload_and_start(names, tag, info, repo_root, settings, s3, bucket, key, release, by,
-                                     codepipeline, pipeline, start, now, progress)
-        except BaseException:
-            # Nothing started: give the claims back, so a retried build (or the next event) can win.
-            claims.release_claims(s3, bucket, names, info.commit)
-            raise
+        return _publish_claimed(tag, info, repo_root, settings, environ, s3, bucket, key, release, by,
+                                codepipeline, pipeline, now, progress, sleep)
     if start:
         for name in names:  # "deploy this again": a later event for these tags starts nothing more
             claims.claim(s3, bucket, name, info.commit, release, by, force=True)
     return _upload_and_start(names, tag, info, repo_root, settings, s3, bucket, key, release, by,
                              codepipeline, pipeline, start, now, progress)
+
+
+def _publish_claimed(tag: Tag, info: SourceRef, repo_root: Path, settings: Settings, environ: Mapping[str, str],
+                     s3: Any, bucket: str, key: str, release: str, by: str, codepipeline: Any,
+                     pipeline: str | None, now: Callable[[], datetime], progress: Callable[[str], None],
+                     sleep: Callable[[float], None] | None) -> PublishResult:
+    """A pushed tag's event (delivery/claims.py): publish its release once, whichever of the
+    release's events arrives first; the others wait for that one and name its execution."""
+    from . import claims
+
+    def already(holder: Mapping[str, Any]) -> PublishResult:
+        return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=False,
+                             version_id=None, size=0, execution_id=holder.get("execution_id") or None,
+                             release=str(holder.get("release", release)), tags=(tag.name,),
+                             already_claimed=True, claimed_by=str(holder.get("claimed_by", "")))
+
+    def candidates() -> list[str]:
+        return _release_candidates(repo_root, tag, info.commit, settings, exclude=())
+
+    def start_with(names: list[str]) -> PublishResult:
+        ordered = release_order(names, settings)
+        first = parse_tag(ordered[0], settings.extra_regions)
+        return _upload_and_start(ordered, first, tag_source(repo_root, first.name, skip_branch_check=True),
+                                 repo_root, settings, s3, bucket, key, release, by, codepipeline, pipeline,
+                                 True, now, progress)
+
+    outcome = claims.publish_once(s3, bucket, tag.name, info.commit, release, by, candidates, start_with,
+                                  claims.settle_seconds(environ), progress=progress,
+                                  **({"sleep": sleep} if sleep else {}))
+    if isinstance(outcome, dict):
+        return already(outcome)
+    return outcome
 
 
 def _upload_and_start(names: tuple[str, ...], tag: Tag, info: SourceRef, repo_root: Path, settings: Settings,
