@@ -17,7 +17,6 @@ Each build's output goes to `<work>/<identifier>.log`; one line per start and en
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
@@ -78,9 +77,8 @@ class BatchOutcome:
 
     @property
     def ok(self) -> bool:
-        by_id = {r.identifier: r for r in self.results}
-        return all(r.status == SUCCEEDED or (r.status == FAILED and by_id[r.identifier].reason == "ignored")
-                   for r in self.results)
+        """Every build succeeded, or failed with ignore-failure."""
+        return all(r.status == SUCCEEDED or (r.status == FAILED and r.reason == "ignored") for r in self.results)
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "builds": [r.to_dict() for r in self.results], "peak_concurrency": self.peak,
@@ -259,5 +257,6 @@ def load_batch(path: Path) -> tuple[Buildspec, Batch | None]:
     return parse_buildspec(data, str(path)), parse_batch(data, str(path))
 
 
-def default_work_dir(src_dir: Path, environ: Mapping[str, str] = os.environ) -> Path:
+def default_work_dir(src_dir: Path) -> Path:
+    """`SRC/.tfdeploy/batch/<UTC time>`: git-ignored, and never copied into a build's source."""
     return src_dir / ".tfdeploy" / "batch" / time.strftime("%Y%m%dT%H%M%S", time.gmtime())

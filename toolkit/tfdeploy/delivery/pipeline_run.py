@@ -22,7 +22,6 @@ record names its release and build.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -302,6 +301,3 @@ def _stop(report: RunReport, rest: tuple[str, ...]) -> RunReport:
         report.stages.append(StageReport(name, "not run", []))
     return report
 
-
-def default_environ() -> Mapping[str, str]:
-    return os.environ
