@@ -145,3 +145,21 @@ def test_ci_source_publishes(infra_repo, aws_sandbox):
     assert f"published {TAG}" in result.stdout
     assert "started tfdeploy-dev execution " in result.stdout
     assert s3.head_object(Bucket=bucket, Key="source/dev/source.zip")["Metadata"]["tag"] == TAG
+
+
+def test_a_release_source_needs_the_cell_of_each_plan_and_apply_build(tmp_path):
+    """A release's plan and apply run one batch build per cell, each naming its cell in
+    TFDEPLOY_TAG (any tag the release lists). Without one, a plan or apply build would deploy the
+    first cell alone and say nothing of the others: refused in one line."""
+    src = {"CODEBUILD_SRC_DIR": str(tmp_path), "ENV": "dev"}
+    tags = ["dev_global/research/1.1", "dev_us-east-1/research/1.1"]
+    (tmp_path / "tfdeploy-source.json").write_text(json.dumps(
+        {"tag": tags[0], "tags": tags, "release": "dev/research/1.1", "commit": "0" * 40}))
+    assert read_context("plan", {**src, "TFDEPLOY_TAG": tags[1]}).tag == tags[1]  # a cell of the release
+    with pytest.raises(ValidationError, match="but tfdeploy-source.json says"):
+        read_context("plan", {**src, "TFDEPLOY_TAG": "dev_us-west-2/research/1.1"})  # not one of its cells
+    assert read_context("tflint", src).tag == tags[0]  # lint and scan: once per release (one commit)
+    for stage in ("plan", "apply"):
+        with pytest.raises(ValidationError, match=r"release dev/research/1\.1 has 2 cells: its plan and apply "
+                                                  r"run one batch build per cell"):
+            read_context(stage, src)

@@ -156,6 +156,13 @@ def read_context(stage: str, environ: Mapping[str, str]) -> CiContext:
     if from_env and from_file and from_env != from_file and from_env not in release_tags:
         raise ValidationError(f"{TAG_VAR}={show(from_env)} but {METADATA_FILE} says {show(from_file)}; "
                               f"unset {TAG_VAR} or re-publish the tag")
+    if stage in ("plan", "apply") and not from_env and len(release_tags) > 1:
+        # The stage build itself would deploy the first cell alone and say nothing of the others.
+        raise ValidationError(
+            f"release {metadata.get('release') if metadata else '?'} has {len(release_tags)} cells: its plan and "
+            f"apply run one batch build per cell, each with its {TAG_VAR} (tfdeploy buildspec generate "
+            "--release prints that batch; tfdeploy pipeline run --env ENV runs it here); starting the batch "
+            "from a CodeBuild stage build is not supported yet: publish the tags one at a time there")
     tag = from_env or from_file
     expected = environ.get(EXPECTED_TAG_VAR) or None
     if expected and stage != "source":

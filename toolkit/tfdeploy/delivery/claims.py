@@ -202,6 +202,16 @@ def release_claims(s3: Any, bucket: str, tags: Sequence[str], commit: str) -> No
             pass
 
 
+GATHER_VAR = "TFDEPLOY_GATHER_RELEASES"
+
+
+def gathering(environ: Mapping[str, str]) -> bool:
+    """Whether a pushed tag's build gathers its release (TFDEPLOY_GATHER_RELEASES=1). Off by
+    default: a release of several cells needs its plan and apply stage builds to start the batch
+    (StartBuildBatch), which is not written yet; `tfdeploy pipeline run` runs such releases here."""
+    return environ.get(GATHER_VAR, "").strip().lower() in ("1", "true", "yes")
+
+
 def settle_seconds(environ: Mapping[str, str]) -> float:
     raw = environ.get(SETTLE_VAR, "")
     if not raw:

@@ -334,6 +334,16 @@ def _publish_claimed(tag: Tag, info: SourceRef, repo_root: Path, settings: Setti
                                  repo_root, settings, s3, bucket, key, release, by, codepipeline, pipeline,
                                  True, now, progress)
 
+    if not claims.gathering(environ):
+        # One execution per pushed tag (the stage builds cannot start a release's batch yet).
+        mine = claims.claim(s3, bucket, tag.name, info.commit, release, by)
+        if not mine.won:
+            return already(mine.holder)
+        try:
+            return start_with([tag.name])
+        except BaseException:
+            claims.release_claims(s3, bucket, [tag.name], info.commit)
+            raise
     outcome = claims.publish_once(s3, bucket, tag.name, info.commit, release, by, candidates, start_with,
                                   claims.settle_seconds(environ), progress=progress,
                                   **({"sleep": sleep} if sleep else {}))
