@@ -42,6 +42,13 @@ locals {
   }
 }
 
+locals {
+  batch_projects = ["plan", "apply"]
+  # By name, not by resource: the roles' policies must not depend on the projects that use them.
+  batch_project_arns = [for k in local.batch_projects :
+  "arn:${local.partition}:codebuild:${local.region}:${local.account_id}:project/${local.name}-${k}"]
+}
+
 resource "aws_codebuild_project" "this" {
   for_each = local.build_projects
 
@@ -82,6 +89,25 @@ resource "aws_codebuild_project" "this" {
       content {
         name  = environment_variable.key
         value = environment_variable.value
+      }
+    }
+  }
+
+  # The plan and apply stages run a release's cells as one batch build: the
+  # stage build starts it with StartBuildBatch and the buildspec tfdeploy
+  # generated for the release (docs/pipeline/batch-releases.md). The batch
+  # role only starts, stops and retries this project's builds; each cell build
+  # runs as the project's own (deploy) role.
+  dynamic "build_batch_config" {
+    for_each = contains(local.batch_projects, each.key) ? [1] : []
+    content {
+      service_role      = aws_iam_role.batch.arn
+      combine_artifacts = false
+      timeout_in_mins   = var.batch_timeout_minutes
+
+      restrictions {
+        maximum_builds_allowed = var.max_batch_builds
+        compute_types_allowed  = [var.codebuild_compute_type]
       }
     }
   }

@@ -243,6 +243,14 @@ data "aws_iam_policy_document" "build_deploy" {
     }
   }
 
+  # The plan and apply stage builds start the release's batch (one build per
+  # cell) on their own project and wait for it.
+  statement {
+    sid       = "RunReleaseBatches"
+    actions   = ["codebuild:StartBuildBatch", "codebuild:BatchGetBuildBatches", "codebuild:StopBuildBatch"]
+    resources = local.batch_project_arns
+  }
+
   # Promotion order: the apply checks the previous env's ledger (records only,
   # never its state) for a successful apply of the same commit.
   dynamic "statement" {
@@ -385,4 +393,31 @@ resource "aws_iam_role_policy" "events" {
   name   = "start-tag-capture"
   role   = aws_iam_role.events.id
   policy = data.aws_iam_policy_document.events.json
+}
+
+# ---------------------------------------------------------------------------
+# CodeBuild batch service role: what CodeBuild uses to run a batch's builds
+# ---------------------------------------------------------------------------
+
+data "aws_iam_policy_document" "batch" {
+  statement {
+    sid       = "RunBatchBuilds"
+    actions   = ["codebuild:StartBuild", "codebuild:StopBuild", "codebuild:RetryBuild"]
+    resources = local.batch_project_arns
+  }
+}
+
+resource "aws_iam_role" "batch" {
+  name                 = "${local.name}-codebuild-batch-${local.role_suffix}"
+  description          = "CodeBuild batch role of the ${local.name} pipeline (starts the cell builds of a release)"
+  assume_role_policy   = data.aws_iam_policy_document.trust["build"].json
+  max_session_duration = 3600
+
+  tags = var.tags
+}
+
+resource "aws_iam_role_policy" "batch" {
+  name   = "codebuild-batch"
+  role   = aws_iam_role.batch.id
+  policy = data.aws_iam_policy_document.batch.json
 }

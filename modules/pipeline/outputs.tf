@@ -62,3 +62,8 @@ output "ledger_signing_key_alias" {
   description = "Alias of the ledger signing key this module created (null when given ledger_signing_key_arn)."
   value       = one(aws_kms_alias.ledger[*].name)
 }
+
+output "batch_role_arn" {
+  description = "ARN of the CodeBuild batch service role of the plan and apply projects."
+  value       = aws_iam_role.batch.arn
+}

@@ -218,3 +218,25 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "max_batch_builds" {
+  description = "restrictions.maximumBuildsAllowed of the plan and apply batch builds: the most cells one release may have (one build per cell)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.max_batch_builds >= 1 && var.max_batch_builds <= 1000
+    error_message = "max_batch_builds must be between 1 and 1000."
+  }
+}
+
+variable "batch_timeout_minutes" {
+  description = "Timeout of a whole plan or apply batch (every wave of a release), in minutes."
+  type        = number
+  default     = 480
+
+  validation {
+    condition     = var.batch_timeout_minutes >= 5 && var.batch_timeout_minutes <= 2160
+    error_message = "batch_timeout_minutes must be between 5 and 2160."
+  }
+}

@@ -230,6 +230,25 @@ def test_pipeline_module_applies_and_reads_back(applied):
     trust = signing.trust_for([Settings(ledger_signing_key=ledger["Arn"])], dict(os.environ))
     assert trust.why(signed) == "" and trust.why(replace(signed, commit="d" * 40)).startswith("bad signature")
 
+    # Batch builds of a release's cells: the batch role only runs the plan and apply projects'
+    # builds; only the deploy role may start and watch those batches.
+    projects_arn = "arn:aws:codebuild:us-east-1:123456789012:project/tfdeploy-dev-"
+    assert "tfdeploy-dev-codebuild-batch-us-east-1" in roles
+    trust = client("iam").get_role(RoleName="tfdeploy-dev-codebuild-batch-us-east-1")["Role"]["AssumeRolePolicyDocument"]
+    assert "codebuild.amazonaws.com" in json.dumps(trust)
+    batch = client("iam").get_role_policy(RoleName="tfdeploy-dev-codebuild-batch-us-east-1",
+                                          PolicyName="codebuild-batch")["PolicyDocument"]
+    batch = json.loads(batch) if isinstance(batch, str) else batch
+    (run,) = batch["Statement"]
+    assert sorted(run["Action"]) == ["codebuild:RetryBuild", "codebuild:StartBuild", "codebuild:StopBuild"]
+    assert sorted(run["Resource"]) == [projects_arn + "apply", projects_arn + "plan"]
+    (release,) = [s for s in deploy["Statement"] if s.get("Sid") == "RunReleaseBatches"]
+    assert sorted(release["Action"]) == ["codebuild:BatchGetBuildBatches", "codebuild:StartBuildBatch",
+                                         "codebuild:StopBuildBatch"]
+    assert sorted(release["Resource"]) == [projects_arn + "apply", projects_arn + "plan"]
+    scan = client("iam").get_role_policy(RoleName="tfdeploy-dev-codebuild-scan-us-east-1",
+                                         PolicyName="codebuild-scan")["PolicyDocument"]
+    assert "StartBuildBatch" not in json.dumps(scan) + json.dumps(policy)
     groups = {g["logGroupName"]: g for g in client("logs").describe_log_groups(
         logGroupNamePrefix="/aws/codebuild/tfdeploy-dev")["logGroups"]}
     assert sorted(groups) == sorted(f"/aws/codebuild/tfdeploy-dev-{s}" for s in STAGES)

@@ -27,7 +27,8 @@ ENVIRON = {"CODEBUILD_SRC_DIR": "/codebuild/src", "ENV": "dev"}
 
 
 def test_stage_argv_is_pure_and_complete():
-    assert stage_argv("source", TAG, ENVIRON) == ["publish", "--tag", TAG, "--repo", "/codebuild/src"]
+    # The source build claims its pushed tag (delivery/claims.py).
+    assert stage_argv("source", TAG, ENVIRON) == ["publish", "--tag", TAG, "--claim", "--repo", "/codebuild/src"]
     assert stage_argv("tflint", TAG, ENVIRON) == [
         "lint", "--tag", TAG, "--junit", "/codebuild/src/reports/tflint.xml",
         "--results-dir", "/codebuild/src/.tfdeploy/ci/results", "--repo", "/codebuild/src"]
@@ -139,8 +140,26 @@ def test_ci_source_publishes(infra_repo, aws_sandbox):
     s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     create_pipeline("dev")
     result = invoke(["ci", "source"], env={"CODEBUILD_SRC_DIR": str(infra_repo), "ENV": "dev",
-                                           "TFDEPLOY_TAG": TAG})
+                                           "TFDEPLOY_TAG": TAG, "TFDEPLOY_SETTLE_SECONDS": "0"})
     assert result.exit_code == 0, result.output
     assert f"published {TAG}" in result.stdout
     assert "started tfdeploy-dev execution " in result.stdout
     assert s3.head_object(Bucket=bucket, Key="source/dev/source.zip")["Metadata"]["tag"] == TAG
+
+
+def test_a_release_source_needs_the_cell_of_each_plan_and_apply_build(tmp_path):
+    """A release's plan and apply run one batch build per cell, each naming its cell in
+    TFDEPLOY_TAG (any tag the release lists). Without one, a plan or apply build would deploy the
+    first cell alone and say nothing of the others: refused in one line."""
+    src = {"CODEBUILD_SRC_DIR": str(tmp_path), "ENV": "dev"}
+    tags = ["dev_global/research/1.1", "dev_us-east-1/research/1.1"]
+    (tmp_path / "tfdeploy-source.json").write_text(json.dumps(
+        {"tag": tags[0], "tags": tags, "release": "dev/research/1.1", "commit": "0" * 40}))
+    assert read_context("plan", {**src, "TFDEPLOY_TAG": tags[1]}).tag == tags[1]  # a cell of the release
+    with pytest.raises(ValidationError, match="but tfdeploy-source.json says"):
+        read_context("plan", {**src, "TFDEPLOY_TAG": "dev_us-west-2/research/1.1"})  # not one of its cells
+    assert read_context("tflint", src).tag == tags[0]  # lint and scan: once per release (one commit)
+    for stage in ("plan", "apply"):
+        with pytest.raises(ValidationError, match=r"release dev/research/1\.1 has 2 cells: its plan and apply "
+                                                  r"run one batch build per cell"):
+            read_context(stage, src)

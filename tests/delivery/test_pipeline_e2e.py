@@ -42,6 +42,7 @@ def pipeline_env(aws_sandbox, terraform_bin, checkov_bin, tfdeploy_bin, tmp_path
         "TFDEPLOY_TERRAFORM": terraform_bin,
         "TFDEPLOY_CHECKOV": checkov_bin,
         "TFLINT_DOUBLE_OUTPUT": str(clean),
+        "TFDEPLOY_SETTLE_SECONDS": "0",  # the source build's wait for a release's other pushed tags
     }
 
 

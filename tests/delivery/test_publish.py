@@ -48,7 +48,9 @@ def test_names_are_pure():
     meta = source_metadata(info, datetime(2026, 11, 21, 11, 0, tzinfo=timezone.utc))
     assert meta == {"tag": TAG, "commit": "a" * 40, "tagger": "Test", "tagger_email": "test@example.com",
                     "tag_date": "2026-11-21T10:00:00+00:00", "published_at": "2026-11-21T11:00:00+00:00",
-                    "tfdeploy_version": meta["tfdeploy_version"]}
+                    "tfdeploy_version": meta["tfdeploy_version"],
+                    # A single tag is a release of one.
+                    "release": "dev/research/1.0", "tags": [TAG]}
 
 
 def test_publish_twice_is_idempotent(infra_repo, aws_sandbox, tmp_path):

@@ -73,10 +73,13 @@ def message_of(key: str) -> str:
 
 
 def test_release_fans_out_global_first_a_failure_stays_alone_and_only_failed_reruns_it(repo):
-    # us-west-2 allowed; eu-central-1 broken: its provisioner runs `sleep -1`, which exits 1.
+    # us-west-2 allowed and broken: its provisioner runs `sleep -1`, which exits 1. It is in the
+    # last wave (global, then the canary eu-central-1, then us-east-1 and us-west-2), so its
+    # failure stays alone (before waves, eu-central-1 was the broken one; as the canary its failure
+    # now stops the other Regions: test_a_failing_canary_stops_the_other_regions).
     commit(repo, {TEAM_VARS: 'account = "111111111111"\nallowed_regions = ["us-east-1", "eu-central-1", '
                              '"us-west-2"]\n',
-                  "envs/dev/research/eu-central-1.tfvars": "apply_delay_seconds = -1\n"}, "release 1.0")
+                  "envs/dev/research/us-west-2.tfvars": "apply_delay_seconds = -1\n"}, "release 1.0")
     for scope in (*REGIONS, "global"):
         tag(repo, f"dev_{scope}/research/1.0")
     tag(repo, "dev_us-east-1/risk/1.0")  # another team: not selected
@@ -91,36 +94,36 @@ def test_release_fans_out_global_first_a_failure_stays_alone_and_only_failed_rer
     assert list(results) == ["dev-global-research", "dev-eu-central-1-research", "dev-us-east-1-research",
                              "dev-us-west-2-research"]
     assert {c: r["result"] for c, r in results.items()} == {
-        "dev-global-research": "applied", "dev-eu-central-1-research": "failed",
-        "dev-us-east-1-research": "applied", "dev-us-west-2-research": "applied"}
+        "dev-global-research": "applied", "dev-eu-central-1-research": "applied",
+        "dev-us-east-1-research": "applied", "dev-us-west-2-research": "failed"}
     assert all(set(c) == {"tag", "cell", "result", "add", "change", "destroy", "duration_s", "log"}
                for c in doc["cells"])
-    assert (results["dev-us-west-2-research"]["add"], results["dev-us-west-2-research"]["destroy"]) == (1, 0)
+    assert (results["dev-eu-central-1-research"]["add"], results["dev-eu-central-1-research"]["destroy"]) == (1, 0)
     # The global cell finished before any regional cell started.
     global_done = stamps(results["dev-global-research"]["log"])[1]
     assert all(stamps(results[f"dev-{r}-research"]["log"])[0] > global_done for r in REGIONS)
     # The failure: reported in one line naming the cell, its log's tail under its name.
-    assert "[dev-eu-central-1-research] failed" in run.stderr
-    assert re.search(r"^\[dev-eu-central-1-research\] \| .*sleep", run.stderr, re.M), run.stderr
+    assert "[dev-us-west-2-research] failed" in run.stderr
+    assert re.search(r"^\[dev-us-west-2-research\] \| .*sleep", run.stderr, re.M), run.stderr
     assert run.stderr.strip().splitlines()[-1].startswith(
-        "tfdeploy: error: 1 of 4 cells did not succeed (dev-eu-central-1-research)")
+        "tfdeploy: error: 1 of 4 cells did not succeed (dev-us-west-2-research)")
     assert "Traceback" not in run.stderr
     # Terraform's own output is in the logs, not interleaved in the run's output.
     assert "Apply complete!" in Path(results["dev-us-east-1-research"]["log"]).read_text()
     assert "Apply complete!" not in run.stderr + run.stdout
     # States at the right keys; the other team untouched.
-    assert message_of("research/dev-us-west-2/terraform.tfstate") == "hello from us-west-2"
+    assert message_of("research/dev-eu-central-1/terraform.tfstate") == "hello from eu-central-1"
     assert message_of("research/dev-us-east-1/terraform.tfstate") == "hello from N. Virginia from us-east-1"
     assert "research/dev-global/terraform.tfstate" in state_keys(BUCKET)
     assert not any(k.startswith("risk/") for k in state_keys(BUCKET))
 
     # Fix the Region's tfvars, move its tag to the fix, run only what failed.
-    commit(repo, {"envs/dev/research/eu-central-1.tfvars": 'greeting = "hallo"\n'}, "fix eu-central-1")
-    git(repo, "tag", "-f", "-a", "dev_eu-central-1/research/1.0", "-m", "release (fixed)")
+    commit(repo, {"envs/dev/research/us-west-2.tfvars": 'greeting = "hallo"\n'}, "fix us-west-2")
+    git(repo, "tag", "-f", "-a", "dev_us-west-2/research/1.0", "-m", "release (fixed)")
     again = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed", "--json")
     assert [(c["cell"], c["result"]) for c in json.loads(again.stdout)["cells"]] == [
-        ("dev-eu-central-1-research", "applied")]
-    assert message_of("research/dev-eu-central-1/terraform.tfstate") == "hallo from eu-central-1"
+        ("dev-us-west-2-research", "applied")]
+    assert message_of("research/dev-us-west-2/terraform.tfstate") == "hallo from us-west-2"
     assert state_keys(BUCKET) == sorted(f"research/dev-{s}/terraform.tfstate" for s in (*REGIONS, "global"))
     done = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed")
     assert "nothing to run again" in done.stdout
@@ -183,6 +186,37 @@ def test_a_failing_global_skips_its_regions(repo):
     assert missing.stderr.strip().splitlines() == [
         "tfdeploy: error: --tag 'prod_*/research/2.0' matches no deployment tag in this repo; see "
         "tfdeploy tags list"]
+
+
+def test_a_failing_canary_stops_the_other_regions_and_only_failed_reruns_them(repo):
+    """Waves (default global, one canary Region, the rest): the canary eu-central-1 fails, so
+    us-east-1 and us-west-2 never start; the global cell stays applied; --only-failed after the fix
+    runs the canary first again, then the rest, and never re-applies the global cell."""
+    commit(repo, {TEAM_VARS: 'account = "111111111111"\nallowed_regions = ["us-east-1", "eu-central-1", '
+                             '"us-west-2"]\n',
+                  "envs/dev/research/eu-central-1.tfvars": "apply_delay_seconds = -1\n"}, "release 1.0")
+    for scope in (*REGIONS, "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--parallel", "3",
+                   "--json", check=False)
+    assert run.returncode == 1, run.stderr
+    cells = [(c["cell"], c["result"]) for c in json.loads(run.stdout)["cells"]]
+    assert cells == [("dev-global-research", "applied"), ("dev-eu-central-1-research", "failed"),
+                     ("dev-us-east-1-research", "skipped"), ("dev-us-west-2-research", "skipped")]
+    assert "[dev-us-east-1-research] skipped: dev-eu-central-1-research did not succeed" in run.stderr
+    # The canary's failed apply saved what it did; the other Regions never ran.
+    assert state_keys(BUCKET) == ["research/dev-eu-central-1/terraform.tfstate",
+                                  "research/dev-global/terraform.tfstate"]
+    commit(repo, {"envs/dev/research/eu-central-1.tfvars": 'greeting = "hallo"\n'}, "fix eu-central-1")
+    git(repo, "tag", "-f", "-a", "dev_eu-central-1/research/1.0", "-m", "release (fixed)")
+    again = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--only-failed", "--json")
+    rerun = {c["cell"]: c for c in json.loads(again.stdout)["cells"]}
+    assert list(rerun) == ["dev-eu-central-1-research", "dev-us-east-1-research", "dev-us-west-2-research"]
+    assert {c["result"] for c in rerun.values()} == {"applied"}
+    canary_done = stamps(rerun["dev-eu-central-1-research"]["log"])[1]
+    assert all(stamps(rerun[f"dev-{r}-research"]["log"])[0] > canary_done for r in ("us-east-1", "us-west-2"))
+    assert message_of("research/dev-eu-central-1/terraform.tfstate") == "hallo from eu-central-1"
 
 
 def test_interrupt_stops_running_cells_gracefully_and_starts_no_more(repo):
@@ -335,6 +369,27 @@ def test_interrupting_a_fanout_of_saved_plans_stops_them_gracefully_and_spends_t
     again = tfdeploy(repo, "apply", "--tag", "dev_eu-central-1/research/1.0", "--tag",
                      "dev_us-east-1/research/1.0", "--json", check=False)
     cells = {c["cell"]: c["result"] for c in json.loads(again.stdout)["cells"]}
-    assert cells == {"dev-eu-central-1-research": "failed", "dev-us-east-1-research": "applied"}, again.stderr
+    # eu-central-1 is the canary wave (model/waves.py): its refusal stops us-east-1 (before waves,
+    # us-east-1 applied beside it).
+    assert cells == {"dev-eu-central-1-research": "failed", "dev-us-east-1-research": "skipped"}, again.stderr
     assert re.search(r"\[dev-eu-central-1-research\] failed \(\S+\): the saved plan of "
                      r"dev_eu-central-1/research/1.0 was already used by an apply at", again.stderr), again.stderr
+
+
+def test_wave_bake_seconds_waits_between_waves(repo):
+    """wave_bake_seconds (a committed setting here): the canary starts only that long after the
+    global wave ended."""
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "wave_bake_seconds = 3\n")
+    git(repo, "commit", "-qam", "bake 3 s between waves")
+    for scope in ("us-east-1", "global"):
+        tag(repo, f"dev_{scope}/research/1.0")
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    run = tfdeploy(repo, "plan", "--tag", "dev_*/research/1.0", "--json")
+    cells = {c["cell"]: c for c in json.loads(run.stdout)["cells"]}
+    from datetime import datetime
+
+    ended = re.findall(r"^# finished (\S+?): ", Path(cells["dev-global-research"]["log"]).read_text(), re.M)[-1]
+    global_end = datetime.fromisoformat(ended)
+    canary_start = datetime.fromisoformat(stamps(cells["dev-us-east-1-research"]["log"])[0])
+    assert (canary_start - global_end).total_seconds() >= 3.0

@@ -1,9 +1,15 @@
-"""Cell order (pure): global of an env+team first, its Regions after it; destroy reversed."""
+"""Cell order (pure): global of an env+team first, then one canary Region, then the rest (the
+waves of model/waves.py); destroy reversed."""
 
 from __future__ import annotations
 
 from tfdeploy.fleet.retry import backoff_s, is_transient, should_retry
+import pytest
+
+from tfdeploy.errors import ConfigError
 from tfdeploy.fleet.schedule import default_parallel, schedule
+from tfdeploy.model.settings import merge_settings
+from tfdeploy.model.waves import group_waves
 from tfdeploy.model.tags import parse_tag
 
 TAGS = [parse_tag(n) for n in ("dev_us-east-1/research/1.1", "dev_global/research/1.1",
@@ -17,9 +23,69 @@ def test_global_first_and_its_regions_wait_for_it():
                                            "dev-us-east-1-research", "dev-us-east-1-risk",
                                            "qa-global-research"]
     after = {s.tag.cell: s.after for s in steps}
-    assert after["dev-us-east-1-research"] == ("dev-global-research",)
+    # Waves: eu-central-1 is the canary (the first Region) and waits for global; us-east-1 waits
+    # for the canary (before waves it waited for global only: the order is unchanged).
+    assert after["dev-eu-central-1-research"] == ("dev-global-research",)
+    assert after["dev-us-east-1-research"] == ("dev-eu-central-1-research",)
     assert after["dev-us-east-1-risk"] == ()  # no global of risk selected: nothing to wait for
     assert after["qa-global-research"] == ()
+    assert {s.tag.cell: s.wave for s in steps} == {
+        "dev-global-research": 0, "dev-eu-central-1-research": 1, "dev-us-east-1-research": 2,
+        "dev-us-east-1-risk": 0, "qa-global-research": 0}
+
+
+def _release(regions, scope_global=True):
+    names = [f"dev_{r}/research/1.1" for r in regions] + (["dev_global/research/1.1"] if scope_global else [])
+    return [parse_tag(n) for n in names]
+
+
+NINE = ("us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-west-1", "eu-central-1",
+        "ap-southeast-1", "ap-northeast-1")
+
+
+def test_default_waves_are_global_then_one_canary_then_the_rest():
+    waves = group_waves(_release(NINE))
+    assert [[t.scope_name for t in w] for w in waves] == [
+        ["global"], ["ap-northeast-1"],
+        ["ap-southeast-1", "eu-central-1", "eu-west-1", "us-east-1", "us-east-2", "us-west-1", "us-west-2"]]
+
+
+def test_named_waves_counts_and_the_cap_split_waves_and_never_drop_a_cell():
+    tags = _release(NINE)
+    waves = group_waves(tags, ("global", "us-east-1", "2", "eu-west-1 eu-central-1"), cap=20)
+    assert [[t.scope_name for t in w] for w in waves] == [
+        ["global"], ["us-east-1"], ["ap-northeast-1", "ap-southeast-1"], ["eu-central-1", "eu-west-1"],
+        ["us-east-2", "us-west-1", "us-west-2"]]  # not placed by any entry: a last wave
+    capped = group_waves(tags, ("global", "*"), cap=3)
+    assert [len(w) for w in capped] == [1, 3, 3, 2]
+    assert sorted(t.cell for w in capped for t in w) == sorted(t.cell for t in tags)
+    # No global selected, no "global" entry: the canary still goes first.
+    assert [len(w) for w in group_waves(_release(NINE, scope_global=False))] == [1, 7]
+    steps = schedule(tags, "apply", ("global", "*"), 3)
+    assert [s.wave for s in steps] == [0, 1, 1, 1, 2, 2, 2, 3, 3]
+    assert steps[4].after == tuple(s.tag.cell for s in steps[1:4])
+
+
+@pytest.mark.parametrize("table, message", [
+    ({"waves": ["*", "global"]}, "'*' (the rest of the Regions) must be the last wave"),
+    ({"waves": ["1", "global"]}, "'global' must be the first wave"),
+    ({"waves": ["global", "us-east-1; rm"]}, "is not 'global', a number of Regions"),
+    ({"waves": []}, "list at least one wave"),
+    ({"max_parallel_builds": 51}, "must be a whole number from 1 to 50"),
+    ({"max_parallel_builds": "0"}, "must be a whole number from 1 to 50"),
+    ({"wave_bake_seconds": -1}, "must be a whole number of seconds"),
+])
+def test_wave_settings_are_checked(table, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+        merge_settings(table, {}, {})
+
+
+def test_wave_settings_come_from_the_file_the_environment_or_options():
+    s = merge_settings({"waves": ["global", "us-east-1  eu-west-1", "*"]},
+                       {"TFDEPLOY_MAX_PARALLEL_BUILDS": "30"}, {"wave_bake_seconds": "60"})
+    assert (s.waves, s.max_parallel_builds, s.wave_bake_seconds) == (
+        ("global", "us-east-1 eu-west-1", "*"), 30, 60)
+    assert merge_settings({}, {}, {}).waves == ("global", "1", "*")
 
 
 def test_destroy_runs_regions_first_then_their_global():

@@ -24,7 +24,7 @@ LAZY_COMMANDS = {
     "bootstrap": "aws", "sandbox": "aws",
     "buildspec": "delivery", "events": "delivery", "publish": "delivery", "ci": "delivery",
     "tools": "tools", "scaffold": "scaffold", "release": "release", "promote": "promote",
-    "rollback": "rollback", "demo": "demo", "doctor": "doctor",
+    "rollback": "rollback", "demo": "demo", "doctor": "doctor", "pipeline": "pipeline",
 }
 
 

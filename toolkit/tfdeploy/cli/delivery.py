@@ -14,7 +14,7 @@ import click
 
 from ..delivery.buildspec import STAGES
 from ..errors import TfdeployError, ValidationError
-from .common import EXAMPLE_TAG, RepoContext, echo_json, json_option, repo_command, tag_option
+from .common import RepoContext, echo_json, json_option, repo_command, tag_option
 
 
 def _shown(path: Path) -> str:
@@ -40,8 +40,13 @@ def buildspec() -> None:
               help="Folder for the files, relative to the repo root.")
 @click.option("--check", is_flag=True,
               help="Write nothing; exit 1 listing the files that differ from what would be generated.")
+@click.option("--release", "release", metavar="TAGS", multiple=True,
+              help="Print the batch buildspec of this release instead (tags of one env and team at one "
+                   "commit, e.g. 'dev_*/research/1.1'; repeatable); writes nothing.")
+@click.option("--stage", type=click.Choice(["plan", "apply"]), default="plan", show_default=True,
+              help="With --release: the batch stage to print.")
 @repo_command
-def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
+def buildspec_generate(out: str, check: bool, release: tuple[str, ...], stage: str, repo: RepoContext) -> None:
     """Write buildspecs/{source,tflint,checkov,plan,apply}.yml (deterministic output).
 
     Each installs the toolkit from the toolkit_spec setting (default tfdeploy-toolkit==<version>;
@@ -50,10 +55,28 @@ def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
     committed files never drift from the toolkit.
 
     \b
+    With --release, print the CodeBuild batch buildspec (build-graph, one build per cell, in
+    waves) that the release's plan or apply stage starts; generated here, never read from the
+    tagged tree.
+
+    \b
     Examples:
       tfdeploy buildspec generate
       tfdeploy buildspec generate --check
+      tfdeploy buildspec generate --release 'dev_*/research/1.1' --stage apply
     """
+    if release:
+        if check:
+            raise ValidationError("--check and --release do not go together: a release's batch buildspec "
+                                  "is printed, never written; drop one")
+        from ..delivery.batch import render as render_batch
+        from ..delivery.releases import select_release
+
+        tags, _commit = select_release(repo.root, release, repo.settings.extra_regions)
+        settings = repo.settings
+        click.echo(render_batch(stage, tags, waves=settings.waves, cap=settings.max_parallel_builds,
+                                toolkit_spec=settings.toolkit_spec), nl=False)
+        return
     from ..delivery.buildspec import generate_all
     from ..results import write_atomic
 
@@ -90,24 +113,58 @@ def buildspec_generate(out: str, check: bool, repo: RepoContext) -> None:
 @click.option("--skip-install", is_flag=True, help="Skip the install phase (use the tools already here).")
 @click.option("--src-dir", default=".", show_default=True, type=click.Path(file_okay=False, exists=True,
               path_type=Path), help="Source directory: CODEBUILD_SRC_DIR and the working directory.")
+@click.option("--parallel", type=click.IntRange(1, 200), default=20, show_default=True, metavar="N",
+              help="Batch builds: builds of the build-graph run at once.")
+@click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Batch builds: where each build's source copy and log go "
+                   "[default: SRC/.tfdeploy/batch/<time>].")
+@click.option("--no-batch", is_flag=True, help="Run the phases once, ignoring a batch: section.")
 @json_option
 def buildspec_run(file: Path, env_pairs: tuple[str, ...], skip_install: bool, src_dir: Path,
-                  as_json: bool) -> None:
+                  parallel: int, work_dir: Path | None, no_batch: bool, as_json: bool) -> None:
     """Run a buildspec's phases here, as CodeBuild would, in one bash shell.
 
     Phases run in order; `export` and `cd` carry over between commands and phases; `finally`
     blocks run after failures; `on-failure: ABORT` stops the build. Prints the exported
     variables at the end. Exit 1 when the build fails, naming the phase and command.
 
+    A buildspec with `batch: build-graph` runs as a batch: one build per task, each with its
+    env.variables and its own copy of the source, a task after its depend-on tasks succeeded
+    (skipped when one failed), at most --parallel at once; --json prints
+    {"ok", "builds": [{"id", "tag", "wave", "status", "log", ...}]}.
+
     \b
     Examples:
       tfdeploy buildspec run buildspecs/plan.yml --skip-install --env ENV=dev
       tfdeploy buildspec run buildspecs/checkov.yml --skip-install --src-dir /tmp/src --json
+      tfdeploy buildspec generate --release 'dev_*/research/1.1' > plan-batch.yml
+      tfdeploy buildspec run plan-batch.yml --skip-install --env ENV=dev --parallel 4 --json
     """
-    from ..delivery.buildspec_runner import BuildFailedError, load_buildspec, parse_env_pairs, run_build
+    from ..delivery.batch_runner import load_batch
+    from ..delivery.buildspec_runner import BuildFailedError, parse_env_pairs, run_build
 
-    spec = load_buildspec(file)
+    spec, batch = load_batch(file)
     overrides = parse_env_pairs(env_pairs)
+    if batch is not None and not no_batch:
+        from ..delivery.batch_runner import default_work_dir, run_batch
+
+        def say(line: str) -> None:
+            click.echo(f"[batch] {line}", err=as_json)
+
+        folder = work_dir or default_work_dir(src_dir.resolve())
+        say(f"{len(batch.tasks)} builds, {parallel} at a time; logs in {_shown(folder)}")
+        outcome = run_batch(spec, batch, src_dir, folder, overrides=overrides, skip_install=skip_install,
+                            parallel=parallel, say=say)
+        if as_json:
+            echo_json(outcome.to_dict())
+        else:
+            click.echo(f"[batch] batch {'succeeded' if outcome.ok else 'failed'}")
+        if not outcome.ok:
+            bad = [r for r in outcome.results if r.status != "succeeded" and r.reason != "ignored"]
+            raise BuildFailedError(f"batch failed: {len(bad)} of {len(outcome.results)} builds did not succeed ("
+                                   + ", ".join(f"{r.identifier} {r.status}" for r in bad) + "); see their logs in "
+                                   f"{_shown(folder)}")
+        return
     # Chunks may end inside a UTF-8 sequence: decode incrementally, never split a character.
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
@@ -158,27 +215,40 @@ def events_pattern(env: str, repo: RepoContext) -> None:
 
 
 @click.command()
-@tag_option(required=False, help_text=f"The tag to publish, e.g. {EXAMPLE_TAG}.")
+@tag_option(required=False, many=True)
 @click.option("--event-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Take the tag from this EventBridge CodeCommit event (detail.referenceName).")
 @click.option("--no-start", is_flag=True, help="Only upload; do not start the env's pipeline.")
+@click.option("--claim", is_flag=True,
+              help="A pushed tag's event (the source build; implied by --event-file): claim the tag once, "
+                   "wait TFDEPLOY_SETTLE_SECONDS (default 30), gather the release's other unclaimed tags at "
+                   "the same commit, publish them as one release; exit 0 naming the execution when the tag "
+                   "is claimed already.")
+@click.option("--only-failed", is_flag=True,
+              help="Publish only the release's cells not applied yet at its version (failed, skipped, never "
+                   "run; from the ledger): a succeeded cell is never applied again.")
 @json_option
 @repo_command
-def publish(tag: str | None, event_file: Path | None, no_start: bool, as_json: bool,
-            repo: RepoContext) -> None:
-    """Publish a tag to its env's pipeline: a full clone at the tag, zipped to the source bucket,
-    then start the pipeline pinned to that upload.
+def publish(tag: tuple[str, ...], event_file: Path | None, no_start: bool, claim: bool, only_failed: bool,
+            as_json: bool, repo: RepoContext) -> None:
+    """Publish a release to its env's pipeline: a full clone at its commit, zipped to the source
+    bucket, then start ONE execution of the pipeline pinned to that upload.
 
-    Uploads to s3://<backend_prefix>-source-<env>/source/<env>/source.zip with
-    tfdeploy-source.json (tag, commit, tagger, dates) inside and the tag as object metadata
-    (nothing is uploaded when that tag and commit are already the newest version). Then starts
-    the pipeline <pipeline_name_prefix>-<env> with the object's version as its source revision
-    and TFDEPLOY_TAG=<tag>, so the execution deploys exactly this tag even when other tags are
-    published right after it. Uses the local sandbox when active.
+    A release is a tag, or tags of one env, team and version at one commit (patterns as `apply`
+    takes them: 'dev_*/research/1.1'). Uploads to s3://<backend_prefix>-source-<env>/source/<env>/
+    source.zip with tfdeploy-source.json (the release's tags in wave order, commit, tagger,
+    dates) inside and the first tag as object metadata (nothing is uploaded when the same tags
+    at that commit are already the newest version). Then starts the pipeline
+    <pipeline_name_prefix>-<env> with the object's version as its source revision and
+    TFDEPLOY_TAG=<first tag>, so the execution deploys exactly this release even when others are
+    published right after it; its plan and apply stages run one batch build per cell. Uses the
+    local sandbox when active.
 
     \b
     Examples:
       tfdeploy publish --tag dev_us-east-1/research/1.0
+      tfdeploy publish --tag 'dev_*/research/1.1'
+      tfdeploy publish --tag 'dev_*/research/1.1' --only-failed
       tfdeploy publish --event-file event.json --json
       tfdeploy publish --tag dev_us-east-1/research/1.0 --no-start
     """
@@ -186,25 +256,59 @@ def publish(tag: str | None, event_file: Path | None, no_start: bool, as_json: b
     from ..delivery.publish import load_event_file
     from ..delivery.publish import publish as run_publish
 
-    if (tag is None) == (event_file is None):
-        raise ValidationError("pass exactly one of --tag TAG or --event-file EVENT.json")
+    if bool(tag) == (event_file is not None):
+        raise ValidationError("pass exactly one of --tag TAG (or a release's tags and patterns) or "
+                              "--event-file EVENT.json")
+    if only_failed and (claim or event_file is not None):
+        raise ValidationError("--only-failed re-publishes a release you name with --tag; it does not go "
+                              "with --claim or --event-file")
     settings = repo.settings
+    names: list[str]
     if event_file is not None:
-        tag = tag_from_event(load_event_file(event_file), settings.extra_regions)
-    assert tag is not None
-    result = run_publish(tag, repo.root, settings, os.environ, start=not no_start,
+        names = [tag_from_event(load_event_file(event_file), settings.extra_regions)]
+        claim = True
+    elif claim and (len(tag) != 1 or any(c in tag[0] for c in "*?[")):
+        raise ValidationError("--claim takes the one pushed tag (--tag TAG), not a pattern or several tags")
+    elif only_failed:
+        from ..delivery.releases import select_unfinished
+
+        todo, done = select_unfinished(repo.root, tag, settings, os.environ)
+        if not todo:
+            click.echo(f"nothing to publish: every cell of the release is applied ({len(done)} cells)")
+            if as_json:
+                echo_json({"ok": True, "tags": [], "done": done})
+            return
+        click.echo(f"--only-failed: publishing {len(todo)} cells; already applied: "
+                   f"{', '.join(done) or 'none'}", err=True)
+        names = [t.name for t in todo]
+    elif len(tag) == 1 and not any(c in tag[0] for c in "*?["):
+        names = [tag[0]]
+    else:
+        from ..delivery.releases import select_release
+
+        names = [t.name for t in select_release(repo.root, tag, settings.extra_regions)[0]]
+    result = run_publish(names, repo.root, settings, os.environ, start=not no_start, claim_mode=claim,
                          progress=lambda line: click.echo(f"publish: {line}", err=True))
     if as_json:
         echo_json(result.to_dict())
         return
+    if result.already_claimed:
+        click.echo(f"{result.tag} is already claimed by {result.claimed_by or 'another publish'} for release "
+                   f"{result.release}: " + (f"it is deployed by execution {result.execution_id}"
+                                            if result.execution_id else
+                                            "its execution starts when that build's settle window ends")
+                   + "; nothing published")
+        return
+    what = (f"{result.tag}" if len(result.tags) <= 1
+            else f"release {result.release} ({len(result.tags)} cells: {', '.join(result.tags)})")
     if result.uploaded:
-        click.echo(f"published {result.tag} ({result.commit[:12]}) to s3://{result.bucket}/{result.key}"
+        click.echo(f"published {what} ({result.commit[:12]}) to s3://{result.bucket}/{result.key}"
                    + (f" (version {result.version_id})" if result.version_id else ""))
     else:
-        click.echo(f"already published: s3://{result.bucket}/{result.key} holds {result.tag} "
+        click.echo(f"already published: s3://{result.bucket}/{result.key} holds {what} "
                    f"({result.commit[:12]}); nothing uploaded")
     if result.execution_id:
-        click.echo(f"started {result.pipeline} execution {result.execution_id} for {result.tag} "
+        click.echo(f"started {result.pipeline} execution {result.execution_id} for {what} "
                    f"(source version {result.version_id})")
 
 

@@ -100,7 +100,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     left_out: list[Any] = []
     if narrow is not None:
         tags, left_out = narrow(tags)
-    steps = schedule(tags, action)
+    steps = schedule(tags, action, settings.waves, settings.max_parallel_builds)
 
     # Once for every cell: the Terraform binary and each tag's git checks (a failing tag fails
     # its cell alone, with its own error); then what all cells share (credentials, state buckets):
@@ -127,7 +127,8 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
         outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
                                                override=override), shared=shared,
                             log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
-                            display=display, action_name=action)
+                            display=display, action_name=action,
+                            bake_s=settings.wave_bake_seconds if action != "destroy" else 0.0)
     outcome.results = left_out + outcome.results
     record.finished_at, record.interrupted = now_iso(), outcome.signum is not None
     try:

@@ -75,11 +75,14 @@ def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[
 @click.command("status")
 @click.option("--env", help="Only this environment.")
 @click.option("--team", help="Only this team.")
+@click.option("--release", metavar="ENV/TEAM/VERSION",
+              help="One release: its cells, waves, results and where each build's log is.")
 @json_option
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the fleet as one self-contained HTML page (filters, history on click).")
 @repo_command
-def status(env: str | None, team: str | None, as_json: bool, html_file: Path | None, repo: RepoContext) -> None:
+def status(env: str | None, team: str | None, release: str | None, as_json: bool, html_file: Path | None,
+           repo: RepoContext) -> None:
     """The fleet: which version runs in each team x env x scope, who put it there, and what needs a look.
 
     Reads the deployment ledger in the state buckets (a listing per 1,000 cells, then only the
@@ -92,7 +95,11 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
       tfdeploy status
       tfdeploy status --env prod --team research --json
       tfdeploy status --html fleet.html
+      tfdeploy status --release dev/research/1.1 --json
     """
+    if release is not None:
+        _release_status(release, as_json, repo)
+        return
     from ..engine.tagindex import list_tags
     from ..fleet.ledger import latest
     from ..fleet.status import counts, fleet_matrix, render_table
@@ -127,6 +134,29 @@ def status(env: str | None, team: str | None, as_json: bool, html_file: Path | N
     summary = counts(rows)
     marked = ", ".join(f"{n} {mark}" for mark, n in summary.items() if mark != "cells" and n)
     click.echo(f"\n{summary['cells']} cells: {marked or 'all ok'}")
+
+
+def _release_status(release: str, as_json: bool, repo: RepoContext) -> None:
+    from ..engine.tagindex import list_tags
+    from ..fleet.ledger import latest
+    from ..fleet.release_status import parse_release, release_rows, render
+    from ..paths import repo_cache_dir
+
+    env, team, version = parse_release(release)
+    settings = repo.settings
+    if env not in settings.environments:
+        raise ValidationError(f"--release {release}: env {env} is not one of the configured environments "
+                              f"({', '.join(settings.environments)})")
+    _flush(repo)
+    cache = repo_cache_dir(repo.root, os.environ)
+    records = latest(settings, os.environ, [env], [team], cache_dir=cache)
+    tags = [e.tag for e in list_tags(repo.root, settings.extra_regions) if e.tag is not None]
+    rows = release_rows((env, team, version), tags, records, settings.waves, settings.max_parallel_builds,
+                        cache / "pipeline")
+    if as_json:
+        echo_json({"release": release, "ok": all(r["result"] == "succeeded" for r in rows), "cells": rows})
+        return
+    click.echo(render(release, rows))
 
 
 def _write_report(path: Path, rows: Sequence[CellStatus], records: Mapping[str, Sequence[Record]],

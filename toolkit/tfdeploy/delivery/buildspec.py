@@ -227,8 +227,8 @@ def header(stage: str) -> str:
     ])
 
 
-def render(stage: str, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> str:
-    """The buildspec file text of one stage: header comment + YAML (pure, deterministic)."""
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Buildspec data as YAML in the layout the CodeBuild docs use (pure, deterministic)."""
     import yaml  # only buildspec commands pay for the import
 
     class _Dumper(yaml.SafeDumper):
@@ -236,9 +236,13 @@ def render(stage: str, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> str:
         def increase_indent(self, flow: bool = False, indentless: bool = False) -> None:
             super().increase_indent(flow, False)
 
-    body = yaml.dump(buildspec_data(stage, toolkit_spec), Dumper=_Dumper, sort_keys=False,
-                     default_flow_style=False, width=4096, allow_unicode=False)
-    return header(stage) + body
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=4096,
+                     allow_unicode=False)
+
+
+def render(stage: str, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> str:
+    """The buildspec file text of one stage: header comment + YAML (pure, deterministic)."""
+    return header(stage) + dump_yaml(buildspec_data(stage, toolkit_spec))
 
 
 def generate_all(toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> list[GeneratedFile]:

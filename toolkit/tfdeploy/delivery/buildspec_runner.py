@@ -19,7 +19,7 @@ What is reproduced, and how:
   files only produce a note. Nothing is uploaded.
 
 Not reproduced: runtime-versions, run-as, parameter-store/secrets-manager (pass values with
---env), caching, batch builds. A command that runs `exit` ends the shell: it is reported as
+--env), caching. Batch builds (`batch: build-graph`): delivery/batch_runner.py, on top of this. A command that runs `exit` ends the shell: it is reported as
 that command's failure, and later commands and `finally` blocks cannot run.
 """
 
@@ -211,7 +211,8 @@ def parse_buildspec(data: Any, source: str = "buildspec") -> Buildspec:
                      reports=reports, notes=tuple(notes))
 
 
-def load_buildspec(path: Path) -> Buildspec:
+def load_yaml(path: Path) -> Any:
+    """A buildspec file's parsed YAML; ValidationError naming the file and line."""
     import yaml
 
     try:
@@ -219,12 +220,15 @@ def load_buildspec(path: Path) -> Buildspec:
     except OSError as exc:
         raise ValidationError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ValidationError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_buildspec(data, str(path))
+
+
+def load_buildspec(path: Path) -> Buildspec:
+    return parse_buildspec(load_yaml(path), str(path))
 
 
 def continues_after_failure(phase: Phase) -> bool:

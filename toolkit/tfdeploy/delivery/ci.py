@@ -110,7 +110,8 @@ def stage_argv(stage: str, tag: str, environ: Mapping[str, str]) -> list[str]:
     repo = ["--repo", src]
     results = ["--results-dir", f"{src}/{RESULTS_DIR}"]
     if stage == "source":
-        return ["publish", "--tag", tag, *repo]
+        # A pushed tag's source build: claimed once, gathered into its release (delivery/claims.py).
+        return ["publish", "--tag", tag, "--claim", *repo]
     # lint/scan check the tagged commit in its work dir, exactly as `tfdeploy lint --tag` does
     # locally; scan applies the tag's env policy (soft fail in dev).
     if stage == "tflint":
@@ -150,9 +151,18 @@ def read_context(stage: str, environ: Mapping[str, str]) -> CiContext:
     metadata = None if stage == "source" else _read_metadata(src_dir)
     from_env = environ.get(TAG_VAR) or None
     from_file = metadata["tag"] if metadata else None
-    if from_env and from_file and from_env != from_file:
+    release_tags = metadata.get("tags") if metadata and isinstance(metadata.get("tags"), list) else []
+    # A release's batch build names its own cell (TFDEPLOY_TAG): any tag the release lists.
+    if from_env and from_file and from_env != from_file and from_env not in release_tags:
         raise ValidationError(f"{TAG_VAR}={show(from_env)} but {METADATA_FILE} says {show(from_file)}; "
                               f"unset {TAG_VAR} or re-publish the tag")
+    if stage in ("plan", "apply") and not from_env and len(release_tags) > 1:
+        # The stage build itself would deploy the first cell alone and say nothing of the others.
+        raise ValidationError(
+            f"release {metadata.get('release') if metadata else '?'} has {len(release_tags)} cells: its plan and "
+            f"apply run one batch build per cell, each with its {TAG_VAR} (tfdeploy buildspec generate "
+            "--release prints that batch; tfdeploy pipeline run --env ENV runs it here); starting the batch "
+            "from a CodeBuild stage build is not supported yet: publish the tags one at a time there")
     tag = from_env or from_file
     expected = environ.get(EXPECTED_TAG_VAR) or None
     if expected and stage != "source":
@@ -301,7 +311,13 @@ def run(
          + (f", build Region {environ['AWS_REGION']}" if environ.get("AWS_REGION") else ""))
     echo("ci: " + " ".join(f"{k}={shlex.quote(v)}" for k, v in extra_env.items())
          + (" " if extra_env else "") + f"tfdeploy {shlex.join(argv)}")
-    code = invoke(argv, extra_env)
+    from ..fleet.recording import extra_details
+
+    # A release's cell records which release and which build applied it (ledger details).
+    release = (ctx.metadata or {}).get("release")
+    details = {"release": release, "build": environ.get("CODEBUILD_BUILD_ID", "")} if release else {}
+    with extra_details(details):
+        code = invoke(argv, extra_env)
     if stage == "apply":
         report_kept_records(Path(extra_env[CACHE_VAR]), echo)
 

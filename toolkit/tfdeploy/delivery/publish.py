@@ -25,7 +25,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .. import __version__
 from ..engine.gitsource import SourceRef, tag_source
@@ -62,6 +62,11 @@ class PublishResult:
     size: int  # bytes uploaded (0 when nothing was uploaded)
     pipeline: str | None = None  # the pipeline started (None with start=False)
     execution_id: str | None = None
+    release: str = ""  # env/team/version
+    tags: tuple[str, ...] = ()  # the release's tags, in wave order (`tag` is the first)
+    # claim mode: the tag was claimed already; nothing was published (see delivery/claims.py)
+    already_claimed: bool = False
+    claimed_by: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -71,10 +76,16 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, check=False)
 
 
-def source_metadata(info: SourceRef, published_at: datetime) -> dict[str, str]:
-    """The content of tfdeploy-source.json (pure)."""
+def source_metadata(info: SourceRef, published_at: datetime,
+                    release_tags: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The content of tfdeploy-source.json (pure). `tag` is the release's first tag (what the
+    execution's TFDEPLOY_TAG names); `tags` lists every cell of the release, in wave order."""
+    tags = release_tags or (info.tag,)
+    first = parse_tag(tags[0])
     return {
         "tag": info.tag,
+        "release": f"{first.env}/{first.team}/{first.version}",
+        "tags": list(tags),
         "commit": info.commit,
         "tagger": info.tagger,
         "tagger_email": info.tagger_email,
@@ -226,8 +237,26 @@ def check_pipeline_env(tag: Tag, settings: Settings) -> None:
                           f"({', '.join(settings.environments)}) in [tool.tfdeploy]")
 
 
+def release_order(tag_names: Sequence[str], settings: Settings) -> tuple[str, ...]:
+    """A release's tags in wave order (model/waves.py): the first is what the execution names."""
+    from ..model.waves import group_waves
+    from .batch import check_release
+
+    tags = [parse_tag(name, settings.extra_regions) for name in dict.fromkeys(tag_names)]
+    check_release(tags)
+    return tuple(t.name for wave in group_waves(tags, settings.waves, settings.max_parallel_builds)
+                 for t in wave)
+
+
+def tags_digest(tags: Sequence[str]) -> str:
+    """A short digest of a release's tags, kept as object metadata (S3 metadata is small)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(tags)).encode()).hexdigest()[:16]
+
+
 def publish(
-    tag_name: str,
+    tag_name: str | Sequence[str],
     repo_root: Path,
     settings: Settings,
     environ: Mapping[str, str],
@@ -235,15 +264,27 @@ def publish(
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     progress: Callable[[str], None] = lambda line: None,
     start: bool = True,
+    claim_mode: bool = False,
+    sleep: Callable[[float], None] | None = None,
 ) -> PublishResult:
-    """Publish a tag to its env's source bucket (no upload when that tag+commit is already the
-    newest version) and, with `start`, start the env's pipeline pinned to that version."""
-    tag = parse_tag(tag_name, settings.extra_regions)
+    """Publish a tag, or a release (tags of one env, team and version at one commit), to its env's
+    source bucket as ONE bundle (no upload when the same tags at the same commit are already the
+    newest version) and, with `start`, start ONE execution of the env's pipeline pinned to it."""
+    names = release_order([tag_name] if isinstance(tag_name, str) else list(tag_name), settings)
+    tag = parse_tag(names[0], settings.extra_regions)
     check_pipeline_env(tag, settings)
     bucket, key = source_bucket_name(settings, tag.env), source_key(tag.env)
     # Same checks as plan (exists, annotated); the branch check stays with plan, which runs on
     # the published clone (it keeps origin/<default_branch> for that).
     info = tag_source(repo_root, tag.name, skip_branch_check=True)
+    for other in names[1:]:
+        other_info = tag_source(repo_root, other, skip_branch_check=True)
+        if other_info.commit != info.commit:
+            raise ValidationError(f"a release is tags of one commit, but {tag.name} is at {info.commit[:12]} "
+                                  f"and {other} at {other_info.commit[:12]}; move the tags to one commit "
+                                  "or publish them separately")
+    if not start and claim_mode:
+        raise ValidationError("claiming a pushed tag starts its release's execution; drop --no-start")
 
     s3 = s3_client(settings.state_region, environ)
     _check_bucket(s3, bucket, tag.env)
@@ -255,17 +296,80 @@ def publish(
         pipeline = pipeline_name(settings, tag.env)
         codepipeline = codepipeline_client(settings.state_region, environ)
         _check_pipeline(codepipeline, pipeline, tag.env)
+    from . import claims
+
+    by = environ.get("CODEBUILD_BUILD_ID") or "tfdeploy publish"
+    release = f"{tag.env}/{tag.team}/{tag.version}"
+    if claim_mode:
+        return _publish_claimed(tag, info, repo_root, settings, environ, s3, bucket, key, release, by,
+                                codepipeline, pipeline, now, progress, sleep)
+    if start:
+        for name in names:  # "deploy this again": a later event for these tags starts nothing more
+            claims.claim(s3, bucket, name, info.commit, release, by, force=True)
+    return _upload_and_start(names, tag, info, repo_root, settings, s3, bucket, key, release, by,
+                             codepipeline, pipeline, start, now, progress)
+
+
+def _publish_claimed(tag: Tag, info: SourceRef, repo_root: Path, settings: Settings, environ: Mapping[str, str],
+                     s3: Any, bucket: str, key: str, release: str, by: str, codepipeline: Any,
+                     pipeline: str | None, now: Callable[[], datetime], progress: Callable[[str], None],
+                     sleep: Callable[[float], None] | None) -> PublishResult:
+    """A pushed tag's event (delivery/claims.py): publish its release once, whichever of the
+    release's events arrives first; the others wait for that one and name its execution."""
+    from . import claims
+
+    def already(holder: Mapping[str, Any]) -> PublishResult:
+        return PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=False,
+                             version_id=None, size=0, execution_id=holder.get("execution_id") or None,
+                             release=str(holder.get("release", release)), tags=(tag.name,),
+                             already_claimed=True, claimed_by=str(holder.get("claimed_by", "")))
+
+    def candidates() -> list[str]:
+        return _release_candidates(repo_root, tag, info.commit, settings, exclude=())
+
+    def start_with(names: list[str]) -> PublishResult:
+        ordered = release_order(names, settings)
+        first = parse_tag(ordered[0], settings.extra_regions)
+        return _upload_and_start(ordered, first, tag_source(repo_root, first.name, skip_branch_check=True),
+                                 repo_root, settings, s3, bucket, key, release, by, codepipeline, pipeline,
+                                 True, now, progress)
+
+    if not claims.gathering(environ):
+        # One execution per pushed tag (the stage builds cannot start a release's batch yet).
+        mine = claims.claim(s3, bucket, tag.name, info.commit, release, by)
+        if not mine.won:
+            return already(mine.holder)
+        try:
+            return start_with([tag.name])
+        except BaseException:
+            claims.release_claims(s3, bucket, [tag.name], info.commit)
+            raise
+    outcome = claims.publish_once(s3, bucket, tag.name, info.commit, release, by, candidates, start_with,
+                                  claims.settle_seconds(environ), progress=progress,
+                                  **({"sleep": sleep} if sleep else {}))
+    if isinstance(outcome, dict):
+        return already(outcome)
+    return outcome
+
+
+def _upload_and_start(names: tuple[str, ...], tag: Tag, info: SourceRef, repo_root: Path, settings: Settings,
+                      s3: Any, bucket: str, key: str, release: str, by: str, codepipeline: Any,
+                      pipeline: str | None, start: bool, now: Callable[[], datetime],
+                      progress: Callable[[str], None]) -> PublishResult:
+    digest = tags_digest(names)
     current = _current(s3, bucket, key)
-    if current and current.get("tag") == tag.name and current.get("commit") == info.commit:
+    if (current and current.get("tag") == tag.name and current.get("commit") == info.commit
+            and current.get("tags-digest", tags_digest([tag.name])) == digest):
         result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key,
-                               uploaded=False, version_id=current["_version_id"] or None, size=0)
-        return _started(result, codepipeline, pipeline, progress) if start else result
+                               uploaded=False, version_id=current["_version_id"] or None, size=0,
+                               release=release, tags=names)
+        return _claimed(_started(result, codepipeline, pipeline, progress), s3, by) if start else result
 
     with tempfile.TemporaryDirectory(prefix="tfdeploy-publish-") as tmp:
         clone = Path(tmp) / "src"
         progress(f"cloning {repo_root} at {tag.name} ({info.commit[:12]})")
         clone_at_tag(repo_root, info, clone, settings.default_branch)
-        metadata = source_metadata(info, now())
+        metadata = source_metadata(info, now(), names)
         write_atomic(clone / METADATA_FILE, json.dumps(metadata, indent=2) + "\n")
         # Keep the clone's `git status` clean: the metadata file is not part of the release.
         exclude = clone / ".git" / "info" / "exclude"
@@ -284,14 +388,37 @@ def publish(
             with open(archive, "rb") as body:
                 response = s3.put_object(
                     Bucket=bucket, Key=key, Body=body, ContentType="application/zip",
-                    Metadata={"tag": tag.name, "commit": info.commit, "tfdeploy-version": __version__},
+                    Metadata={"tag": tag.name, "commit": info.commit, "tfdeploy-version": __version__,
+                              "release": release, "tags-digest": digest, "cells": str(len(names))},
                     **extra,
                 )
         except (ClientError, BotoCoreError) as exc:
             raise _aws_error(exc, f"upload to s3://{bucket}/{key} failed") from None
     result = PublishResult(tag=tag.name, commit=info.commit, bucket=bucket, key=key, uploaded=True,
-                           version_id=response.get("VersionId"), size=size)
-    return _started(result, codepipeline, pipeline, progress) if start else result
+                           version_id=response.get("VersionId"), size=size, release=release, tags=names)
+    return _claimed(_started(result, codepipeline, pipeline, progress), s3, by) if start else result
+
+
+def _claimed(result: PublishResult, s3: Any, by: str) -> PublishResult:
+    """Name the execution in the release's claims (an event for one of its tags then says so)."""
+    from .claims import record_execution
+
+    if result.execution_id:
+        record_execution(s3, result.bucket, result.tags, result.commit, result.release, by, result.execution_id)
+    return result
+
+
+def _release_candidates(repo_root: Path, tag: Tag, commit: str, settings: Settings,
+                        exclude: Sequence[str]) -> list[str]:
+    """Tags of the same env, team and version at `commit` (fetched afresh when there is a remote:
+    the source build's checkout learns of tags pushed during the settle window)."""
+    from ..engine.tagindex import list_tags
+
+    if _git(repo_root, "remote", "get-url", "origin").returncode == 0:
+        _git(repo_root, "fetch", "--force", "--quiet", "--tags", "origin")
+    return sorted(e.name for e in list_tags(repo_root, settings.extra_regions)
+                  if e.tag is not None and e.annotated and e.commit == commit and e.name not in exclude
+                  and (e.tag.env, e.tag.team, e.tag.version) == (tag.env, tag.team, tag.version))
 
 
 def _check_pipeline(codepipeline: Any, name: str, env: str) -> None:

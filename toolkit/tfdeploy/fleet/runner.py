@@ -148,12 +148,15 @@ def _skip(step: Step, why: str, result: str = SKIPPED) -> CellResult:
 
 def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir: Path, parallel: int,
               fail_fast: bool = False, retries: int = 0, display: Any,
-              backoff: Callable[[int], float] = backoff_s, action_name: str = "") -> Outcome:
+              backoff: Callable[[int], float] = backoff_s, action_name: str = "",
+              bake_s: float = 0.0) -> Outcome:
     """Run every step, at most `parallel` at a time; a step starts once the cells it comes after
-    succeeded and is skipped if one of them did not. Returns results in schedule order."""
+    succeeded (and `bake_s` passed since the last of them ended: wave_bake_seconds) and is
+    skipped if one of them did not. Returns results in schedule order."""
     log_dir.mkdir(parents=True, exist_ok=True)
     events: queue.Queue[Event] = queue.Queue()
     done: dict[str, CellResult] = {}
+    ended: dict[str, float] = {}  # cell -> monotonic end, for the bake between waves
     pending = list(steps)
     running: dict[Future, Step] = {}
     stop = _Stop()
@@ -170,6 +173,7 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
 
     def finish(result: CellResult) -> None:
         done[result.cell] = result
+        ended[result.cell] = time.monotonic()
         drain()  # the cell's own events before its end
         display.event(Event(result.cell, result.tag, result.result,
                             (result.add, result.change, result.destroy) if result.ok else None,
@@ -194,7 +198,9 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
                         pending.remove(step)
                         finish(_skip(step, "not started: " + (
                             "interrupted" if stop.reason == "interrupted" else "--fail-fast after a failure")))
-                    elif all(c in done for c in step.after) and slots.take():
+                    elif (all(c in done for c in step.after)
+                          and (not step.after or time.monotonic() >= max(ended[c] for c in step.after) + bake_s)
+                          and slots.take()):
                         pending.remove(step)
                         log = log_dir / f"{step.tag.cell}.log"
                         events.put(Event(step.tag.cell, step.tag.name, "running", log=str(log)))

@@ -18,6 +18,14 @@ from typing import Any, Mapping
 
 from .. import DISTRIBUTION, __version__
 from ..errors import ConfigError
+from .waves import (
+    DEFAULT_MAX_PARALLEL_BUILDS,
+    DEFAULT_WAVES,
+    MAX_PARALLEL_BUILDS_CAP,
+    check_bake_seconds,
+    check_max_parallel_builds,
+    check_waves,
+)
 from .regions import REGION_SHAPE, is_allowed
 from .tags import ENV_RE, show
 
@@ -84,6 +92,10 @@ class Settings:
     # Envs whose promotion check accepts only signed evidence: a tuple of envs, (ALL_ENVS,) for all;
     # None (default): the protected envs. Without ledger_signing_key, an apply there is refused.
     require_signed_evidence: tuple[str, ...] | None = None
+    # A release's rollout order and pace, locally and in CodeBuild batches (model/waves.py).
+    waves: tuple[str, ...] = DEFAULT_WAVES
+    max_parallel_builds: int = DEFAULT_MAX_PARALLEL_BUILDS
+    wave_bake_seconds: int = 0
     # Where each value came from (`default`, `pyproject.toml`, an env var, `--option`), for -v output.
     origin: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -130,6 +142,11 @@ SETTING_HELP: dict[str, str] = {
                            "promotion evidence (default none: records unsigned)."),
     "require_signed_evidence": ("Envs whose promotion needs signed ledger evidence, comma-separated; true for "
                                 "all, false for none (default: the protected envs)."),
+    "waves": ("Rollout waves of a release, comma-separated: global, a number of Regions, Region codes "
+              "separated by spaces, * for the rest (default global,1,*: global, one canary Region, the rest)."),
+    "max_parallel_builds": (f"Cells of one wave in flight at once (CodeBuild batch builds; 1 to "
+                            f"{MAX_PARALLEL_BUILDS_CAP}, default {DEFAULT_MAX_PARALLEL_BUILDS})."),
+    "wave_bake_seconds": "Seconds to wait after a wave succeeded before the next starts (default 0).",
 }
 SETTING_CHOICES: dict[str, tuple[str, ...]] = {"state_layout": STATE_LAYOUTS, "lock": LOCK_MODES}
 
@@ -158,6 +175,12 @@ def _check(name: str, value: Any, source: str) -> Any:
     where = f"setting {name} = {show(str(value))} (from {source})"
     if name == "require_signed_evidence":
         return _signed_envs(value, where, source)
+    if name == "waves":
+        return check_waves(_as_list(value, name, source), where)
+    if name == "max_parallel_builds":
+        return check_max_parallel_builds(value, where)
+    if name == "wave_bake_seconds":
+        return check_bake_seconds(value, where)
     if name == "default_tags":
         items = _as_list(value, name, source)
         bad = [t for t in items if t not in DEFAULT_TAG_NAMES]
