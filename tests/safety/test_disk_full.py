@@ -126,7 +126,17 @@ def test_a_fanout_that_fills_the_disk_records_what_terraform_did_without_a_trace
         if found:
             planned.add(found.group(1))
         if len(planned) == len(REGIONS):
-            fill(small_disk)  # the three regional applies are running (sleeping in a provisioner)
+            # --auto-approve plans into a saved plan, checks it, then applies it: a cell's apply has
+            # started once it claimed (spent) its plan; fill the disk only then, not mid-plan.
+            spent = [small_disk / "work" / cell / "tfdeploy.tfplan.spent" for cell in planned]
+            deadline = time.monotonic() + 60
+            while not all(path.exists() for path in spent) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            fill(small_disk)  # the regional applies are running (sleeping in a provisioner)
+            # The canary wave (one Region) finished before the others started: the disk fails
+            # only under the cells still applying now.
+            seen = "".join(out)
+            running = sorted(c for c in planned if not re.search(rf"^\[{c}\] applied", seen, re.M))
             break
     rest, err = proc.communicate(timeout=600)
     out = "".join(out) + rest
@@ -139,8 +149,9 @@ def test_a_fanout_that_fills_the_disk_records_what_terraform_did_without_a_trace
     summary = [line for line in err.splitlines() if "the local disk failed during this run" in line]
     assert len(summary) == 1, err
     # One line per cell the disk failed under (its result file, or its log), however many writes failed.
-    for scope in REGIONS:
-        mine = [line for line in err.splitlines() if line.startswith(f"[dev-{scope}-research] tfdeploy: warning: ")]
+    assert running, out
+    for cell in running:
+        mine = [line for line in err.splitlines() if line.startswith(f"[{cell}] tfdeploy: warning: ")]
         assert len(mine) == 1 and "No space left on device" in mine[0], err
 
     (small_disk / "filler").unlink()
