@@ -207,6 +207,40 @@ def _flock(fd: int, how: int, note: Callable[[str], None] | None, why: str) -> N
         note(f"got the plugin cache lock after {time.monotonic() - started:.1f} s")
 
 
+def _install_or_link(fd: int, workdir: Path, cache: Path, key: str | None,
+                     note: Callable[[str], None] | None) -> str:
+    """Take the lock exclusive to install, unless, while waiting for it, another init installs
+    the same versions (its seed appears): then shared, to link them. Without this, the fresh
+    cells queued behind the first install of a cold fan-out would also wait for every plan and
+    apply started meanwhile (they hold the lock shared)."""
+    started = time.monotonic()
+    waiting = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            mode = EXCLUSIVE
+            break
+        except BlockingIOError:
+            pass
+        if _seed(workdir, cache, key) or all_cached(workdir, cache):
+            fcntl.flock(fd, fcntl.LOCK_SH)  # waits only for a running install
+            mode = SHARED if all_cached(workdir, cache) else EXCLUSIVE
+            if mode == EXCLUSIVE:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            break
+        if not waiting and note is not None:
+            note("waiting for the plugin cache lock (this init installs a provider; another init is "
+                 "installing, or plans and applies are running from the cache)")
+        waiting = True
+        time.sleep(0.2)
+    if mode == EXCLUSIVE and (_seed(workdir, cache, key) or all_cached(workdir, cache)):
+        mode = SHARED  # installed by another init meanwhile: link only, in parallel again
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    if waiting and note is not None:
+        note(f"got the plugin cache lock after {time.monotonic() - started:.1f} s")
+    return mode
+
+
 @contextmanager
 def guarded(workdir: Path, env: Mapping[str, str], note: Callable[[str], None] | None = None) -> Iterator[str]:
     """Hold the cache lock an init of `workdir` needs; yields the mode taken.
@@ -232,12 +266,7 @@ def guarded(workdir: Path, env: Mapping[str, str], note: Callable[[str], None] |
             if not all_cached(workdir, cache):
                 mode = EXCLUSIVE
         if mode == EXCLUSIVE:
-            _flock(fd, fcntl.LOCK_EX, note, "this init installs a provider; it waits for the running "
-                                            "plans and applies")
-            # Another init may have installed the same versions while this one waited.
-            if _seed(workdir, cache, key) or all_cached(workdir, cache):
-                mode = SHARED
-                fcntl.flock(fd, fcntl.LOCK_SH)  # converts: link-only inits run in parallel again
+            mode = _install_or_link(fd, workdir, cache, key, note)
         yield mode
         if mode == EXCLUSIVE:
             _remember_seed(workdir, cache, key)
