@@ -128,7 +128,7 @@ def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str],
         apply = (f"$TF apply -input=false -no-color -auto-approve -target={d.target_module} {var_files}")
         out.append((work, f"cd {shlex.quote(str(work))} && {init} >/dev/null && {apply} >/dev/null"))
         if refresh is not None:
-            refresh.append(f"cd {shlex.quote(str(work))} && {{ $TF plan -refresh-only -detailed-exitcode "
+            refresh.append(f"cd {shlex.quote(str(work))} && {{ {{ [ -d .terraform ] || {init} >/dev/null; }} && $TF plan -refresh-only -detailed-exitcode "
                            f"-input=false -no-color -target={d.target_module} {var_files} >/dev/null; "
                            f"c=$?; echo \"exit $c\" >> ../refresh-exits.log; [ $c -ne 1 ]; }}")
     return out
@@ -361,10 +361,12 @@ def main_real(args: argparse.Namespace) -> None:
 
         fanout = [TFDEPLOY, "apply", "--tag", GLOB, "--auto-approve", "--parallel", str(p)]
         drift = [TFDEPLOY, "drift", "--env", ENV, "--parallel", str(p), "--json"]
+        first_refresh = f"plain init + refresh-only -P{p}"
         rows = (f"plain xargs -P{p}", f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm",
-                f"plain refresh-only -P{p}", "tfdeploy drift first", "tfdeploy drift again")
+                first_refresh, f"plain refresh-only -P{p}", "tfdeploy drift first", "tfdeploy drift again")
         wall: dict[str, list[float]] = {r: [] for r in rows}
         rss: dict[str, list[float]] = {r: [] for r in rows}
+        pss: dict[str, list[float]] = {r: [] for r in rows}
         procs: dict[str, list[float]] = {r: [] for r in rows}
         loads: list[str] = []
         refresh_exit2: list[int] = []
@@ -372,9 +374,10 @@ def main_real(args: argparse.Namespace) -> None:
 
         def measure(row: str, argv: list[str], run_env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
             log.unlink(missing_ok=True)
-            seconds, peak, out = realstack.run_measured(argv, repo, run_env, ok)
+            seconds, (peak, peak_pss), out = realstack.run_measured(argv, repo, run_env, ok)
             wall[row].append(seconds)
             rss[row].append(peak)
+            pss[row].append(peak_pss)
             procs[row].append(len(log.read_text().split()) / len(REGIONS) if log.exists() else 0.0)
             return out
 
@@ -392,6 +395,10 @@ def main_real(args: argparse.Namespace) -> None:
             exits.unlink(missing_ok=True)
             measure(f"plain refresh-only -P{p}", xargs(refresh_script), env)
             refresh_exit2.append(exits.read_text().split().count("2"))
+            for work, _ in plain:  # the same states, fresh dirs: what a first check starts from
+                shutil.rmtree(work / ".terraform", ignore_errors=True)
+                (work / ".terraform.lock.hcl").unlink(missing_ok=True)
+            measure(first_refresh, xargs(refresh_script), env)
 
             reset(endpoint, repo, plain, env)
             shutil.rmtree(cache, ignore_errors=True)
@@ -413,19 +420,23 @@ def main_real(args: argparse.Namespace) -> None:
         median = {r: statistics.median(v) for r, v in wall.items()}
         floors = {f"plain xargs -P{p}": f"plain xargs -P{p}", f"tfdeploy fan-out -P{p} cold": f"plain xargs -P{p}",
                   f"tfdeploy fan-out -P{p} warm": f"plain xargs -P{p}",
-                  f"plain refresh-only -P{p}": f"plain refresh-only -P{p}",
-                  "tfdeploy drift first": f"plain refresh-only -P{p}",
+                  f"plain refresh-only -P{p}": f"plain refresh-only -P{p}", first_refresh: first_refresh,
+                  "tfdeploy drift first": first_refresh,
                   "tfdeploy drift again": f"plain refresh-only -P{p}"}
         cores = len(os.sched_getaffinity(0))
         print(f"{len(REGIONS)} Regions x (SSM parameter, S3 bucket, SNS topic, IAM role, 2 terraform_data) "
               f"through hashicorp/aws from {args.provider_mirror}, one moto server, {args.trials} trials, "
               f"{cores} cores, Terraform {terraform}")
         print(f"machine load at each trial's start: {'; '.join(loads)}")
-        print(f"{'row':<30}{'median s':>10}{'ratio':>8}  {'of':<24}{'tf procs/cell':>14}{'peak RSS MB':>13}")
+        print(f"{'row':<30}{'median s':>10}{'ratio':>8}  {'of':<30}{'tf procs/cell':>14}{'peak RSS MB':>13}"
+              f"{'peak PSS MB':>13}")
         for row in rows:
             base = floors[row]
-            print(f"{row:<30}{median[row]:>10.2f}{median[row] / median[base]:>8.2f}  {base:<24}"
-                  f"{statistics.median(procs[row]):>14.1f}{statistics.median(rss[row]):>13.0f}")
+            print(f"{row:<30}{median[row]:>10.2f}{median[row] / median[base]:>8.2f}  {base:<30}"
+                  f"{statistics.median(procs[row]):>14.1f}{statistics.median(rss[row]):>13.0f}"
+                  f"{statistics.median(pss[row]):>13.0f}")
+        print("peak RSS counts the provider binary's pages once per process; PSS shares them out (the memory "
+              "the tree really holds)")
         print("disk after a fan-out and two drift runs: " + ", ".join(f"{k} {v:.1f} MB" for k, v in disk.items())
               + " (du -s: a provider installed from a mirror is a symlink to it)")
         print(f"plain refresh-only plans that exited 2 (changes) on freshly applied cells: {refresh_exit2} "

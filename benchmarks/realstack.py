@@ -8,8 +8,9 @@ Rows (medians of the trials, each trial from an empty moto and no work dirs):
                               config without a plugin cache (a mirror install is a symlink)
   tfdeploy fan-out -P4 cold   `apply --tag GLOB --auto-approve --parallel 4`, empty plugin cache
   tfdeploy fan-out -P4 warm   the same, plugin cache (and its seeds) from the cold row kept
-  plain refresh-only -P4      `plan -refresh-only -detailed-exitcode` per Region, four at a time,
-                              in the initialised plain dirs (the drift floor)
+  plain init + refresh-only   init, then `plan -refresh-only -detailed-exitcode` per Region, four
+                              at a time, in fresh plain dirs (the floor of a first drift check)
+  plain refresh-only -P4      the plan alone, in the initialised plain dirs (the drift floor)
   tfdeploy drift first        `drift --env dev --parallel 4`, no drift work dirs yet (init each)
   tfdeploy drift again        the same, drift work dirs kept (init skipped)
 Every apply trial must leave the 8 states with their 6 resources; every drift must say 8 in-sync
@@ -85,52 +86,61 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
-def _rss_kb(pid: int) -> int:
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in kB. RSS counts the pages of a file every process maps (the
+    700 MB provider binary) once per process; PSS shares them out: the sum is what the tree holds."""
+    rss = pss = 0
     try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as rollup:
+            for line in rollup:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
     except OSError:
         pass
-    return 0
+    return rss, pss
 
 
-def tree_rss_mb(pid: int) -> float:
-    """The resident memory of a process and all its descendants now, in MB."""
+def tree_memory_mb(pid: int) -> tuple[float, float]:
+    """(RSS, PSS) of a process and all its descendants now, in MB."""
     tree = _children()
-    total, todo = 0, [pid]
+    rss = pss = 0
+    todo = [pid]
     while todo:
         current = todo.pop()
-        total += _rss_kb(current)
+        one = _memory_kb(current)
+        rss, pss = rss + one[0], pss + one[1]
         todo += tree.get(current, [])
-    return total / 1024
+    return rss / 1024, pss / 1024
 
 
 class PeakRss:
-    """Samples a process tree's RSS every 0.25 s while it runs; `.peak_mb` afterwards."""
+    """Samples a process tree's RSS and PSS every 0.25 s while it runs; the peaks afterwards."""
 
     def __init__(self, pid: int):
         self.pid = pid
         self.peak_mb = 0.0
-        self.samples: list[float] = []
+        self.peak_pss_mb = 0.0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._done.wait(0.25):
-            now = tree_rss_mb(self.pid)
-            self.samples.append(now)
-            self.peak_mb = max(self.peak_mb, now)
+            rss, pss = tree_memory_mb(self.pid)
+            self.peak_mb = max(self.peak_mb, rss)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
 
 
-def run_measured(argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> tuple[float, float, str]:
-    """Run `argv`: (wall s, peak RSS MB of its process tree, stdout); exits on an unexpected code."""
+def run_measured(argv: list[str], cwd: Path, env: dict[str, str],
+                 ok: tuple[int, ...] = (0,)) -> tuple[float, tuple[float, float], str]:
+    """Run `argv`: (wall s, (peak RSS, peak PSS) MB of its process tree, stdout); exits on an
+    unexpected exit code."""
     import sys
 
     started = time.perf_counter()
@@ -141,7 +151,7 @@ def run_measured(argv: list[str], cwd: Path, env: dict[str, str], ok: tuple[int,
     sampler.stop()
     if proc.returncode not in ok:
         sys.exit(f"{' '.join(argv)[:200]} exited {proc.returncode}:\n{out[-2000:]}\n{err[-3000:]}")
-    return wall, sampler.peak_mb, out
+    return wall, (sampler.peak_mb, sampler.peak_pss_mb), out
 
 
 def disk_mb(*paths: Path) -> float:
