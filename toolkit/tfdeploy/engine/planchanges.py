@@ -85,7 +85,9 @@ def _unknown_marks(value: Any) -> Any:
         marks = {k: _unknown_marks(v) for k, v in value.items()}
         return {k: m for k, m in marks.items() if m not in (False, {}, [])}
     if isinstance(value, list):
-        return [_unknown_marks(v) for v in value]
+        marks = [_unknown_marks(v) for v in value]
+        # Nothing unknown inside: False, not [False, ...] (a non-empty list would read as "unknown").
+        return marks if any(m not in (False, {}, []) for m in marks) else False
     return False
 
 
