@@ -101,7 +101,7 @@ def make_repo(root: Path, env: dict[str, str], create_s: float = 0.0, extra=None
 
 
 def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str],
-               refresh: list[str] | None = None) -> list[tuple[Path, str]]:
+               refresh: list[str] | None = None, saved: list[str] | None = None) -> list[tuple[Path, str]]:
     """Per Region: the tagged tree and the `init && apply` a person would type (same keys/backend;
     with the AWS provider, the provider block tfdeploy generates). `refresh`, when given, gets
     each Region's `plan -refresh-only -detailed-exitcode` (exit 2 is an answer, not a failure)."""
@@ -127,6 +127,10 @@ def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str],
         var_files = " ".join(shlex.quote(f"-var-file={f}") for f in d.var_files)
         apply = (f"$TF apply -input=false -no-color -auto-approve -target={d.target_module} {var_files}")
         out.append((work, f"cd {shlex.quote(str(work))} && {init} >/dev/null && {apply} >/dev/null"))
+        if saved is not None:  # what tfdeploy runs: a saved plan, then its apply (3 processes)
+            saved.append(f"cd {shlex.quote(str(work))} && {init} >/dev/null && $TF plan -input=false -no-color "
+                         f"-out=tfplan -target={d.target_module} {var_files} >/dev/null && "
+                         f"$TF apply -input=false -no-color tfplan >/dev/null")
         if refresh is not None:
             refresh.append(f"cd {shlex.quote(str(work))} && {{ {{ [ -d .terraform ] || {init} >/dev/null; }} && $TF plan -refresh-only -detailed-exitcode "
                            f"-input=false -no-color -target={d.target_module} {var_files} >/dev/null; "
@@ -350,9 +354,12 @@ def main_real(args: argparse.Namespace) -> None:
         tfdeploy_env = {**env, "TF_PLUGIN_CACHE_DIR": str(cache)}
         repo = make_repo(root, env, 0.0, realstack.add_aws_stack)
         refresh: list[str] = []
-        plain = plain_dirs(repo, root, endpoint, env, refresh)
+        saved: list[str] = []
+        plain = plain_dirs(repo, root, endpoint, env, refresh, saved)
         apply_script, refresh_script = root / "cells.txt", root / "refresh.txt"
+        saved_script = root / "saved.txt"
         apply_script.write_text("".join(cmd + "\n" for _, cmd in plain))
+        saved_script.write_text("".join(cmd + "\n" for cmd in saved))
         refresh_script.write_text("".join(cmd + "\n" for cmd in refresh))
         exits = root / "plain" / "refresh-exits.log"
 
@@ -362,7 +369,8 @@ def main_real(args: argparse.Namespace) -> None:
         fanout = [TFDEPLOY, "apply", "--tag", GLOB, "--auto-approve", "--parallel", str(p)]
         drift = [TFDEPLOY, "drift", "--env", ENV, "--parallel", str(p), "--json"]
         first_refresh = f"plain init + refresh-only -P{p}"
-        rows = (f"plain xargs -P{p}", f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm",
+        plain_saved = f"plain plan+apply -P{p}"
+        rows = (f"plain xargs -P{p}", plain_saved, f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm",
                 first_refresh, f"plain refresh-only -P{p}", "tfdeploy drift first", "tfdeploy drift again")
         wall: dict[str, list[float]] = {r: [] for r in rows}
         rss: dict[str, list[float]] = {r: [] for r in rows}
@@ -371,6 +379,15 @@ def main_real(args: argparse.Namespace) -> None:
         loads: list[str] = []
         refresh_exit2: list[int] = []
         disk: dict[str, float] = {}
+
+        waits = {"cold": 0, "warm": 0}
+
+        def count_waits(which: str) -> None:
+            runs = repo / ".tfdeploy" / "runs"
+            newest = max(runs.iterdir(), key=lambda d: d.stat().st_mtime) if runs.is_dir() else None
+            if newest is not None:
+                waits[which] += sum("waiting for the plugin cache lock" in f.read_text(errors="replace")
+                                    for f in newest.glob("*.log"))
 
         def measure(row: str, argv: list[str], run_env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
             log.unlink(missing_ok=True)
@@ -392,6 +409,9 @@ def main_real(args: argparse.Namespace) -> None:
             reset(endpoint, repo, plain, env)
             measure(f"plain xargs -P{p}", xargs(apply_script), env)
             check_states(endpoint, env, "plain xargs", realstack.RESOURCES_PER_CELL)
+            reset(endpoint, repo, plain, env)
+            measure(plain_saved, xargs(saved_script), env)
+            check_states(endpoint, env, plain_saved, realstack.RESOURCES_PER_CELL)
             exits.unlink(missing_ok=True)
             measure(f"plain refresh-only -P{p}", xargs(refresh_script), env)
             refresh_exit2.append(exits.read_text().split().count("2"))
@@ -404,6 +424,7 @@ def main_real(args: argparse.Namespace) -> None:
             shutil.rmtree(cache, ignore_errors=True)
             shutil.rmtree(repo / ".tfdeploy" / "drift", ignore_errors=True)
             measure(f"tfdeploy fan-out -P{p} cold", fanout, tfdeploy_env)
+            count_waits("cold")
             check_states(endpoint, env, "tfdeploy fan-out cold", realstack.RESOURCES_PER_CELL)
             in_sync(measure("tfdeploy drift first", drift, tfdeploy_env), "tfdeploy drift first")
             in_sync(measure("tfdeploy drift again", drift, tfdeploy_env), "tfdeploy drift again")
@@ -414,11 +435,13 @@ def main_real(args: argparse.Namespace) -> None:
 
             reset(endpoint, repo, plain, env)
             measure(f"tfdeploy fan-out -P{p} warm", fanout, tfdeploy_env)
+            count_waits("warm")
             check_states(endpoint, env, "tfdeploy fan-out warm", realstack.RESOURCES_PER_CELL)
             print(f"trial {trial + 1}/{args.trials} done ({loads[-1]})", file=sys.stderr)
 
         median = {r: statistics.median(v) for r, v in wall.items()}
-        floors = {f"plain xargs -P{p}": f"plain xargs -P{p}", f"tfdeploy fan-out -P{p} cold": f"plain xargs -P{p}",
+        floors = {f"plain xargs -P{p}": f"plain xargs -P{p}", plain_saved: f"plain xargs -P{p}",
+                  f"tfdeploy fan-out -P{p} cold": f"plain xargs -P{p}",
                   f"tfdeploy fan-out -P{p} warm": f"plain xargs -P{p}",
                   f"plain refresh-only -P{p}": f"plain refresh-only -P{p}", first_refresh: first_refresh,
                   "tfdeploy drift first": first_refresh,
@@ -435,6 +458,10 @@ def main_real(args: argparse.Namespace) -> None:
             print(f"{row:<30}{median[row]:>10.2f}{median[row] / median[base]:>8.2f}  {base:<30}"
                   f"{statistics.median(procs[row]):>14.1f}{statistics.median(rss[row]):>13.0f}"
                   f"{statistics.median(pss[row]):>13.0f}")
+        for row in (f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm"):
+            print(f"{row}: {median[row] / median[plain_saved]:.2f}x {plain_saved} (the same 3 Terraform "
+                  f"processes per cell: init, plan -out, apply of the saved plan)")
+        print(f"cells that waited for the plugin cache lock: {waits} (fan-out rows, all trials)")
         print("peak RSS counts the provider binary's pages once per process; PSS shares them out (the memory "
               "the tree really holds)")
         print("disk after a fan-out and two drift runs: " + ", ".join(f"{k} {v:.1f} MB" for k, v in disk.items())

@@ -6,6 +6,8 @@ time: the peak RSS of a row's process tree and the disk its work dirs and plugin
 Rows (medians of the trials, each trial from an empty moto and no work dirs):
   plain xargs -P4             init + apply per Region, four at a time (the floor); the mirror
                               config without a plugin cache (a mirror install is a symlink)
+  plain plan+apply -P4        init, plan -out, apply of the saved plan, four at a time: the same
+                              Terraform work as tfdeploy's (a checked saved plan, 3 processes)
   tfdeploy fan-out -P4 cold   `apply --tag GLOB --auto-approve --parallel 4`, empty plugin cache
   tfdeploy fan-out -P4 warm   the same, plugin cache (and its seeds) from the cold row kept
   plain init + refresh-only   init, then `plan -refresh-only -detailed-exitcode` per Region, four
