@@ -53,13 +53,13 @@ def test_changes_and_drift_in_show_json_shape_with_unknowns_and_sensitive_paths(
     found = parse_changes(plan)
     [updated, created, same] = found["resource_changes"]
     assert updated["address"] == "module.regional.aws_x.a" and updated["change"]["actions"] == ["update"]
-    # Dynamically typed values lose their type header; an unknown is null in `after`, True in after_unknown.
+    # Dynamically typed values lose their type header; an unknown is left out of `after`, True in after_unknown.
     assert updated["change"]["before"] == {"tags": None, "names": ["a", "secret-one"], "input": "x", "id": "i-1"}
-    assert updated["change"]["after"] == {"tags": {}, "names": ["a", "secret-two"], "input": "y", "id": None}
+    assert updated["change"]["after"] == {"tags": {}, "names": ["a", "secret-two"], "input": "y"}
     assert updated["change"]["after_unknown"] == {"id": True}
     assert updated["change"]["after_sensitive"] == {"names": [False, True]}
     assert created["change"]["actions"] == ["create"] and created["change"]["before"] is None
-    assert created["change"]["after"] == {"id": None, "n": 1} and created["change"]["after_unknown"] == {"id": True}
+    assert created["change"]["after"] == {"n": 1} and created["change"]["after_unknown"] == {"id": True}
     assert same["change"]["actions"] == ["no-op"] and same["change"]["before"] == same["change"]["after"]
     [drift] = found["resource_drift"]
     assert drift["change"]["before"]["input"] == "w" and drift["change"]["after"]["input"] == "x"

@@ -67,11 +67,12 @@ def decode_value(dynamic: bytes | None) -> Any:
 
 
 def _known(value: Any) -> Any:
-    """`value` as show -json's `after` prints it: unknown parts null."""
+    """`value` as show -json's `after` prints it: unknown attributes left out, other unknown
+    parts null (after_unknown says which they are)."""
     if value is UNKNOWN:
         return None
     if isinstance(value, dict):
-        return {k: _known(v) for k, v in value.items()}
+        return {k: _known(v) for k, v in value.items() if v is not UNKNOWN}
     if isinstance(value, list):
         return [_known(v) for v in value]
     return value
