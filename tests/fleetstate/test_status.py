@@ -107,3 +107,20 @@ def test_status_marks_behind_failed_drifted_and_never_deployed_on_a_small_fleet(
     bad = tfdeploy(repo, "status", "--env", "prod", check=False)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
         "tfdeploy: error: --env prod is not one of the configured environments (dev, qa)"]
+
+
+def test_a_status_row_gives_each_record_exactly_as_the_ledger_does():
+    """fleet/status.py builds the rows' record dicts without dataclasses.asdict (issue 24: status
+    of 10,000 cells): same keys in the same order, same values, details copied not shared."""
+    from tfdeploy.fleet.ledger import record_for
+    from tfdeploy.fleet.status import record_dict
+    from tfdeploy.model.tags import parse_tag
+
+    record = record_for(parse_tag("dev_us-east-1/research/1.0"), commit="c" * 40, action="drift",
+                        result="drifted", add=1, change=2, destroy=0, caller="arn:x", started_at="2026-11-20T10:00:00.000Z",
+                        finished_at="2026-11-20T10:00:30.000Z", plan_sha256="", tfdeploy_version="0", build_id="",
+                        details={"resources": [{"address": "a.b", "attributes": {"v": {"actual": 1}}}]})
+    got = record_dict(record)
+    assert list(got.items()) == list(record.to_dict().items())
+    got["details"]["resources"].append("x")
+    assert record.details == {"resources": [{"address": "a.b", "attributes": {"v": {"actual": 1}}}]}

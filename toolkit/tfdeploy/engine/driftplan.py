@@ -9,7 +9,6 @@ state and takes its lock, but never writes it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import IO, Any, Mapping
@@ -50,8 +49,13 @@ def open_drift_session(repo_root: Path, tag_name: str, source: SourceRef, *, ove
 
 
 def refresh_and_plan(session: Session) -> dict[str, Any]:
-    """`terraform plan` (refresh on, state lock on) of the cell's module namespace; the plan's
-    `terraform show -json`, unredacted: the caller redacts before anything leaves (redact.py)."""
+    """`terraform plan` (refresh on, state lock on) of the cell's module namespace; its resource
+    changes and drift in `terraform show -json`'s shape, unredacted: the caller redacts before
+    anything leaves (redact.py). Read from the plan file itself (planchanges.py), not by a
+    `terraform show`: one Terraform process per check (init is skipped once the drift work dir
+    is initialised for this backend and providers, initrecord.py)."""
+    from .planchanges import read_changes
+
     init(session)
     d = session.deployment
     plan_path = session.workdir.path / DRIFT_PLAN
@@ -60,7 +64,7 @@ def refresh_and_plan(session: Session) -> dict[str, Any]:
         session.terraform.check("plan", input=False, no_color=_flag(), detailed_exitcode=_flag(),
                                 refresh="true", lock="true", out=DRIFT_PLAN, target=[d.target_module],
                                 var_file=list(d.var_files), ok=(0, 2), **session.lock_options())
-        shown = session.terraform.check("show", "-json", DRIFT_PLAN, no_color=_flag(), stream=False)
+        changes = read_changes(plan_path)
     finally:
         plan_path.unlink(missing_ok=True)
         # A plan writes no state; should a Terraform ever leave one, it is kept like an apply's.
@@ -68,7 +72,7 @@ def refresh_and_plan(session: Session) -> dict[str, Any]:
         if kept is not None:
             session.terraform.err_sink.write(f"WARNING: Terraform left a state it could not save; kept in "
                                              f"{kept}: run tfdeploy state recover --tag {session.tag.name}\n")
-    return json.loads(shown.stdout)
+    return changes
 
 
 def redacted(raw: Mapping[str, Any]) -> dict[str, Any]:

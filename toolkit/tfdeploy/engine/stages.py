@@ -373,7 +373,7 @@ def _init_backend(session: Session, quiet: bool) -> bool:
     if initrecord.is_initialised(path, print_, backend):
         return False
     initrecord.forget(path)
-    with plugincache.guarded(path, session.terraform.env):
+    with plugincache.guarded(path, session.terraform.env, session.terraform.say):
         session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
                                 no_color=_flag(), stream=not quiet)
     initrecord.remember(path, print_)

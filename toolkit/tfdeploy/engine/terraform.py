@@ -192,6 +192,16 @@ class Terraform:
         # Called with each stdout line of a human (not -json) run as it arrives: a fleet follows a
         # plan's refresh this way and the plan keeps its attribute-level diff. None: nobody.
         self.on_line: Callable[[str], None] | None = None
+        # Told when this Terraform waits for something other than Terraform (the plugin cache
+        # lock): a fleet shows it in the cell's line; the log always gets it (say).
+        self.on_wait: Callable[[str], None] | None = None
+
+    def say(self, text: str) -> None:
+        """A line of tfdeploy's own about this Terraform's run, in its log (and the cell's line)."""
+        self.err_sink.write(f"tfdeploy: {text}\n")
+        self.err_sink.flush()
+        if self.on_wait is not None:
+            self.on_wait(text)
 
     def argv(self, command: str, *args: str, **options: Any) -> list[str]:
         """python-terraform's option convention: foo_bar=1 -> -foo-bar=1, flag=IsFlagged -> -flag."""
@@ -210,7 +220,7 @@ class Terraform:
         select_default_workspace(self.workdir, self.err_sink)
         # init takes the plugin-cache lock itself (stages.init); everything else that runs cached
         # providers holds it shared, so no init rewrites them underneath (plugincache.reading).
-        cache_lock = contextlib.nullcontext() if command == "init" else plugincache.reading(self.workdir, self.env)
+        cache_lock = contextlib.nullcontext() if command == "init" else plugincache.reading(self.workdir, self.env, self.say)
         with supervise.handling_signals(), cache_lock, tempfile.TemporaryFile() as out_file, \
                 tempfile.TemporaryFile() as err_file:
             try:

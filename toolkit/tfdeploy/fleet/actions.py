@@ -23,6 +23,7 @@ def open_cell(job: Job, *, reuse: bool = False) -> Any:
                            source=None if reuse else job.source)
     job.session = session
     job.plan_spent = lambda: _spent(session)
+    session.terraform.on_wait = _show_wait(job)
     for kept in session.workdir.rescued:
         job.log.write(f"WARNING: a state Terraform could not save was left in the old work dir: "
                       f"{kept.sentence(job.tag.name)}\n")
@@ -41,6 +42,14 @@ def _note_local_problems(job: Job, result: Any) -> None:
     missing = [note for note in result.notes if note.startswith(RESULT_NOT_WRITTEN)]
     if missing:
         job.local_problem = "; ".join(missing)
+
+
+def _show_wait(job: Job) -> Callable[[str], None]:
+    """A wait (for the plugin cache lock) in the cell's line, not only in its log: a cell that
+    waits is otherwise silent while its clock runs."""
+    from .display import PROGRESS
+
+    return lambda text: job.progress(PROGRESS, detail=text)
 
 
 def _spent(session: Any) -> bool:
@@ -203,6 +212,7 @@ def drift_action(found: dict[str, list[dict[str, Any]]]) -> CellAction:
             session = open_drift_session(shared.repo_root, job.tag.name, job.source, overrides=shared.overrides,
                                          environ=shared.environ, terraform_bin=shared.terraform_bin,
                                          log=job.log, lock_timeout_s=shared.lock_timeout_s)
+            session.terraform.on_wait = _show_wait(job)
             job.log.write(f"tfdeploy: drift check of {job.tag.name} @ {session.workdir.source.commit[:12]} in "
                           f"{session.workdir.path} (plan only: nothing is applied)\n")
             job.log.flush()

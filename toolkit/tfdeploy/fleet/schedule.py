@@ -17,11 +17,47 @@ from ..model.tags import Tag
 from ..model.waves import DEFAULT_MAX_PARALLEL_BUILDS, DEFAULT_WAVES, release_waves
 
 
-def default_parallel(cpus: int | None = None) -> int:
-    """Twice the CPUs, between 2 and 8: a cell's Terraform mostly waits on AWS APIs, so two per
-    core keeps the machine busy; past 8, each Terraform and provider process (hundreds of MB)
-    and AWS API throttling per account cost more than the overlap gains."""
-    return max(2, min(8, 2 * (cpus or os.cpu_count() or 1)))
+# What one cell in flight holds: Terraform with the AWS provider's schema (~300 MB) plus the
+# provider process itself (about as much); measured by benchmarks/fanout.py (peak RSS of the
+# process tree / parallel cells). The reserve is tfdeploy, the OS and the build's own tools.
+MB_PER_CELL = 600
+RESERVED_MB = 1024
+
+
+def available_memory_mb() -> int | None:
+    """Memory this process may use, in MB: the smaller of what the machine has available now and
+    the container's cgroup limit (CodeBuild runs builds in one); None when neither is readable."""
+    found: list[int] = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) // 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for limit in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = open(limit, encoding="ascii").read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # "max" or a huge number: no limit
+            found.append(int(text) // (1024 * 1024))
+    return min(found) if found else None
+
+
+def default_parallel(cpus: int | None = None, memory_mb: int | None = -1) -> int:
+    """Twice the CPUs, between 2 and 8, and no more cells than fit in memory.
+
+    CPUs: a cell's Terraform mostly waits on AWS APIs, so two per core keeps the machine busy;
+    past 8, AWS API throttling per account costs more than the overlap gains. Memory: each cell
+    in flight holds MB_PER_CELL (Terraform and the AWS provider), after RESERVED_MB for the
+    rest, so a default fan-out never swaps: a 4 GB CodeBuild small (2 vCPUs) runs 4, a 2 GB
+    machine 1. `memory_mb`: -1 reads it (available_memory_mb()); None: unknown, CPUs alone decide."""
+    by_cpu = max(2, min(8, 2 * (cpus or os.cpu_count() or 1)))
+    available = available_memory_mb() if memory_mb == -1 else memory_mb
+    if available is None:
+        return by_cpu
+    return max(1, min(by_cpu, (available - RESERVED_MB) // MB_PER_CELL))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ Marks:
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -69,12 +70,29 @@ class CellStatus:
             "commit": d.commit if d else None, "deployed_at": d.finished_at if d else None,
             "deployed_by": d.caller if d else None,
             "result": last.result if last else None,
-            "last": last.to_dict() if last else None,
-            "drift": self.drift.to_dict() if self.drift else None,
+            "last": record_dict(last) if last else None,
+            "drift": record_dict(self.drift) if self.drift else None,
             "newest_tag": self.newest_tag, "newest_version": self.newest_version,
             "marks": list(self.marks), "partly": self.partly.version if self.partly else None,
             "unverified": [{"id": r.id, "tag": r.tag, "why": why} for r, why in self.unverified],
         }
+
+
+_RECORD_FIELDS: tuple[str, ...] = ()
+
+
+def record_dict(record: Record) -> dict[str, Any]:
+    """`record.to_dict()` without `dataclasses.asdict`'s deep walk (pure): a Record's fields are
+    strings, numbers and one JSON `details` dict, so a copy of that dict is all the walk does.
+    `status --json` of 10,000 cells spent about a fifth of its time in asdict."""
+    global _RECORD_FIELDS
+    if not _RECORD_FIELDS:
+        from dataclasses import fields
+
+        _RECORD_FIELDS = tuple(f.name for f in fields(Record))
+    out = {name: getattr(record, name) for name in _RECORD_FIELDS}
+    out["details"] = copy.deepcopy(out["details"])
+    return out
 
 
 def _trusted(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list[Record], list[tuple[Record, str]]]:
