@@ -27,7 +27,7 @@ def _warn(text: str) -> None:
 @click.option("--env", help="Only this environment.")
 @click.option("--team", help="Only this team.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=None, metavar="N",
-              help="Cells checked at once (default: 2 per CPU, 2 to 8).")
+              help="Cells checked at once (default: 2 per CPU, 2 to 8, no more than fit in memory at 600 MB each).")
 @click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
               help="Terraform executable (default: the one tfdeploy manages).")
 @lock_timeout_option

@@ -31,7 +31,7 @@ def fanout_options(func: Callable[..., Any]) -> Callable[..., Any]:
                         help="After a cell fails, start no more cells (running ones finish).")(func)
     func = click.option("--parallel", type=click.IntRange(1, 64), default=default_parallel(),
                         show_default=True, metavar="N",
-                        help="Cells run at once (default: 2 per CPU, 2 to 8).")(func)
+                        help="Cells run at once (default: 2 per CPU, 2 to 8, no more than fit in memory at 600 MB each).")(func)
     return func
 
 
