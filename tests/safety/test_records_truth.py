@@ -199,3 +199,28 @@ def test_the_next_apply_of_a_cell_closes_the_record_of_a_run_that_died(repo):
     assert closed["details"]["state_changed"] is True
     row = status_of(repo)[CELLS[1]]
     assert row["version"] == "1.0" and row["marks"] == [] and row["partly"] is None, row
+
+
+def test_sigkill_with_signed_records_status_still_shows_the_interrupted_run(tmp_path, sandbox_env, ledger_key):
+    """With `ledger_signing_key` set, the `started` record and the reconciled one are not signed
+    (the reconciler may hold no kms:Sign). They are never evidence, but status must not drop them:
+    else it says the cell was never deployed (or runs its old version) while the state holds the
+    killed run's change (found by benchmarks/soak.py's ledger-vs-state invariant)."""
+    from tests.e2e.conftest import make_repo
+
+    signed = make_repo(tmp_path / "infra", lock="dynamodb", ledger_signing_key="alias/tfdeploy-ledger")
+    run = start_fanout(signed)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert wait_until_no_processes(str(signed / ".tfdeploy"), timeout=30) == []
+    time.sleep(1.0)
+    rows = status_of(signed)
+    for cell in CELLS:
+        row = rows[cell]
+        newest = records(cell)[0]
+        assert newest["result"] == "interrupted" and newest["details"]["state_changed"] is True, newest
+        assert not newest["signature"]  # the reconciler signs nothing: it needs no kms:Sign
+        # The state holds the killed run's resource: status says so, and never that 1.0 runs.
+        assert row["result"] == "interrupted" and "interrupted" in row["marks"], row
+        assert row["version"] is None and row["partly"] == "1.0", row
+        assert "never-deployed" not in row["marks"], row
