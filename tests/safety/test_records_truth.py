@@ -224,3 +224,33 @@ def test_sigkill_with_signed_records_status_still_shows_the_interrupted_run(tmp_
         assert row["result"] == "interrupted" and "interrupted" in row["marks"], row
         assert row["version"] is None and row["partly"] == "1.0", row
         assert "never-deployed" not in row["marks"], row
+
+
+def test_a_future_dated_forged_record_does_not_hide_a_killed_run_from_status(repo):
+    """A record dated a day ahead sorts newest; it must not make the `started` record of a run
+    killed after it look closed (found by benchmarks/soak.py: status went on saying the old
+    version ran while the state held the killed run's change)."""
+    from datetime import datetime, timedelta, timezone
+
+    from tfdeploy.fleet.ledger import record_for
+    from tfdeploy.model.tags import parse_tag
+
+    from tests.fleetstate.test_signed_ledger import put_forged
+
+    tfdeploy(repo, "bootstrap", "--env", "dev")  # the bucket the forger writes to (start_fanout's is a no-op)
+    ahead = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    forged = record_for(parse_tag("dev_us-east-1/research/0.9"), commit="f" * 40, action="apply",
+                        result="succeeded", add=1, change=0, destroy=0, caller="arn:aws:iam::1:user/forger",
+                        started_at=ahead, finished_at=ahead, plan_sha256="0" * 64, tfdeploy_version="0",
+                        build_id="")
+    put_forged(BUCKET, forged.to_dict())
+    run = start_fanout(repo)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert wait_until_no_processes(str(repo / ".tfdeploy"), timeout=30) == []
+    time.sleep(1.0)
+    row = status_of(repo)["dev-us-east-1-research"]
+    assert "interrupted" in row["marks"] and row["partly"] == "1.0", row
+    assert row["version"] != "1.0", row  # never "1.0 runs there": its apply was cut short
+    reconciled = [r for r in records("dev-us-east-1-research") if r["result"] == "interrupted"]
+    assert reconciled and reconciled[0]["details"]["reconciled"], records("dev-us-east-1-research")
