@@ -118,3 +118,15 @@ def test_an_apply_terraform_completed_before_the_signal_is_what_runs_but_not_pro
     row = cell_status(KEY, [ok, rec(2, "started", version="1.1"), done], None)
     assert row.deployed == done and row.partly is None and row.marks == ("interrupted",)
     assert evidence([done], commit="c" * 40, team="research", scope="us-east-1", same_scope=True) is None
+
+
+def test_a_future_dated_record_does_not_hide_a_dead_run_from_its_reader():
+    """A record dated ahead (forged; it sorts newest) must not make a dead run's `started` record
+    look closed: found by benchmarks/soak.py, where status went on saying the old version ran
+    while the state held the killed run's change."""
+    from dataclasses import replace
+
+    started = rec(2, "started", version="1.3")
+    forged = replace(rec(3, "succeeded", version="1.2"), finished_at="2099-01-01T00:00:00.000Z", id="forged")
+    assert dangling([rec(1, "succeeded"), started, forged]).id == "id02"
+    assert dangling([started, forged, rec(4, "succeeded")]) is None  # closed by a real later run

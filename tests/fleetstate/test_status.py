@@ -124,3 +124,29 @@ def test_a_status_row_gives_each_record_exactly_as_the_ledger_does():
     assert list(got.items()) == list(record.to_dict().items())
     got["details"]["resources"].append("x")
     assert record.details == {"resources": [{"address": "a.b", "attributes": {"v": {"actual": 1}}}]}
+
+
+def test_an_unverified_record_only_warns_it_never_says_a_version_runs():
+    """Pure: `distrust` refuses every record but the signed 1.0 success. An unverified record of an
+    unfinished change (the unsigned `started`, the reconciler's `interrupted`) still marks the
+    cell; an unverified success, or an `interrupted` one that claims Terraform completed, never
+    makes its version the deployed one."""
+    from dataclasses import replace
+
+    dev = ("dev", "us-east-1", "research")
+    signed = replace(rec("dev_us-east-1/research/1.0"), signature="ok")
+
+    def distrust(r: Record) -> str:
+        return "" if r.signature else "unsigned"
+
+    cut = replace(rec("dev_us-east-1/research/1.1", result="interrupted"), details={"state_changed": True})
+    row = cell_status(dev, [signed, cut], None, distrust)
+    assert row.deployed.version == "1.0" and row.partly.version == "1.1" and "interrupted" in row.marks
+    assert row.last.result == "interrupted" and "unverified" in row.marks
+    started = rec("dev_us-east-1/research/1.1", result="started")
+    assert cell_status(dev, [signed, started], None, distrust).last.result == "started"
+    for forged in (rec("dev_us-east-1/research/1.2"),
+                   replace(rec("dev_us-east-1/research/1.2", result="interrupted"),
+                           details={"state_changed": True, "completed": True})):
+        row = cell_status(dev, [signed, forged], None, distrust)
+        assert row.deployed.version == "1.0" and row.last.version == "1.0", forged.result

@@ -199,3 +199,58 @@ def test_the_next_apply_of_a_cell_closes_the_record_of_a_run_that_died(repo):
     assert closed["details"]["state_changed"] is True
     row = status_of(repo)[CELLS[1]]
     assert row["version"] == "1.0" and row["marks"] == [] and row["partly"] is None, row
+
+
+def test_sigkill_with_signed_records_status_still_shows_the_interrupted_run(tmp_path, sandbox_env, ledger_key):
+    """With `ledger_signing_key` set, the `started` record and the reconciled one are not signed
+    (the reconciler may hold no kms:Sign). They are never evidence, but status must not drop them:
+    else it says the cell was never deployed (or runs its old version) while the state holds the
+    killed run's change (found by benchmarks/soak.py's ledger-vs-state invariant)."""
+    from tests.e2e.conftest import make_repo
+
+    signed = make_repo(tmp_path / "infra", lock="dynamodb", ledger_signing_key="alias/tfdeploy-ledger")
+    run = start_fanout(signed)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert wait_until_no_processes(str(signed / ".tfdeploy"), timeout=30) == []
+    time.sleep(1.0)
+    rows = status_of(signed)
+    for cell in CELLS:
+        row = rows[cell]
+        newest = records(cell)[0]
+        assert newest["result"] == "interrupted" and newest["details"]["state_changed"] is True, newest
+        assert not newest["signature"]  # the reconciler signs nothing: it needs no kms:Sign
+        # The state holds the killed run's resource: status says so, and never that 1.0 runs.
+        assert row["result"] == "interrupted" and "interrupted" in row["marks"], row
+        assert row["version"] is None and row["partly"] == "1.0", row
+        assert "never-deployed" not in row["marks"], row
+
+
+def test_a_future_dated_forged_record_does_not_hide_a_killed_run_from_status(repo):
+    """A record dated a day ahead sorts newest; it must not make the `started` record of a run
+    killed after it look closed (found by benchmarks/soak.py: status went on saying the old
+    version ran while the state held the killed run's change)."""
+    from datetime import datetime, timedelta, timezone
+
+    from tfdeploy.fleet.ledger import record_for
+    from tfdeploy.model.tags import parse_tag
+
+    from tests.fleetstate.test_signed_ledger import put_forged
+
+    tfdeploy(repo, "bootstrap", "--env", "dev")  # the bucket the forger writes to (start_fanout's is a no-op)
+    ahead = (datetime.now(timezone.utc) + timedelta(days=1)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    forged = record_for(parse_tag("dev_us-east-1/research/0.9"), commit="f" * 40, action="apply",
+                        result="succeeded", add=1, change=0, destroy=0, caller="arn:aws:iam::1:user/forger",
+                        started_at=ahead, finished_at=ahead, plan_sha256="0" * 64, tfdeploy_version="0",
+                        build_id="")
+    put_forged(BUCKET, forged.to_dict())
+    run = start_fanout(repo)
+    os.kill(run.proc.pid, signal.SIGKILL)
+    run.finish()
+    assert wait_until_no_processes(str(repo / ".tfdeploy"), timeout=30) == []
+    time.sleep(1.0)
+    row = status_of(repo)["dev-us-east-1-research"]
+    assert "interrupted" in row["marks"] and row["partly"] == "1.0", row
+    assert row["version"] != "1.0", row  # never "1.0 runs there": its apply was cut short
+    reconciled = [r for r in records("dev-us-east-1-research") if r["result"] == "interrupted"]
+    assert reconciled and reconciled[0]["details"]["reconciled"], records("dev-us-east-1-research")

@@ -77,9 +77,14 @@ def _age_s(iso: str, now: datetime) -> float:
         return float("inf")
 
 
-def dangling(records: Sequence[Record]) -> Record | None:
-    """The cell's newest apply/destroy record when it is `started` (pure): a run with no final record."""
-    change = next((r for r in newest_first(records) if r.action in ("apply", "destroy")), None)
+def dangling(records: Sequence[Record], now: datetime | None = None) -> Record | None:
+    """The cell's newest apply/destroy record when it is `started` (pure): a run with no final record.
+    A record dated in the future (forged: it sorts newest) is passed over, so it cannot hide a dead run."""
+    from .signing import future_dated
+
+    now = now or datetime.now(timezone.utc)
+    change = next((r for r in newest_first(records) if r.action in ("apply", "destroy") and not future_dated(r, now)),
+                  None)
     return change if change is not None and change.result == "started" else None
 
 
@@ -133,7 +138,7 @@ def reconcile(by_cell: Mapping[str, Sequence[Record]], environ: Mapping[str, str
     now = now or datetime.now(timezone.utc)
     out = {cell: list(records) for cell, records in by_cell.items()}
     for cell, records in out.items():
-        started = dangling(records)
+        started = dangling(records, now)
         if started is None:
             continue
         record = close(started, environ, warn, now)

@@ -114,7 +114,12 @@ def _trusted(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list
         why = distrust(r)
         if why:
             skipped.append((r, why))
-            continue
+            if r.result == "succeeded" or ran_to_the_end(r) or not change:
+                continue
+            # A change that did not complete (started, interrupted, failed, refused; the reconciler
+            # and a `started` record sign nothing) is never evidence, but it is kept: it can only
+            # warn (a mark, `partly`), never say a version runs, and dropping it would hide that
+            # a killed run changed the state.
         kept.append(r)
         have_last = have_last or change
         have_success = have_success or (change and (r.result == "succeeded" or ran_to_the_end(r)))
