@@ -23,6 +23,14 @@ def make_repo(path: Path, **options: str) -> Path:
     return path
 
 
+def one_wave(repo: Path) -> None:
+    """Commit `waves = ["global", "*"]`: every Region of a release in one wave, no canary first,
+    for tests about something other than rollout order (records, notifications, signals)."""
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + 'waves = ["global", "*"]\n')
+    git(repo, "commit", "-qam", "one wave")
+
+
 def tag(repo: Path, name: str, ref: str = "HEAD", annotated: bool = True) -> None:
     if annotated:
         git(repo, "tag", "-a", name, ref, "-m", f"release {name}")

@@ -23,7 +23,7 @@ from tfdeploy.fleet.ledger import (
 from tfdeploy.model.tags import parse_tag
 
 from tests.conftest import git
-from tests.e2e.conftest import tag, tfdeploy
+from tests.e2e.conftest import one_wave, tag, tfdeploy
 from tests.statecheck import all_keys, s3, state_keys
 
 BUCKET = "demo-tfstate-dev"
@@ -109,6 +109,7 @@ def test_single_and_fanout_applies_succeeded_or_failed_are_recorded_with_who_wha
     (repo / "envs/dev/research/eu-central-1.tfvars").write_text("apply_delay_seconds = -1\n")
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "eu-central-1 breaks on apply")
+    one_wave(repo)  # both Regions at once: the failing one must not stop the other (no canary)
     for scope in ("us-east-1", "eu-central-1", "global"):
         tag(repo, f"dev_{scope}/research/1.0")
     commit = git(repo, "rev-parse", "dev_us-east-1/research/1.0^{commit}").strip()

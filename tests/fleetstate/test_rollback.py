@@ -19,7 +19,7 @@ from tfdeploy.fleet.rollback import announce, choose
 from tfdeploy.model.tags import parse_tag
 
 from tests.conftest import git
-from tests.e2e.conftest import tag, tfdeploy
+from tests.e2e.conftest import one_wave, tag, tfdeploy
 from tests.statecheck import state_of
 
 CELL = "dev-us-east-1-research"
@@ -188,6 +188,7 @@ def test_a_fanout_with_failed_cells_notifies_once(repo):
     (repo / "envs/dev/research/eu-central-1.tfvars").write_text("apply_delay_seconds = -1\n")  # `sleep -1` fails
     git(repo, "add", ".")
     git(repo, "commit", "-qm", "eu-central-1 breaks on apply")
+    one_wave(repo)  # both Regions at once: the failing one must not stop the other (no canary)
     for scope in ("us-east-1", "eu-central-1"):
         tag(repo, f"dev_{scope}/research/1.0")
     tfdeploy(repo, "bootstrap", "--env", "dev")

@@ -17,7 +17,7 @@ import time
 import boto3
 import pytest
 
-from tests.e2e.conftest import tag, tfdeploy
+from tests.e2e.conftest import one_wave, tag, tfdeploy
 from tests.safety.test_signals import Run, wait_until_no_processes
 
 pytestmark = [pytest.mark.safety, pytest.mark.slow]
@@ -50,6 +50,7 @@ def status_of(repo) -> dict[str, dict]:
 
 
 def start_fanout(repo) -> Run:
+    one_wave(repo)
     for name in TAGS:
         tag(repo, name)
     tfdeploy(repo, "bootstrap", "--env", "dev")

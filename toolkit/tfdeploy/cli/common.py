@@ -173,10 +173,10 @@ def _one_tag(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     # than refusing both.
     if len(values) > 1:
         raise ValidationError(f"--tag given {len(values)} times; this command takes one tag (plan, "
-                              "apply and destroy take many)")
+                              "apply, destroy and publish take many)")
     if values and any(char in values[0] for char in "*?["):
         raise ValidationError(f"--tag {values[0]!r} is a pattern; this command takes one exact tag "
-                              "(plan, apply and destroy take patterns)")
+                              "(plan, apply, destroy and publish take patterns)")
     return values[0] if values else None
 
 
