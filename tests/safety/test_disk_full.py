@@ -33,7 +33,7 @@ def small_disk(tmp_path):
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}); "
+        pytest.skip(reason=f"cannot mount a tmpfs here ({proc.stderr.strip() or proc.returncode}); "
                     "the disk-full tests need a real small filesystem")
     yield disk
     subprocess.run(["umount", "-l", str(disk)], check=False)
