@@ -17,12 +17,10 @@ an unknown value as extension 0 (or 12, with refinements).
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ValidationError
-from .planfile import MAX_TFPLAN_BYTES, _first, _Malformed, fields
+from .planfile import _first, fields, read_tfplan
 
 _PLAN_RESOURCE_CHANGES, _PLAN_RESOURCE_DRIFT = 3, 18
 _RIC_ADDR, _RIC_DEPOSED, _RIC_CHANGE = 13, 7, 9
@@ -186,12 +184,4 @@ def parse_changes(data: bytes) -> dict[str, list[dict[str, Any]]]:
 
 def read_changes(path: Path) -> dict[str, list[dict[str, Any]]]:
     """The resource changes and drift a saved plan file holds, shaped like `terraform show -json`."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo("tfplan")
-            if info.file_size > MAX_TFPLAN_BYTES:
-                raise _Malformed(f"tfplan entry is {info.file_size} bytes")
-            data = archive.read(info)
-        return parse_changes(data)
-    except (OSError, KeyError, zipfile.BadZipFile, _Malformed, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError(f"{path} is not a readable Terraform plan ({exc}); run the drift check again") from None
+    return read_tfplan(path, parse_changes, "run the drift check again")

@@ -15,9 +15,11 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from ..errors import ValidationError
+
+T = TypeVar("T")
 
 # Field numbers from planfile.proto.
 _PLAN_VARIABLES = 2  # map<string, DynamicValue>
@@ -139,18 +141,23 @@ def parse_tfplan(data: bytes) -> PlanContent:
     )
 
 
-def read_plan(path: Path) -> PlanContent:
-    """Read a saved plan file's own content; a file that is not a readable plan is refused."""
+def read_tfplan(path: Path, parse: Callable[[bytes], T], again: str) -> T:
+    """`parse` of a saved plan file's `tfplan` entry; a file that is not a readable plan is refused
+    in one line ending with `again` (what to run)."""
     try:
         with zipfile.ZipFile(path) as archive:
             info = archive.getinfo("tfplan")
             if info.file_size > MAX_TFPLAN_BYTES:
                 raise _Malformed(f"tfplan entry is {info.file_size} bytes")
             data = archive.read(info)
-        return parse_tfplan(data)
+        return parse(data)
     except (OSError, KeyError, zipfile.BadZipFile, _Malformed, UnicodeDecodeError, ValueError) as exc:
-        raise ValidationError(f"{path} is not a readable Terraform plan ({exc}); "
-                              "run tfdeploy plan again") from None
+        raise ValidationError(f"{path} is not a readable Terraform plan ({exc}); {again}") from None
+
+
+def read_plan(path: Path) -> PlanContent:
+    """Read a saved plan file's own content; a file that is not a readable plan is refused."""
+    return read_tfplan(path, parse_tfplan, "run tfdeploy plan again")
 
 
 def mismatches(plan: PlanContent, *, bucket: str, key: str, region: str,
