@@ -301,3 +301,52 @@ def test_status_html_in_chromium_shows_the_matrix_filters_and_a_history_on_click
         (f"tfdeploy: error: cannot write the HTML report to {report / 'x.html'}: File exists ({report}); "
          "give a writable file path to --html")]
     assert report.read_bytes() == before and sorted(p.name for p in report.parent.iterdir()) == ["fleet.html"]
+
+
+@needs_chromium
+def test_the_matrix_of_ten_envs_by_twenty_regions_fits_the_page_and_opens_a_history(tmp_path):
+    """The matrix section as a person sees it at 1400 px: every column without scrolling sideways,
+    Regions by their short names (full names on hover and in the legend), a failed cell red with
+    its letters, and a click on a cell opening that cell's history in the list."""
+    from tests.fleetstate.test_matrix import ENVS, REGIONS
+    from tests.fleetstate.test_matrix import rec  # its own clock: 400 records, all in the past
+
+    rows, histories = [], {}
+    for n, (env, scope) in enumerate((env, scope) for env in ENVS for scope in ("global", *REGIONS)):
+        records = [rec(f"{env}_{scope}/research/1.10")]
+        if n % 7 == 0:
+            records.append(rec(f"{env}_{scope}/research/1.11", result="failed"))
+        row = cell_status((env, scope, "research"), records, f"{env}_{scope}/research/1.1{n % 7 == 0:d}")
+        rows.append(row)
+        histories[row.cell] = records[::-1]
+    page = tmp_path / "fleet.html"
+    page.write_text(render_report(rows, histories, generated_at="2026-11-21T08:00:00.000Z", environments=ENVS),
+                    encoding="utf-8")
+    view = DevTools(page.as_uri(), tmp_path / "p")
+    try:
+        assert view.js("(function(){var w=document.querySelector('.mx-wrap');return w.scrollWidth<=w.clientWidth})()")
+        assert view.js("document.documentElement.scrollWidth <= window.innerWidth")
+        heads = view.js("Array.from(document.querySelectorAll('table.mx thead th')).map(h=>[h.innerText,h.title])")
+        assert heads[:4] == [["Team", ""], ["Env", ""], ["global", "global"], ["apne1", "ap-northeast-1"]]
+        assert len(heads) == 23 and ["use1", "us-east-1"] in heads
+        grid = view.js("document.querySelector('table.mx').innerText")
+        assert grid.splitlines()[1].split("\t")[:4] == ["research", "e0", "1.10 FB", "1.10"]
+        assert view.js("document.querySelectorAll('table.mx tbody tr').length") == 10
+        failed = 'td[data-cell="e0-global-research"]'
+        assert view.js(f"getComputedStyle(document.querySelector('{failed}')).backgroundColor") == "rgb(255, 235, 233)"
+        legend = view.js("document.querySelector('#v-matrix .legend').innerText")
+        assert "F failed" in legend and "B behind" in legend and "use1 us-east-1" in legend
+
+        view.click('td[data-cell="e3-us-east-1-research"] button.mcell')
+        assert view.js("location.hash") == "#cell=e3-us-east-1-research"
+        history = view.js("document.querySelector('tr.history[data-for=\"e3-us-east-1-research\"]').innerText")
+        assert "History of e3-us-east-1-research, newest first" in history and "e3_us-east-1/research/1.10" in history
+        assert view.js("document.querySelector('td[data-cell=\"e3-us-east-1-research\"]').classList.contains('open')")
+
+        # The env filter narrows the matrix as it narrows the list.
+        view.js("var s=document.getElementById('f-env');s.value='e5';s.dispatchEvent(new Event('change'))")
+        shown = view.js("Array.from(document.querySelectorAll('tr.mrow')).filter(r=>r.offsetParent!==null)"
+                        ".map(r=>r.dataset.env)")
+        assert shown == ["e5"] and "showing 21 of 210" in view.js("document.body.innerText")
+    finally:
+        view.close()

@@ -92,10 +92,24 @@ def test_status_marks_behind_failed_drifted_and_never_deployed_on_a_small_fleet(
     assert cells["dev-global-research"]["newest_version"] == "1.1"
     assert doc["counts"] == {"cells": 9, "failed": 1, "interrupted": 0, "drifted": 1, "behind": 2,
                              "never-deployed": 5, "destroyed": 0, "unverified": 0}
+    # The matrix beside the cells: the same rows, by team x env and scope.
+    [research_dev] = [r for r in doc["matrix"]["rows"] if (r["team"], r["env"]) == ("research", "dev")]
+    assert {scope: c["text"] for scope, c in research_dev["cells"].items()} == {
+        "global": "1.0 B", "eu-central-1": "1.0 FB", "us-east-1": "1.1"}
     # Sorted by team, env in promotion order, global first.
     assert list(cells)[:3] == ["dev-global-research", "dev-eu-central-1-research", "dev-us-east-1-research"]
 
+    # The default view: a row per team x env, a column per scope, marks as letters explained below.
     text = tfdeploy(repo, "status", "--env", "dev", "--team", "research").stdout
+    assert text.splitlines() == [
+        "TEAM      ENV  global  euc1    use1",
+        "research  dev  1.0 B   1.0 FB  1.1",
+        "",
+        "Regions: euc1=eu-central-1, use1=us-east-1",
+        "Marks: F failed, B behind",
+        "",
+        "3 cells: 1 failed, 2 behind"]
+    text = tfdeploy(repo, "status", "--env", "dev", "--team", "research", "--list").stdout
     lines = text.splitlines()
     assert lines[0].split() == ["TEAM", "ENV", "SCOPE", "VERSION", "COMMIT", "DEPLOYED", "BY", "LAST", "MARKS"]
     [broken_line] = [line for line in lines if " eu-central-1 " in line]

@@ -77,13 +77,19 @@ def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[
 @click.option("--team", help="Only this team.")
 @click.option("--release", metavar="ENV/TEAM/VERSION",
               help="One release: its cells, waves, results and where each build's log is.")
+@click.option("--list", "as_list", is_flag=True,
+              help="One line per cell (commit, when, who, last run) instead of the team x env by scope matrix.")
 @json_option
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the fleet as one self-contained HTML page (filters, history on click).")
 @repo_command
-def status(env: str | None, team: str | None, release: str | None, as_json: bool, html_file: Path | None,
-           repo: RepoContext) -> None:
+def status(env: str | None, team: str | None, release: str | None, as_list: bool, as_json: bool,
+           html_file: Path | None, repo: RepoContext) -> None:
     """The fleet: which version runs in each team x env x scope, who put it there, and what needs a look.
+
+    Shown as a matrix: a row per team x env, a column per scope (global, then Regions by their
+    short names), each cell its version and one-letter marks, explained below it; `--list` shows
+    one line per cell instead.
 
     Reads the deployment ledger in the state buckets (a listing per 1,000 cells, then only the
     summaries changed since the last read) and the repo's tags.
@@ -93,6 +99,7 @@ def status(env: str | None, team: str | None, release: str | None, as_json: bool
     \b
     Examples:
       tfdeploy status
+      tfdeploy status --list
       tfdeploy status --env prod --team research --json
       tfdeploy status --html fleet.html
       tfdeploy status --release dev/research/1.1 --json
@@ -102,6 +109,7 @@ def status(env: str | None, team: str | None, release: str | None, as_json: bool
         return
     from ..engine.tagindex import list_tags
     from ..fleet.ledger import latest
+    from ..fleet.matrix import build_matrix, render_matrix
     from ..fleet.status import counts, fleet_matrix, render_table
     from ..paths import repo_cache_dir
 
@@ -124,13 +132,19 @@ def status(env: str | None, team: str | None, release: str | None, as_json: bool
     if html_file is not None:
         _write_report(html_file, rows, records, settings.environments, env, team)
     if as_json:
-        echo_json({"cells": [r.to_dict() for r in rows], "counts": counts(rows)})
+        echo_json({"cells": [r.to_dict() for r in rows], "counts": counts(rows),
+                   "matrix": build_matrix(rows).to_dict()})
         return
     if not rows:
         click.echo("no cells: no tags, no envs/ set up and no deployments recorded"
                    + (" for these filters" if env or team else ""))
         return
-    click.echo(render_table(rows))
+    if as_list:
+        click.echo(render_table(rows))
+    else:
+        import shutil
+
+        click.echo(render_matrix(build_matrix(rows), shutil.get_terminal_size((120, 24)).columns))
     summary = counts(rows)
     marked = ", ".join(f"{n} {mark}" for mark, n in summary.items() if mark != "cells" and n)
     click.echo(f"\n{summary['cells']} cells: {marked or 'all ok'}")

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from .ledger import SUMMARY_KEEP, Record
+from .matrix import ABSENT, ABSENT_MEANING, LETTER_MEANINGS, NEVER, NEVER_MEANING, Matrix, build_matrix
 from .status import CellStatus, _when, _who
 
 # The one state a row is coloured by, most urgent first; "ok" when it carries no mark.
@@ -135,6 +136,38 @@ def _row(row: CellStatus) -> str:
             + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
 
 
+def _matrix(matrix: Matrix, states: Mapping[str, str]) -> str:
+    """The team x env by scope table: each cell its version and letters, coloured by its state
+    (the letters say it in text too); a click opens the cell's history in the list below."""
+    headers = matrix.headers
+    head = "".join(f'<th scope="col" title="{_e(s)}">{_e(headers[s])}</th>' for s in matrix.columns)
+    body = []
+    for team, env in matrix.rows:
+        cells = []
+        for scope in matrix.columns:
+            c = matrix.cell(team, env, scope)
+            if c is None:
+                cells.append(f'<td class="mx-absent" title="{_e(ABSENT_MEANING)}">{_e(ABSENT)}</td>')
+                continue
+            state = states[c.cell]
+            cells.append(f'<td class="st-{state}" data-cell="{_e(c.cell)}"><button type="button" class="mcell" '
+                         f'title="{_e(c.cell)}: {_e(STATE_LABELS[state])}">{_e(c.text)}</button></td>')
+        body.append(f'<tr class="mrow" data-env="{_e(env)}" data-team="{_e(team)}"><th scope="row">{_e(team)}</th>'
+                    f"<td>{_e(env)}</td>{''.join(cells)}</tr>")
+    names = [f"<li><code>{_e(headers[s])}</code> {_e(s)}</li>" for s in matrix.columns if headers[s] != s]
+    letters = [f"<li><code>{_e(x)}</code> {_e(LETTER_MEANINGS[x])}</li>" for x in LETTER_MEANINGS]
+    letters += [f"<li><code>{_e(NEVER)}</code> {_e(NEVER_MEANING)}</li>",
+                f"<li><code>{_e(ABSENT)}</code> {_e(ABSENT_MEANING)}</li>"]
+    legend = f'<ul class="mx-legend">{"".join(letters)}</ul>'
+    if names:
+        legend += f'<ul class="mx-legend mx-names">{"".join(names)}</ul>'
+    return (f'<div class="mx-wrap"><table class="mx"><thead><tr><th scope="col">Team</th><th scope="col">Env</th>'
+            f'{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+            f'<details class="legend" open><summary>Matrix legend</summary>{legend}'
+            '<p class="note">A cell: the version of its last successful apply and a letter per mark; '
+            "click it for its history in the list below.</p></details>")
+
+
 def _options(values: Sequence[str], everything: str) -> str:
     return f'<option value="">{_e(everything)}</option>' + "".join(
         f'<option value="{_e(v)}">{_e(v)}</option>' for v in values)
@@ -154,6 +187,7 @@ def render_report(rows: Sequence[CellStatus], histories: Mapping[str, Sequence[R
     summary = " ".join(f'<span class="count">{_badge(s)} {tally[s]}</span>' for s in STATES if tally[s])
     legend = "".join(f"<li>{_badge(s)} {_e(STATE_MEANINGS[s])}</li>" for s in STATES)
     body = "".join(_row(r) + _history(r, histories.get(r.cell, ()), len(HEAD)) for r in rows)
+    grid = _matrix(build_matrix(rows), {r.cell: row_state(r) for r in rows}) if rows else ""
     if not rows:
         body = (f'<tr><td colspan="{len(HEAD)}" class="empty">No cells: no tags, no envs/ set up and no '
                 "deployments recorded" + (" for these filters" if scope_note else "") + ".</td></tr>")
@@ -175,9 +209,11 @@ def render_report(rows: Sequence[CellStatus], histories: Mapping[str, Sequence[R
 <label>Team <select id="f-team">{_options(teams, "all teams")}</select></label>
 <span id="shown" aria-live="polite">showing {len(rows)} of {len(rows)}</span>
 </div></section>
+<section id="v-matrix" aria-labelledby="h-matrix"><h2 id="h-matrix">Matrix</h2>{grid}</section>
+<section id="v-list" aria-labelledby="h-list"><h2 id="h-list">Cells</h2>
 <table class="matrix"><thead><tr>{"".join(f"<th>{h}</th>" for h in HEAD)}</tr></thead>
 <tbody>{body}</tbody></table>
-<p id="nomatch" class="empty" hidden>No cell matches these filters.</p>
+<p id="nomatch" class="empty" hidden>No cell matches these filters.</p></section>
 <details class="legend" open><summary>Legend</summary><ul>{legend}</ul>
 <p class="note">Version, commit, deployed and by: the last successful apply. Click a scope for the cell's
 history. Colours repeat the status badge's text.</p></details>
@@ -236,6 +272,20 @@ tr.history>td{padding:6px 10px 14px 24px;background:#f6f8fa;border-bottom:1px so
 .empty{color:var(--muted);padding:16px;text-align:center}
 .legend{margin-top:18px}
 .legend summary{cursor:pointer;font-weight:600}
+h2{font-size:16px;margin:18px 0 8px}
+.mx-wrap{overflow-x:auto}
+.mx{width:auto;border:1px solid var(--line);font-size:13px}
+.mx th,.mx td{padding:3px 6px;border:1px solid var(--line);white-space:nowrap;text-align:left}
+.mx thead th{background:var(--head);font-weight:600}
+.mx tbody th{font-weight:600}
+.mx td[data-cell]{background:var(--st-bg);color:var(--st);font-weight:600}
+.mx td.open{outline:2px solid #0969da;outline-offset:-2px}
+.mx-absent{color:#afb8c1}
+button.mcell{font:inherit;color:inherit;background:none;border:0;padding:0;cursor:pointer}
+.st-ok{--st-bg:var(--ok-bg)}.st-failed,.st-interrupted{--st-bg:var(--failed-bg)}.st-drifted{--st-bg:var(--drifted-bg)}
+.st-behind{--st-bg:var(--behind-bg)}.st-never-deployed{--st-bg:var(--never-deployed-bg)}
+.st-destroyed{--st-bg:var(--destroyed-bg)}.st-unverified{--st-bg:var(--unverified-bg)}.st-interrupted{--st:var(--failed)}
+.legend ul.mx-legend{display:flex;flex-wrap:wrap;gap:4px 18px}
 .legend ul{list-style:none;padding:0;margin:8px 0;display:grid;grid-template-columns:repeat(auto-fill,minmax(330px,1fr));gap:6px 18px}
 """
 
@@ -244,6 +294,7 @@ _JS = """
 (function(){
   var envSel = document.getElementById('f-env'), teamSel = document.getElementById('f-team');
   var rows = Array.prototype.slice.call(document.querySelectorAll('tr.row'));
+  var mrows = Array.prototype.slice.call(document.querySelectorAll('tr.mrow'));
   function historyOf(row){ var h = row.nextElementSibling; return h && h.classList.contains('history') ? h : null; }
   function readState(){
     var p = new URLSearchParams(location.hash.replace(/^#/, ''));
@@ -273,6 +324,12 @@ _JS = """
       var h = historyOf(row); if (h) h.hidden = !open;
       if (match) shown++;
     });
+    mrows.forEach(function(m){
+      m.hidden = !((!envSel.value || m.dataset.env === envSel.value) && (!teamSel.value || m.dataset.team === teamSel.value));
+      Array.prototype.forEach.call(m.querySelectorAll('td[data-cell]'), function(td){
+        td.classList.toggle('open', s.cell !== '' && td.dataset.cell === s.cell);
+      });
+    });
     document.getElementById('shown').textContent = 'showing ' + shown + ' of ' + rows.length;
     document.getElementById('nomatch').hidden = shown > 0 || rows.length === 0;
   }
@@ -283,6 +340,14 @@ _JS = """
     row.addEventListener('click', function(ev){
       if (ev.target.closest('a')) return;
       var s = readState(); s.cell = (s.cell === row.dataset.cell) ? '' : row.dataset.cell; writeState(s);
+    });
+  });
+  Array.prototype.forEach.call(document.querySelectorAll('button.mcell'), function(b){
+    b.addEventListener('click', function(){
+      var cell = b.parentNode.dataset.cell, s = readState();
+      s.cell = cell; writeState(s);
+      var row = document.querySelector('tr.row[data-cell="' + CSS.escape(cell) + '"]');
+      if (row && !row.hidden) row.scrollIntoView({block: 'center'});
     });
   });
   window.addEventListener('hashchange', show);
