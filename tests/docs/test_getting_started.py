@@ -5,13 +5,16 @@ what they print is checked against what the page shows."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import TFDEPLOY
+import pytest
+
+from tests.e2e.conftest import TFDEPLOY, tag
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "getting-started.md"
 # Set up by the fixtures here, as the page's first step does on a laptop.
@@ -57,7 +60,25 @@ def shown_as_pattern(line: str) -> str:
     return re.sub(r"(?:\\ )+", r"\\s+", "".join(parts).strip())
 
 
-def test_the_walkthrough_is_what_the_page_says(repo, tmp_path):
+@pytest.fixture
+def demo_repo(tmp_path, sandbox_env):
+    """The repo `tfdeploy demo` leaves (its own code makes it, with the tags release and promote
+    made), and what `tfdeploy sandbox up` adds to a fresh sandbox: the ledger's signing key."""
+    from tfdeploy.adopt.demo import DEMO_REGIONS, TEAM, VERSION, create_repo
+    from tfdeploy.aws.signingkey import ensure_signing_key
+
+    repo = tmp_path / "infra"
+    repo.mkdir()
+    create_repo(repo, "dynamodb")
+    for env in ("dev", "qa"):
+        for scope in ("global", *DEMO_REGIONS):
+            tag(repo, f"{env}_{scope}/{TEAM}/{VERSION}")
+    ensure_signing_key(os.environ["TFDEPLOY_SANDBOX_ENDPOINT"], os.environ)
+    return repo
+
+
+def test_the_walkthrough_is_what_the_page_says(demo_repo, tmp_path):
+    repo = demo_repo
     steps = walkthrough()
     commands = [command for command, _ in steps]
     assert "tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve" in commands
@@ -65,7 +86,7 @@ def test_the_walkthrough_is_what_the_page_says(repo, tmp_path):
     env = {**os.environ, "PATH": f"{Path(TFDEPLOY).parent}{os.pathsep}{os.environ['PATH']}",
            "GIT_AUTHOR_NAME": "Docs", "GIT_AUTHOR_EMAIL": "docs@example.com",
            "GIT_COMMITTER_NAME": "Docs", "GIT_COMMITTER_EMAIL": "docs@example.com"}
-    # The fixture's repo already carries the demo's 1.0 tags; the page starts from a fresh sandbox.
+    # The fixture's repo carries the demo's 1.0 tags; the page starts from a fresh sandbox.
     for command, shown in steps:
         proc = subprocess.run(["bash", "-c", command], cwd=repo, env=env, capture_output=True, text=True,
                               timeout=300)
@@ -77,9 +98,11 @@ def test_the_walkthrough_is_what_the_page_says(repo, tmp_path):
             assert re.search(shown_as_pattern(line), out), f"{command}: the page shows\n{line}\nbut it printed\n{out}"
     status = subprocess.run([TFDEPLOY, "status", "--env", "dev", "--team", "research", "--json"], cwd=repo,
                             env=env, capture_output=True, text=True, check=True)
-    import json
-
     cells = {c["scope"]: c["version"] for c in json.loads(status.stdout)["cells"]}
-    assert cells == {"global": "1.1", "eu-central-1": "1.1", "us-east-1": "1.1"}
-    qa = subprocess.run(shlex.split("git tag -l 'qa_*'"), cwd=repo, capture_output=True, text=True).stdout.split()
-    assert sorted(qa) == ["qa_global/research/1.1", "qa_us-east-1/research/1.1"]
+    scopes = ("global", "ap-southeast-2", "eu-central-1", "eu-west-1", "us-east-1")
+    assert cells == {scope: "1.1" for scope in scopes}
+    qa = subprocess.run(shlex.split("git tag -l 'qa_*/*/1.1'"), cwd=repo, capture_output=True, text=True).stdout
+    assert sorted(qa.split()) == sorted(f"qa_{scope}/research/1.1" for scope in scopes)
+    status = subprocess.run([TFDEPLOY, "status", "--env", "qa", "--team", "research", "--json"], cwd=repo,
+                            env=env, capture_output=True, text=True, check=True)
+    assert {c["scope"]: c["version"] for c in json.loads(status.stdout)["cells"]} == {s: "1.1" for s in scopes}

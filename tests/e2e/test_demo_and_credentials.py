@@ -20,18 +20,52 @@ def clean_env(tmp_path, terraform_bin):
     return env
 
 
+REGIONS = ("ap-southeast-2", "eu-central-1", "eu-west-1", "us-east-1")
+CELLS = [f"{env}-{scope}-research" for env in ("dev", "qa") for scope in ("global", *REGIONS)]
+
+
 def test_demo_runs_the_whole_flow_offline(tmp_path, terraform_bin):
+    """`tfdeploy demo --json` outside a terminal (as in CI): release, the fan-out as lines, the
+    matrix, promote, the qa fan-out and the HTML report; the document on stdout says what ran."""
     env = clean_env(tmp_path, terraform_bin)
     proc = subprocess.run([TFDEPLOY, "demo", "--dir", str(tmp_path / "demo"), "--json"],
-                          capture_output=True, text=True, env=env, timeout=180)
+                          capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
-    assert report["state_objects"] == ["research/dev-global/terraform.tfstate",
-                                       "research/dev-us-east-1/terraform.tfstate"]
-    assert [d["deployment"]["target_module"] for d in report["deployments"]] == ["module.regional",
-                                                                                 "module.global"]
+    report = json.loads(proc.stdout)  # stdout is the document alone
+    assert report["commands"] == [
+        "tfdeploy release --env dev --team research --version 1.0 --regions all --global",
+        "tfdeploy apply --tag 'dev_*/research/1.0' --auto-approve",
+        "tfdeploy status --team research",
+        "tfdeploy promote --from dev --to qa --team research --version 1.0 --regions all --global",
+        "tfdeploy apply --tag 'qa_*/research/1.0' --auto-approve",
+        f"tfdeploy status --team research --html {tmp_path / 'demo' / 'fleet.html'}"]
+    assert [(c["cell"], c["version"], c["result"], c["marks"]) for c in report["cells"]] == [
+        (cell, "1.0", "succeeded", []) for cell in CELLS]
+    assert report["state_objects"] == sorted(
+        f"demo-tfstate-{env}/research/{env}-{scope}/terraform.tfstate"
+        for env in ("dev", "qa") for scope in ("global", *REGIONS))
     assert report["sandbox_endpoint"].startswith("http://127.0.0.1:")
-    assert "[8/8] state objects" in proc.stderr  # progress lines go to stderr under --json
+
+    # Progress and the commands' own output go to stderr under --json, as lines (no terminal).
+    err = proc.stderr
+    assert "[9/9] $ tfdeploy status --team research --html" in err
+    assert "\x1b[" not in err  # no live table, no colour
+    lines = err.splitlines()
+    def first(prefix: str) -> int:
+        return next(i for i, line in enumerate(lines) if line.startswith(prefix))
+
+    # Global first, then the Regions (one line per event).
+    assert first("[dev-global-research] applied +1 ~0 -0") < min(first(f"[dev-{r}-research] start") for r in REGIONS)
+    assert first("[qa-global-research] applied +1 ~0 -0") < min(first(f"[qa-{r}-research] start") for r in REGIONS)
+    # The matrix after dev (qa not yet deployed), then after qa.
+    assert "research  dev  1.0     1.0    1.0   1.0   1.0" in lines
+    assert "          qa   .       -      -     -     -" in lines
+    assert "          qa   1.0     1.0    1.0   1.0   1.0" in lines
+    assert "Regions: apse2=ap-southeast-2, euc1=eu-central-1, euw1=eu-west-1, use1=us-east-1" in lines
+    assert lines.count("5 of 5 cells succeeded") == 2 and "10 cells: all ok" in lines
+
+    page = (tmp_path / "demo" / "fleet.html").read_text(encoding="utf-8")
+    assert 'class="mx"' in page and page.count('class="mrow"') == 2 and 'title="ap-southeast-2">apse2</th>' in page
     # The sandbox the demo started is stopped again.
     status = subprocess.run([TFDEPLOY, "sandbox", "status", "--json"], capture_output=True, text=True, env=env)
     assert json.loads(status.stdout)["running"] is False
@@ -72,7 +106,7 @@ def test_demo_deployments_show_in_status_and_history(tmp_path, terraform_bin):
     """What the README suggests after the demo: look at the fleet it deployed."""
     env = clean_env(tmp_path, terraform_bin)
     demo = subprocess.run([TFDEPLOY, "demo", "--dir", str(tmp_path / "demo"), "--keep-sandbox"],
-                          capture_output=True, text=True, env=env, timeout=180)
+                          capture_output=True, text=True, env=env, timeout=300)
     assert demo.returncode == 0, demo.stderr
     repo = tmp_path / "demo" / "infra"
     try:
@@ -86,8 +120,9 @@ def test_demo_deployments_show_in_status_and_history(tmp_path, terraform_bin):
                                 capture_output=True, text=True, env=env)
         assert status.returncode == 0, status.stderr
         cells = {c["cell"]: c for c in json.loads(status.stdout)["cells"]}
-        for cell in ("dev-us-east-1-research", "dev-global-research"):
-            assert cells[cell]["version"] == "1.0" and cells[cell]["result"] == "succeeded", cells[cell]
+        assert sorted(cells) == sorted(c for c in CELLS if c.startswith("dev-"))
+        for cell in cells.values():
+            assert cell["version"] == "1.0" and cell["result"] == "succeeded", cell
         history = subprocess.run([TFDEPLOY, "history", "--tag", "dev_global/research/1.0", "--json"], cwd=repo,
                                  capture_output=True, text=True, env=env)
         [record] = json.loads(history.stdout)["records"]

@@ -1,25 +1,41 @@
-"""`tfdeploy demo`: the whole tag flow on this machine, offline, in well under a minute.
+"""`tfdeploy demo`: a first multi-Region release on this machine, offline, in about 15 seconds.
 
-Creates a throw-away example infra repo, tags it, starts the local AWS sandbox (moto), bootstraps
-the dev state backend, plans and applies one regional and one global tag, and shows where each
-state landed and which lock guarded it.
+Creates a throw-away example infra repo (team `research` in global + 4 Regions), starts the local
+AWS sandbox (moto on 127.0.0.1), bootstraps the state backends, then runs the commands a person
+would type, each shown before it runs: `release` tags version 1.0 for dev, one fan-out applies
+it (global first, then the Regions in parallel; a live table on a terminal, one line per event
+elsewhere), `status` prints the fleet matrix, `promote` tags qa at the commit proven in dev and a
+second fan-out applies it, and `status --html` writes the fleet report.
+
+The commands run as their own processes (the installed CLI, not a copy of its code), so the demo
+shows exactly what they print and decide.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping, Sequence
 
 from ..errors import TfdeployError
 
-DEMO_TAGS = ("dev_us-east-1/research/1.0", "dev_global/research/1.0")
+TEAM = "research"
+VERSION = "1.0"
+# A spread a person recognises; short names use1, euc1, euw1, apse2 in the matrix.
+DEMO_REGIONS = ("us-east-1", "eu-central-1", "eu-west-1", "ap-southeast-2")
+GREETINGS = {"us-east-1": "hello from N. Virginia", "eu-central-1": "hallo aus Frankfurt",
+             "eu-west-1": "dia duit from Dublin", "ap-southeast-2": "g'day from Sydney"}
+ENVS = ("dev", "qa")
+_IDENTITY = {"GIT_AUTHOR_NAME": "tfdeploy demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
+             "GIT_COMMITTER_NAME": "tfdeploy demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
 
 
 @dataclass
@@ -27,43 +43,81 @@ class DemoReport:
     repo: Path
     endpoint: str
     started_sandbox: bool
-    deployments: list[dict] = field(default_factory=list)
-    objects: list[str] = field(default_factory=list)
+    html_report: Path
+    commands: list[str] = field(default_factory=list)
+    cells: list[dict] = field(default_factory=list)  # `status --json`'s cells at the end
+    objects: list[str] = field(default_factory=list)  # bucket/key of every state
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
-        return {"repo": str(self.repo), "sandbox_endpoint": self.endpoint,
-                "deployments": self.deployments, "state_objects": self.objects,
+        return {"repo": str(self.repo), "sandbox_endpoint": self.endpoint, "html_report": str(self.html_report),
+                "commands": self.commands, "cells": self.cells, "state_objects": self.objects,
                 "seconds": round(self.seconds, 1)}
 
 
 def _git(repo: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "tfdeploy demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
-           "GIT_COMMITTER_NAME": "tfdeploy demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
-    proc = subprocess.run(["git", *args], cwd=repo, env=env, capture_output=True, text=True)
+    proc = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **_IDENTITY}, capture_output=True, text=True)
     if proc.returncode != 0:
         raise TfdeployError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
 def create_repo(repo: Path, lock: str) -> None:
+    """The example repo with `research` set up for global and DEMO_REGIONS in every env, committed
+    on main (untagged: `release` makes the tags)."""
     from ..aws.signingkey import SANDBOX_ALIAS
-    from .example import write_example_repo
+    from .example import EXAMPLE_TEAMS, write_example_repo
 
     # Signed ledger records, offline: the sandbox has the key at this alias (aws/signingkey.py).
     write_example_repo(repo, lock=lock, ledger_signing_key=SANDBOX_ALIAS)
+    for env in ENVS:
+        team_dir = repo / "envs" / env / TEAM
+        (team_dir / "variables.tfvars").write_text(
+            f'account         = "{EXAMPLE_TEAMS[TEAM]}"\n'
+            f"allowed_regions = {json.dumps(list(DEMO_REGIONS))}\n", encoding="utf-8")
+        for region in DEMO_REGIONS:
+            (team_dir / f"{region}.tfvars").write_text(f"greeting = {json.dumps(GREETINGS[region])}\n",
+                                                      encoding="utf-8")
     _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "Example infra repo")
-    for name in DEMO_TAGS:
-        _git(repo, "tag", "-a", name, "-m", f"Release {name}")
+
+
+def demo_commands(html_report: Path) -> list[list[str]]:
+    """The commands the demo runs, in order, as a person types them (pure)."""
+    regions = ["--regions", "all", "--global"]
+    return [
+        ["release", "--env", "dev", "--team", TEAM, "--version", VERSION, *regions],
+        ["apply", "--tag", f"dev_*/{TEAM}/{VERSION}", "--auto-approve"],
+        ["status", "--team", TEAM],
+        ["promote", "--from", "dev", "--to", "qa", "--team", TEAM, "--version", VERSION, *regions],
+        ["apply", "--tag", f"qa_*/{TEAM}/{VERSION}", "--auto-approve"],
+        ["status", "--team", TEAM, "--html", str(html_report)],
+    ]
+
+
+def _run(args: Sequence[str], repo: Path, environ: Mapping[str, str], out: int | None,
+         say: Callable[[str], None], step: str) -> None:
+    """One tfdeploy command as its own process in the example repo, shown first, its output passed
+    through (to `out`, a file descriptor, or through `say` when there is none)."""
+    say(f"{step} $ tfdeploy {shlex.join(args)}")
+    command = [sys.executable, "-c", "from tfdeploy.entry import main; main()", *args]
+    proc = subprocess.run(command, cwd=repo, env=dict(environ), stdout=out if out is not None else subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, check=False)
+    if out is None and proc.stdout:
+        say(proc.stdout.rstrip("\n"))
+    if proc.returncode != 0:
+        raise TfdeployError(f"the demo stopped: `tfdeploy {shlex.join(args)}` exited {proc.returncode} "
+                            f"(its output is above); the example repo is kept at {repo}")
 
 
 def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bool = False,
-             say: Callable[[str], None] = print, verbose: bool = False) -> DemoReport:
+             say: Callable[[str], None] = print, out: int | None = None, read_back: bool = False) -> DemoReport:
+    """Run the demo; `say` prints the demo's own lines, `out` is the file descriptor the commands
+    write to (None: their output goes through `say`); `read_back`: also fill the report's cells
+    and state objects (for --json; a command and a listing more)."""
     from ..aws import sandbox
     from ..aws.bootstrap import bootstrap_backend
-    from ..engine.stages import apply_saved, hold_cell, open_session, plan
-    from ..fleet.recording import recorded
+    from ..aws.signingkey import ensure_signing_key
     from ..model.settings import load_settings
 
     started = time.monotonic()
@@ -72,10 +126,13 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     if repo.exists():
         shutil.rmtree(repo)
     repo.mkdir(parents=True)
-    steps = 4 + 2 * len(DEMO_TAGS)
+    html_report = root / "fleet.html"
+    commands = demo_commands(html_report)
+    steps = 3 + len(commands)
     step = iter(range(1, steps + 1))
 
-    say(f"[{next(step)}/{steps}] example infra repo with tags {', '.join(DEMO_TAGS)} -> {repo}")
+    say(f"[{next(step)}/{steps}] example infra repo -> {repo}: team {TEAM} in global + "
+        f"{len(DEMO_REGIONS)} Regions ({', '.join(DEMO_REGIONS)}), envs {' and '.join(ENVS)}")
     create_repo(repo, lock)
 
     state_dir = sandbox.sandbox_dir(os.environ, repo)  # the example repo's own sandbox
@@ -84,42 +141,25 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     info = running or sandbox.start(state_dir)
     say(f"[{next(step)}/{steps}] local AWS sandbox (moto) {'started' if started_sandbox else 'reused'} "
         f"at {info.endpoint}")
-    environ = {**os.environ, **sandbox.aws_env(info.endpoint, os.environ),
+    environ = {**os.environ, **sandbox.aws_env(info.endpoint, os.environ), **_IDENTITY,
                "TFDEPLOY_SANDBOX_ENDPOINT": info.endpoint}
-    from ..aws.signingkey import ensure_signing_key
-
     ensure_signing_key(info.endpoint, environ)  # a sandbox reused from before it made one
-    report = DemoReport(repo=repo, endpoint=info.endpoint, started_sandbox=started_sandbox)
+    report = DemoReport(repo=repo, endpoint=info.endpoint, started_sandbox=started_sandbox, html_report=html_report)
     try:
         settings = load_settings(repo, environ)
-        boot = bootstrap_backend(settings, "dev", None, environ=environ)
-        say(f"[{next(step)}/{steps}] bootstrap: bucket {boot.bucket}"
-            + (f", lock table {boot.table}" if boot.table else "") + f" ({boot.region})")
-        for name in DEMO_TAGS:
-            buffer = io.StringIO()
-            sink = None if verbose else buffer
-            try:
-                # Recorded in the ledger like any apply, so `tfdeploy status` shows the demo's cells.
-                with hold_cell(repo, name, overrides={}, environ=environ), \
-                        recorded("apply", environ, lambda text: say(f"tfdeploy: warning: {text}")) as rec:
-                    session = rec.session = open_session(repo, name, overrides={}, environ=environ, sink=sink,
-                                                         err_sink=sink)
-                    _, summary = plan(session)
-                    say(f"[{next(step)}/{steps}] plan  {name}: {summary} ({session.deployment.target_module})")
-                    applied = apply_saved(session, session.workdir.source)
-                    rec.counts = (applied.counts.get("add", 0), applied.counts.get("change", 0),
-                                  applied.counts.get("destroy", 0))
-            except TfdeployError:
-                if not verbose:
-                    say(buffer.getvalue()[-4000:])
-                raise
-            backend = session.deployment.backend
-            say(f"[{next(step)}/{steps}] apply {name}: state s3://{backend.bucket}/{backend.key}, "
-                f"lock {backend.lock_description}")
-            report.deployments.append({"tag": name, "summary": str(summary),
-                                       "deployment": session.deployment.to_dict()})
-        report.objects = _state_objects(environ, info.endpoint, boot.bucket)
-        say(f"[{next(step)}/{steps}] state objects in s3://{boot.bucket}/: {', '.join(report.objects)}")
+        buckets = []
+        for env in ENVS:
+            boot = bootstrap_backend(settings, env, None, environ=environ)
+            buckets.append(boot.bucket)
+        say(f"[{next(step)}/{steps}] bootstrap: state buckets {', '.join(buckets)}"
+            + (" with their lock tables" if settings.lock == "dynamodb" else ""))
+        for args in commands:
+            _run(args, repo, environ, out, say, f"[{next(step)}/{steps}]")
+            report.commands.append(f"tfdeploy {shlex.join(args)}")
+        if read_back:
+            report.cells = _cells(repo, environ)
+            report.objects = _state_objects(environ, info.endpoint, buckets)
+        say(f"fleet report: {html_report.as_uri()}")
     finally:
         if started_sandbox and not keep_sandbox:
             sandbox.stop(state_dir)
@@ -127,9 +167,21 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     return report
 
 
-def _state_objects(environ: dict[str, str], endpoint: str, bucket: str) -> list[str]:
+def _cells(repo: Path, environ: Mapping[str, str]) -> list[dict]:
+    """What `status --json` says of the team's cells at the end (for --json)."""
+    command = [sys.executable, "-c", "from tfdeploy.entry import main; main()", "status", "--team", TEAM, "--json"]
+    proc = subprocess.run(command, cwd=repo, env=dict(environ), capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise TfdeployError(f"the demo could not read the fleet back: {proc.stderr.strip()}")
+    return [{k: c[k] for k in ("cell", "version", "result", "marks")} for c in json.loads(proc.stdout)["cells"]]
+
+
+def _state_objects(environ: Mapping[str, str], endpoint: str, buckets: Sequence[str]) -> list[str]:
     from ..aws.clients import client
 
-    s3 = client("s3", "us-east-1", environ, endpoint=endpoint)
-    keys = (o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
-    return sorted(k for k in keys if k.endswith(".tfstate"))  # not the lock-mode records beside them
+    s3 = client("s3", "us-east-1", dict(environ), endpoint=endpoint)
+    found = []
+    for bucket in buckets:
+        keys = (o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []))
+        found += sorted(f"{bucket}/{k}" for k in keys if k.endswith(".tfstate"))  # not the records beside them
+    return found
