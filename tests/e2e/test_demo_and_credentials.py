@@ -102,16 +102,53 @@ def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, ch
     assert "the sandbox at http://127.0.0.1:9 (TFDEPLOY_SANDBOX_ENDPOINT) is not running" in proc.stdout
 
 
+def run_in_terminal(argv: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, str]:
+    """Run `argv` with a pseudo-terminal of 120 x 40 as its stdin, stdout and stderr, as a person
+    at a terminal does; (exit code, everything it wrote, with `\n` line ends)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks, deadline = [], time.monotonic() + timeout
+    try:
+        while True:
+            assert time.monotonic() < deadline, b"".join(chunks).decode(errors="replace")[-3000:]
+            if select.select([master], [], [], 0.5)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every writer closed the terminal
+                    break
+                chunks.append(data)
+            elif proc.poll() is not None:  # ended; a sandbox it left running may hold the terminal
+                break
+    finally:
+        os.close(master)
+    return proc.wait(timeout=30), b"".join(chunks).decode(errors="replace").replace("\r\n", "\n")
+
+
 def test_demo_deployments_show_in_status_and_history(tmp_path, terraform_bin):
-    """What the README suggests after the demo: look at the fleet it deployed."""
-    env = clean_env(tmp_path, terraform_bin)
-    demo = subprocess.run([TFDEPLOY, "demo", "--dir", str(tmp_path / "demo"), "--keep-sandbox"],
-                          capture_output=True, text=True, env=env, timeout=300)
-    assert demo.returncode == 0, demo.stderr
+    """The demo at a terminal (the fan-outs as a live table), then what the README suggests after
+    it: look at the fleet it deployed."""
+    env = {**clean_env(tmp_path, terraform_bin), "TERM": "xterm-256color"}
+    env.pop("CI", None)
+    code, shown = run_in_terminal([TFDEPLOY, "demo", "--dir", str(tmp_path / "demo"), "--keep-sandbox"], env)
+    assert code == 0, shown[-3000:]
     repo = tmp_path / "demo" / "infra"
     try:
+        # A live table redrawn in place (cursor up, erase line), not a line per event.
+        assert "\x1b[1A" in shown and "\x1b[2K" in shown
+        assert "[dev-global-research] start" not in shown and "[qa-global-research] start" not in shown
+        assert "research  dev  1.0     1.0    1.0   1.0   1.0" in shown
+        assert "          qa   1.0     1.0    1.0   1.0   1.0" in shown
         # As the demo says: the sandbox is the example repo's own, found from inside it.
-        assert f"cd {repo} && eval" in demo.stdout
+        assert f"cd {repo} && eval" in shown
         sandbox = subprocess.run([TFDEPLOY, "sandbox", "env"], cwd=repo, capture_output=True, text=True, env=env)
         env.update(line.split(" ", 1)[1].split("=", 1) for line in sandbox.stdout.splitlines()
                    if line.startswith("export "))
