@@ -63,7 +63,7 @@ class Matrix:
     def headers(self) -> dict[str, str]:
         """scope -> its column header: the short Region name, or the scope when two would collide."""
         short = {scope: scope if scope == GLOBAL else short_name(scope) for scope in self.columns}
-        taken = [s for s in short.values()]
+        taken = list(short.values())
         return {scope: name if taken.count(name) == 1 else scope for scope, name in short.items()}
 
     @property
