@@ -75,7 +75,7 @@ def buildspec_generate(out: str, check: bool, release: tuple[str, ...], stage: s
         tags, _commit = select_release(repo.root, release, repo.settings.extra_regions)
         settings = repo.settings
         click.echo(render_batch(stage, tags, waves=settings.waves, cap=settings.max_parallel_builds,
-                                toolkit_spec=settings.toolkit_spec), nl=False)
+                                toolkit_spec=settings.toolkit_spec, bake_s=settings.wave_bake_seconds), nl=False)
         return
     from ..delivery.buildspec import generate_all
     from ..results import write_atomic
