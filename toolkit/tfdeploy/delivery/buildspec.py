@@ -58,8 +58,7 @@ REPORTS_DIR = "reports"
 # (`work/<cell>/`: the exported code, the saved plan `tfdeploy.tfplan` and `tfdeploy.plan.json`
 # with the plan's sha256, which apply verifies) lands where the artifact is collected from.
 PLAN_DIR = f"{CI_DIR}/plan"
-# `release/`: a release's stage build writes the approval's plan matrix and HTML report there.
-PLAN_ARTIFACT_FILES = ("work/**/*", "release/**/*")
+PLAN_ARTIFACT_FILES = ("work/**/*",)
 # Providers are re-installed by apply's init (from the plugin cache); never ship them.
 PLAN_ARTIFACT_EXCLUDES = ("work/*/.terraform/**/*",)
 # The plan action's output artifact name. CodeBuild exposes a secondary input artifact NAME at

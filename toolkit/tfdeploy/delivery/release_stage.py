@@ -15,7 +15,7 @@ release's stage build, and it:
 3. polls `BatchGetBuildBatches` until the batch is done (codebuild_batch.py), and prints, and fails
    with, a summary naming each cell and its result;
 4. plan: writes the approval's artifacts (approval.py: the plan matrix as text and JSON, the HTML
-   report) into its own output artifact (`release/` beside the plan work dirs) and the report into
+   report) into its own output artifact (`work/_release/`) and the report into
    the artifact bucket, and exports PLAN_SUMMARY, the release's +/~/- and PLAN_REPORT for the
    approval action.
 
@@ -51,7 +51,9 @@ SOURCE_VERSION_VAR = "TFDEPLOY_SOURCE_VERSION"
 POLL_VAR = "TFDEPLOY_BATCH_POLL_SECONDS"
 # What the pipeline's action gave the stage build and every cell build needs as well.
 PASSED_VARS = ("ENV", "TF_BACKEND_CONFIG_PREFIX", "TFDEPLOY_EXPECTED_TAG")
-RELEASE_DIR = "release"  # under PLAN_DIR: the approval's artifacts in the plan output artifact
+# Under PLAN_DIR, so the plan action's output artifact (buildspec.py: PLAN_ARTIFACT_FILES, `work/**/*`)
+# carries the approval's artifacts; `_` is never the start of a cell's work dir.
+RELEASE_DIR = "work/_release"
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,8 @@ def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path
     write_atomic(exports_file, render_exports(exports))
     echo(render_exports(exports).rstrip("\n"))
     if not result.ok:
-        bad = [f"{by_id[b.identifier].name if b.identifier in by_id else b.identifier} {b.status.lower()}"
+        bad = [f"{by_id[b.identifier].name if b.identifier in by_id else b.identifier} "
+               + ("skipped" if b.status == codebuild_batch.NOT_STARTED else b.status.lower())
                for b in result.builds if b.status != "SUCCEEDED"]
         echo(f"ci: stage {stage} of release {release} failed: {', '.join(bad) or result.status.lower()}")
         return 1
