@@ -32,12 +32,13 @@ locals {
     plan = {
       role        = "deploy"
       description = "Runs terraform plan for the deployment the tag names"
-      env         = { TARGET_ROLE_NAME = var.target_role_name }
+      # TFDEPLOY_ARTIFACT_BUCKET: where a release's cell builds keep each cell's plan.
+      env = { TARGET_ROLE_NAME = var.target_role_name, TFDEPLOY_ARTIFACT_BUCKET = module.artifact_bucket.id }
     }
     apply = {
       role        = "deploy"
       description = "Applies the plan produced by the plan stage"
-      env         = { TARGET_ROLE_NAME = var.target_role_name }
+      env         = { TARGET_ROLE_NAME = var.target_role_name, TFDEPLOY_ARTIFACT_BUCKET = module.artifact_bucket.id }
     }
   }
 }

@@ -167,8 +167,10 @@ def start_request(project: str, stage: str, tags: Sequence[Tag], buildspec_text:
     }
     if service_role:
         config["serviceRole"] = service_role
+    # NO_ARTIFACTS: the projects' CODEPIPELINE artifacts only work for builds CodePipeline starts;
+    # each cell's plan is saved by its own build under a key of its own (plan_artifacts.py).
     request: dict[str, Any] = {"projectName": project, "buildspecOverride": buildspec_text,
-                               "buildBatchConfigOverride": config}
+                               "buildBatchConfigOverride": config, "artifactsOverride": {"type": "NO_ARTIFACTS"}}
     if source_version:
         request["sourceVersion"] = source_version
     if source_location:

@@ -45,6 +45,7 @@ from .buildspec import (
     JUNIT_REPORTS,
     PLAN_ARTIFACT,
     PLAN_DIR,
+    RELEASE_ONLY_EXPORTS,
     REPORTS_DIR,
     RESULTS_DIR,
     STAGE_EXPORTS,
@@ -348,7 +349,8 @@ def run(
         if name not in stage_values:
             # CodePipeline fails an action whose configuration names an unset variable.
             stage_values[name] = ""
-            echo(f"ci: the {stage} stage reported no {name}; exporting it empty")
+            if name not in RELEASE_ONLY_EXPORTS:
+                echo(f"ci: the {stage} stage reported no {name}; exporting it empty")
     if stage_values:
         # Not echoed: the stage command printed its own KEY=VALUE lines.
         exports.update(stage_values)
