@@ -48,7 +48,8 @@ def stage_build(env: dict[str, str], stage: str, src: Path, published: dict, fak
                  "TFDEPLOY_EXECUTION_ID": published["execution_id"],
                  "TFDEPLOY_SOURCE_VERSION": published["version_id"], "TFDEPLOY_ARTIFACT_BUCKET": ARTIFACTS,
                  "CODEBUILD_BUILD_ID": f"tfdeploy-dev-{stage}:stage-build", "AWS_REGION": "us-east-1",
-                 "AWS_ENDPOINT_URL_CODEBUILD": fake.url, "TFDEPLOY_BATCH_POLL_SECONDS": "0.5"}
+                 "AWS_ENDPOINT_URL_CODEBUILD": fake.url, "TFDEPLOY_BATCH_POLL_SECONDS": "0.5",
+                 "TFDEPLOY_CELL_TIMEOUT_MINUTES": "60", "TFDEPLOY_BATCH_TIMEOUT_MINUTES": "480"}
     exe = str(Path(env["PATH"].split(os.pathsep)[0]) / "tfdeploy")
     return subprocess.run([exe, "ci", stage], env=build_env, capture_output=True, text=True, timeout=900, cwd=src)
 
@@ -73,6 +74,9 @@ def test_stage_builds_run_the_release_as_batches_and_apply_exactly_each_cells_pl
         assert request["sourceTypeOverride"] == "S3"
         assert request["sourceLocationOverride"] == f"{SOURCE_BUCKET}/source/dev/source.zip"
         assert request["sourceVersion"] == published["version_id"]
+        assert request["artifactsOverride"] == {"type": "NO_ARTIFACTS"}  # each cell saves its own plan
+        assert request["buildTimeoutInMinutesOverride"] == 60
+        assert request["buildBatchConfigOverride"]["timeoutInMins"] == 480
         assert "# Release dev/research/1.1: plan of 4 cells in 3 waves" in request["buildspecOverride"]
         out = plan.stdout
         assert "plan of release dev/research/1.1: batch tfdeploy-dev-plan:" in out and "4 of 4 builds succeeded" in out

@@ -153,7 +153,8 @@ def start_request(project: str, stage: str, tags: Sequence[Tag], buildspec_text:
                   source_version: str | None = None, service_role: str | None = None,
                   timeout_min: int = DEFAULT_BATCH_TIMEOUT_MIN, bakes: int = 0,
                   source_location: str | None = None,
-                  variables: dict[str, str] | None = None) -> dict[str, Any]:
+                  variables: dict[str, str] | None = None,
+                  cell_timeout_min: int | None = None) -> dict[str, Any]:
     """The StartBuildBatch request a stage build sends for the release (pure).
 
     `source_location` (`bucket/key`): the release's published bundle, read by every cell build at
@@ -173,6 +174,8 @@ def start_request(project: str, stage: str, tags: Sequence[Tag], buildspec_text:
                                "buildBatchConfigOverride": config, "artifactsOverride": {"type": "NO_ARTIFACTS"}}
     if source_version:
         request["sourceVersion"] = source_version
+    if cell_timeout_min:
+        request["buildTimeoutInMinutesOverride"] = cell_timeout_min
     if source_location:
         request["sourceTypeOverride"] = "S3"
         request["sourceLocationOverride"] = source_location

@@ -33,7 +33,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import ConfigError
 from ..results import write_atomic
-from .batch import BATCH_STAGES, bake_count, graph_tasks, identifier, release_name, render, start_request
+from .batch import BATCH_STAGES, DEFAULT_BATCH_TIMEOUT_MIN, bake_count, graph_tasks, identifier, release_name, render, start_request
 from .buildspec import PLAN_DIR
 from .ci import (
     TAG_VAR,
@@ -49,6 +49,8 @@ from .plan_artifacts import ARTIFACT_BUCKET_VAR, PREFIX_VAR, prefix, read_result
 EXECUTION_VAR = "TFDEPLOY_EXECUTION_ID"
 SOURCE_VERSION_VAR = "TFDEPLOY_SOURCE_VERSION"
 POLL_VAR = "TFDEPLOY_BATCH_POLL_SECONDS"
+CELL_TIMEOUT_VAR = "TFDEPLOY_CELL_TIMEOUT_MINUTES"  # each cell build's (the project's build_timeout_minutes)
+BATCH_TIMEOUT_VAR = "TFDEPLOY_BATCH_TIMEOUT_MINUTES"  # the whole batch's
 # What the pipeline's action gave the stage build and every cell build needs as well.
 PASSED_VARS = ("ENV", "TF_BACKEND_CONFIG_PREFIX", "TFDEPLOY_EXPECTED_TAG")
 # Under PLAN_DIR, so the plan action's output artifact (buildspec.py: PLAN_ARTIFACT_FILES, `work/**/*`)
@@ -89,6 +91,15 @@ def stage_inputs(environ: Mapping[str, str]) -> StageInputs:
                        environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1")
 
 
+def _minutes(environ: Mapping[str, str], name: str) -> int | None:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 5 <= int(raw) <= 2160:
+        raise ConfigError(f"{name}={raw!r} is not a whole number of minutes from 5 to 2160; the pipeline module sets it")
+    return int(raw)
+
+
 def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path | None,
                       echo: Callable[[str], None], *, sleep: Callable[[float], None] | None = None) -> int:
     """Start the release's batch for `stage`, wait for it, summarise; 0 when every build succeeded."""
@@ -118,7 +129,9 @@ def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path
     request = start_request(inputs.project, stage, tags, text, source_version=inputs.source_version,
                             source_location=f"{source_bucket_name(settings, ctx.pipeline_env)}/"
                                             f"{source_key(ctx.pipeline_env)}",
-                            variables=variables, bakes=bake_count(stage, tags, **shape))
+                            variables=variables, bakes=bake_count(stage, tags, **shape),
+                            timeout_min=_minutes(environ, BATCH_TIMEOUT_VAR) or DEFAULT_BATCH_TIMEOUT_MIN,
+                            cell_timeout_min=_minutes(environ, CELL_TIMEOUT_VAR))
     lead = tags[0]
     exports = {"TAG": lead.name, "ENV": lead.env, "TEAM": lead.team, "SCOPE": "release", "REGION": "",
                "TARGET_MODULE": "", "RELEASE": release}
