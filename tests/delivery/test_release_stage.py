@@ -149,3 +149,29 @@ def test_stage_builds_run_the_release_as_batches_and_apply_exactly_each_cells_pl
         assert record["details"]["build"].startswith("tfdeploy-dev-apply:")
     finally:
         fake.stop()
+
+
+def test_a_release_stage_build_without_the_pipelines_inputs_is_one_line(tmp_path):
+    """An older pipeline (before the module gave the plan and apply actions the execution and the
+    bundle's version) cannot start a release's batch: one line naming what is missing."""
+    from tests.delivery.conftest import invoke
+
+    tags = ["dev_global/research/1.1", "dev_us-east-1/research/1.1"]
+    (tmp_path / "tfdeploy-source.json").write_text(json.dumps(
+        {"tag": tags[0], "tags": tags, "release": "dev/research/1.1", "commit": "0" * 40}))
+    result = invoke(["ci", "plan"], env={"CODEBUILD_SRC_DIR": str(tmp_path), "ENV": "dev",
+                                         "CODEBUILD_BUILD_ID": "tfdeploy-dev-plan:1", "TFDEPLOY_TAG": ""})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "tfdeploy: error: a release's stage build needs TFDEPLOY_EXECUTION_ID, TFDEPLOY_SOURCE_VERSION, "
+        "TFDEPLOY_ARTIFACT_BUCKET (modules/pipeline sets them on the plan and apply actions and projects); update "
+        "the pipeline with the module, or run the release here: tfdeploy pipeline run --env ENV")
+
+
+def test_a_bad_bake_is_one_line():
+    from tests.delivery.conftest import invoke
+
+    result = invoke(["ci", "apply"], env={"TFDEPLOY_BAKE_SECONDS": "soon"})
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("tfdeploy: error: TFDEPLOY_BAKE_SECONDS='soon': must be a whole number of "
+                                     "seconds from 0 to 86400")
