@@ -19,25 +19,13 @@ import boto3
 import pytest
 from tfdeploy import __version__
 
-from tests.conftest import git
 from tests.delivery.conftest import PREFIX, unzip_source
 from tests.delivery.fake_codebuild import FakeCodeBuild
 from tests.delivery.test_pipeline_e2e import pipeline_env  # noqa: F401  (fixture)
-from tests.delivery.test_release_pipeline import SOURCE_BUCKET, buckets, cli, ledger, state_keys
+from tests.delivery.test_release_pipeline import SOURCE_BUCKET, buckets, cli, ledger, release, state_keys
 
 REGIONS = ("us-east-1", "us-east-2", "us-west-2")  # canary: us-east-1 (the first in code order)
 ARTIFACTS = "tfdeploy-dev-artifacts"
-
-
-def small_release(repo: Path, version: str) -> list[str]:
-    (repo / "envs/dev/research/variables.tfvars").write_text(
-        'account         = "111111111111"\nallowed_regions = [' + ", ".join(f'"{r}"' for r in REGIONS) + "]\n")
-    git(repo, "add", ".")
-    git(repo, "commit", "-qm", f"release {version}")
-    names = [f"dev_{s}/research/{version}" for s in ("global", *REGIONS)]
-    for name in names:
-        git(repo, "tag", "-a", name, "-m", f"release {name}")
-    return names
 
 
 def stage_build(env: dict[str, str], stage: str, src: Path, published: dict, fake: FakeCodeBuild):
@@ -60,7 +48,7 @@ def test_stage_builds_run_the_release_as_batches_and_apply_exactly_each_cells_pl
     buckets()
     s3 = boto3.client("s3", region_name="us-east-1")
     s3.create_bucket(Bucket=ARTIFACTS)
-    names = small_release(infra_repo, "1.1")
+    names = release(infra_repo, "1.1", regions=REGIONS)
     env = {**pipeline_env, "TF_BACKEND_CONFIG_PREFIX": PREFIX}
     published = json.loads(cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.1", "--json").stdout)
     fake = FakeCodeBuild(tmp_path / "codebuild", env)

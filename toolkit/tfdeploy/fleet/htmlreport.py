@@ -160,15 +160,7 @@ def render_report(rows: Sequence[CellStatus], histories: Mapping[str, Sequence[R
     generated = f"Generated at {_when(generated_at)} (UTC) by <code>tfdeploy status --html</code>"
     if scope_note:
         generated += f" with <code>{_e(scope_note)}</code>"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<title>{_e(title)}</title>
-<style>{_CSS}</style></head>
-<body>
-<header><h1>{_e(title)}</h1><p class="generated" title="{_e(generated_at)}">{generated}</p></header>
-<section class="bar">
+    return _top(title, generated_at, generated, script=True) + f"""<section class="bar">
 <div class="summary"><strong id="total">{len(rows)} cells</strong> {summary}</div>
 <div class="filters">
 <label>Env <select id="f-env">{_options(envs, "all envs")}</select></label>
@@ -185,6 +177,20 @@ history. Colours repeat the status badge's text.</p></details>
 </body></html>
 """
 
+
+
+def _top(title: str, generated_at: str, generated: str, *, script: bool) -> str:
+    """The page up to its header (one look for every report); `generated` is HTML."""
+    scripts = "; script-src 'unsafe-inline'" if script else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'{scripts}">
+<title>{_e(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<header><h1>{_e(title)}</h1><p class="generated" title="{_e(generated_at)}">{generated}</p></header>
+"""
 
 
 # A plan row's status -> the badge state it is coloured by.
@@ -209,16 +215,8 @@ def render_plan_report(release: str, rows: Sequence[Mapping[str, object]], *, ge
     changed = sum(1 for r in rows if isinstance(r.get("plan"), Mapping)
                   and any(r["plan"].get(k) for k in ("add", "change", "destroy")))  # type: ignore[union-attr]
     title = f"Plans of release {release}"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
-<title>{_e(title)}</title>
-<style>{_CSS}</style></head>
-<body>
-<header><h1>{_e(title)}</h1><p class="generated" title="{_e(generated_at)}">Generated at {_e(_when(generated_at))}
-(UTC) by the release's plan stage build, for the approval</p></header>
-<section class="bar"><div class="summary"><strong>{len(rows)} cells</strong>
+    generated = f"Generated at {_e(_when(generated_at))} (UTC) by the release's plan stage build, for the approval"
+    return _top(title, generated_at, generated, script=False) + f"""<section class="bar"><div class="summary"><strong>{len(rows)} cells</strong>
 <span class="count">{changed} with changes</span></div></section>
 <table class="matrix"><thead><tr><th>Wave</th><th>Tag</th><th>Plan</th><th>+/~/-</th><th>Log</th></tr></thead>
 <tbody>{"".join(body)}</tbody></table>
