@@ -330,11 +330,17 @@ def ci(stage: str, exports_file: Path | None, needs_checkov: bool) -> None:
       checkov  scan --tag TAG --junit reports/checkov.xml  (its env's committed policy)
       plan     plan --tag TAG                    (work dir under .tfdeploy/ci/plan)
       apply    apply --tag TAG                   (the plan artifact's work dir)
+    A plan or apply build of a release of several cells without TFDEPLOY_TAG is the release's
+    stage build: it starts the cells' batch (StartBuildBatch, the graph tfdeploy generates),
+    waits, and fails naming each cell that did not succeed (needs TFDEPLOY_EXECUTION_ID,
+    TFDEPLOY_SOURCE_VERSION, TFDEPLOY_ARTIFACT_BUCKET: modules/pipeline sets them).
 
     \b
     Reads: TFDEPLOY_TAG or tfdeploy-source.json in CODEBUILD_SRC_DIR (the tag), ENV (the
     pipeline's env: a tag for another env is refused), CODEBUILD_SRC_DIR (default: here),
-    CODEBUILD_SRC_DIR_plan (apply), TF_BACKEND_CONFIG_PREFIX, TFDEPLOY_VERSION.
+    CODEBUILD_SRC_DIR_plan (apply), TFDEPLOY_PLAN_ARTIFACTS (a release's cell builds: where each
+    cell's plan is saved and applied from), TFDEPLOY_BAKE_SECONDS (a bake build: wait, succeed),
+    TF_BACKEND_CONFIG_PREFIX, TFDEPLOY_VERSION.
     Prints TAG, ENV, TEAM, SCOPE, REGION, TARGET_MODULE (+ stage values) as KEY=VALUE lines.
 
     \b

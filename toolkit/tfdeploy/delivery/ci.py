@@ -17,6 +17,10 @@ Inputs, all from the environment:
   action's plan artifact), `AWS_REGION` and `CODEBUILD_RESOLVED_SOURCE_VERSION` (logged),
   `TF_BACKEND_CONFIG_PREFIX` (read by settings).
 - `TFDEPLOY_VERSION`: the toolkit version the buildspecs were generated with; must match.
+- A release of several cells: its plan/apply build without TFDEPLOY_TAG is the stage build
+  (release_stage.py: starts the cells' batch and waits); each cell build of the batch saves or
+  fetches its plan under TFDEPLOY_PLAN_ARTIFACTS (plan_artifacts.py); a bake build
+  (TFDEPLOY_BAKE_SECONDS) only waits.
 
 Each stage is an ordinary tfdeploy command run in-process (see `stage_argv`). The lint and scan
 stages check the source dir itself: it is the clone at the tag, and `check_source_commit` makes
