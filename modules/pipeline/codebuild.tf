@@ -1,4 +1,14 @@
 locals {
+  # The plan and apply projects: TFDEPLOY_ARTIFACT_BUCKET is where a release's
+  # cell builds keep each cell's plan; the timeouts go into the stage build's
+  # StartBuildBatch (delivery/release_stage.py).
+  batch_project_env = {
+    TARGET_ROLE_NAME               = var.target_role_name
+    TFDEPLOY_ARTIFACT_BUCKET       = module.artifact_bucket.id
+    TFDEPLOY_CELL_TIMEOUT_MINUTES  = tostring(var.build_timeout_minutes)
+    TFDEPLOY_BATCH_TIMEOUT_MINUTES = tostring(var.batch_timeout_minutes)
+  }
+
   # role: "source" captures the tag, "scan" only reads code, "deploy" touches
   # state and the target accounts. Only the source project is started by
   # EventBridge; the others run as pipeline actions. Each project's buildspec
@@ -32,12 +42,12 @@ locals {
     plan = {
       role        = "deploy"
       description = "Runs terraform plan for the deployment the tag names"
-      env         = { TARGET_ROLE_NAME = var.target_role_name }
+      env         = local.batch_project_env
     }
     apply = {
       role        = "deploy"
       description = "Applies the plan produced by the plan stage"
-      env         = { TARGET_ROLE_NAME = var.target_role_name }
+      env         = local.batch_project_env
     }
   }
 }
@@ -56,7 +66,12 @@ resource "aws_codebuild_project" "this" {
   description    = each.value.description
   service_role   = aws_iam_role.build[each.value.role].arn
   encryption_key = module.pipeline_key.arn
-  build_timeout  = each.key == "source" ? 15 : var.build_timeout_minutes
+  # A plan or apply stage build of a release waits for its whole batch, so it
+  # may run as long as the batch (plus its summary); each cell build of the
+  # batch gets build_timeout_minutes (buildTimeoutInMinutesOverride, sent by
+  # the stage build from TFDEPLOY_CELL_TIMEOUT_MINUTES).
+  build_timeout = (each.key == "source" ? 15 : contains(local.batch_projects, each.key)
+  ? min(var.batch_timeout_minutes + 10, 2160) : var.build_timeout_minutes)
 
   source {
     type      = each.key == "source" ? "CODECOMMIT" : "CODEPIPELINE"

@@ -10,6 +10,15 @@ locals {
     { name = "TFDEPLOY_EXPECTED_TAG", value = "#{variables.TFDEPLOY_TAG}", type = "PLAINTEXT" },
   ])
 
+  # The plan and apply stage builds of a release of several cells start its
+  # batch (delivery/release_stage.py): they need the execution (the prefix of
+  # each cell's plan artifact, shared by the plan and apply stages of one
+  # execution) and the bundle's object version (every cell build's source).
+  batch_stage_environment = jsonencode(concat(jsondecode(local.build_environment), [
+    { name = "TFDEPLOY_EXECUTION_ID", value = "#{codepipeline.PipelineExecutionId}", type = "PLAINTEXT" },
+    { name = "TFDEPLOY_SOURCE_VERSION", value = "#{SourceVariables.VersionId}", type = "PLAINTEXT" },
+  ]))
+
   approval_notification = var.approval_sns_topic_arn == null ? {} : { NotificationArn = var.approval_sns_topic_arn }
 }
 
@@ -65,6 +74,8 @@ resource "aws_codepipeline" "this" {
       provider         = "S3"
       version          = "1"
       output_artifacts = ["source_output"]
+      # Its VersionId is the source of every cell build of a release's batch.
+      namespace = "SourceVariables"
 
       configuration = {
         S3Bucket    = module.source_bucket.id
@@ -145,10 +156,13 @@ resource "aws_codepipeline" "this" {
       input_artifacts  = ["source_output"]
       output_artifacts = ["plan"]
       run_order        = 1
+      # PLAN_SUMMARY and PLAN_REPORT (a release: its plan matrix in one line and
+      # the HTML report of its plans) for the approval.
+      namespace = "Plan"
 
       configuration = {
         ProjectName          = aws_codebuild_project.this["plan"].name
-        EnvironmentVariables = local.build_environment
+        EnvironmentVariables = local.batch_stage_environment
       }
     }
   }
@@ -169,7 +183,7 @@ resource "aws_codepipeline" "this" {
         run_order = 1
 
         configuration = merge(local.approval_notification, {
-          CustomData = "Review the terraform-plan build log of this execution before approving the apply to ${var.env}."
+          CustomData = "Apply to ${var.env}: #{Plan.PLAN_SUMMARY}. Plans: #{Plan.PLAN_REPORT} (a release: the plan matrix, a link to each cell's plan log); else the terraform-plan build log of this execution."
         })
       }
     }
@@ -188,7 +202,7 @@ resource "aws_codepipeline" "this" {
       configuration = {
         ProjectName          = aws_codebuild_project.this["apply"].name
         PrimarySource        = "source_output"
-        EnvironmentVariables = local.build_environment
+        EnvironmentVariables = local.batch_stage_environment
       }
     }
   }

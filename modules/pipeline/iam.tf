@@ -244,11 +244,22 @@ data "aws_iam_policy_document" "build_deploy" {
   }
 
   # The plan and apply stage builds start the release's batch (one build per
-  # cell) on their own project and wait for it.
+  # cell) on their own project and wait for it (delivery/release_stage.py).
+  # Nothing else: no StopBuildBatch (a batch is never stopped by tfdeploy), no
+  # iam:PassRole (the batch service role is the project's, not overridden).
   statement {
     sid       = "RunReleaseBatches"
-    actions   = ["codebuild:StartBuildBatch", "codebuild:BatchGetBuildBatches", "codebuild:StopBuildBatch"]
+    actions   = ["codebuild:StartBuildBatch", "codebuild:BatchGetBuildBatches"]
     resources = local.batch_project_arns
+  }
+
+  # Each cell build of a release's batch gets the published bundle itself (an
+  # S3 source at the execution's object version: a batch cannot be handed the
+  # stage's CodePipeline input), fetched by CodeBuild with the project's role.
+  statement {
+    sid       = "ReadReleaseSourceBundle"
+    actions   = ["s3:GetObject", "s3:GetObjectVersion"]
+    resources = [local.source_object_arn]
   }
 
   # Promotion order: the apply checks the previous env's ledger (records only,

@@ -138,6 +138,10 @@ def test_pipeline_module_applies_and_reads_back(applied):
     for action in builds:
         env = {v["name"]: v["value"] for v in json.loads(action["configuration"]["EnvironmentVariables"])}
         assert env["TFDEPLOY_EXPECTED_TAG"] == "#{variables.TFDEPLOY_TAG}", action["name"]
+        if action["name"] in ("terraform-plan", "terraform-apply"):  # a release's stage build starts its batch
+            assert env["TFDEPLOY_EXECUTION_ID"] == "#{codepipeline.PipelineExecutionId}"
+            assert env["TFDEPLOY_SOURCE_VERSION"] == "#{SourceVariables.VersionId}"
+    assert source.get("namespace") == "SourceVariables"
 
     # --- CodeBuild: each project's inline buildspec is the generated file ----------------------
     names = [f"tfdeploy-dev-{s}" for s in STAGES]
@@ -150,6 +154,10 @@ def test_pipeline_module_applies_and_reads_back(applied):
     assert capture["source"]["location"] == "https://git-codecommit.us-east-1.amazonaws.com/v1/repos/infra"
     capture_env = {v["name"]: v["value"] for v in capture["environment"]["environmentVariables"]}
     assert capture_env["TFDEPLOY_PIPELINE_NAME_PREFIX"] == "tfdeploy"  # publish starts tfdeploy-dev
+    # A release's cell builds keep each cell's plan in the pipeline's artifact bucket.
+    for stage in ("plan", "apply"):
+        project_env = {v["name"]: v["value"] for v in projects[f"tfdeploy-dev-{stage}"]["environment"]["environmentVariables"]}
+        assert project_env["TFDEPLOY_ARTIFACT_BUCKET"] == pipeline["artifactStore"]["location"]
 
     # --- EventBridge: the tag rule is tfdeploy's pattern; nothing targets the pipeline ----------
     events = client("events")
@@ -243,9 +251,13 @@ def test_pipeline_module_applies_and_reads_back(applied):
     assert sorted(run["Action"]) == ["codebuild:RetryBuild", "codebuild:StartBuild", "codebuild:StopBuild"]
     assert sorted(run["Resource"]) == [projects_arn + "apply", projects_arn + "plan"]
     (release,) = [s for s in deploy["Statement"] if s.get("Sid") == "RunReleaseBatches"]
-    assert sorted(release["Action"]) == ["codebuild:BatchGetBuildBatches", "codebuild:StartBuildBatch",
-                                         "codebuild:StopBuildBatch"]
+    # The least the stage build needs (delivery/release_stage.py): start and watch, never stop.
+    assert sorted(release["Action"]) == ["codebuild:BatchGetBuildBatches", "codebuild:StartBuildBatch"]
     assert sorted(release["Resource"]) == [projects_arn + "apply", projects_arn + "plan"]
+    # Each cell build's source is the release's bundle, read with the project's (deploy) role.
+    (bundle,) = [s for s in deploy["Statement"] if s.get("Sid") == "ReadReleaseSourceBundle"]
+    assert sorted(bundle["Action"]) == ["s3:GetObject", "s3:GetObjectVersion"]
+    assert bundle["Resource"].endswith("-source-dev/source/dev/source.zip")
     scan = client("iam").get_role_policy(RoleName="tfdeploy-dev-codebuild-scan-us-east-1",
                                          PolicyName="codebuild-scan")["PolicyDocument"]
     assert "StartBuildBatch" not in json.dumps(scan) + json.dumps(policy)

@@ -89,3 +89,29 @@ def test_start_request_carries_the_release_restrictions():
     assert request["buildBatchConfigOverride"]["restrictions"] == {"maximumBuildsAllowed": 9}
     assert request["buildspecOverride"] == "version: 0.2\n" and request["sourceVersion"] == "v1"
     assert [b.wave for b in batch_builds(tags)] == [0, 1, 2, 2, 2, 2, 2, 2, 2]
+
+
+def test_wave_bake_seconds_puts_a_bake_build_between_the_apply_waves(tmp_path):
+    """In CodeBuild the wait between waves is a build of the graph: it depends on the wave before,
+    the next wave depends on it, and it counts in maximumBuildsAllowed. Plans change nothing: the
+    plan graph has no bake builds."""
+    repo = release_repo(tmp_path)
+    pyproject = repo / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text() + "wave_bake_seconds = 600\n")
+    result = invoke(["buildspec", "generate", "--release", "dev_*/research/1.1", "--stage", "apply",
+                     "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    graph = yaml.safe_load(result.stdout)["batch"]["build-graph"]
+    ids = [b["identifier"] for b in graph]
+    assert ids[:4] == ["dev_global_research", "bake_after_wave_0", ids[2], "bake_after_wave_1"]
+    assert "bake_after_wave_2" not in ids  # nothing to hold back after the last wave
+    assert graph[1] == {"identifier": "bake_after_wave_0", "env": {"variables": {
+        "TFDEPLOY_BAKE_SECONDS": "600", "TFDEPLOY_WAVE": "0", "TFDEPLOY_RELEASE": "dev/research/1.1"}},
+        "ignore-failure": False, "depend-on": ["dev_global_research"]}
+    assert graph[2]["depend-on"] == ["bake_after_wave_0"]  # the canary waits for the bake
+    assert graph[3]["depend-on"] == [ids[2]]
+    assert all(b["depend-on"] == ["bake_after_wave_1"] for b in graph[4:])
+    assert f"restrictions.maximumBuildsAllowed = {len(graph)}." in result.stdout
+    assert len(graph) == 9 + 2
+    plan = invoke(["buildspec", "generate", "--release", "dev_*/research/1.1", "--repo", str(repo)])
+    assert not [b for b in yaml.safe_load(plan.stdout)["batch"]["build-graph"] if "BAKE" in str(b)]

@@ -149,3 +149,29 @@ def test_a_bad_graph_is_one_error_line(tmp_path):
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [
         f"tfdeploy: error: {path}: batch.build-list is not run locally; only batch.build-graph is"]
+
+
+def test_bake_builds_hold_the_next_wave_back_in_buildspec_run(tmp_path, tfdeploy_bin):
+    """wave_bake_seconds through `buildspec run`: the generated apply graph's bake builds run the real
+    `tfdeploy ci apply`, which waits; each wave starts at least that long after the one before."""
+    import os
+
+    data = batch_data("apply", [parse_tag(f"dev_{s}/research/1.1") for s in SCOPES[:3]], bake_s=1)
+    data["phases"] = {"build": {"commands": [  # the cells: a quick stand-in; the bakes: the real thing
+        'if [ -n "$TFDEPLOY_BAKE_SECONDS" ]; then tfdeploy ci apply; '
+        'else echo "start $(date +%s.%N) $TFDEPLOY_TAG" >> "$RUNLOG"; '
+        'echo "end $(date +%s.%N) $TFDEPLOY_TAG" >> "$RUNLOG"; fi']}}
+    data.pop("artifacts", None)
+    path = tmp_path / "batch.yml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    result = run(tmp_path, path, "--json", "--env", f"PATH={tfdeploy_bin}:{os.environ['PATH']}")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert [(b["id"], b["status"]) for b in doc["builds"]] == [
+        ("dev_global_research", "succeeded"), ("bake_after_wave_0", "succeeded"),
+        ("dev_eu_central_1_research", "succeeded"), ("bake_after_wave_1", "succeeded"),
+        ("dev_us_east_1_research", "succeeded")]
+    assert "baking the wave before for 1 s" in Path(doc["builds"][1]["log"]).read_text()
+    times = spans(tmp_path / "run.log")
+    assert times["dev_eu-central-1/research/1.1"][0] - times["dev_global/research/1.1"][1] >= 1
+    assert times["dev_us-east-1/research/1.1"][0] - times["dev_eu-central-1/research/1.1"][1] >= 1

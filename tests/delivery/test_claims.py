@@ -29,7 +29,7 @@ def buckets() -> None:
 def source_build(repo, tag: str, settle: str = "0"):
     """What the source build runs for one pushed tag's event."""
     return invoke(["ci", "source"], env={"CODEBUILD_SRC_DIR": str(repo), "ENV": "dev", "TFDEPLOY_TAG": tag,
-                                         "TFDEPLOY_SETTLE_SECONDS": settle, "TFDEPLOY_GATHER_RELEASES": "1"})
+                                         "TFDEPLOY_SETTLE_SECONDS": settle})
 
 
 def executions() -> list[dict]:
@@ -139,8 +139,7 @@ def test_nine_pushed_tags_racing_become_one_execution(tmp_path, aws_sandbox, tfd
 
     def event(tag: str) -> None:
         env = {**os.environ, "CODEBUILD_SRC_DIR": str(repo), "ENV": "dev", "TFDEPLOY_TAG": tag,
-               "TFDEPLOY_SETTLE_SECONDS": "3", "CODEBUILD_BUILD_ID": f"tfdeploy-dev-source:{tag}",
-               "TFDEPLOY_GATHER_RELEASES": "1"}
+               "TFDEPLOY_SETTLE_SECONDS": "3", "CODEBUILD_BUILD_ID": f"tfdeploy-dev-source:{tag}"}
         results[tag] = subprocess.run([str(tfdeploy_bin / "tfdeploy"), "ci", "source"], env=env,
                                       capture_output=True, text=True, timeout=120)
 
@@ -164,11 +163,12 @@ def test_nine_pushed_tags_racing_become_one_execution(tmp_path, aws_sandbox, tfd
 
 
 def test_without_gathering_each_pushed_tag_is_claimed_alone_once(tmp_path, aws_sandbox):
-    """TFDEPLOY_GATHER_RELEASES unset (the default until the stage builds start batches): one
-    execution per pushed tag, and a repeated event for a tag starts nothing."""
+    """TFDEPLOY_GATHER_RELEASES=0 (gathering is on by default): one execution per pushed tag, and a
+    repeated event for a tag starts nothing."""
     repo = make_infra_repo(tmp_path / "infra", RELEASE)
     buckets()
-    env = {"CODEBUILD_SRC_DIR": str(repo), "ENV": "dev", "TFDEPLOY_SETTLE_SECONDS": "0"}
+    env = {"CODEBUILD_SRC_DIR": str(repo), "ENV": "dev", "TFDEPLOY_SETTLE_SECONDS": "0",
+           "TFDEPLOY_GATHER_RELEASES": "0"}
     for tag in RELEASE:
         result = invoke(["ci", "source"], env={**env, "TFDEPLOY_TAG": tag})
         assert result.exit_code == 0 and "started tfdeploy-dev execution" in result.stdout, result.output

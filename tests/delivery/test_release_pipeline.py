@@ -37,14 +37,15 @@ def cli(env: dict[str, str], repo: Path, *args: str, check: bool = True) -> subp
     return proc
 
 
-def release(repo: Path, version: str, extra: dict[str, str] | None = None) -> list[str]:
-    files = {TEAM_VARS: 'account         = "111111111111"\nallowed_regions = [' + ", ".join(f'"{r}"' for r in REGIONS)
+def release(repo: Path, version: str, extra: dict[str, str] | None = None,
+            regions: tuple[str, ...] = REGIONS) -> list[str]:
+    files = {TEAM_VARS: 'account         = "111111111111"\nallowed_regions = [' + ", ".join(f'"{r}"' for r in regions)
              + "]\n", **(extra or {})}
     for rel, text in files.items():
         (repo / rel).write_text(text)
     git(repo, "add", ".")
     git(repo, "commit", "-qm", f"release {version}")
-    names = [f"dev_{s}/research/{version}" for s in ("global", *REGIONS)]
+    names = [f"dev_{s}/research/{version}" for s in ("global", *regions)]
     for name in names:
         git(repo, "tag", "-a", name, "-m", f"release {name}")
     return names

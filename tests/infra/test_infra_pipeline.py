@@ -120,17 +120,30 @@ def test_pipeline_variables_reach_every_build_action(pipeline, codepipeline, ter
     assert {v["name"] for v in codepipeline["variable"]} == {"TF_BACKEND_CONFIG_PREFIX", "ENV", "TFDEPLOY_TAG"}
     (tag_var,) = [v for v in codepipeline["variable"] if v["name"] == "TFDEPLOY_TAG"]
     assert "default_value" not in tag_var  # an execution without its tag must not guess one
+    used = {}
     for stage in codepipeline["stage"][1:]:
         for action in actions(stage):
             if action["provider"] == "CodeBuild":
-                assert unwrap(action["configuration"]["EnvironmentVariables"]) == "local.build_environment"
-    source = attribute_source(PIPELINE / "codepipeline.tf", "build_environment")
-    evaluated = console_eval(terraform_bin, tmp_path, [source], "local.build_environment")
-    assert json.loads(evaluated) == [
+                used[action["name"]] = unwrap(action["configuration"]["EnvironmentVariables"])
+    # The plan and apply stage builds start a release's batch: they also need the execution and
+    # the bundle's object version (delivery/release_stage.py).
+    assert used == {"tflint": "local.build_environment", "checkov": "local.build_environment",
+                    "terraform-plan": "local.batch_stage_environment",
+                    "terraform-apply": "local.batch_stage_environment"}
+    sources = [attribute_source(PIPELINE / "codepipeline.tf", n) for n in ("build_environment", "batch_stage_environment")]
+    common = [
         {"name": "TF_BACKEND_CONFIG_PREFIX", "value": "#{variables.TF_BACKEND_CONFIG_PREFIX}", "type": "PLAINTEXT"},
         {"name": "ENV", "value": "#{variables.ENV}", "type": "PLAINTEXT"},
         {"name": "TFDEPLOY_EXPECTED_TAG", "value": "#{variables.TFDEPLOY_TAG}", "type": "PLAINTEXT"},
     ]
+    assert json.loads(console_eval(terraform_bin, tmp_path, sources, "local.build_environment")) == common
+    from tfdeploy.delivery.release_stage import EXECUTION_VAR, SOURCE_VERSION_VAR
+
+    assert json.loads(console_eval(terraform_bin, tmp_path, sources, "local.batch_stage_environment")) == common + [
+        {"name": EXECUTION_VAR, "value": "#{codepipeline.PipelineExecutionId}", "type": "PLAINTEXT"},
+        {"name": SOURCE_VERSION_VAR, "value": "#{SourceVariables.VersionId}", "type": "PLAINTEXT"},
+    ]
+    assert actions(codepipeline["stage"][0])[0]["namespace"] == "SourceVariables"
 
 
 def test_stage_names_match_the_toolkit(codepipeline):
@@ -140,6 +153,14 @@ def test_stage_names_match_the_toolkit(codepipeline):
     approval = actions(codepipeline["stage"][2])[1]
     for name in buildspec.STAGE_EXPORTS["checkov"]:
         assert name in approval["configuration"]
+    # The release's approval shows its plan matrix in one line and links its HTML plan report:
+    # variables the plan stage exports.
+    assert actions(plan_stage)[0]["namespace"] == "Plan"
+    [review] = [line for line in (PIPELINE / "codepipeline.tf").read_text().splitlines()
+                if line.strip().startswith('CustomData = "Apply to')]
+    for name in ("PLAN_SUMMARY", "PLAN_REPORT"):
+        assert f"#{{Plan.{name}}}" in review
+        assert name in buildspec.STAGE_EXPORTS["plan"]
 
 
 # --- trigger ----------------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def buildspec_generate(out: str, check: bool, release: tuple[str, ...], stage: s
         tags, _commit = select_release(repo.root, release, repo.settings.extra_regions)
         settings = repo.settings
         click.echo(render_batch(stage, tags, waves=settings.waves, cap=settings.max_parallel_builds,
-                                toolkit_spec=settings.toolkit_spec), nl=False)
+                                toolkit_spec=settings.toolkit_spec, bake_s=settings.wave_bake_seconds), nl=False)
         return
     from ..delivery.buildspec import generate_all
     from ..results import write_atomic
@@ -330,11 +330,17 @@ def ci(stage: str, exports_file: Path | None, needs_checkov: bool) -> None:
       checkov  scan --tag TAG --junit reports/checkov.xml  (its env's committed policy)
       plan     plan --tag TAG                    (work dir under .tfdeploy/ci/plan)
       apply    apply --tag TAG                   (the plan artifact's work dir)
+    A plan or apply build of a release of several cells without TFDEPLOY_TAG is the release's
+    stage build: it starts the cells' batch (StartBuildBatch, the graph tfdeploy generates),
+    waits, and fails naming each cell that did not succeed (needs TFDEPLOY_EXECUTION_ID,
+    TFDEPLOY_SOURCE_VERSION, TFDEPLOY_ARTIFACT_BUCKET: modules/pipeline sets them).
 
     \b
     Reads: TFDEPLOY_TAG or tfdeploy-source.json in CODEBUILD_SRC_DIR (the tag), ENV (the
     pipeline's env: a tag for another env is refused), CODEBUILD_SRC_DIR (default: here),
-    CODEBUILD_SRC_DIR_plan (apply), TF_BACKEND_CONFIG_PREFIX, TFDEPLOY_VERSION.
+    CODEBUILD_SRC_DIR_plan (apply), TFDEPLOY_PLAN_ARTIFACTS (a release's cell builds: where each
+    cell's plan is saved and applied from), TFDEPLOY_BAKE_SECONDS (a bake build: wait, succeed),
+    TF_BACKEND_CONFIG_PREFIX, TFDEPLOY_VERSION.
     Prints TAG, ENV, TEAM, SCOPE, REGION, TARGET_MODULE (+ stage values) as KEY=VALUE lines.
 
     \b

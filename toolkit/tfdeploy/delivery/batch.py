@@ -37,6 +37,9 @@ from .buildspec import DEFAULT_TOOLKIT_SPEC, buildspec_data
 BATCH_STAGES = ("plan", "apply")
 WAVE_VAR = "TFDEPLOY_WAVE"
 RELEASE_VAR = "TFDEPLOY_RELEASE"
+# A bake build's only variable of its own: `tfdeploy ci` sleeps this long and exits 0 (ci.py).
+BAKE_VAR = "TFDEPLOY_BAKE_SECONDS"
+BAKE_PREFIX = "bake_after_wave_"
 _IDENTIFIER_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,99}")
 DEFAULT_BATCH_TIMEOUT_MIN = 480
 
@@ -85,26 +88,54 @@ def batch_builds(tags: Sequence[Tag], waves: Sequence[str] = DEFAULT_WAVES,
     return builds
 
 
-def batch_data(stage: str, tags: Sequence[Tag], *, waves: Sequence[str] = DEFAULT_WAVES,
-               cap: int = DEFAULT_MAX_PARALLEL_BUILDS,
-               toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> dict[str, Any]:
-    """The batch buildspec of a release's plan or apply stage, as plain data (pure)."""
-    if stage not in BATCH_STAGES:
-        raise ValidationError(f"stage {stage!r} does not run as a batch; batch stages: {', '.join(BATCH_STAGES)}")
-    data = buildspec_data(stage, toolkit_spec)
-    graph = []
+def bake_identifier(wave: int) -> str:
+    return f"{BAKE_PREFIX}{wave}"
+
+
+def graph_tasks(stage: str, tags: Sequence[Tag], waves: Sequence[str] = DEFAULT_WAVES,
+                cap: int = DEFAULT_MAX_PARALLEL_BUILDS, bake_s: int = 0) -> list[dict[str, Any]]:
+    """The `build-graph` of a release's stage (pure): one task per cell, each depending on the
+    whole wave before. With `bake_s` (wave_bake_seconds), the apply graph has a bake build after
+    every wave but the last: it depends on that wave's cells, sleeps, and the next wave depends on
+    it, so the wait is CodeBuild's own (no scheduler of ours). Plans change nothing, so the plan
+    graph has no bake builds: baking there would only delay the approval."""
     release = release_name(tags)
-    for build in batch_builds(tags, waves, cap):
+    builds = batch_builds(tags, waves, cap)
+    last = max(b.wave for b in builds)
+    baking = stage == "apply" and bake_s > 0
+    graph: list[dict[str, Any]] = []
+    for position, build in enumerate(builds):
+        before = list(build.depend_on)
+        if baking and build.wave > 0:
+            before = [bake_identifier(build.wave - 1)]
         task: dict[str, Any] = {
             "identifier": build.identifier,
             "env": {"variables": {"TFDEPLOY_TAG": build.tag.name, WAVE_VAR: str(build.wave),
                                   RELEASE_VAR: release}},
             "ignore-failure": False,
         }
-        if build.depend_on:
-            task["depend-on"] = list(build.depend_on)
+        if before:
+            task["depend-on"] = before
         graph.append(task)
-    data["batch"] = {"fast-fail": False, "build-graph": graph}
+        wave_ends = position == len(builds) - 1 or builds[position + 1].wave != build.wave
+        if baking and wave_ends and build.wave < last:
+            graph.append({
+                "identifier": bake_identifier(build.wave),
+                "env": {"variables": {BAKE_VAR: str(bake_s), WAVE_VAR: str(build.wave), RELEASE_VAR: release}},
+                "ignore-failure": False,
+                "depend-on": [b.identifier for b in builds if b.wave == build.wave],
+            })
+    return graph
+
+
+def batch_data(stage: str, tags: Sequence[Tag], *, waves: Sequence[str] = DEFAULT_WAVES,
+               cap: int = DEFAULT_MAX_PARALLEL_BUILDS,
+               toolkit_spec: str = DEFAULT_TOOLKIT_SPEC, bake_s: int = 0) -> dict[str, Any]:
+    """The batch buildspec of a release's plan or apply stage, as plain data (pure)."""
+    if stage not in BATCH_STAGES:
+        raise ValidationError(f"stage {stage!r} does not run as a batch; batch stages: {', '.join(BATCH_STAGES)}")
+    data = buildspec_data(stage, toolkit_spec)
+    data["batch"] = {"fast-fail": False, "build-graph": graph_tasks(stage, tags, waves, cap, bake_s)}
     return data
 
 
@@ -113,38 +144,63 @@ def wave_count(tags: Sequence[Tag], waves: Sequence[str] = DEFAULT_WAVES,
     return len(group_waves(tags, waves, cap))
 
 
-def maximum_builds(tags: Sequence[Tag]) -> int:
-    """restrictions.maximumBuildsAllowed for the release's batch: one build per cell."""
-    return len(tags)
+def maximum_builds(tags: Sequence[Tag], bakes: int = 0) -> int:
+    """restrictions.maximumBuildsAllowed for the release's batch: one build per cell, one per bake."""
+    return len(tags) + bakes
 
 
 def start_request(project: str, stage: str, tags: Sequence[Tag], buildspec_text: str, *,
                   source_version: str | None = None, service_role: str | None = None,
-                  timeout_min: int = DEFAULT_BATCH_TIMEOUT_MIN) -> dict[str, Any]:
-    """The StartBuildBatch request a stage build sends for the release (pure)."""
+                  timeout_min: int = DEFAULT_BATCH_TIMEOUT_MIN, bakes: int = 0,
+                  source_location: str | None = None,
+                  variables: dict[str, str] | None = None,
+                  cell_timeout_min: int | None = None) -> dict[str, Any]:
+    """The StartBuildBatch request a stage build sends for the release (pure).
+
+    `source_location` (`bucket/key`): the release's published bundle, read by every cell build at
+    `source_version` (its S3 object version), the object the execution was pinned to: the stage's
+    own CODEPIPELINE source cannot be handed on to a batch. `variables` go to every build (the
+    pipeline's ENV, TFDEPLOY_EXPECTED_TAG, ... that the action gave the stage build)."""
     config: dict[str, Any] = {
-        "restrictions": {"maximumBuildsAllowed": maximum_builds(tags)},
+        "restrictions": {"maximumBuildsAllowed": maximum_builds(tags, bakes)},
         "timeoutInMins": timeout_min,
         "combineArtifacts": False,
     }
     if service_role:
         config["serviceRole"] = service_role
+    # NO_ARTIFACTS: the projects' CODEPIPELINE artifacts only work for builds CodePipeline starts;
+    # each cell's plan is saved by its own build under a key of its own (plan_artifacts.py).
     request: dict[str, Any] = {"projectName": project, "buildspecOverride": buildspec_text,
-                               "buildBatchConfigOverride": config}
+                               "buildBatchConfigOverride": config, "artifactsOverride": {"type": "NO_ARTIFACTS"}}
     if source_version:
         request["sourceVersion"] = source_version
+    if cell_timeout_min:
+        request["buildTimeoutInMinutesOverride"] = cell_timeout_min
+    if source_location:
+        request["sourceTypeOverride"] = "S3"
+        request["sourceLocationOverride"] = source_location
+    if variables:
+        request["environmentVariablesOverride"] = [{"name": k, "value": v, "type": "PLAINTEXT"}
+                                                   for k, v in variables.items()]
     return request
 
 
-def header(stage: str, tags: Sequence[Tag], waves: Sequence[str], cap: int) -> str:
+def bake_count(stage: str, tags: Sequence[Tag], waves: Sequence[str] = DEFAULT_WAVES,
+               cap: int = DEFAULT_MAX_PARALLEL_BUILDS, bake_s: int = 0) -> int:
+    return sum(1 for t in graph_tasks(stage, tags, waves, cap, bake_s) if t["identifier"].startswith(BAKE_PREFIX))
+
+
+def header(stage: str, tags: Sequence[Tag], waves: Sequence[str], cap: int, bake_s: int = 0) -> str:
     builds = batch_builds(tags, waves, cap)
     count = max(b.wave for b in builds) + 1
+    bakes = bake_count(stage, tags, waves, cap, bake_s)
     lines = [
         f"Release {release_name(tags)}: {stage} of {len(builds)} cells in {count} waves "
-        f"(waves = {', '.join(waves)}; max_parallel_builds = {cap}).",
+        f"(waves = {', '.join(waves)}; max_parallel_builds = {cap}"
+        + (f"; a {bake_s} s bake build after each wave but the last" if bakes else "") + ").",
         "Generated by `tfdeploy buildspec generate --release` for this release; started with "
         "StartBuildBatch (buildspecOverride)",
-        f"and restrictions.maximumBuildsAllowed = {maximum_builds(tags)}. Never read from the tagged tree.",
+        f"and restrictions.maximumBuildsAllowed = {maximum_builds(tags, bakes)}. Never read from the tagged tree.",
     ]
     for index in range(count):
         cells = [b.tag.scope_name for b in builds if b.wave == index]
@@ -153,12 +209,13 @@ def header(stage: str, tags: Sequence[Tag], waves: Sequence[str], cap: int) -> s
 
 
 def render(stage: str, tags: Sequence[Tag], *, waves: Sequence[str] = DEFAULT_WAVES,
-           cap: int = DEFAULT_MAX_PARALLEL_BUILDS, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC) -> str:
+           cap: int = DEFAULT_MAX_PARALLEL_BUILDS, toolkit_spec: str = DEFAULT_TOOLKIT_SPEC,
+           bake_s: int = 0) -> str:
     """The batch buildspec text of a release's stage: header comment + YAML (pure, deterministic)."""
     from .buildspec import dump_yaml
 
-    data = batch_data(stage, tags, waves=waves, cap=cap, toolkit_spec=toolkit_spec)
-    return header(stage, tags, waves, cap) + dump_yaml(data)
+    data = batch_data(stage, tags, waves=waves, cap=cap, toolkit_spec=toolkit_spec, bake_s=bake_s)
+    return header(stage, tags, waves, cap, bake_s) + dump_yaml(data)
 
 
 def ideal_wall_s(wave_sizes: Sequence[int], cap: int, cell_s: float) -> float:

@@ -75,8 +75,10 @@ CACHE_PATHS = (
 DEPLOYMENT_EXPORTS = ("TAG", "ENV", "TEAM", "SCOPE", "REGION", "TARGET_MODULE")
 STAGE_EXPORTS: dict[str, tuple[str, ...]] = {
     "checkov": ("CHECKOV_FAILED", "CHECKOV_PASSED", "CHECKOV_SKIPPED"),
-    "plan": ("PLAN_SUMMARY", "PLAN_ADD", "PLAN_CHANGE", "PLAN_DESTROY"),
+    "plan": ("PLAN_SUMMARY", "PLAN_ADD", "PLAN_CHANGE", "PLAN_DESTROY", "PLAN_REPORT"),
 }
+# Only a release's stage build has these (release_stage.py); a one-cell build exports them empty.
+RELEASE_ONLY_EXPORTS = ("PLAN_REPORT",)
 JUNIT_REPORTS = {"tflint": "tflint.xml", "checkov": "checkov.xml"}
 
 _DESCRIPTIONS = {

@@ -17,6 +17,10 @@ Inputs, all from the environment:
   action's plan artifact), `AWS_REGION` and `CODEBUILD_RESOLVED_SOURCE_VERSION` (logged),
   `TF_BACKEND_CONFIG_PREFIX` (read by settings).
 - `TFDEPLOY_VERSION`: the toolkit version the buildspecs were generated with; must match.
+- A release of several cells: its plan/apply build without TFDEPLOY_TAG is the stage build
+  (release_stage.py: starts the cells' batch and waits); each cell build of the batch saves or
+  fetches its plan under TFDEPLOY_PLAN_ARTIFACTS (plan_artifacts.py); a bake build
+  (TFDEPLOY_BAKE_SECONDS) only waits.
 
 Each stage is an ordinary tfdeploy command run in-process (see `stage_argv`). The lint and scan
 stages check the source dir itself: it is the clone at the tag, and `check_source_commit` makes
@@ -45,6 +49,7 @@ from .buildspec import (
     JUNIT_REPORTS,
     PLAN_ARTIFACT,
     PLAN_DIR,
+    RELEASE_ONLY_EXPORTS,
     REPORTS_DIR,
     RESULTS_DIR,
     STAGE_EXPORTS,
@@ -80,6 +85,11 @@ def cache_dir_for(stage: str, environ: Mapping[str, str]) -> Path | None:
     if stage == "plan":
         return src_dir_of(environ) / PLAN_DIR
     if stage == "apply":
+        from .plan_artifacts import FETCHED_DIR, PREFIX_VAR
+
+        if environ.get(PREFIX_VAR):
+            # A release's apply build: its cell's plan, fetched from the plan batch (plan_artifacts.py).
+            return src_dir_of(environ) / FETCHED_DIR
         secondary = environ.get(f"CODEBUILD_SRC_DIR_{PLAN_ARTIFACT}")
         # Locally (one dir for every stage) the plan stage's output is still in place.
         return Path(secondary) if secondary else src_dir_of(environ) / PLAN_DIR
@@ -97,7 +107,7 @@ def stage_needs_checkov(stage: str, environ: Mapping[str, str]) -> bool:
     first, gates/protected.py), need checkov installed; the others do not."""
     if stage == "checkov":
         return True
-    if stage != "apply":
+    if stage != "apply" or environ.get("TFDEPLOY_BAKE_SECONDS"):
         return False
     from ..model.settings import load_settings
 
@@ -138,8 +148,10 @@ def _read_metadata(src_dir: Path) -> dict[str, Any] | None:
     return data
 
 
-def read_context(stage: str, environ: Mapping[str, str]) -> CiContext:
-    """Gather and cross-check the stage's inputs from the environment and the metadata file."""
+def read_context(stage: str, environ: Mapping[str, str], *, release: bool = False) -> CiContext:
+    """Gather and cross-check the stage's inputs from the environment and the metadata file.
+    `release`: the stage build of a release of several cells, which starts their batch
+    (release_stage.py) rather than deploying one cell."""
     if stage not in STAGES:
         raise ValidationError(f"unknown stage {show(stage)}; stages: {', '.join(STAGES)}")
     wanted = environ.get("TFDEPLOY_VERSION")
@@ -156,13 +168,13 @@ def read_context(stage: str, environ: Mapping[str, str]) -> CiContext:
     if from_env and from_file and from_env != from_file and from_env not in release_tags:
         raise ValidationError(f"{TAG_VAR}={show(from_env)} but {METADATA_FILE} says {show(from_file)}; "
                               f"unset {TAG_VAR} or re-publish the tag")
-    if stage in ("plan", "apply") and not from_env and len(release_tags) > 1:
-        # The stage build itself would deploy the first cell alone and say nothing of the others.
+    if stage in ("plan", "apply") and not from_env and len(release_tags) > 1 and not release:
+        # A build deploying one cell of it would deploy the first cell alone and say nothing of the others.
         raise ValidationError(
             f"release {metadata.get('release') if metadata else '?'} has {len(release_tags)} cells: its plan and "
-            f"apply run one batch build per cell, each with its {TAG_VAR} (tfdeploy buildspec generate "
-            "--release prints that batch; tfdeploy pipeline run --env ENV runs it here); starting the batch "
-            "from a CodeBuild stage build is not supported yet: publish the tags one at a time there")
+            f"apply run one batch build per cell, each with its {TAG_VAR} (tfdeploy ci {stage} without "
+            f"{TAG_VAR} starts that batch; tfdeploy buildspec generate --release prints it; tfdeploy pipeline "
+            "run --env ENV runs it here)")
     tag = from_env or from_file
     expected = environ.get(EXPECTED_TAG_VAR) or None
     if expected and stage != "source":
@@ -270,7 +282,14 @@ def run(
     """Run a stage: check inputs, print/write exports, invoke the stage command; its exit code."""
     from ..cli.common import RepoContext
     from ..model.deployment import MODULE_FOR_SCOPE, resolve
+    from .batch import BAKE_VAR
 
+    if environ.get(BAKE_VAR) and stage == "apply":
+        return bake(environ[BAKE_VAR], echo)
+    from .release_stage import is_release_stage, run_release_stage
+
+    if is_release_stage(stage, environ):
+        return run_release_stage(stage, environ, exports_file, echo)
     ctx = read_context(stage, environ)
     repo = RepoContext(ctx.src_dir, {}, 0)
     settings = repo.settings
@@ -290,6 +309,14 @@ def run(
     echo(render_exports(exports).rstrip("\n"))
 
     extra_env = stage_environment(stage, environ)
+    from .batch import identifier
+    from .plan_artifacts import PREFIX_VAR
+
+    carried = stage in ("plan", "apply") and bool(environ.get(PREFIX_VAR))
+    if carried and stage == "apply":
+        from .plan_artifacts import fetch
+
+        echo(f"ci: fetched this cell's plan from {fetch(environ, identifier(tag), Path(extra_env[CACHE_VAR]))}")
     if stage == "apply":
         from ..engine.workdir import workdir_path
 
@@ -326,9 +353,30 @@ def run(
         if name not in stage_values:
             # CodePipeline fails an action whose configuration names an unset variable.
             stage_values[name] = ""
-            echo(f"ci: the {stage} stage reported no {name}; exporting it empty")
+            if name not in RELEASE_ONLY_EXPORTS:
+                echo(f"ci: the {stage} stage reported no {name}; exporting it empty")
     if stage_values:
         # Not echoed: the stage command printed its own KEY=VALUE lines.
         exports.update(stage_values)
         write_atomic(exports_file, render_exports(exports))
+    if carried and stage == "plan" and code == 0:
+        from .plan_artifacts import save
+
+        counts = {k: stage_values.get(k, "") for k in STAGE_EXPORTS["plan"]}
+        uri = save(environ, identifier(tag), Path(extra_env[CACHE_VAR]),
+                   {"tag": tag.name, "build": environ.get("CODEBUILD_BUILD_ID", ""), **counts})
+        echo(f"ci: saved this cell's plan as {uri}")
     return code
+
+
+def bake(raw: str, echo: Callable[[str], None], sleep: Callable[[float], None] | None = None) -> int:
+    """A release's bake build (wave_bake_seconds, delivery/batch.py): wait, then succeed, so the next
+    wave, which depends on this build, starts that much later."""
+    import time
+
+    from ..model.waves import check_bake_seconds
+
+    seconds = check_bake_seconds(raw, f"TFDEPLOY_BAKE_SECONDS={raw!r}")
+    echo(f"ci: baking the wave before for {seconds} s (wave_bake_seconds) before the next wave starts")
+    (sleep or time.sleep)(seconds)
+    return 0

@@ -206,10 +206,10 @@ GATHER_VAR = "TFDEPLOY_GATHER_RELEASES"
 
 
 def gathering(environ: Mapping[str, str]) -> bool:
-    """Whether a pushed tag's build gathers its release (TFDEPLOY_GATHER_RELEASES=1). Off by
-    default: a release of several cells needs its plan and apply stage builds to start the batch
-    (StartBuildBatch), which is not written yet; `tfdeploy pipeline run` runs such releases here."""
-    return environ.get(GATHER_VAR, "").strip().lower() in ("1", "true", "yes")
+    """Whether a pushed tag's build gathers its release: on by default (the plan and apply stage
+    builds start a release's batch, delivery/release_stage.py); TFDEPLOY_GATHER_RELEASES=0 opts
+    out, and each pushed tag is then a release of one."""
+    return environ.get(GATHER_VAR, "").strip().lower() not in ("0", "false", "no")
 
 
 def settle_seconds(environ: Mapping[str, str]) -> float:

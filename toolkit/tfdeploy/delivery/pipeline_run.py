@@ -158,7 +158,7 @@ def _batch(stage: str, src: Path, env: Mapping[str, str], work: Path, settings: 
     from .batch_runner import load_batch, run_batch
 
     text = render(stage, tags, waves=settings.waves, cap=settings.max_parallel_builds,
-                  toolkit_spec=settings.toolkit_spec)
+                  toolkit_spec=settings.toolkit_spec, bake_s=settings.wave_bake_seconds)
     path = work / f"{stage}-batch.yml"
     write_atomic(path, text)
     spec, batch = load_batch(path)
@@ -266,11 +266,12 @@ def run_pipeline(repo_root: Path, env_name: str, settings: Any, environ: Mapping
                         **{f"{s.name}_builds": s.builds for s in report.stages if s.name in ("lint", "scan", "plan")})
         save()
     plan_builds = next(s.builds for s in report.stages if s.name == "plan")
-    summary = plan_matrix(report.release, plan_builds)
-    write_atomic(work / "plan-summary.txt", summary + "\n")
-    write_atomic(work / "plan-summary.json", json.dumps({"release": report.release, "cells": plan_builds},
-                                                        indent=2) + "\n")
-    say(summary)
+    from ..fleet.ledger import now_iso
+    from .approval import plan_matrix, write
+
+    # The approval's artifacts, as the plan stage build writes them on CodeBuild (release_stage.py).
+    write(work, report.release, plan_builds, now_iso())
+    say(plan_matrix(report.release, plan_builds))
     if not approve:
         report.stages.append(StageReport("approval", "pending", [], "run again with --approve to apply"))
         say(f"[approval] pending: review the plans (logs in {work / 'plan'}), then run: "
@@ -281,19 +282,6 @@ def run_pipeline(repo_root: Path, env_name: str, settings: Any, environ: Mapping
     report.stages.append(apply)
     save(apply=apply.status, apply_builds=apply.builds)
     return report
-
-
-def plan_matrix(release: str, builds: list[dict[str, Any]]) -> str:
-    """The approval's view of a release (pure): wave, cell, +/~/-, plan log; the summary artifact."""
-    rows = [("WAVE", "TAG", "+/~/-", "PLAN LOG")]
-    for build in builds:
-        plan = build.get("plan")
-        counts = f"+{plan['add']} ~{plan['change']} -{plan['destroy']}" if plan else build["status"]
-        rows.append((str(build["wave"]), build["tag"], counts, build.get("log") or "-"))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = [f"[approval] release {release}: plans of {len(builds)} cells"]
-    lines += ["[approval] " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] for r in rows]
-    return "\n".join(lines)
 
 
 def _stop(report: RunReport, rest: tuple[str, ...]) -> RunReport:

@@ -194,15 +194,7 @@ def render_report(rows: Sequence[CellStatus], histories: Mapping[str, Sequence[R
     generated = f"Generated at {_when(generated_at)} (UTC) by <code>tfdeploy status --html</code>"
     if scope_note:
         generated += f" with <code>{_e(scope_note)}</code>"
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
-<title>{_e(title)}</title>
-<style>{_CSS}</style></head>
-<body>
-<header><h1>{_e(title)}</h1><p class="generated" title="{_e(generated_at)}">{generated}</p></header>
-<section class="bar">
+    return _top(title, generated_at, generated, script=True) + f"""<section class="bar">
 <div class="summary"><strong id="total">{len(rows)} cells</strong> {summary}</div>
 <div class="filters">
 <label>Env <select id="f-env">{_options(envs, "all envs")}</select></label>
@@ -221,6 +213,51 @@ history. Colours repeat the status badge's text.</p></details>
 </body></html>
 """
 
+
+
+def _top(title: str, generated_at: str, generated: str, *, script: bool) -> str:
+    """The page up to its header (one look for every report); `generated` is HTML."""
+    scripts = "; script-src 'unsafe-inline'" if script else ""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'{scripts}">
+<title>{_e(title)}</title>
+<style>{_CSS}</style></head>
+<body>
+<header><h1>{_e(title)}</h1><p class="generated" title="{_e(generated_at)}">{generated}</p></header>
+"""
+
+
+# A plan row's status -> the badge state it is coloured by.
+_PLAN_STATES = {"succeeded": "ok", "failed": "failed", "skipped": "never-deployed"}
+
+
+def render_plan_report(release: str, rows: Sequence[Mapping[str, object]], *, generated_at: str) -> str:
+    """A release's plans as one self-contained page (pure): the approval's plan matrix, one row per
+    cell (wave, tag, plan result, +/~/-, a link to the cell's plan log). The same look as the status
+    page, so reviewers read one kind of report. `rows`: delivery/approval.py's plan rows."""
+    body = []
+    for row in rows:
+        status = str(row.get("status", ""))
+        plan = row.get("plan")
+        counts = (f"+{plan['add']} ~{plan['change']} -{plan['destroy']}"  # type: ignore[index]
+                  if isinstance(plan, Mapping) else "-")
+        log = str(row.get("log") or "")
+        link = f'<a href="{_e(log)}">plan log</a>' if log.startswith(("https://", "file:", "/")) else _e(log or "-")
+        state = _PLAN_STATES.get(status, "failed")
+        body.append(f'<tr class="row st-{state}"><td>{_e(row.get("wave"))}</td><td>{_e(row.get("tag"))}</td>'
+                    f"<td>{_badge(state, status)}</td><td>{_e(counts)}</td><td>{link}</td></tr>")
+    changed = sum(1 for r in rows if isinstance(r.get("plan"), Mapping)
+                  and any(r["plan"].get(k) for k in ("add", "change", "destroy")))  # type: ignore[union-attr]
+    title = f"Plans of release {release}"
+    generated = f"Generated at {_e(_when(generated_at))} (UTC) by the release's plan stage build, for the approval"
+    return _top(title, generated_at, generated, script=False) + f"""<section class="bar"><div class="summary"><strong>{len(rows)} cells</strong>
+<span class="count">{changed} with changes</span></div></section>
+<table class="matrix"><thead><tr><th>Wave</th><th>Tag</th><th>Plan</th><th>+/~/-</th><th>Log</th></tr></thead>
+<tbody>{"".join(body)}</tbody></table>
+</body></html>
+"""
 
 _CSS = """
 :root{--fg:#1f2328;--muted:#59636e;--line:#d1d9e0;--bg:#fff;--head:#f6f8fa;

@@ -1,0 +1,142 @@
+"""A release's batch on CodeBuild, from the client side: start it, wait for it, say how it went.
+
+`StartBuildBatch` takes the request `delivery/batch.py: start_request` built (the generated batch
+buildspec as `buildspecOverride`, the release's restrictions as `buildBatchConfigOverride`);
+`BatchGetBuildBatches` is polled until the batch leaves IN_PROGRESS. Each of the batch's
+`buildGroups` is one task of the graph: its `identifier` (the cell's, delivery/batch.py:
+identifier, or a bake build's), `dependsOn`, and `currentBuildSummary` (`arn`, `buildStatus`) once a
+build was started for it. A group without a build never started: a task whose dependency failed
+(CodeBuild starts no dependant of a failed task). Groups that are not tasks of the graph (CodeBuild's
+own, e.g. the source download) are only reported when they failed.
+
+No retries of builds here, and no scheduling of ours: CodeBuild runs the graph.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import quote
+
+from ..errors import TfdeployError
+
+DONE = ("SUCCEEDED", "FAILED", "FAULT", "TIMED_OUT", "STOPPED")
+NOT_STARTED = "NOT_STARTED"
+DEFAULT_POLL_S = 15.0
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    identifier: str
+    status: str  # a CodeBuild buildStatus, or NOT_STARTED
+    arn: str = ""
+
+    @property
+    def build_id(self) -> str:
+        """`project:uuid` from `arn:aws:codebuild:<region>:<account>:build/project:uuid`."""
+        return self.arn.split(":build/", 1)[1] if ":build/" in self.arn else ""
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    batch_id: str
+    status: str  # buildBatchStatus
+    builds: tuple[BuildOutcome, ...]  # the graph's tasks, in graph order
+    others: tuple[BuildOutcome, ...] = ()  # CodeBuild's own groups
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "SUCCEEDED" and all(b.status == "SUCCEEDED" for b in self.builds)
+
+
+def client(region: str, environ: Mapping[str, str]) -> Any:
+    """A CodeBuild client: AWS_ENDPOINT_URL_CODEBUILD when set (the test double), else the sandbox
+    endpoint when one is in use, else AWS."""
+    from ..aws.clients import client as make
+    from .publish import sandbox_endpoint
+
+    endpoint = environ.get("AWS_ENDPOINT_URL_CODEBUILD") or sandbox_endpoint(environ)
+    return make("codebuild", region, environ, endpoint=endpoint)
+
+
+def _call(what: str, call: Callable[[], Any]) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise TfdeployError(f"CodeBuild {what} failed: {error.get('Code')}: {error.get('Message', '')}") from None
+    except BotoCoreError as exc:
+        raise TfdeployError(f"CodeBuild {what} failed: {exc}") from None
+
+
+def start(codebuild: Any, request: Mapping[str, Any]) -> str:
+    """StartBuildBatch; the batch id."""
+    answer = _call(f"StartBuildBatch of {request.get('projectName')}",
+                   lambda: codebuild.start_build_batch(**request))
+    return str(answer["buildBatch"]["id"])
+
+
+def outcome_of(batch: Mapping[str, Any], graph: Sequence[str]) -> BatchOutcome:
+    """The outcome of a BatchGetBuildBatches `buildBatch` (pure): one BuildOutcome per identifier
+    of `graph`, in its order."""
+    groups = {g.get("identifier", ""): g for g in batch.get("buildGroups") or []}
+
+    def one(identifier: str) -> BuildOutcome:
+        summary = (groups.get(identifier) or {}).get("currentBuildSummary") or {}
+        return BuildOutcome(identifier, str(summary.get("buildStatus") or NOT_STARTED), str(summary.get("arn") or ""))
+
+    others = tuple(one(i) for i in groups if i not in graph)
+    return BatchOutcome(str(batch.get("id", "")), str(batch.get("buildBatchStatus", "")),
+                        tuple(one(i) for i in graph), others)
+
+
+def wait(codebuild: Any, batch_id: str, graph: Sequence[str], *, poll_s: float = DEFAULT_POLL_S,
+         say: Callable[[str], None] = lambda line: None,
+         sleep: Callable[[float], None] = time.sleep) -> BatchOutcome:
+    """Poll BatchGetBuildBatches until the batch is done; say each build's status as it changes."""
+    seen: dict[str, str] = {}
+    while True:
+        answer = _call("BatchGetBuildBatches", lambda: codebuild.batch_get_build_batches(ids=[batch_id]))
+        found = answer.get("buildBatches") or []
+        if not found:
+            raise TfdeployError(f"CodeBuild does not know batch {batch_id} (BatchGetBuildBatches found nothing)")
+        result = outcome_of(found[0], graph)
+        for build in result.builds:
+            if build.status != seen.get(build.identifier, NOT_STARTED):
+                say(f"[{build.identifier}] {build.status.lower().replace('_', ' ')}")
+                seen[build.identifier] = build.status
+        if result.status in DONE:
+            return result
+        sleep(poll_s)
+
+
+def log_link(arn: str) -> str:
+    """The CodeBuild console page of a build's log (pure), from its ARN."""
+    parts = arn.split(":")
+    if len(parts) < 6 or ":build/" not in arn:
+        return ""
+    region, build_id = parts[3], arn.split(":build/", 1)[1]
+    project = build_id.split(":", 1)[0]
+    return (f"https://{region}.console.aws.amazon.com/codesuite/codebuild/projects/{quote(project)}/build/"
+            f"{quote(build_id, safe='')}/log?region={region}")
+
+
+def summary(stage: str, release: str, result: BatchOutcome, tags: Mapping[str, str]) -> str:
+    """What the stage build prints (and fails with): each cell and its result (pure).
+    `tags`: identifier -> its cell's tag; other identifiers (bake builds) are named as they are."""
+    good = sum(1 for b in result.builds if b.status == "SUCCEEDED")
+    lines = [f"{stage} of release {release}: batch {result.batch_id} {result.status.lower()}, "
+             f"{good} of {len(result.builds)} builds succeeded"]
+    width = max([len(tags.get(b.identifier, b.identifier)) for b in result.builds] + [4])
+    for build in result.builds:
+        status = "skipped (not started: a build it depends on did not succeed)" \
+            if build.status == NOT_STARTED else build.status.lower()
+        lines.append(f"  {tags.get(build.identifier, build.identifier).ljust(width)}  {status}"
+                     + (f"  {log_link(build.arn)}" if build.arn else ""))
+    for other in result.others:
+        if other.status not in ("SUCCEEDED", NOT_STARTED):
+            lines.append(f"  {other.identifier.ljust(width)}  {other.status.lower()} (CodeBuild's own build)")
+    return "\n".join(lines)
