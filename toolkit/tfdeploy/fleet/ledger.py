@@ -23,6 +23,7 @@ Pure parts (keys, merging, cell names) are separate from the S3 calls below them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -227,7 +228,7 @@ def parse_cell(cell: str, environments: Iterable[str],
 
     Env and team names may hold `-`, so the env is one of the configured ones and the scope a
     known Region code (or `global`)."""
-    scopes = sorted({GLOBAL, *KNOWN_REGIONS, *extra_regions}, key=len, reverse=True)
+    scopes = _scopes_longest_first(frozenset(extra_regions))
     for env in sorted(environments, key=len, reverse=True):
         if not cell.startswith(env + "-"):
             continue
@@ -238,6 +239,12 @@ def parse_cell(cell: str, environments: Iterable[str],
                 return env, scope, team
     raise ValidationError(f"{cell!r} is not a cell of this repo (<env>-<region|global>-<team> with env one "
                       f"of {', '.join(environments)}); tfdeploy status lists the cells")
+
+
+@functools.lru_cache(maxsize=8)
+def _scopes_longest_first(extra_regions: frozenset[str]) -> tuple[str, ...]:
+    # Once per set of Regions, not once per cell: `status` parses the name of every cell it lists.
+    return tuple(sorted({GLOBAL, *KNOWN_REGIONS, *extra_regions}, key=len, reverse=True))
 
 
 def env_places(settings: Settings, env: str, existing_buckets: set[str] | None = None) -> list[Place]:
