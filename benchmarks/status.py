@@ -2,6 +2,7 @@
 local sandbox (moto).
 
     python benchmarks/status.py [--cells 1000] [--records 10] [--runs 3] [--signed] [--warm-cells 10000]
+                                [--warm-runs N]
 
 `--signed`: the repo sets ledger_signing_key (the sandbox's alias/tfdeploy-ledger) and seeded
 records are signed with it (KMS Sign), so status verifies what decides each cell
@@ -192,6 +193,7 @@ def main() -> None:
     parser.add_argument("--signed", action="store_true", help="sign the records; status verifies them")
     parser.add_argument("--warm-cells", type=int, default=10000,
                         help="then a fleet this big (0: skip)")
+    parser.add_argument("--warm-runs", type=int, help="runs for that fleet (default: --runs)")
     args = parser.parse_args()
 
     import logging
@@ -229,7 +231,7 @@ def main() -> None:
                 seeded = seed(endpoint, args.warm_cells, args.records, args.signed, record_objects=1)
                 print(f"seeded {args.warm_cells} cells x {args.records} records (summaries; one record object "
                       f"per cell{', the newest signed' if args.signed else ''}) in {seeded:.1f}s")
-                measure(endpoint, exe, big, f"{args.warm_cells:,} cells", args.records, args.runs)
+                measure(endpoint, exe, big, f"{args.warm_cells:,} cells", args.records, args.warm_runs or args.runs)
     finally:
         server.stop()
 
