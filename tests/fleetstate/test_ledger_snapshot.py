@@ -203,12 +203,18 @@ def test_a_snapshot_that_may_not_be_written_or_read_is_skipped(sandbox_env, tmp_
 
 
 @pytest.mark.safety
-def test_a_forged_summary_served_from_a_forged_snapshot_is_still_unverified(tmp_path, sandbox_env, ledger_key):
+def test_a_forged_summary_served_from_a_forged_snapshot_is_still_unverified(tmp_path, sandbox_env, ledger_key,
+                                                                             monkeypatch):
     """A bucket writer rewrites a summary *and* the snapshot to match: the snapshot serves it (its
     MD5 is what S3 lists), and status still finds its record unsigned, as for a GET."""
     from tests.e2e.conftest import make_repo, tfdeploy
     from tfdeploy.aws.signingkey import SANDBOX_ALIAS
+    from tfdeploy.fleet import signing
     from tfdeploy.fleet.signing import sign
+
+    # Signing here memoises this moto's key ARN per process: the next test's moto has another key.
+    monkeypatch.setattr(signing, "_ARNS", {})
+    monkeypatch.setattr(signing, "_PUBLIC", {})
 
     repo = make_repo(tmp_path / "infra", lock="dynamodb", ledger_signing_key="alias/tfdeploy-ledger")
     tags = cell_tags()
