@@ -9,6 +9,7 @@ import functools
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -165,7 +166,10 @@ def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
+    """Indented for a person at a terminal; one line for a pipe or a file, where a fleet's
+    `status --json` is megabytes and indenting it cost a tenth of the command."""
+    tty = sys.stdout.isatty() if hasattr(sys.stdout, "isatty") else False
+    click.echo(json.dumps(data, indent=2 if tty else None))
 
 
 def _one_tag(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> str | None:

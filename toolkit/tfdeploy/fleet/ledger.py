@@ -23,6 +23,7 @@ Pure parts (keys, merging, cell names) are separate from the S3 calls below them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -40,6 +41,7 @@ from ..model.backend import backend_for, bucket_name
 from ..model.regions import KNOWN_REGIONS
 from ..model.settings import Settings
 from ..model.tags import ENV_RE, GLOBAL, TEAM_RE, Tag, parse_tag
+from .ledgersnapshot import READ_AFTER_MISSES, WRITE_AFTER_GETS, Snapshot, usable
 
 LEDGER_PREFIX = "_tfdeploy-ledger/"
 SUMMARY_PREFIX = f"{LEDGER_PREFIX}_latest/"  # no cell starts with `_`: an env name starts with a letter
@@ -112,6 +114,12 @@ class Record:
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
         """Tolerant of fields added by newer versions (ignored) and missing optional ones."""
         known = _record_fields()
+        if len(data) == len(known) and known.issuperset(data):
+            # Exactly this version's fields (every record read back from S3 or a cache): set them
+            # as `__init__` would, without its 23 frozen `__setattr__`s. `status` builds 100,000.
+            record = object.__new__(cls)
+            record.__dict__.update(data)
+            return record
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @property
@@ -220,7 +228,7 @@ def parse_cell(cell: str, environments: Iterable[str],
 
     Env and team names may hold `-`, so the env is one of the configured ones and the scope a
     known Region code (or `global`)."""
-    scopes = sorted({GLOBAL, *KNOWN_REGIONS, *extra_regions}, key=len, reverse=True)
+    scopes = _scopes_longest_first(frozenset(extra_regions))
     for env in sorted(environments, key=len, reverse=True):
         if not cell.startswith(env + "-"):
             continue
@@ -231,6 +239,12 @@ def parse_cell(cell: str, environments: Iterable[str],
                 return env, scope, team
     raise ValidationError(f"{cell!r} is not a cell of this repo (<env>-<region|global>-<team> with env one "
                       f"of {', '.join(environments)}); tfdeploy status lists the cells")
+
+
+@functools.lru_cache(maxsize=8)
+def _scopes_longest_first(extra_regions: frozenset[str]) -> tuple[str, ...]:
+    # Once per set of Regions, not once per cell: `status` parses the name of every cell it lists.
+    return tuple(sorted({GLOBAL, *KNOWN_REGIONS, *extra_regions}, key=len, reverse=True))
 
 
 def env_places(settings: Settings, env: str, existing_buckets: set[str] | None = None) -> list[Place]:
@@ -512,9 +526,13 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
         places = [(env, place) for env in envs for place in env_places(settings, env, existing)]
         for _env, place in places:
             s3_for(place.region)
+        snapshots: dict[str, Snapshot] = {}
         with ThreadPoolExecutor(max_workers=threads) as pool:
-            summaries = list(pool.map(lambda p: _list_summaries(clients[p[1].region], p[1]), places))
-            folders = list(pool.map(lambda p: _list_cells(clients[p[1].region], p[1]), places))
+            # Both listings of every bucket at once: each is a round trip (a page per 1,000 cells).
+            listing = [pool.submit(_list_summaries, clients[p.region], p) for _env, p in places]
+            listing_folders = [pool.submit(_list_cells, clients[p.region], p) for _env, p in places]
+            summaries = [f.result() for f in listing]
+            folders = [f.result() for f in listing_folders]
 
             found: dict[str, list[Record]] = {}
             for (env, place), listed, cells in zip(places, summaries, folders):
@@ -526,16 +544,19 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
                         continue  # another env's cell in a shared bucket, or not a cell
                     if wanted_teams is None or team in wanted_teams:
                         wanted.append(cell)
-                found.update(_read_place(pool, clients[place.region], place, wanted, listed, cache_dir))
+                snapshot = snapshots.setdefault(place.bucket, Snapshot(clients[place.region], place.bucket))
+                found.update(_read_place(pool, clients[place.region], place, wanted, listed, cache_dir, snapshot))
         return {cell: records for cell, records in found.items() if records}
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot read the ledger: {exc}{_access_hint(exc)}") from None
 
 
 def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str], listed: Mapping[str, str],
-                cache_dir: Path | None) -> dict[str, list[Record]]:
-    """The newest records of `cells` in one bucket: from the cache where the listed ETag matches,
-    else read (in parallel); the cache then keeps what S3 lists now."""
+                cache_dir: Path | None, snapshot: Snapshot | None = None) -> dict[str, list[Record]]:
+    """The newest records of `cells` in one bucket: from the local cache where the listed ETag
+    matches, else from the bucket's shared snapshot where the listed ETag is the MD5 of its copy
+    (fleet/ledgersnapshot.py), else read (in parallel). The cache then keeps what S3 lists now;
+    the snapshot is rewritten when many GETs were needed."""
     kept = load_cache(cache_dir, place.bucket) if cache_dir is not None else {}
     found: dict[str, list[Record]] = {}
     misses = []
@@ -550,8 +571,24 @@ def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str
         misses.append(cell)
 
     fresh: dict[str, dict[str, str]] = {}
-    for cell, (records, got) in zip(misses, pool.map(
-            lambda c: _read_for_status(s3, place, c, c in listed), misses)):
+    listed_keys = {summary_key(cell): etag for cell, etag in listed.items()}
+    shared: dict[str, str] = {}
+    if snapshot is not None and sum(cell in listed for cell in misses) >= READ_AFTER_MISSES:
+        shared = usable(snapshot.entries(), listed_keys)
+    gets = []
+    for cell in misses:
+        body = shared.get(summary_key(cell))
+        if body is not None:
+            try:
+                found[cell] = parse_summary(body, cell)
+                fresh[cell] = cache_entry(body, listed[cell])
+                continue
+            except ValueError:
+                pass
+        gets.append(cell)
+
+    for cell, (records, got) in zip(gets, pool.map(
+            lambda c: _read_for_status(s3, place, c, c in listed), gets)):
         found[cell] = records
         if got is not None:
             body, etag = got
@@ -559,11 +596,14 @@ def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str
                 fresh[cell] = cache_entry(body.decode("utf-8"), etag)
             except UnicodeDecodeError:
                 pass
-    if cache_dir is not None:
-        # What S3 lists now, with the same ETag: entries of other teams stay, deleted cells go.
-        entries = {c: e for c, e in kept.items() if listed.get(c) == e["etag"]} | fresh
-        if entries != kept:
-            save_cache(cache_dir, place.bucket, entries)
+    # What S3 lists now, with the same ETag: entries of other teams stay, deleted cells go.
+    entries = {c: e for c, e in kept.items() if listed.get(c) == e["etag"]} | fresh
+    if cache_dir is not None and entries != kept:
+        save_cache(cache_dir, place.bucket, entries)
+    if snapshot is not None and len(gets) >= WRITE_AFTER_GETS:
+        # Everything this reader knows S3 lists now (other teams' entries of the old snapshot too).
+        known = usable(snapshot.entries(), listed_keys) | {summary_key(c): e["body"] for c, e in entries.items()}
+        snapshot.write(usable(known, listed_keys), now_iso())
     return found
 
 

@@ -54,9 +54,14 @@ class SigningError(TfdeployError):
 
 def canonical_bytes(record: Any) -> bytes:
     """The record's signed content: stable JSON of SIGNED_FIELDS (pure)."""
-    data = record.to_dict() if hasattr(record, "to_dict") else dict(record)
-    return json.dumps({name: data.get(name) for name in SIGNED_FIELDS}, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True).encode("ascii")
+    if hasattr(record, "to_dict"):
+        # The fields as they are (not `to_dict`'s deep copy: json.dumps reads `details` the same
+        # way), which a cold `status` does once per cell it verifies.
+        data = {name: getattr(record, name, None) for name in SIGNED_FIELDS}
+    else:
+        given = dict(record)
+        data = {name: given.get(name) for name in SIGNED_FIELDS}
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def message(record: Any) -> bytes:
