@@ -50,7 +50,8 @@ class Skipped:
 @dataclass(frozen=True)
 class RootGuards:
     skipped: tuple[Skipped, ...]
-    variables: Mapping[str, str]  # every root variable -> its block's text (for the alone config)
+    # Every root variable's block text by name, and each check's by `check.<name>` (the alone config).
+    variables: Mapping[str, str]
 
     @property
     def alone(self) -> tuple[Skipped, ...]:
@@ -112,19 +113,19 @@ def _blocks(text: str, source: str) -> list[tuple[str, str, str]]:
 
 
 def find_root_guards(root: Path, target: str) -> RootGuards:
-    """The root's guard rails that a plan of `target` skips, with the variable blocks' text."""
+    """The root's guard rails that a plan of `target` skips, with the variable blocks' text (read
+    only when something is skipped: the parses are cached, the block positions are not)."""
     from ..model.envs import parse_tfvars
 
-    parsed, variables, check_text = [], {}, {}
-    for path in sorted(Path(root).glob("*.tf")):
-        text = path.read_text(encoding="utf-8")
-        parsed.append(parse_tfvars(text, path.name))
-        if "validation" not in text and "check" not in text and "variable" not in text:
-            continue
-        for kind, name, block in _blocks(text, path.name):
-            (variables if kind == "variable" else check_text)[name] = block
-    skipped = tuple(skipped_by_target(parsed, target))
-    return RootGuards(skipped, variables | {f"check.{k}": v for k, v in check_text.items()})
+    texts = {path.name: path.read_text(encoding="utf-8") for path in sorted(Path(root).glob("*.tf"))}
+    skipped = tuple(skipped_by_target([parse_tfvars(t, name) for name, t in texts.items()], target))
+    if not skipped:
+        return RootGuards((), {})
+    blocks: dict[str, str] = {}
+    for name, text in texts.items():
+        for kind, label, block in _blocks(text, name):
+            blocks[label if kind == "variable" else f"check.{label}"] = block
+    return RootGuards(skipped, blocks)
 
 
 def alone_config(guards: RootGuards) -> tuple[str, dict[int, str]]:

@@ -413,7 +413,7 @@ def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, Pl
     d = session.deployment
     # What -target would skip in the root (variable validations, check blocks): evaluated here,
     # so every plan (one tag, a fan-out's cell, --auto-approve) gets them.
-    guard_notes = evaluate_root_guards(session, session.terraform.say)
+    guard_notes = evaluate_root_guards(session, _say_in_log(session))
     session.plan_path.unlink(missing_ok=True)
     (session.workdir.path / PLAN_META).unlink(missing_ok=True)
     (session.workdir.path / PLAN_SPENT).unlink(missing_ok=True)
@@ -436,6 +436,16 @@ def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, Pl
     )
     write_result(result, session.workdir.results_dir)
     return result, summary
+
+
+def _say_in_log(session: Session) -> Callable[[str], None]:
+    """A line of tfdeploy's into the cell's output (its log in a fan-out), beside Terraform's."""
+    sink = session.terraform.err_sink
+
+    def say(text: str) -> None:
+        sink.write(f"tfdeploy: {text}\n")
+        sink.flush()
+    return say
 
 
 def _plan_summary(session: Session, planned: Any) -> PlanSummary:
