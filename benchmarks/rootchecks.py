@@ -5,7 +5,8 @@ A cell's plan runs `-target`; when its root has variable validations the target 
 Side by side, median wall times over N interleaved runs of the embedded Terraform:
 
 - `terraform version`: the embedded Terraform's start-up alone;
-- `plan: guards alone`: what tfdeploy adds (the example root's variables and two checks);
+- `plan: guards alone`: what tfdeploy adds (the example root's variables, a validation and a
+  check: tests/safety/test_root_checks.py's guards);
 - `plan -target: example cell`: the example repo's regional plan (local state, builtin provider
   only: the cheapest real plan there is; with the AWS provider a plan takes seconds, so the
   ratio is smaller still).
@@ -26,27 +27,12 @@ from pathlib import Path
 
 from sidebyside import measure, report
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toolkit"))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "toolkit"), str(Path(__file__).resolve().parents[1])]
 from tfdeploy.adopt.example import write_example_repo  # noqa: E402
 from tfdeploy.engine.rootchecks import alone_config, find_root_guards  # noqa: E402
 
-GUARDS = """
-variable "max_instances" {
-  type    = number
-  default = 3
-  validation {
-    condition     = var.max_instances <= 5
-    error_message = "max_instances must be at most 5."
-  }
-}
+from tests.safety.test_root_checks import GUARDS  # noqa: E402  (the guards the safety test proves)
 
-check "polite_greeting" {
-  assert {
-    condition     = var.greeting != "go away"
-    error_message = "the greeting must be polite."
-  }
-}
-"""
 VARS = {"env": "dev", "region": "us-east-1", "team": "research", "account": "111111111111",
         "release_version": "1.0"}
 

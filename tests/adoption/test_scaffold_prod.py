@@ -50,7 +50,8 @@ def test_a_scaffolded_repo_goes_dev_qa_prod_untouched(tmp_path, sandbox_env, led
         applied = tfdeploy(infra, "apply", "--tag", _cell(env), "--auto-approve", env=checkov)
         assert "Traceback" not in applied.stderr
     assert "protected env prod: checkov scan of commit" in applied.stderr and "passed" in applied.stderr
-    assert "evidence signed by" in applied.stderr or "signed" in applied.stderr
+    assert "succeeded in qa-us-east-1-research" in applied.stderr
+    assert f"evidence signed by {ledger_key}" in applied.stderr
 
     # prod ran the protected scan of its commit and verified signed evidence from qa.
     regional = state_of("acme-tf-prod", "research/prod-us-east-1/terraform.tfstate")
