@@ -35,6 +35,10 @@ DEFAULT_PIPELINE_MODULE_SOURCE = (
     f"git::https://example.com/REPLACE-WITH-TFDEPLOY-REPO.git//modules/pipeline?ref=v{__version__}"
 )
 STAGES = ("source", "tflint", "checkov", "plan", "apply")
+# modules/pipeline's key alias (alias/<name_prefix>-ledger, name_prefix "tfdeploy"), which is also
+# the sandbox's (aws/signingkey.py): one committed setting signs on AWS and offline alike.
+LEDGER_KEY_ALIAS = "alias/tfdeploy-ledger"
+_COMMIT_PINNED = re.compile(r"[?&]ref=[0-9a-f]{40}(?:&|$)")
 _PIPELINE_ENV = re.compile(r"[a-z][a-z0-9]{1,15}")  # modules/pipeline's env rule
 
 
@@ -278,13 +282,46 @@ def _pyproject(o: ScaffoldOptions) -> str:
         'state_layout = "central"\n'
         'lock = "s3"\n'
         f"scan_soft_fail_envs = {_hcl_list(o.envs[:1])}\n"
-        "# Sign ledger records so promotion evidence cannot be forged by a bucket writer: the key\n"
-        "# modules/pipeline creates (output ledger_signing_key_arn); docs/trust/signed-ledger.md.\n"
-        '# ledger_signing_key = "arn:aws:kms:<region>:<account>:key/<id>"\n'
+        "# Ledger records are signed so promotion evidence cannot be forged by a bucket writer, and\n"
+        "# prod (a protected env) accepts only signed evidence. alias/tfdeploy-ledger is the key\n"
+        "# pipeline/ creates (modules/pipeline, name_prefix tfdeploy) and the one `tfdeploy sandbox up`\n"
+        "# creates; looked up in state_region. docs/trust/signed-ledger.md.\n"
+        f"ledger_signing_key = {json.dumps(LEDGER_KEY_ALIAS)}\n"
     )
 
 
+def _pinned_source_skip(source: str) -> str:
+    """An inline checkov skip of CKV_TF_1 (a module source pinned to a commit hash), with its reason,
+    unless the source is so pinned; a release tag of tfdeploy is the scaffold's default."""
+    if _COMMIT_PINNED.search(source):
+        return ""
+    return ("\n  #checkov:skip=CKV_TF_1:pinned to a tfdeploy release tag; pin ?ref= to its commit hash to drop "
+            "this skip")
+
+
+def _other_pipelines(o: ScaffoldOptions, skip: str) -> str:
+    first = o.envs[0]
+    if len(o.envs) == 1:
+        return ""
+    return f"""
+module "pipeline" {{
+  source   = "{o.pipeline_module_source}"
+  for_each = {{ for env, accounts in var.target_account_ids : env => accounts if env != {json.dumps(first)} }}{skip}
+
+  env                      = each.key
+  repository_name          = var.repository_name
+  tf_backend_config_prefix = {json.dumps(o.backend_prefix)}
+  target_account_ids       = each.value
+  buildspecs               = local.buildspecs
+  ledger_signing_key_arn   = module.pipeline_{first}.ledger_signing_key_arn
+}}
+"""
+
+
 def _pipeline_tf(o: ScaffoldOptions) -> str:
+    first, source = o.envs[0], o.pipeline_module_source
+    skip = _pinned_source_skip(source)
+    rest = _other_pipelines(o, skip)
     width = max(len(env) for env in o.envs)
     accounts = "\n".join(f"    {env.ljust(width)} = [{json.dumps(PLACEHOLDER_ACCOUNT)}]" for env in o.envs)
     stages = ", ".join(json.dumps(s) for s in STAGES)
@@ -332,17 +369,18 @@ locals {{
   buildspecs = {{ for stage in [{stages}] : stage => file("${{path.module}}/../buildspecs/${{stage}}.yml") }}
 }}
 
-module "pipeline" {{
-  source   = "{o.pipeline_module_source}"
-  for_each = var.target_account_ids
+# One ledger signing key serves every env (the repo's ledger_signing_key): the first env's
+# pipeline creates it, the others are given its ARN.
+module "pipeline_{first}" {{
+  source = "{source}"{skip}
 
-  env                      = each.key
+  env                      = {json.dumps(first)}
   repository_name          = var.repository_name
   tf_backend_config_prefix = {json.dumps(o.backend_prefix)}
-  target_account_ids       = each.value
+  target_account_ids       = var.target_account_ids[{json.dumps(first)}]
   buildspecs               = local.buildspecs
 }}
-"""
+{rest}"""
 
 
 def scaffold_files(o: ScaffoldOptions) -> dict[str, str]:
@@ -404,3 +442,32 @@ def write_scaffold(directory: Path, files: dict[str, str], force: bool = False) 
         write_atomic(directory / rel, content)
         written.append(rel)
     return written
+
+
+def in_git_work_tree(directory: Path) -> bool:
+    """Is `directory` inside a git work tree (a `.git` folder or file here or above)?"""
+    here = directory.resolve()
+    return any((d / ".git").exists() for d in (here, *here.parents))
+
+
+def next_steps(directory: Path, o: ScaffoldOptions, cwd: Path) -> str:
+    """What to do after `scaffold`, as commands that work from `cwd`: no `cd` into the folder one
+    is in, no `git init` of a repo that exists (the scaffold is often added to one)."""
+    env, team, region = o.envs[0], o.teams[0], o.regions[0]
+    first = f"{env}_{region}/{team}/0.1"
+    lines = []
+    if directory.resolve() != cwd.resolve():
+        lines.append(f"cd {directory}")
+    lines.append("# replace the placeholder accounts (000000000000) in envs/*/*/variables.tfvars")
+    commit = 'git add -A && git commit -m "infra repo from tfdeploy scaffold"'
+    lines.append(commit if in_git_work_tree(directory) else f"git init -b main && {commit}")
+    lines += [
+        "tfdeploy lint --dir . && tfdeploy buildspec generate --check",
+        f'git tag -a {first} -m "first release"',
+        f"tfdeploy resolve --tag {first}",
+        f"tfdeploy bootstrap --env {env}",
+        f"tfdeploy plan --tag {first}",
+        f"# pipeline/: set --pipeline-module-source (now {o.pipeline_module_source}), then apply it in "
+        "the tooling account",
+    ]
+    return "\nNext steps:\n" + "\n".join(f"  {line}" for line in lines)

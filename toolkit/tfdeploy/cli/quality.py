@@ -178,6 +178,8 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
         env = env or workdir.deployment.tag.env
     else:
         repo = _repo_for(repo, directory)
+    # A tag's scan covers what its cell deploys (gates/scope.py), as the apply's protected scan does.
+    target = workdir.deployment.target_module if tag else None
     settings = repo.settings
     if env is not None and env not in settings.environments:
         raise ConfigError(f"--env {env} is not one of the configured environments "
@@ -200,7 +202,7 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     common = dict(repo_root=repo.root, env=env, soft_fail_envs=soft_fail_envs, baseline=baseline,
                   allow_missing=allow_missing, results_dir=results_dir, junit_path=junit, environ=environ)
     if plan_json is not None:
-        result = scan_plan(plan_json, source_dir=directory, **common)
+        result = scan_plan(plan_json, source_dir=directory, target=target, **common)
     else:
-        result = run_scan(directory, **common)
+        result = run_scan(directory, target=target, **common)
     _report(result, as_json, results_dir)

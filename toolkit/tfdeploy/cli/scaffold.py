@@ -39,6 +39,7 @@ def scaffold(directory: Path, backend_prefix: str, teams: tuple[str, ...], envs:
     from ..adopt.scaffold import (
         DEFAULT_PIPELINE_MODULE_SOURCE,
         ScaffoldOptions,
+        next_steps,
         scaffold_files,
         validate,
         write_scaffold,
@@ -55,15 +56,4 @@ def scaffold(directory: Path, backend_prefix: str, teams: tuple[str, ...], envs:
     written = write_scaffold(directory, scaffold_files(options), force=force)
     for rel in written:
         click.echo(f"wrote {directory / rel}")
-    env, team, region = options.envs[0], options.teams[0], options.regions[0]
-    click.echo(f"""
-Next steps:
-  cd {directory}
-  # replace the placeholder accounts (000000000000) in envs/*/*/variables.tfvars
-  git init -b main && git add -A && git commit -m "infra repo from tfdeploy scaffold"
-  tfdeploy lint --dir . && tfdeploy buildspec generate --check
-  git tag -a {env}_{region}/{team}/0.1 -m "first release"
-  tfdeploy resolve --tag {env}_{region}/{team}/0.1
-  tfdeploy bootstrap --env {env}
-  tfdeploy plan --tag {env}_{region}/{team}/0.1
-  # pipeline/: set --pipeline-module-source (now {options.pipeline_module_source}), then apply it in the tooling account""")
+    click.echo(next_steps(directory, options, Path.cwd()))

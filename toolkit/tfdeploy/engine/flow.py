@@ -73,7 +73,7 @@ def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settin
 
     def scan() -> StageResult:
         baseline = workdir.path / settings.checkov_baseline if settings.checkov_baseline else None
-        return run_scan(workdir.path, repo_root=repo_root, env=env,
+        return run_scan(workdir.path, target=session.deployment.target_module, repo_root=repo_root, env=env,
                         soft_fail_envs=settings.scan_soft_fail_envs, baseline=baseline,
                         allow_missing=allow_missing, environ=environ, results_dir=workdir.results_dir)
 

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import TfdeployError, ValidationError
+from ..errors import TfdeployError
 from ..model.backend import BackendConfig
 from ..model.deployment import Deployment
-from ..model.envs import parse_tfvars
 
 PROVIDER_FILE = "tfdeploy_provider.tf"
 
@@ -34,42 +33,16 @@ def _mentions_aws(parsed: dict) -> bool:
     return any("aws" in block for block in parsed.get("provider", []))
 
 
-def _local_module_dirs(parsed: dict, here: Path) -> list[Path]:
-    dirs = []
-    for block in parsed.get("module", []):
-        for body in block.values():
-            source = body.get("source") if isinstance(body, dict) else None
-            if isinstance(source, str) and source.startswith(("./", "../")):
-                dirs.append(here / source)
-    return dirs
-
-
 def uses_aws_provider(root: Path) -> bool:
     """Does the configuration Terraform would load from `root` use the AWS provider?
 
-    Only what `terraform init` reads counts: the root's own .tf files and the local modules they
-    call (recursively). Other folders in the tree (a `pipeline/` root, examples) are separate
-    configurations and must not make every cell get an AWS provider.
+    Only what `terraform init` reads counts (engine/modulegraph.py): the root's own .tf files and
+    the local modules they call. Other folders in the tree (a `pipeline/` root, examples) are
+    separate configurations and must not make every cell get an AWS provider.
     """
-    inside = root.resolve()
-    seen: set[Path] = set()
-    pending = [root]
-    while pending:
-        here = pending.pop()
-        if here.resolve() in seen or not here.is_dir():
-            continue
-        seen.add(here.resolve())
-        for path in sorted(here.glob("*.tf")):
-            if path.name == PROVIDER_FILE:
-                continue
-            if not path.resolve().is_relative_to(inside):  # a link must not make us read outside files
-                raise ValidationError(f"{path.relative_to(root)} leads outside {root} (a symlink); "
-                                      "commit the file itself instead of a link")
-            parsed = parse_tfvars(path.read_text(encoding="utf-8"), str(path.relative_to(root)))
-            if _mentions_aws(parsed):
-                return True
-            pending += [d for d in _local_module_dirs(parsed, here) if d.resolve().is_relative_to(inside)]
-    return False
+    from .modulegraph import loaded_files
+
+    return any(_mentions_aws(f.parsed) for f in loaded_files(root) if f.path.name != PROVIDER_FILE)
 
 
 AWS_PROVIDER_ADDR = 'provider["registry.terraform.io/hashicorp/aws"]'

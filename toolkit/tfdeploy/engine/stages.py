@@ -406,9 +406,14 @@ def write_plan_meta(session: Session, summary: PlanSummary, **extra: str) -> Non
 def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, PlanSummary]:
     """Init, plan the deployment's module namespace into a saved plan, record its metadata
     (`auto_approved`: made by `apply --auto-approve`, to be applied without review)."""
+    from .rootchecks import evaluate_root_guards
+
     started = time.monotonic()
     init(session)
     d = session.deployment
+    # What -target would skip in the root (variable validations, check blocks): evaluated here,
+    # so every plan (one tag, a fan-out's cell, --auto-approve) gets them.
+    guard_notes = evaluate_root_guards(session, _say_in_log(session))
     session.plan_path.unlink(missing_ok=True)
     (session.workdir.path / PLAN_META).unlink(missing_ok=True)
     (session.workdir.path / PLAN_SPENT).unlink(missing_ok=True)
@@ -427,9 +432,20 @@ def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, Pl
         exports=_exports(session, PLAN_SUMMARY=str(summary), PLAN_ADD=str(summary.add),
                          PLAN_CHANGE=str(summary.change), PLAN_DESTROY=str(summary.destroy),
                          PLAN_HAS_CHANGES="true" if summary.has_changes else "false"),
+        notes=guard_notes,
     )
     write_result(result, session.workdir.results_dir)
     return result, summary
+
+
+def _say_in_log(session: Session) -> Callable[[str], None]:
+    """A line of tfdeploy's into the cell's output (its log in a fan-out), beside Terraform's."""
+    sink = session.terraform.err_sink
+
+    def say(text: str) -> None:
+        sink.write(f"tfdeploy: {text}\n")
+        sink.flush()
+    return say
 
 
 def _plan_summary(session: Session, planned: Any) -> PlanSummary:

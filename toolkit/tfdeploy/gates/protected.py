@@ -54,7 +54,8 @@ def require_passing_scan(workdir: object, settings: Sequence[Settings], *, repo_
     accepted = stricter_baseline(list(settings))
     baseline = path / accepted if accepted else None
     try:
-        result = run_scan(path, repo_root=repo_root, env=tag.env, soft_fail_envs=soft_fail_envs(settings),
+        result = run_scan(path, target=workdir.deployment.target_module,  # type: ignore[attr-defined]
+                          repo_root=repo_root, env=tag.env, soft_fail_envs=soft_fail_envs(settings),
                           baseline=baseline, environ=environ,
                           results_dir=workdir.results_dir)  # type: ignore[attr-defined]
     except ToolMissingError:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Collection, Mapping, Sequence
+from typing import Collection, Iterator, Mapping, Sequence
 
 from ..errors import ConfigError, ToolMissingError
 from ..results import FAILED, PASSED, SKIPPED, Finding, StageResult, write_result
@@ -192,6 +193,7 @@ def _scan(
     junit_path: Path | None,
     export_prefix: str,
     status_key: str,
+    notes: Sequence[str] = (),
 ) -> StageResult:
     started = time.monotonic()
     environ = os.environ if environ is None else environ
@@ -216,7 +218,7 @@ def _scan(
     result = evaluate_scan(stage, report, env=env, soft_fail_envs=soft_fail_envs, extra_findings=extra,
                            baseline=baseline, export_prefix=export_prefix, status_key=status_key,
                            duration_s=round(time.monotonic() - started, 3),
-                           notes=[f"checkov config: {config}"] if config else [])
+                           notes=[*notes, *([f"checkov config: {config}"] if config else [])])
     write_result(result, results_dir)
     if junit_path is not None:
         cases = cases_for_checks(report) + cases_for_findings(CHECKOV, extra, ran=False)
@@ -227,6 +229,7 @@ def _scan(
 def run_scan(
     workdir: Path,
     *,
+    target: str | None = None,
     repo_root: Path | None = None,
     env: str | None = None,
     soft_fail_envs: Collection[str] = (),
@@ -240,23 +243,41 @@ def run_scan(
     """checkov on the Terraform in `workdir`; writes scan.result.json (and checkov's raw
     results_json.json / results_junitxml.xml under `<results_dir>/scan/`, before any baseline).
 
-    `config_file` defaults to `.checkov.yaml` in `workdir`, else in `repo_root`. Raises
-    ToolMissingError (exit 3) when checkov is missing, unless "checkov" is in `allow_missing`
-    (then a visible skip).
+    `target`: a tag's module namespace (the deployment's target_module): only what that cell
+    deploys is scanned (gates/scope.py); None scans the whole directory. `config_file` defaults to
+    `.checkov.yaml` in `workdir`, else in `repo_root`. Raises ToolMissingError (exit 3) when
+    checkov is missing, unless "checkov" is in `allow_missing` (then a visible skip).
     """
     workdir = check_workdir(workdir)
     results_dir = Path(results_dir) if results_dir else default_results_dir(workdir)
-    return _scan(STAGE, ["-d", str(workdir)], "terraform", cwd=workdir, source_dir=workdir,
-                 repo_root=repo_root, env=env, soft_fail_envs=soft_fail_envs, baseline=baseline,
-                 config_file=config_file, allow_missing=allow_missing, environ=environ,
-                 results_dir=results_dir, junit_path=junit_path, export_prefix="CHECKOV",
-                 status_key="SCAN_STATUS")
+    if config_file is None and target is not None:
+        config_file = find_checkov_config(workdir, repo_root)
+    with _scanned_tree(workdir, target) as (tree, notes):
+        return _scan(STAGE, ["-d", str(tree)], "terraform", cwd=tree, source_dir=tree,
+                     repo_root=repo_root, env=env, soft_fail_envs=soft_fail_envs, baseline=baseline,
+                     config_file=config_file, allow_missing=allow_missing, environ=environ,
+                     results_dir=results_dir, junit_path=junit_path, export_prefix="CHECKOV",
+                     status_key="SCAN_STATUS", notes=notes)
+
+
+@contextmanager
+def _scanned_tree(workdir: Path, target: str | None) -> Iterator[tuple[Path, list[str]]]:
+    """The tree checkov reads: the cell's scope of `workdir` (a copy), or `workdir` itself."""
+    if target is None:
+        yield workdir, []
+        return
+    from .scope import scan_scope, scoped_tree
+
+    scope = scan_scope(workdir, target)
+    with scoped_tree(workdir, scope) as tree:
+        yield tree, [scope.note()]
 
 
 def scan_plan(
     plan_json_path: Path,
     *,
     source_dir: Path | None = None,
+    target: str | None = None,
     repo_root: Path | None = None,
     env: str | None = None,
     soft_fail_envs: Collection[str] = (),
@@ -271,7 +292,8 @@ def scan_plan(
     knows, e.g. a bucket name from a variable). Writes scan-plan.result.json.
 
     `source_dir` (the work dir the plan came from) lets checkov map results back to .tf lines
-    and honour inline skips, and is checked for skips without a reason.
+    and honour inline skips, and is checked for skips without a reason; with `target` (the tag's
+    namespace), only its scope of it (gates/scope.py), as run_scan.
     """
     plan_json_path = Path(plan_json_path).resolve()
     if not plan_json_path.is_file():
@@ -279,11 +301,17 @@ def scan_plan(
                           "terraform show -json PLANFILE > plan.json")
     base = check_workdir(source_dir) if source_dir else plan_json_path.parent
     results_dir = Path(results_dir) if results_dir else default_results_dir(base)
-    target = ["-f", str(plan_json_path)]
-    if source_dir is not None:
-        target += ["--repo-root-for-plan-enrichment", str(base)]
-    return _scan(PLAN_STAGE, target, "terraform_plan", cwd=base,
-                 source_dir=base if source_dir is not None else None, repo_root=repo_root, env=env,
-                 soft_fail_envs=soft_fail_envs, baseline=baseline, config_file=config_file,
-                 allow_missing=allow_missing, environ=environ, results_dir=results_dir,
-                 junit_path=junit_path, export_prefix="CHECKOV_PLAN", status_key="PLAN_SCAN_STATUS")
+    if source_dir is None:
+        target = None
+    if config_file is None and target is not None:
+        config_file = find_checkov_config(base, repo_root)
+    with _scanned_tree(base, target) as (tree, notes):
+        target_args = ["-f", str(plan_json_path)]
+        if source_dir is not None:
+            target_args += ["--repo-root-for-plan-enrichment", str(tree)]
+        return _scan(PLAN_STAGE, target_args, "terraform_plan", cwd=tree,
+                     source_dir=tree if source_dir is not None else None, repo_root=repo_root, env=env,
+                     soft_fail_envs=soft_fail_envs, baseline=baseline, config_file=config_file,
+                     allow_missing=allow_missing, environ=environ, results_dir=results_dir,
+                     junit_path=junit_path, export_prefix="CHECKOV_PLAN", status_key="PLAN_SCAN_STATUS",
+                     notes=notes)

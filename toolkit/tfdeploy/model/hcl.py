@@ -208,3 +208,16 @@ def _parse(text: str, source: str) -> dict[str, Any]:
         return _to_values(kind, tree)
     except Exception as exc:
         raise ConfigError(f"{source}: not valid HCL ({_first_line(exc)}); fix the file") from None
+
+
+def top_level_block_lines(text: str, source: str) -> list[tuple[int, int]]:
+    """(first line, last line), 1-based, of each top-level block of HCL text, in order, from the
+    parser's own positions (either hcl2 library); invalid HCL is one line naming `source`."""
+    loads(text, source)  # the same refusals as every parse (invalid HCL, a redefined attribute)
+    tree = _parse_tree(flavor(), text)
+    body = next((t for t in tree.iter_subtrees_topdown() if t.data == "body"), None)
+    spans = []
+    for child in getattr(body, "children", []):
+        if getattr(child, "data", None) == "block":
+            spans.append((child.meta.line, child.meta.end_line))
+    return spans
