@@ -103,7 +103,7 @@ class Settings:
         if not self.backend_prefix:
             raise ConfigError(
                 "backend_prefix is not set: add backend_prefix = \"<name>\" under [tool.tfdeploy] in "
-                "pyproject.toml, or set TF_BACKEND_CONFIG_PREFIX, or pass --backend-prefix"
+                "pyproject.toml, or set TF_BACKEND_CONFIG_PREFIX, or pass --set backend_prefix=<name>"
             )
         return self.backend_prefix
 
@@ -294,7 +294,7 @@ def merge_settings(
             if environ.get(var):
                 candidates.append((environ[var], var))
         if overrides.get(name) is not None:
-            candidates.append((overrides[name], option_flag(name)))
+            candidates.append((overrides[name], f"--set {name}"))  # the CLI's one override form
         if candidates:
             raw, source = candidates[-1]
             values[name] = _check(name, raw, source)
