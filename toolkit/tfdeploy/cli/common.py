@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from ..errors import TfdeployError, ValidationError
+from ..paths import shown_path  # noqa: F401 - command modules take it from here
 
 if TYPE_CHECKING:
     from ..model.settings import Settings
