@@ -92,3 +92,49 @@ def test_old_setting_options_work_hidden_with_a_deprecation_note(example):
     assert "--session-name is deprecated; use --set session_name=CI" in proc.stderr
     proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--environments", "qa", check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1  # policy: refused, nothing before it
+
+
+# --- one way to name cells --------------------------------------------------------------------
+
+
+def _release(example, *args: str, check: bool = True):
+    return tfdeploy(example, "release", "--env", "dev", "--team", "research", "--version", "1.1", "--dry-run",
+                    "--json", *args, check=check)
+
+
+def _tags(proc) -> list[str]:
+    return [t["tag"] for t in json.loads(proc.stdout)]
+
+
+def test_release_names_scopes_with_scope_and_global_includes_the_global_cell(example):
+    every = _tags(_release(example, "--scope", "all", "--global"))
+    assert every[0] == "dev_global/research/1.1" and "dev_us-east-1/research/1.1" in every
+    assert _tags(_release(example, "--scope", "all")) == every[1:]
+    assert _tags(_release(example, "--scope", "global")) == ["dev_global/research/1.1"]
+    assert _tags(_release(example, "--scope", "us-east-1", "--global")) == ["dev_global/research/1.1",
+                                                                           "dev_us-east-1/research/1.1"]
+    old = _release(example, "--regions", "all", "--global")  # the deprecated alias, hidden from --help
+    assert _tags(old) == every and "--regions is deprecated; use --scope all" in old.stderr
+    assert "--regions" not in tfdeploy(example, "release", "--help").stdout
+    bad = _release(example, "--scope", "all,us-east-1", check=False)
+    assert bad.returncode == 2 and "--scope all stands alone" in bad.stderr
+
+
+def test_promote_global_alone_is_refused_naming_the_new_form(example):
+    proc = tfdeploy(example, "promote", "--from", "dev", "--to", "qa", "--team", "research", "--version", "1.0",
+                    "--global", check=False)
+    assert proc.returncode == 2
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("tfdeploy: error: promote --global alone no longer means only the global cell: "
+                           "pass --scope global")
+    assert "--regions" not in tfdeploy(example, "promote", "--help").stdout
+
+
+def test_global_means_include_the_global_cell_in_every_command_that_has_it(example):
+    from tfdeploy.cli import LAZY_COMMANDS
+
+    for name in sorted({*LAZY_COMMANDS, "resolve", "tags"}):
+        text = tfdeploy(example, name, "--help").stdout
+        if "--global" in text:
+            line = next(line for line in text.splitlines() if re.match(r"  --global\s", line))  # the option
+            assert "Include the global cell" in line, (name, line)
