@@ -17,6 +17,7 @@ from .common import (
     json_option,
     lock_timeout_option,
     repo_command,
+    shown_path,
 )
 
 
@@ -146,7 +147,7 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
         shared = Shared(repo.root, repo.overrides, os.environ, SourceOptions(),
                         find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
         say(f"tfdeploy: drift check of {len(steps)} cells, {min(parallel, len(steps))} at a time; "
-            f"logs in {log_dir}")
+            f"logs in {shown_path(log_dir)}")
         with display:
             for check in skipped:
                 display.note(f"[{check.cell}] skipped: {check.error}")
