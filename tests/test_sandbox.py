@@ -292,7 +292,7 @@ def test_terraform_s3_backend_works_against_the_sandbox(home: Path, terraform_bi
                                     'resource "terraform_data" "x" {\n  input = "hello"\n}\n')
     s3 = client("s3", "us-east-1", {}, endpoint)
     for lock, extra in (("dynamodb", {"dynamodb_table": "acme-lock-dev"}), ("s3", {"use_lockfile": "true"})):
-        result = CliRunner().invoke(cli, ["bootstrap", "--env", "dev", "--repo", str(repo), "--lock", lock])
+        result = CliRunner().invoke(cli, ["bootstrap", "--env", "dev", "--repo", str(repo), "--set", f"lock={lock}"])
         assert result.exit_code == 0, result.output
         work = tmp_path / f"work-{lock}"
         shutil.copytree(module, work)

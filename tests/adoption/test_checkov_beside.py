@@ -62,7 +62,7 @@ def test_toolkit_and_checkov_in_one_venv(one_venv, repo):
     assert applied.returncode == 0, applied.stderr
     assert state_keys("demo-tfstate-dev") == ["research/dev-us-east-1/terraform.tfstate"]
 
-    scanned = _run(one_venv, repo, "scan", "--tag", "dev_us-east-1/research/1.0")
+    scanned = _run(one_venv, repo, "scan", "--tag", "dev_us-east-1/research/1.0", "--exports")
     assert scanned.returncode == 0, scanned.stdout + scanned.stderr
     assert "SCAN_STATUS=passed" in scanned.stdout
     result = json.loads((repo / ".tfdeploy" / "work" / "dev-us-east-1-research" / ".tfdeploy-results"

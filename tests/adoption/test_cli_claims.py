@@ -38,16 +38,17 @@ def example(tmp_path) -> Path:
     return make_repo(tmp_path / "infra")
 
 
-# --- "each setting can be overridden ... by a CLI option --<name>" ------------------------------
+# --- "each setting can be overridden ... by --set NAME=VALUE", documented once -------------------
 
 
-def test_every_setting_but_policy_has_its_option_on_every_repo_command(example):
+def test_every_repo_command_takes_set_and_settings_lists_every_setting(example):
     for command in (["resolve"], ["plan"], ["bootstrap"], ["scan"], ["events", "pattern"]):
         help_text = tfdeploy(example, *command, "--help").stdout
-        missing = [option_flag(n) for n in SETTING_NAMES if n not in POLICY_SETTINGS and option_flag(n) not in help_text]
-        assert not missing, f"tfdeploy {' '.join(command)} lacks {missing}"
-        offered = [option_flag(n) for n in POLICY_SETTINGS if option_flag(n) in help_text]
-        assert not offered, f"tfdeploy {' '.join(command)} offers policy options {offered}"
+        assert "--set NAME=VALUE" in help_text, f"tfdeploy {' '.join(command)} lacks --set"
+        repeated = [option_flag(n) for n in SETTING_NAMES if re.search(rf"{option_flag(n)}(?![\w=-])", help_text)]
+        assert not repeated, f"tfdeploy {' '.join(command)} --help still lists {repeated}"
+    listed = {row["name"] for row in json.loads(tfdeploy(example, "settings", "--json").stdout)}
+    assert listed == set(SETTING_NAMES)
 
 
 def test_every_setting_is_in_the_settings_table():
@@ -86,11 +87,11 @@ def test_setting_options_win_over_the_file(example):
     assert proc.returncode == 2
     assert "--environments sets environments, which is policy" in one_error_line(proc)
     proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--json",
-                    "--default-tags", "env,version")
+                    "--set", "default_tags=env,version")
     assert json.loads(proc.stdout)["default_tags"] == {"tfdeploy:env": "dev", "tfdeploy:version": "1.0"}
-    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--session-name", "CI",
-                    "--extra-regions", "xx-test-1", "--kms-key-id", "k", "-v")
-    assert "--session-name" in proc.stderr and "--extra-regions" in proc.stderr
+    proc = tfdeploy(example, "resolve", "--tag", "dev_us-east-1/research/1.0", "--set", "session_name=CI",
+                    "--set", "extra_regions=xx-test-1", "--set", "kms_key_id=k", "-v")
+    assert "(--set session_name)" in proc.stderr and "(--set extra_regions)" in proc.stderr
 
 
 # --- hints name the real env ----------------------------------------------------------------------

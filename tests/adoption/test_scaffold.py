@@ -24,7 +24,7 @@ def test_scaffolded_repo_lints_resolves_and_deploys_both_namespaces(tmp_path, sa
     tag(infra, "dev_global/research/0.1")
 
     tfdeploy(infra, "lint", "--dir", ".", "--allow-missing", "tflint")
-    linted = tfdeploy(infra, "lint", "--tag", "dev_eu-west-1/research/0.1", "--allow-missing", "tflint")
+    linted = tfdeploy(infra, "lint", "--tag", "dev_eu-west-1/research/0.1", "--allow-missing", "tflint", "--exports")
     assert "VALIDATE_STATUS=passed" in linted.stdout and "FMT_UNFORMATTED=0" in linted.stdout
     resolved = tfdeploy(infra, "resolve", "--tag", "dev_eu-west-1/research/0.1")
     assert "s3://acme-tf-dev/research/dev-eu-west-1/terraform.tfstate" in resolved.stdout

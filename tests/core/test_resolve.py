@@ -125,7 +125,7 @@ def test_settings_layers_cli_beats_env_beats_file():
     assert merge_settings(table, env, {}).backend_prefix == "modern"
     settings = merge_settings(table, env, {"backend_prefix": "cli", "lock": "s3"})
     assert (settings.backend_prefix, settings.lock) == ("cli", "s3")
-    assert settings.origin["backend_prefix"] == "--backend-prefix"
+    assert settings.origin["backend_prefix"] == "--set backend_prefix"
     # Policy settings come from the committed file alone: a variable or an option for one is refused.
     with pytest.raises(ConfigError, match="TFDEPLOY_ENVIRONMENTS sets environments, which is policy"):
         merge_settings({}, {"TFDEPLOY_ENVIRONMENTS": "dev, prod"}, {})
@@ -172,11 +172,11 @@ def test_cli_resolve_json_for_global_tag(infra):
 
 def test_cli_resolve_human_summary_and_verbose_origins(infra):
     result = CliRunner().invoke(cli, ["resolve", "--tag", "dev_us-east-1/research/1.0", "-v",
-                                      "--lock", "s3", "--repo", str(infra)])
+                                      "--set", "lock=s3", "--repo", str(infra)])
     assert result.exit_code == 0
     assert "s3://acme-dev/research/dev-us-east-1/terraform.tfstate" in result.output
     assert "S3 lockfile" in result.output
-    assert "setting lock = 's3' (--lock)" in result.output
+    assert "setting lock = 's3' (--set lock)" in result.output
 
 
 INVALID_TAGS = ["dev-us-east-1/research/1.0", "dev_us-east-1/research", "dev_us-east-9/x/1.0",

@@ -31,12 +31,13 @@ def test_stage_argv_is_pure_and_complete():
     assert stage_argv("source", TAG, ENVIRON) == ["publish", "--tag", TAG, "--claim", "--repo", "/codebuild/src"]
     assert stage_argv("tflint", TAG, ENVIRON) == [
         "lint", "--tag", TAG, "--junit", "/codebuild/src/reports/tflint.xml",
-        "--results-dir", "/codebuild/src/.tfdeploy/ci/results", "--repo", "/codebuild/src"]
+        "--results-dir", "/codebuild/src/.tfdeploy/ci/results", "--exports", "--repo", "/codebuild/src"]
     assert stage_argv("checkov", TAG, ENVIRON) == [
         "scan", "--tag", TAG, "--junit", "/codebuild/src/reports/checkov.xml",
-        "--results-dir", "/codebuild/src/.tfdeploy/ci/results", "--repo", "/codebuild/src"]
-    assert stage_argv("plan", TAG, ENVIRON) == ["plan", "--tag", TAG, "--repo", "/codebuild/src"]
-    assert stage_argv("apply", TAG, ENVIRON) == ["apply", "--tag", TAG, "--repo", "/codebuild/src"]
+        "--results-dir", "/codebuild/src/.tfdeploy/ci/results", "--exports", "--repo", "/codebuild/src"]
+    # Under ci the stages print their KEY=VALUE lines (--exports).
+    assert stage_argv("plan", TAG, ENVIRON) == ["plan", "--tag", TAG, "--exports", "--repo", "/codebuild/src"]
+    assert stage_argv("apply", TAG, ENVIRON) == ["apply", "--tag", TAG, "--exports", "--repo", "/codebuild/src"]
     with pytest.raises(ValidationError):
         stage_argv("deploy", TAG, ENVIRON)
 

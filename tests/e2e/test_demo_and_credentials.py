@@ -33,10 +33,10 @@ def test_demo_runs_the_whole_flow_offline(tmp_path, terraform_bin):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)  # stdout is the document alone
     assert report["commands"] == [
-        "tfdeploy release --env dev --team research --version 1.0 --regions all --global",
+        "tfdeploy release --env dev --team research --version 1.0 --scope all --global",
         "tfdeploy apply --tag 'dev_*/research/1.0' --auto-approve",
         "tfdeploy status --team research",
-        "tfdeploy promote --from dev --to qa --team research --version 1.0 --regions all --global",
+        "tfdeploy promote --from dev --to qa --team research --version 1.0 --scope all --global",
         "tfdeploy apply --tag 'qa_*/research/1.0' --auto-approve",
         f"tfdeploy status --team research --html {tmp_path / 'demo' / 'fleet.html'}"]
     assert [(c["cell"], c["version"], c["result"], c["marks"]) for c in report["cells"]] == [

@@ -35,7 +35,7 @@ def test_regional_and_global_tags_land_in_their_own_state(repo):
     tag(repo, "dev_global/research/1.0")
     tfdeploy(repo, "bootstrap", "--env", "dev")
 
-    planned = tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0")
+    planned = tfdeploy(repo, "plan", "--tag", "dev_us-east-1/research/1.0", "--exports")
     assert "plan dev_us-east-1/research/1.0: +1 ~0 -0" in planned.stdout
     assert "PLAN_ADD=1" in planned.stdout
     applied = tfdeploy(repo, "apply", "--tag", "dev_us-east-1/research/1.0")

@@ -54,7 +54,7 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
 
     # apply --auto-approve of a fresh cell: init, a saved plan, then its apply (the plan file is
     # checked between the two, as a reviewed plan is); the human diff is still shown.
-    first = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
+    first = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", "--exports", env=env)
     assert commands(log) == ["init", "plan", "apply"]
     assert "will be created" in first.stdout and "Plan: 1 to add, 0 to change, 0 to destroy." in first.stdout
     assert "PLAN_SUMMARY=+1 ~0 -0" in first.stdout
@@ -65,7 +65,7 @@ def test_terraform_processes_per_cell(repo, tmp_path, terraform_bin):
     # A workspace selection left in .terraform is never carried over (state stays at the key).
     work = repo / ".tfdeploy" / "work" / "dev-us-east-1-research"
     (work / ".terraform" / "environment").write_text("other")
-    again = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", env=env)
+    again = tfdeploy(repo, "apply", "--tag", REGIONAL, "--auto-approve", "--exports", env=env)
     assert commands(log) == ["plan", "apply"]
     assert "PLAN_SUMMARY=+0 ~0 -0" in again.stdout
     assert state_keys("demo-tfstate-dev") == [KEY]

@@ -92,11 +92,11 @@ def test_release_creates_annotated_tags_at_the_tip_of_main(infra):
     git(infra, "add", ".")
     git(infra, "commit", "-qm", "wip")
 
-    dry = release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--regions", "all",
+    dry = release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--scope", "all",
                   "--global", "--dry-run")
     assert "would create 3 tag(s)" in dry.stdout and tags_of(infra) == []
 
-    proc = release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--regions", "all",
+    proc = release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--scope", "all",
                    "--global")
     assert [line.strip() for line in proc.stdout.splitlines()[1:4]] == RESEARCH
     assert "deploy: tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve" in proc.stdout
@@ -110,7 +110,7 @@ def test_release_creates_annotated_tags_at_the_tip_of_main(infra):
 
     # A release is made once; every tag of a second attempt is refused, none is made.
     again = release(infra, "--env", "dev", "--team", "research", "--version", "1.1",
-                    "--regions", "us-east-1", "--json", check=False)
+                    "--scope", "us-east-1", "--json", check=False)
     assert "dev_us-east-1/research/1.1 already exists" in refused(again)
 
 
@@ -119,16 +119,16 @@ def test_release_refuses_before_creating_any_tag(infra):
     # The commit's envs/, not the working tree's: an uncommitted us-west-2.tfvars does not count.
     (infra / "envs/dev/research/us-west-2.tfvars").write_text('greeting = "howdy"\n')
     cases = {
-        ("--version", "1.2", "--regions", "us-west-2,us-east-1"): "us-west-2 has no envs/dev/research/us-west-2.tfvars",
-        ("--version", "v1.2", "--regions", "all"): "drop the leading 'v'",
-        ("--version", "1.2", "--regions", "us-north-1"): "not a known AWS Region",
+        ("--version", "1.2", "--scope", "us-west-2,us-east-1"): "us-west-2 has no envs/dev/research/us-west-2.tfvars",
+        ("--version", "v1.2", "--scope", "all"): "drop the leading 'v'",
+        ("--version", "1.2", "--scope", "us-north-1"): "not a known AWS Region",
     }
     for args, expected in cases.items():
         assert expected in refused(release(infra, *base, *args, check=False)), args
     git(infra, "add", ".")
     git(infra, "commit", "-qm", "us-west-2 tfvars, not allowed")
     assert "us-west-2 is outside allowed_regions in envs/dev/research/variables.tfvars" in refused(
-        release(infra, *base, "--version", "1.2", "--regions", "all", check=False))
+        release(infra, *base, "--version", "1.2", "--scope", "all", check=False))
     assert "env 'staging' is not one of the configured environments" in refused(
         release(infra, "--env", "staging", "--team", "research", "--version", "1.2", "--global", check=False))
     assert "team 'nobody' is not set up" in refused(
@@ -144,7 +144,7 @@ def test_release_refuses_before_creating_any_tag(infra):
 
     # An older commit of main is fine, and its envs/ decide: eu-central-1 had no tfvars yet.
     first = git(infra, "rev-list", "--max-parents=0", "main").strip()
-    proc = release(infra, *base, "--version", "1.0", "--regions", "all", "--ref", first, "--json")
+    proc = release(infra, *base, "--version", "1.0", "--scope", "all", "--ref", first, "--json")
     listed = json.loads(proc.stdout)
     assert [t["tag"] for t in listed] == ["dev_us-east-1/research/1.0"]
     assert listed[0]["commit"] == first and listed[0]["cell"] == "dev-us-east-1-research"
@@ -156,12 +156,12 @@ def test_a_tag_that_cannot_be_created_undoes_the_ones_before_it(infra):
     lock.parent.mkdir(parents=True)
     lock.write_text("")
     line = refused(release(infra, "--env", "dev", "--team", "research", "--version", "1.1",
-                           "--regions", "all", "--global", check=False))
+                           "--scope", "all", "--global", check=False))
     assert "creating tag dev_eu-central-1/research/1.1 failed" in line
     assert "deleted the 1 tag(s) this run had created (dev_global/research/1.1; never pushed)" in line
     assert tags_of(infra) == []
     lock.unlink()
-    release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--regions", "all", "--global")
+    release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--scope", "all", "--global")
     assert tags_of(infra) == sorted(RESEARCH)
 
 
@@ -171,7 +171,7 @@ def test_push_sends_exactly_the_release_tags(infra, tmp_path):
     git(infra, "remote", "add", "origin", str(remote))
     git(infra, "push", "-q", "origin", "main")
     tag(infra, "dev_us-east-1/risk/0.9")  # another local tag: never pushed by a release
-    proc = release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--regions", "all",
+    proc = release(infra, "--env", "dev", "--team", "research", "--version", "1.1", "--scope", "all",
                    "--global", "--push")
     assert "pushed to origin (atomic)" in proc.stdout
     on_remote = sorted(line.split("refs/tags/")[1] for line in git(remote, "show-ref", "--tags").splitlines())
@@ -181,13 +181,13 @@ def test_push_sends_exactly_the_release_tags(infra, tmp_path):
     # A tag already on the remote (pushed by someone else) refuses the release before any tag.
     git(remote, "tag", "-a", "dev_us-east-1/research/1.2", "main", "-m", "someone else's")
     line = refused(release(infra, "--env", "dev", "--team", "research", "--version", "1.2",
-                           "--regions", "all", "--push", check=False))
+                           "--scope", "all", "--push", check=False))
     assert "remote origin already has dev_us-east-1/research/1.2" in line
     assert "dev_eu-central-1/research/1.2" not in tags_of(infra)
 
     # A remote without atomic pushes still gets them, one by one, and says so.
     git(remote, "config", "receive.advertiseAtomic", "false")
-    proc = release(infra, "--env", "dev", "--team", "research", "--version", "1.3", "--regions", "all",
+    proc = release(infra, "--env", "dev", "--team", "research", "--version", "1.3", "--scope", "all",
                    "--push")
     assert "pushed to origin (one by one" in proc.stdout
     assert "dev_eu-central-1/research/1.3" in git(remote, "tag", "-l")

@@ -1,4 +1,4 @@
-"""`tfdeploy history --tag T | --cell C`: every record of one cell, newest first, beyond what the
+"""`tfdeploy history --tag T | --env E --team T --scope S`: every record of one cell, newest first, beyond what the
 status summary keeps. Records seeded through the ledger's own `append` into moto; the command
 runs as a subprocess against real git tags."""
 
@@ -44,10 +44,13 @@ def test_history_lists_a_cells_records_newest_first_as_text_and_json(repo):
     assert ids == [last.id, drift.id, *[r.id for r in reversed(middle)], first.id]
     assert doc["records"][0]["override"] == "hotfix approved by CAB-7"
     assert doc["records"][1]["details"] == {"addresses": ["module.regional.terraform_data.x"]}
-    by_cell = json.loads(tfdeploy(repo, "history", "--cell", "dev-us-east-1-research", "--json").stdout)
+    by_cell = json.loads(tfdeploy(repo, "history", "--env", "dev", "--team", "research", "--scope", "us-east-1",
+                                  "--json").stdout)
     assert by_cell == doc
+    old = tfdeploy(repo, "history", "--cell", "dev-us-east-1-research", "--json")  # deprecated, still works
+    assert json.loads(old.stdout) == doc and "--cell is deprecated; use --env E --team T --scope S" in old.stderr
 
-    text = tfdeploy(repo, "history", "--cell", "dev-us-east-1-research").stdout.splitlines()
+    text = tfdeploy(repo, "history", "--env", "dev", "--team", "research", "--scope", "us-east-1").stdout.splitlines()
     assert text[0] == f"dev-us-east-1-research: {len(ids)} record(s), newest first"
     assert text[1].split()[:3] == ["FINISHED", "ACTION", "RESULT"]
     assert text[2].startswith("2026-11-20 09:") and "apply" in text[2]
@@ -55,11 +58,14 @@ def test_history_lists_a_cells_records_newest_first_as_text_and_json(repo):
     assert "drift" in text[3] and "drifted" in text[3]
     assert text[-1].split()[2:4] == ["apply", "succeeded"] and "user/moto" in text[-1]
 
-    empty = tfdeploy(repo, "history", "--cell", "dev-eu-central-1-risk")
+    empty = tfdeploy(repo, "history", "--env", "dev", "--team", "risk", "--scope", "eu-central-1")
     assert empty.stdout.strip() == "no deployments recorded for dev-eu-central-1-risk"
-    for args, said in (((), "give one of --tag TAG or --cell CELL"),
-                       (("--tag", "dev_us-east-1/research/1.0", "--cell", "dev-global-research"), "give one of"),
-                       (("--cell", "prod-us-east-1-research"), "'prod-us-east-1-research' is not a cell")):
+    for args, said in (((), "name one cell: --tag TAG, or --env E --team T --scope S"),
+                       (("--tag", "dev_us-east-1/research/1.0", "--env", "dev", "--team", "research",
+                         "--scope", "global"), "name one cell"),
+                       (("--env", "dev", "--team", "research"), "all of --env, --team and --scope"),
+                       (("--env", "prod", "--team", "research", "--scope", "us-east-1"),
+                        "'prod-us-east-1-research' is not a cell")):
         bad = tfdeploy(repo, "history", *args, check=False)
         assert bad.returncode == 2, bad.stderr
         [line] = bad.stderr.strip().splitlines()

@@ -190,7 +190,7 @@ def test_promote_tags_the_next_env_at_the_commit_that_succeeded(repo):
 
     for args, said in ((("--from", "qa", "--to", "dev", "--version", "1.0"), "qa is not right before dev"),
                        (("--from", "dev", "--to", "qa", "--version", "2.0"), "no successful apply of 2.0 in dev"),
-                       (("--from", "dev", "--to", "qa", "--version", "1.0", "--regions", "eu-central-1"),
+                       (("--from", "dev", "--to", "qa", "--version", "1.0", "--scope", "eu-central-1"),
                         "eu-central-1: no successful apply of 1.0 in dev-eu-central-1-research")):
         bad = promote(*args, check=False)
         assert bad.returncode == 2 and said in _one_error(bad), bad.stderr

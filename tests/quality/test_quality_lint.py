@@ -31,7 +31,7 @@ def test_fmt_finding_names_the_unformatted_file(repo, tool_env, tflint_double):
 
 
 def test_tflint_double_arguments_and_findings_in_the_table(repo, tool_env, tflint_double):
-    result = invoke(["lint", "--dir", str(repo / "hardened_bucket")], tflint_double.env(tool_env))
+    result = invoke(["lint", "--exports", "--dir", str(repo / "hardened_bucket")], tflint_double.env(tool_env))
     assert result.exit_code == 1, result.output
 
     init, run = tflint_double.calls()[-2:]
@@ -54,7 +54,7 @@ def test_tflint_double_arguments_and_findings_in_the_table(repo, tool_env, tflin
 
 def test_clean_lint_passes_and_says_validate_was_skipped(repo, tool_env, tflint_double, tmp_path):
     env = tflint_double.env(tool_env, TFLINT_DOUBLE_OUTPUT=str(_empty_report(repo)))
-    result = invoke(["lint", "--dir", str(repo / "hardened_bucket")], env)
+    result = invoke(["lint", "--exports", "--dir", str(repo / "hardened_bucket")], env)
     assert result.exit_code == 0, result.output
     assert f"note: {VALIDATE_SKIPPED}" in result.output
     exports = export_lines(result.output)
@@ -77,7 +77,7 @@ def test_validate_runs_when_initialised(repo, tool_env, tflint_double):
 
 
 def test_missing_tflint_exits_3_with_one_line(repo, no_tflint_env):
-    result = invoke(["lint", "--dir", str(repo / "hardened_bucket")],
+    result = invoke(["lint", "--exports", "--dir", str(repo / "hardened_bucket")],
                     {**no_tflint_env, "TFDEPLOY_TFLINT": None})
     assert result.exit_code == 3
     assert result.output.count("\n") == 1
@@ -94,7 +94,7 @@ def test_missing_tflint_raises_from_the_library_too(repo, no_tflint_env):
 
 
 def test_allow_missing_tflint_is_a_visible_skip(repo, no_tflint_env):
-    result = invoke(["lint", "--dir", str(repo / "hardened_bucket"), "--allow-missing", "tflint"],
+    result = invoke(["lint", "--exports", "--dir", str(repo / "hardened_bucket"), "--allow-missing", "tflint"],
                     {**no_tflint_env, "TFDEPLOY_TFLINT": None})
     assert result.exit_code == 0, result.output
     assert "note: tflint skipped: not installed (--allow-missing tflint)" in result.output
@@ -116,7 +116,7 @@ def test_tflint_init_failure_fails_the_stage(repo, tool_env, tflint_double):
 
 def test_junit_and_result_file(repo, tool_env, tflint_double, tmp_path):
     junit, results = tmp_path / "reports" / "lint.xml", tmp_path / "results"
-    result = invoke(["lint", "--dir", str(repo / "misformatted"), "--junit", str(junit),
+    result = invoke(["lint", "--exports", "--dir", str(repo / "misformatted"), "--junit", str(junit),
                      "--results-dir", str(results), "--json"], tflint_double.env(tool_env))
     assert result.exit_code == 1
     document = json.loads(result.output[result.output.index("{"):])

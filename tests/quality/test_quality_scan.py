@@ -48,7 +48,7 @@ def _scan_cli(repo: Path, tool_env: dict[str, str], fixture: str, env: str, *ext
     out = repo / f".out-{fixture}-{env}"
     junit, results = out / "checkov.xml", out / "results"
     result = invoke(["scan", "--dir", str(repo / fixture), "--env", env, "--junit", str(junit),
-                     "--results-dir", str(results), *extra], tool_env)
+                     "--results-dir", str(results), "--exports", *extra], tool_env)
     return CliRun(result.exit_code, result.stdout, result.output, results, junit)
 
 
@@ -262,7 +262,7 @@ def test_missing_checkov_exits_3_with_one_line(repo, no_checkov_env, tmp_path):
 
 def test_allow_missing_checkov_is_a_visible_skip(no_checkov_env, tmp_path):
     bare = make_repo(tmp_path / "bare", "hardened_bucket")
-    result = invoke(["scan", "--dir", str(bare / "hardened_bucket"), "--allow-missing", "checkov"],
+    result = invoke(["scan", "--dir", str(bare / "hardened_bucket"), "--allow-missing", "checkov", "--exports"],
                     no_checkov_env)
     assert result.exit_code == 0
     assert "note: checkov skipped: not installed" in result.stdout

@@ -94,7 +94,7 @@ def _lint(tmp_path: Path, terraform_bin: str, rc: Path, files: dict[str, str] | 
     git(repo, "add", "-A")
     git(repo, "commit", "-qm", "change", "--allow-empty")
     tag(repo, TAG)
-    proc = tfdeploy(repo, "lint", "--tag", TAG, "--allow-missing", "tflint", check=False,
+    proc = tfdeploy(repo, "lint", "--tag", TAG, "--allow-missing", "tflint", "--exports", check=False,
                     env={"TFDEPLOY_TERRAFORM": terraform_bin, "TF_CLI_CONFIG_FILE": str(rc),
                          "TFDEPLOY_HOME": str(tmp_path / "home")})
     assert "Traceback" not in proc.stderr, proc.stderr

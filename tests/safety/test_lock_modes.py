@@ -1,4 +1,4 @@
-"""One writer per cell whatever `--lock` mode each run is given (real Terraform, moto, git tags)."""
+"""One writer per cell whatever `lock` mode (--set lock=...) each run is given (real Terraform, moto, git tags)."""
 
 from __future__ import annotations
 
@@ -61,26 +61,26 @@ def last_line(proc) -> str:
 def test_dynamodb_mode_also_takes_the_s3_lockfile_and_keeps_the_digest(repo):
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
     # The digest Terraform keeps is the MD5 of the state object's bytes.
     assert digest_row() == hashlib.md5(state_bytes()).hexdigest()
     assert f"{KEY}.tfdeploy-lock-mode.json" in objects()
-    resolved = tfdeploy(repo, "resolve", "--tag", V1, "--json", "--lock", "dynamodb").stdout
+    resolved = tfdeploy(repo, "resolve", "--tag", V1, "--json", "--set", "lock=dynamodb").stdout
     assert '"use_lockfile": true' in resolved and '"dynamodb_table": "demo-tfstate-lock-dev"' in resolved
 
 
 def test_concurrent_applies_with_different_lock_modes_never_both_write(repo, tmp_path):
     release(repo, V1, "slow", delay=6)
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "plan", "--tag", V1, "--lock", "dynamodb")  # first run of the cell: records the mode
-    slow = subprocess.Popen([TFDEPLOY, "apply", "--tag", V1, "--lock", "dynamodb"], cwd=repo,
+    tfdeploy(repo, "plan", "--tag", V1, "--set", "lock=dynamodb")  # first run of the cell: records the mode
+    slow = subprocess.Popen([TFDEPLOY, "apply", "--tag", V1, "--set", "lock=dynamodb"], cwd=repo,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while f"{KEY}.tflock" not in objects():  # the slow apply holds the lock now
         assert time.monotonic() < deadline and slow.poll() is None, slow.communicate()
         time.sleep(0.2)
     # Another machine: its own cache (so not this machine's cell lock), the other lock mode.
-    other = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "s3", check=False,
+    other = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=s3", check=False,
                      env={"TFDEPLOY_CACHE_DIR": str(tmp_path / "other-machine")})
     out, err = slow.communicate(timeout=120)
     assert slow.returncode == 0, err
@@ -110,7 +110,7 @@ def test_two_first_writers_in_different_modes_on_a_fresh_cell_only_one_wins(repo
     def first_run(mode: str) -> None:
         env = {"TFDEPLOY_CACHE_DIR": str(tmp_path / f"machine-{mode}")}
         barrier.wait()  # both released together
-        done[mode] = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", mode, check=False, env=env)
+        done[mode] = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", f"lock={mode}", check=False, env=env)
 
     threads = [threading.Thread(target=first_run, args=(mode,)) for mode in modes]
     for thread in threads:
@@ -135,7 +135,7 @@ def test_two_first_writers_in_different_modes_on_a_fresh_cell_only_one_wins(repo
     assert digest_row() == (hashlib.md5(state_bytes()).hexdigest() if winner == "dynamodb" else None)
     assert f"{KEY}.tflock" not in objects()
     # And the loser's machine, told to use the recorded mode, goes on from the winner's state.
-    again = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", winner,
+    again = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", f"lock={winner}",
                      env={"TFDEPLOY_CACHE_DIR": str(tmp_path / f"machine-{loser}")})
     assert "No changes" in again.stdout + again.stderr or "+0 ~0 -0" in again.stdout + again.stderr, again.stdout
 
@@ -143,15 +143,15 @@ def test_two_first_writers_in_different_modes_on_a_fresh_cell_only_one_wins(repo
 def test_a_run_in_the_other_mode_is_refused_and_writes_nothing(repo):
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
     before, digest, listing = state_bytes(), digest_row(), objects()
     release(repo, V2, "two")
-    proc = tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--lock", "s3", check=False)
+    proc = tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--set", "lock=s3", check=False)
     assert proc.returncode == 2
     line = last_line(proc)
     assert line == (
         "tfdeploy: error: cell dev-us-east-1-research's state is locked in dynamodb mode "
-        f"(recorded at s3://{BUCKET}/{KEY}.tfdeploy-lock-mode.json); run with --lock dynamodb, "
+        f"(recorded at s3://{BUCKET}/{KEY}.tfdeploy-lock-mode.json); run with --set lock=dynamodb, "
         f"or switch deliberately: tfdeploy state migrate-lock --tag {V2} --to s3"), line
     assert (state_bytes(), digest_row(), objects()) == (before, digest, listing)
 
@@ -161,7 +161,7 @@ def test_the_mode_check_beside_init_lets_nothing_after_init_run(repo, tmp_path, 
     single apply or a fan-out, has run init and no other Terraform command, and changed nothing."""
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    first = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    first = tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
     assert "Terraform has been successfully initialized!" in first.stdout  # held only until the answers
     before = (state_bytes(), digest_row(), objects())
     log = tmp_path / "terraform-commands.log"
@@ -171,7 +171,7 @@ def test_the_mode_check_beside_init_lets_nothing_after_init_run(repo, tmp_path, 
     release(repo, V2, "two")
     for args in (["--tag", V2], ["--tag", "dev_us-*/research/1.1", "--parallel", "2"]):
         log.unlink(missing_ok=True)
-        proc = tfdeploy(repo, "apply", *args, "--auto-approve", "--lock", "s3", check=False,
+        proc = tfdeploy(repo, "apply", *args, "--auto-approve", "--set", "lock=s3", check=False,
                         env={"TFDEPLOY_TERRAFORM": str(wrapper)})
         assert proc.returncode != 0 and "locked in dynamodb mode" in proc.stdout + proc.stderr, proc.stderr
         # What init printed is held until the check answers: a refused run never says it initialised.
@@ -184,31 +184,31 @@ def test_the_mode_check_beside_init_lets_nothing_after_init_run(repo, tmp_path, 
 def test_an_existing_state_without_a_record_is_inferred_from_its_digest_row(repo):
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
     s3().delete_object(Bucket=BUCKET, Key=f"{KEY}.tfdeploy-lock-mode.json")  # a pre-tfdeploy state
-    proc = tfdeploy(repo, "plan", "--tag", V1, "--lock", "s3", check=False)
+    proc = tfdeploy(repo, "plan", "--tag", V1, "--set", "lock=s3", check=False)
     assert proc.returncode == 2 and "locked in dynamodb mode (inferred from" in last_line(proc)
 
 
 def test_migrate_lock_both_directions(repo):
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
 
     moved = tfdeploy(repo, "state", "migrate-lock", "--tag", V1, "--to", "s3", "--yes")
     assert "now s3" in moved.stdout
     assert digest_row() is None
     release(repo, V2, "two")
-    tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--lock", "s3")
+    tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--set", "lock=s3")
     assert b'"two from us-east-1"' in state_bytes()
-    refused = tfdeploy(repo, "plan", "--tag", V2, "--lock", "dynamodb", check=False)
+    refused = tfdeploy(repo, "plan", "--tag", V2, "--set", "lock=dynamodb", check=False)
     assert refused.returncode == 2 and "locked in s3 mode" in last_line(refused)
 
     back = tfdeploy(repo, "state", "migrate-lock", "--tag", V2, "--to", "dynamodb", "--yes")
     assert "now dynamodb" in back.stdout
     assert digest_row() == hashlib.md5(state_bytes()).hexdigest()
     release(repo, V3, "three")
-    tfdeploy(repo, "apply", "--tag", V3, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V3, "--auto-approve", "--set", "lock=dynamodb")
     assert b'"three from us-east-1"' in state_bytes()
     assert f"{KEY}.tflock" not in objects()  # every lock released
 
@@ -248,7 +248,7 @@ def test_migrate_lock_whose_lock_answer_was_lost_knows_its_own_lock_and_releases
     # a lock: migrate-lock's own (same lock ID), not another run's. It must go on, then release it.
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
     if lost == "s3 lockfile PUT":
         losses = lose_answer(lambda e: e["REQUEST_METHOD"] == "PUT" and e["PATH_INFO"].endswith(".tflock"))
     else:
@@ -261,7 +261,7 @@ def test_migrate_lock_whose_lock_answer_was_lost_knows_its_own_lock_and_releases
     assert digest_row() is None
     assert f"{KEY}.tflock" not in objects() and lock_item() is None  # both locks released
     release(repo, V2, "two")
-    tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--lock", "s3")
+    tfdeploy(repo, "apply", "--tag", V2, "--auto-approve", "--set", "lock=s3")
     assert b'"two from us-east-1"' in state_bytes()
 
 
@@ -269,7 +269,7 @@ def test_migrate_lock_whose_lock_answer_was_lost_knows_its_own_lock_and_releases
 def test_migrate_lock_refuses_a_lock_another_run_holds_and_leaves_it_alone(repo, held):
     release(repo, V1, "one")
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--lock", "dynamodb")
+    tfdeploy(repo, "apply", "--tag", V1, "--auto-approve", "--set", "lock=dynamodb")
     theirs = ('{"ID": "0f0f0f0f-other-run", "Operation": "OperationTypeApply", "Who": "ci@runner", '
               '"Version": "1.15.5", "Created": "2026-11-22T10:00:00Z", "Path": "x"}')
     if held == "s3 lockfile":

@@ -81,6 +81,11 @@ def test_stale_state_lock_is_listed_and_released(tmp_path, sandbox_env, lock_mod
         assert code == 1
         (stale,) = _held(repo)
         assert stale["lock_id"] == held["lock_id"]
+        # --scope filters as everywhere (the stale lock stays put): its Region lists it, global does not.
+        by_scope = {scope: json.loads(tfdeploy(repo, "locks", "--scope", scope, "--json").stdout)
+                    for scope in ("us-east-1", "global", "all")}
+        assert [h["cell"] for h in by_scope["us-east-1"]] == [CELL] == [h["cell"] for h in by_scope["all"]]
+        assert by_scope["global"] == []
         blocked = tfdeploy(repo, "plan", "--tag", TAG, check=False)
         assert blocked.returncode == 1
         assert f"tfdeploy unlock --tag {TAG} --lock-id {held['lock_id']}" in last_line(blocked.stderr)

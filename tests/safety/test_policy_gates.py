@@ -53,6 +53,8 @@ def _commit(repo: Path, message: str) -> str:
     (("--scan-soft-fail-envs", "dev,qa"), {}, "--scan-soft-fail-envs"),
     (("--checkov-baseline", "accept-all.json"), {}, "--checkov-baseline"),
     (("--default-branch", "topic"), {}, "--default-branch"),
+    (("--set", "protected_envs="), {}, "--set protected_envs"),
+    (("--set", "default-branch=topic"), {}, "--set default_branch"),
     ((), {"TFDEPLOY_ENVIRONMENTS": "qa,dev"}, "TFDEPLOY_ENVIRONMENTS"),
     ((), {"TFDEPLOY_PROTECTED_ENVS": "none"}, "TFDEPLOY_PROTECTED_ENVS"),
 ])
@@ -72,7 +74,7 @@ def test_a_policy_setting_from_the_runner_is_refused_before_anything_runs(repo, 
 def test_policy_options_are_not_offered_in_help(repo):
     shown = tfdeploy(repo, "apply", "--help").stdout
     assert [n for n in POLICY_SETTINGS if option_flag(n) in shown] == []
-    assert "--backend-prefix" in shown  # a setting that is not policy keeps its option
+    assert "--set NAME=VALUE" in shown  # the settings that are not policy: one option, documented once
 
 
 def test_an_uncommitted_or_older_policy_cannot_lift_the_default_branchs(repo):

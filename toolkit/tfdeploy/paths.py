@@ -23,3 +23,15 @@ def user_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
         return Path(environ["TFDEPLOY_HOME"]).resolve()
     base = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "tfdeploy"
+
+
+def shown_path(path: str | Path, start: Path | None = None) -> str:
+    """A path as a person reads it in output: relative to the current directory (the repo's root,
+    usually) when it is inside it, else whole. Keeps tables narrow; records keep full paths."""
+    if not str(path):
+        return str(path)
+    here = (start or Path.cwd()).resolve()
+    try:
+        return str(Path(path).resolve().relative_to(here))
+    except (ValueError, OSError):
+        return str(path)

@@ -84,7 +84,7 @@ def create_repo(repo: Path, lock: str) -> None:
 
 def demo_commands(html_report: Path) -> list[list[str]]:
     """The commands the demo runs, in order, as a person types them (pure)."""
-    regions = ["--regions", "all", "--global"]
+    regions = ["--scope", "all", "--global"]
     return [
         ["release", "--env", "dev", "--team", TEAM, "--version", VERSION, *regions],
         ["apply", "--tag", f"dev_*/{TEAM}/{VERSION}", "--auto-approve"],

@@ -25,10 +25,20 @@ LAZY_COMMANDS = {
     "buildspec": "delivery", "events": "delivery", "publish": "delivery", "ci": "delivery",
     "tools": "tools", "scaffold": "scaffold", "release": "release", "promote": "promote",
     "rollback": "rollback", "demo": "demo", "doctor": "doctor", "pipeline": "pipeline",
+    "settings": "settings",
+}
+
+# What --help shows under each heading, by task (docs/reference/cli.md has the same tables).
+SECTIONS = {
+    "Deploy": ("resolve", "plan", "apply", "destroy", "run", "init", "output", "show", "lint", "scan"),
+    "Fleet": ("tags", "release", "promote", "status", "history", "rollback", "drift"),
+    "State": ("bootstrap", "locks", "unlock", "state"),
+    "Pipeline": ("buildspec", "events", "publish", "ci", "pipeline"),
+    "Set-up": ("settings", "demo", "scaffold", "sandbox", "tools", "doctor"),
 }
 
 
-@click.group(cls=TfdeployGroup, lazy_commands=LAZY_COMMANDS,
+@click.group(cls=TfdeployGroup, lazy_commands=LAZY_COMMANDS, sections=SECTIONS,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="tfdeploy")
 def cli() -> None:
@@ -62,7 +72,7 @@ def resolve(tag: str, worktree: bool, as_json: bool, repo: RepoContext) -> None:
       tfdeploy resolve --tag dev_us-east-1/research/1.0
       tfdeploy resolve --tag dev_global/research/1.0 --json
       tfdeploy resolve --tag dev_us-east-1/research/1.1 --worktree   # before tagging
-      TF_BACKEND_CONFIG_PREFIX=acme tfdeploy resolve --tag qa_eu-central-1/risk/2.1 --lock s3
+      TF_BACKEND_CONFIG_PREFIX=acme tfdeploy resolve --tag qa_eu-central-1/risk/2.1 --set lock=s3
     """
     import os
 

@@ -149,11 +149,12 @@ def bootstrap(env: str, region: str | None, as_json: bool, repo: RepoContext) ->
     \b
     Examples:
       tfdeploy bootstrap --env dev
-      tfdeploy bootstrap --env prod --region eu-west-1 --state-layout regional --json
+      tfdeploy bootstrap --env prod --region eu-west-1 --set state_layout=regional --json
+      tfdeploy bootstrap --env prod --set kms_key_id=alias/tfstate
     """
     from ..aws.bootstrap import bootstrap_backend, render_report
 
-    # --kms-key-id is the kms_key_id setting's option (every setting has one), so it is in settings.
+    # --set kms_key_id=K is a setting like any other, so it is in settings.
     report = bootstrap_backend(repo.settings, env, region, environ=os.environ)
     if as_json:
         echo_json(report.to_dict())

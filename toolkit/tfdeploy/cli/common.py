@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import click
 
 from ..errors import TfdeployError, ValidationError
+from ..paths import shown_path  # noqa: F401 - command modules take it from here
 
 if TYPE_CHECKING:
     from ..model.settings import Settings
@@ -40,12 +41,32 @@ class TfdeployGroup(click.Group):
     `lazy_commands` (name -> module of this package defining it under that name): commands
     imported only when run or listed (see click's "Lazily Loading Subcommands")."""
 
-    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, lazy_commands: dict[str, str] | None = None,
+                 sections: dict[str, tuple[str, ...]] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.lazy_commands: dict[str, str] = dict(lazy_commands or {})
+        self.sections = dict(sections or {})
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The commands under headings by task (Deploy, Fleet, ...), not one alphabetical list of
+        thirty; a command no heading names is still listed, under Other."""
+        names = self.list_commands(ctx)
+        placed = {name for members in self.sections.values() for name in members}
+        groups = [(title, [n for n in members if n in names]) for title, members in self.sections.items()]
+        groups.append(("Other", [n for n in names if n not in placed]))
+        limit = formatter.width - 6 - max((len(n) for n in names), default=0)
+        for title, members in groups:
+            rows = []
+            for name in members:
+                command = self.get_command(ctx, name)
+                if command is not None and not command.hidden:
+                    rows.append((name, command.get_short_help_str(limit)))
+            if rows:
+                with formatter.section(f"{title} commands"):
+                    formatter.write_dl(rows)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands and cmd_name in self.lazy_commands:
@@ -127,38 +148,31 @@ class RepoContext:
         return settings
 
 
-def _setting_options() -> list[tuple[str, str, Any, str, bool]]:
-    """(flag, name, click type, help, policy) for every setting, from the settings model's own
-    table. A policy setting's option is hidden: it exists only to be refused in one clear line."""
-    from ..model.settings import POLICY_SETTINGS, SETTING_CHOICES, SETTING_HELP, SETTING_NAMES, option_flag
-
-    return [(option_flag(name), name,
-             click.Choice(list(SETTING_CHOICES[name])) if name in SETTING_CHOICES else None,
-             SETTING_HELP[name], name in POLICY_SETTINGS)
-            for name in SETTING_NAMES]
-
-
-_SETTING_OPTIONS = _setting_options()
-
-
 def repo_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --repo, -v and the settings overrides; pass a RepoContext as `repo`. A policy setting
-    given as an option or a TFDEPLOY_<NAME> variable is refused before the command does anything."""
+    """Add --repo, -v and --set NAME=VALUE (plus the deprecated, hidden `--<name>` options);
+    pass a RepoContext as `repo`. A policy setting given as --set, an option or a TFDEPLOY_<NAME>
+    variable is refused before the command does anything."""
+    from .overrides import collect_overrides, deprecated_setting_options, set_option
 
     @functools.wraps(func)
-    def wrapper(*args: Any, repo: str, verbose: int, **kwargs: Any) -> Any:
-        from ..model.settings import refuse_policy_overrides
-
-        overrides = {name: kwargs.pop(name) for _, name, _, _, _ in _SETTING_OPTIONS}
-        refuse_policy_overrides(os.environ, overrides)
+    def wrapper(*args: Any, repo: str, verbose: int, set_pairs: tuple[str, ...], **kwargs: Any) -> Any:
+        overrides = collect_overrides(set_pairs, kwargs, os.environ)
         return func(*args, repo=RepoContext(Path(repo), overrides, verbose), **kwargs)
 
-    for flag, name, kind, help_text, policy in reversed(_SETTING_OPTIONS):
-        wrapper = click.option(flag, name, type=kind, default=None, help=help_text, hidden=policy)(wrapper)
+    for option in deprecated_setting_options():
+        wrapper = option(wrapper)
+    wrapper = set_option(wrapper)
     wrapper = click.option("-v", "--verbose", count=True, help="Say where each setting came from.")(wrapper)
     wrapper = click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False),
                            help="The infra repo (any folder inside it).")(wrapper)
     return wrapper
+
+
+def exports_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--exports: also print the KEY=VALUE lines a CI script reads (`tfdeploy ci` always does)."""
+    return click.option("--exports", "exports", is_flag=True,
+                        help="Also print KEY=VALUE lines for scripts (TAG=, PLAN_SUMMARY=, STATE_KEY=, ...); "
+                             "`tfdeploy ci` prints and writes them always.")(func)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

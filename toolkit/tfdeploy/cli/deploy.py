@@ -13,10 +13,12 @@ from ..errors import TfdeployError
 from .common import (
     RepoContext,
     echo_json,
+    exports_option,
     hold_cell_for_command,
     json_option,
     lock_timeout_option,
     repo_command,
+    shown_path,
     tag_options,
 )
 from .fanout import fanout_options, run_fanout, wants_fanout
@@ -83,9 +85,10 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
 
 @click.command()
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
+@exports_option
 @json_option
 @fleet_command
-def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitcode: bool, as_json: bool,
+def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitcode: bool, exports: bool, as_json: bool,
          lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
          repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
@@ -115,8 +118,9 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
                    "summary": result.counts, "plan_file": str(session.plan_path),
                    "plan": json.loads(session.ensure_plan_json().read_text(encoding="utf-8"))})
     else:
-        click.echo(f"plan {tag}: {summary}  (saved: {session.plan_path})")
-        click.echo(result.export_lines())
+        click.echo(f"plan {tag}: {summary}  (saved: {shown_path(session.plan_path)})")
+        if exports:
+            click.echo(result.export_lines())
     if detailed_exitcode and summary.has_changes:
         sys.exit(2)
 
@@ -139,10 +143,11 @@ def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when every cell succeeded and any had changes (0: none had).")
 @promotion_options
+@exports_option
 @json_option
 @fleet_command
 def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, detailed_exitcode: bool,
-          skip_promotion_check: bool, reason: str | None,
+          skip_promotion_check: bool, reason: str | None, exports: bool,
           as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
           repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
@@ -201,7 +206,8 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
     else:
         click.echo(f"applied {tag}: {result.exports['PLAN_SUMMARY']}; state s3://{b.bucket}/{b.key} "
                    f"({b.lock_description})")
-        click.echo(result.export_lines())
+        if exports:
+            click.echo(result.export_lines())
     if detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
         sys.exit(2)
 
@@ -329,7 +335,7 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
     else:
         for result in report.results:
             if result.findings:
-                click.echo(render_result(result))
+                click.echo(render_result(result, exports=False))
         click.echo(f"run {tag}: " + ", ".join(f"{r.stage} {r.status}" for r in report.results))
     if not report.ok:
         if report.error:

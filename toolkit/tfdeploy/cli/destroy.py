@@ -12,7 +12,7 @@ import sys
 import click
 
 from ..errors import ValidationError
-from .common import RepoContext, echo_json, json_option
+from .common import RepoContext, echo_json, exports_option, json_option
 from .deploy import _open, _warn, fleet_command
 from .fanout import run_fanout, wants_fanout
 
@@ -23,10 +23,11 @@ from .fanout import run_fanout, wants_fanout
 @click.option("--any-version", is_flag=True,
               help="Also destroy cells whose last successful apply was another version than the tag's "
                    "(by default they are skipped).")
+@exports_option
 @json_option
 @fleet_command
 def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, allow_protected: bool,
-            any_version: bool, as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
+            any_version: bool, exports: bool, as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
             repo: RepoContext) -> None:
     """Destroy what the tag's cell deployed: plan the destroy of its module namespace, show it, ask, apply.
 
@@ -101,7 +102,8 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
         say(f"destroy {tag}: nothing to destroy in s3://{b.bucket}/{b.key}")
     elif not as_json:
         click.echo(f"destroyed {tag}: -{summary.destroy}; state s3://{b.bucket}/{b.key} ({b.lock_description})")
-        click.echo(result.export_lines())
+        if exports:
+            click.echo(result.export_lines())
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "summary": result.counts,
                    "addresses": list(shown[0].addresses) if shown else [], "result": result.to_dict()})

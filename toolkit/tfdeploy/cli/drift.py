@@ -10,12 +10,14 @@ from typing import Any
 import click
 
 from ..errors import ValidationError
+from .cells import Scopes, parse_scopes, scope_options
 from .common import (
     RepoContext,
     echo_json,
     json_option,
     lock_timeout_option,
     repo_command,
+    shown_path,
 )
 
 
@@ -26,6 +28,7 @@ def _warn(text: str) -> None:
 @click.command("drift")
 @click.option("--env", help="Only this environment.")
 @click.option("--team", help="Only this team.")
+@scope_options
 @click.option("--parallel", type=click.IntRange(1, 64), default=None, metavar="N",
               help="Cells checked at once (default: 2 per CPU, 2 to 8, no more than fit in memory at 600 MB each).")
 @click.option("--terraform", "terraform_bin", metavar="PATH", envvar="TFDEPLOY_TERRAFORM",
@@ -33,8 +36,8 @@ def _warn(text: str) -> None:
 @lock_timeout_option
 @json_option
 @repo_command
-def drift(env: str | None, team: str | None, parallel: int | None, terraform_bin: str | None,
-          lock_timeout: float, as_json: bool, repo: RepoContext) -> None:
+def drift(env: str | None, team: str | None, scope: tuple[str, ...], include_global: bool, parallel: int | None,
+          terraform_bin: str | None, lock_timeout: float, as_json: bool, repo: RepoContext) -> None:
     """Check every deployed cell for drift: a refresh-and-plan at the tag it last applied.
 
     Which cells and which tag come from the deployment ledger (the last successful apply, not
@@ -54,6 +57,7 @@ def drift(env: str | None, team: str | None, parallel: int | None, terraform_bin
     Examples:
       tfdeploy drift                                   every deployed cell
       tfdeploy drift --env prod --team research
+      tfdeploy drift --env prod --scope us-east-1 --global
       tfdeploy drift --env dev --parallel 4 --json     for a scheduled job
     """
     from ..fleet.schedule import default_parallel
@@ -63,11 +67,11 @@ def drift(env: str | None, team: str | None, parallel: int | None, terraform_bin
         raise ValidationError(f"--env {env} is not one of the configured environments "
                               f"({', '.join(settings.environments)})")
     run_drift(repo, env=env, team=team, parallel=parallel or default_parallel(), terraform_bin=terraform_bin,
-              lock_timeout=lock_timeout, as_json=as_json)
+              lock_timeout=lock_timeout, as_json=as_json, scopes=parse_scopes(scope, include_global))
 
 
 def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel: int,
-              terraform_bin: str | None, lock_timeout: float, as_json: bool) -> None:
+              terraform_bin: str | None, lock_timeout: float, as_json: bool, scopes: Scopes | None = None) -> None:
     from ..engine.gitsource import tag_source
     from ..engine.stages import SourceOptions, find_terraform
     from ..errors import TfdeployError
@@ -99,10 +103,11 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
     from ..fleet.reconcile import reconcile
 
     found = reconcile(latest(settings, os.environ, envs, [team] if team else None, cache_dir=cache), os.environ, _warn)
-    deployed = d.deployed_cells(found,
-                                settings.environments, extra_regions=settings.extra_regions, env=env, team=team)
+    deployed = [record for record in d.deployed_cells(found, settings.environments, extra_regions=settings.extra_regions,
+                                                      env=env, team=team)
+                if scopes is None or scopes.matches(record.scope)]
     if not deployed:
-        say("no deployed cells to check" + (" for these filters" if env or team else "")
+        say("no deployed cells to check" + (" for these filters" if env or team or (scopes and scopes.given) else "")
             + ": the ledger records no successful apply")
         if as_json:
             echo_json(d.document([]))
@@ -142,7 +147,7 @@ def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel:
         shared = Shared(repo.root, repo.overrides, os.environ, SourceOptions(),
                         find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
         say(f"tfdeploy: drift check of {len(steps)} cells, {min(parallel, len(steps))} at a time; "
-            f"logs in {log_dir}")
+            f"logs in {shown_path(log_dir)}")
         with display:
             for check in skipped:
                 display.note(f"[{check.cell}] skipped: {check.error}")

@@ -13,7 +13,7 @@ from typing import Any, Callable, NoReturn
 
 import click
 
-from .common import RepoContext, echo_json
+from .common import RepoContext, echo_json, shown_path
 
 
 def fanout_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -56,7 +56,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     from ..engine.stages import check_sources, find_terraform
     from ..engine.tagindex import list_tags
     from ..fleet.actions import ACTIONS
-    from ..fleet.display import make_display
+    from ..fleet.display import LiveDisplay, make_display
     from ..fleet.preflight import Fleet, run_checks
     from ..fleet.results import (
         RUNS_DIR,
@@ -68,6 +68,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
         now_iso,
         only_failed_tags,
         selection_key,
+        summary_line,
         write_record,
     )
     from ..fleet.runner import Shared, run_cells
@@ -122,7 +123,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
         raise TfdeployError(f"cannot create the run's log folder {log_dir} ({describe_os_error(exc)}); no cell "
                             "was started: free space, then run again") from None
-    say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {log_dir}")
+    say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {shown_path(log_dir)}")
     with display:
         outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
                                                override=override), shared=shared,
@@ -143,7 +144,8 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
         # One message for the run (not one per cell): which cells, why, where their logs are.
         notify("fleet-failed", *fleet_failed(action, tag_args, outcome.results, str(log_dir)), settings, os.environ)
-    say(matrix(outcome.results))
+    # A live table showed every cell as it ended: then the run in one line, not the table again.
+    say(summary_line(outcome.results) if isinstance(display, LiveDisplay) else matrix(outcome.results))
     _disk_summary(outcome.results)
     if as_json:
         echo_json(document(outcome.results))

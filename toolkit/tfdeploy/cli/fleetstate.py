@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import ValidationError
+from .cells import parse_scopes, scope_options
 from .common import RepoContext, echo_json, json_option, repo_command, tag_option
 
 if TYPE_CHECKING:
@@ -75,6 +76,7 @@ def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[
 @click.command("status")
 @click.option("--env", help="Only this environment.")
 @click.option("--team", help="Only this team.")
+@scope_options
 @click.option("--release", metavar="ENV/TEAM/VERSION",
               help="One release: its cells, waves, results and where each build's log is.")
 @click.option("--list", "as_list", is_flag=True,
@@ -83,8 +85,8 @@ def deployable_cells(repo_root: Path, envs: list[str], extra_regions: frozenset[
 @click.option("--html", "html_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the fleet as one self-contained HTML page (filters, history on click).")
 @repo_command
-def status(env: str | None, team: str | None, release: str | None, as_list: bool, as_json: bool,
-           html_file: Path | None, repo: RepoContext) -> None:
+def status(env: str | None, team: str | None, scope: tuple[str, ...], include_global: bool, release: str | None,
+           as_list: bool, as_json: bool, html_file: Path | None, repo: RepoContext) -> None:
     """The fleet: which version runs in each team x env x scope, who put it there, and what needs a look.
 
     Shown as a matrix: a row per team x env, a column per scope (global, then Regions by their
@@ -101,6 +103,7 @@ def status(env: str | None, team: str | None, release: str | None, as_list: bool
       tfdeploy status
       tfdeploy status --list
       tfdeploy status --env prod --team research --json
+      tfdeploy status --scope eu-west-1 --global            one Region and the global cells
       tfdeploy status --html fleet.html
       tfdeploy status --release dev/research/1.1 --json
     """
@@ -113,6 +116,7 @@ def status(env: str | None, team: str | None, release: str | None, as_list: bool
     from ..fleet.status import counts, fleet_matrix, render_table
     from ..paths import repo_cache_dir
 
+    scopes = parse_scopes(scope, include_global)
     settings = repo.settings
     if env is not None and env not in settings.environments:
         raise ValidationError(f"--env {env} is not one of the configured environments "
@@ -127,7 +131,8 @@ def status(env: str | None, team: str | None, release: str | None, as_list: bool
             if e.tag is not None and e.tag.env in envs]
     cells = deployable_cells(repo.root, envs, settings.extra_regions) | {(t.env, t.scope_name, t.team) for t in tags}
     trust = _trust(repo)
-    rows = fleet_matrix(records, cells, tags, settings.environments, env=env, team=team, distrust=trust.why)
+    rows = [row for row in fleet_matrix(records, cells, tags, settings.environments, env=env, team=team,
+                                        distrust=trust.why) if scopes.matches(row.scope)]
     trust.save()
     if html_file is not None:
         _write_report(html_file, rows, records, settings.environments, env, team)
@@ -197,16 +202,22 @@ def _write_report(path: Path, rows: Sequence[CellStatus], records: Mapping[str, 
 
 @click.command("history")
 @tag_option(required=False, help_text="A tag of the cell, e.g. dev_us-east-1/research/1.0 (any version).")
-@click.option("--cell", help="The cell, e.g. dev-us-east-1-research.")
+@click.option("--env", help="The cell's environment (with --team and --scope, instead of --tag).")
+@click.option("--team", help="The cell's team.")
+@click.option("--scope", help="The cell's scope: a Region (us-east-1) or global.")
+@click.option("--cell", hidden=True)  # deprecated: --env/--team/--scope name a cell everywhere
 @json_option
 @repo_command
-def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext) -> None:
+def history(tag: str | None, env: str | None, team: str | None, scope: str | None, cell: str | None,
+            as_json: bool, repo: RepoContext) -> None:
     """A cell's deployments, newest first: every apply, destroy and drift check in the ledger.
+
+    Name the cell by a tag of it (any version) or by --env, --team and --scope.
 
     \b
     Examples:
       tfdeploy history --tag dev_us-east-1/research/1.0
-      tfdeploy history --cell dev-global-research --json
+      tfdeploy history --env dev --team research --scope global --json
     """
     from ..fleet.ledger import history as read_history
     from ..fleet.ledger import parse_cell
@@ -214,8 +225,16 @@ def history(tag: str | None, cell: str | None, as_json: bool, repo: RepoContext)
     from ..model.tags import parse_tag
 
     settings = repo.settings
-    if (tag is None) == (cell is None):
-        raise ValidationError("give one of --tag TAG or --cell CELL (e.g. --cell dev-us-east-1-research)")
+    named = [value for value in (env, team, scope) if value is not None]
+    if cell is not None:
+        click.echo("tfdeploy: note: --cell is deprecated; use --env E --team T --scope S", err=True)
+    if named and len(named) < 3:
+        raise ValidationError("name the cell by all of --env, --team and --scope (or by --tag)")
+    if sum((tag is not None, bool(named), cell is not None)) != 1:
+        raise ValidationError("name one cell: --tag TAG, or --env E --team T --scope S "
+                              "(e.g. --env dev --team research --scope us-east-1)")
+    if named:
+        cell = f"{env}-{scope}-{team}"
     if tag is not None:
         parsed = parse_tag(tag, settings.extra_regions)
         cell, env = parsed.cell, parsed.env

@@ -20,7 +20,7 @@ def migrate_lock(tag: str, source, to: str, yes: bool, repo: RepoContext) -> Non
 
     Every run of a cell must use the mode recorded beside its state; a run in the other mode is
     refused. Going to dynamodb writes the state digest Terraform expects in the lock table; going
-    to s3 removes it. Then the new mode is recorded. Afterwards run with --lock TO.
+    to s3 removes it. Then the new mode is recorded. Afterwards run with --set lock=TO.
 
     \b
     Example:
@@ -44,4 +44,4 @@ def migrate_lock(tag: str, source, to: str, yes: bool, repo: RepoContext) -> Non
         click.confirm("Proceed?", abort=True)
     before = run_migration(backend, to, environ=env, endpoint=endpoint, env=deployment.tag.env)
     click.echo(f"cell {deployment.tag.cell}: lock mode was {before}, now {to} (recorded at "
-               f"s3://{backend.bucket}/{backend.key}.tfdeploy-lock-mode.json); run with --lock {to}")
+               f"s3://{backend.bucket}/{backend.key}.tfdeploy-lock-mode.json); run with --set lock={to}")

@@ -8,6 +8,7 @@ import sys
 import click
 
 from ..errors import TfdeployError, ValidationError
+from .cells import parse_scopes, scope_options
 from .common import (
     RepoContext,
     echo_json,
@@ -40,9 +41,11 @@ def _held_locks(repo: RepoContext, env: str | None, team: str | None):
 @click.command("locks")
 @click.option("--env", help="Only this environment's backend.")
 @click.option("--team", help="Only the cells of this team.")
+@scope_options
 @json_option
 @repo_command
-def locks(env: str | None, team: str | None, as_json: bool, repo: RepoContext) -> None:
+def locks(env: str | None, team: str | None, scope: tuple[str, ...], include_global: bool, as_json: bool,
+          repo: RepoContext) -> None:
     """List the Terraform state locks held in the backend (DynamoDB and S3 lockfile modes).
 
     A lock whose holder died stays until released: tfdeploy unlock --tag TAG --lock-id ID.
@@ -50,11 +53,15 @@ def locks(env: str | None, team: str | None, as_json: bool, repo: RepoContext) -
     \b
     Examples:
       tfdeploy locks --env dev
+      tfdeploy locks --env prod --scope us-east-1 --global
       tfdeploy locks --json
     """
+    scopes = parse_scopes(scope, include_global)
     held = _held_locks(repo, env, team)
     if team:
         held = [lock for lock in held if any(f"/{team}/" in t for t in lock.tags)]
+    if scopes.given:  # a tag is <env>_<scope>/<team>/<version>
+        held = [lock for lock in held if any(scopes.matches(t.split("/")[0].partition("_")[2]) for t in lock.tags)]
     if as_json:
         echo_json([lock.to_dict() for lock in held])
         return

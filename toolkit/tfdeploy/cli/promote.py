@@ -6,7 +6,19 @@ import os
 
 import click
 
+from ..errors import ValidationError
+from .cells import Scopes, parse_scopes, regions_alias, scope_options, with_regions
 from .common import RepoContext, echo_json, json_option, repo_command
+
+
+def promote_scopes(scope: tuple[str, ...], include_global: bool) -> Scopes:
+    """--scope/--global of promote (pure). `--global` alone once meant "only the global cell"; it
+    now means "include the global cell" as everywhere, which alone would select nothing more than
+    the default: refused, naming the form that says what was meant."""
+    if include_global and not scope:
+        raise ValidationError("promote --global alone no longer means only the global cell: pass --scope "
+                              "global for that, or no --scope for every scope it succeeded in")
+    return parse_scopes(scope, include_global)
 
 
 @click.command("promote")
@@ -15,17 +27,15 @@ from .common import RepoContext, echo_json, json_option, repo_command
               help="The next env in `environments` (promotion order), e.g. prod.")
 @click.option("--team", required=True, help="Team, e.g. research.")
 @click.option("--version", "version", required=True, help="Version, e.g. 1.2.")
-@click.option("--regions", metavar="R1,R2,...|all",
-              help="Only these Regions (all: every Region it succeeded in) [default: every scope it succeeded in].")
-@click.option("--global", "include_global", is_flag=True,
-              help="With --regions: also the global cell (without --regions: only the global cell).")
+@scope_options
+@regions_alias
 @click.option("--push", is_flag=True, help="Push the created tags (atomically where the remote supports it).")
 @click.option("--remote", default="origin", show_default=True, help="Remote for --push.")
 @click.option("--dry-run", is_flag=True, help="Check and print the tags; create nothing.")
 @json_option
 @repo_command
-def promote(source: str, target: str, team: str, version: str, regions: str | None, include_global: bool,
-            push: bool, remote: str, dry_run: bool, as_json: bool, repo: RepoContext) -> None:
+def promote(source: str, target: str, team: str, version: str, scope: tuple[str, ...], include_global: bool,
+            regions: str | None, push: bool, remote: str, dry_run: bool, as_json: bool, repo: RepoContext) -> None:
     """Create the next env's tags at the commit that succeeded in this env.
 
     For each scope where VERSION last applied successfully in --from (the ledger), creates the
@@ -34,15 +44,20 @@ def promote(source: str, target: str, team: str, version: str, regions: str | No
     `environments`, when the version has no successful apply in --from, or when --to has no
     tfvars for a scope (checked against the commit being tagged, as release does).
 
+    Without --scope, every scope the version succeeded in; --scope names some (all: every Region
+    it succeeded in), --global adds the global cell, --scope global is the global cell alone.
+
     \b
     Examples:
       tfdeploy promote --from dev --to qa --team research --version 1.2
-      tfdeploy promote --from qa --to prod --team research --version 1.2 --regions us-east-1 --global --push
+      tfdeploy promote --from qa --to prod --team research --version 1.2 --scope us-east-1 --global --push
+      tfdeploy promote --from qa --to prod --team research --version 1.2 --scope global
     """
     from ..fleet import promote as pro
     from ..fleet import release as rel
 
-    request = pro.PromoteRequest(source, target, team, version, rel.parse_regions(regions), include_global)
+    scopes = promote_scopes(with_regions(scope, regions), include_global)
+    request = pro.PromoteRequest(source, target, team, version, scopes.regions, scopes.with_global)
     pro.check_order(source, target, [repo.settings.environments])
     records = pro.ledger_records(request, repo.settings, os.environ)
     found = pro.deployed(records, request)

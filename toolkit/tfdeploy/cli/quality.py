@@ -1,7 +1,7 @@
 """`tfdeploy lint` and `tfdeploy scan`: the quality-gate stages on a Terraform directory.
 
-Human output: a findings table, notices, one summary line, then KEY=VALUE lines a buildspec can
-export. Exit codes: 0 passed (or an allowed skip), 1 findings that fail the policy, 2 usage or
+Human output: a findings table, notices, one summary line, then (with --exports) KEY=VALUE lines
+a script can read. Exit codes: 0 passed (or an allowed skip), 1 findings that fail the policy, 2 usage or
 config error, 3 a required tool is missing.
 """
 
@@ -18,6 +18,7 @@ from ..results import StageResult
 from .common import (
     RepoContext,
     echo_json,
+    exports_option,
     hold_cell_for_command,
     json_option,
     lock_timeout_option,
@@ -28,6 +29,7 @@ from .common import (
 
 def _stage_options(allow: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        func = exports_option(func)
         func = click.option("--results-dir", type=click.Path(file_okay=False, path_type=Path),
                             help="Where <stage>.result.json goes [default: DIR/.tfdeploy-results].")(func)
         func = click.option("--junit", "junit", type=click.Path(dir_okay=False, path_type=Path),
@@ -58,7 +60,7 @@ def _tag_workdir(repo: RepoContext, tag: str, source, lock_timeout: float):
     return workdir
 
 
-def _report(result: StageResult, as_json: bool, results_dir: Path) -> None:
+def _report(result: StageResult, as_json: bool, results_dir: Path, exports: bool) -> None:
     from ..gates.findings import render_result
 
     path = results_dir / f"{result.stage}.result.json"
@@ -66,7 +68,7 @@ def _report(result: StageResult, as_json: bool, results_dir: Path) -> None:
         echo_json({**result.to_dict(), "result_file": str(path)})
     else:
         click.echo(f"wrote {path}", err=True)
-        click.echo(render_result(result))
+        click.echo(render_result(result, exports=exports))
     if result.status == "failed":
         raise click.exceptions.Exit(1)
 
@@ -78,7 +80,7 @@ def _report(result: StageResult, as_json: bool, results_dir: Path) -> None:
 @tag_options(required=False)
 @repo_command
 def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
-         as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
+         exports: bool, as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
     """Lint Terraform: terraform fmt -check, terraform validate (when initialised), tflint.
 
     tflint uses the repo's .tflint.hcl. A missing tflint fails with exit 3 unless
@@ -114,7 +116,7 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     result = run_lint(directory, repo_root=repo.root, allow_missing=allow_missing,
                       environ=terraform_base_env(repo.root, os.environ),
                       results_dir=results_dir, junit_path=junit, **init_kwargs)
-    _report(result, as_json, results_dir)
+    _report(result, as_json, results_dir, exports)
 
 
 @click.command("scan")
@@ -137,7 +139,7 @@ def lint(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
 @tag_options(required=False)
 @repo_command
 def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, results_dir: Path | None,
-         env: str | None, baseline: Path | None, plan_json: Path | None, checkov_path: str | None,
+         exports: bool, env: str | None, baseline: Path | None, plan_json: Path | None, checkov_path: str | None,
          saved_plan: bool, as_json: bool, lock_timeout: float, tag: str | None, source, repo: RepoContext) -> None:
     """Security-scan Terraform with checkov (offline: --skip-download).
 
@@ -205,4 +207,4 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
         result = scan_plan(plan_json, source_dir=directory, target=target, **common)
     else:
         result = run_scan(directory, target=target, **common)
-    _report(result, as_json, results_dir)
+    _report(result, as_json, results_dir, exports)

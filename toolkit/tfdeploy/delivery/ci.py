@@ -117,11 +117,12 @@ def stage_needs_checkov(stage: str, environ: Mapping[str, str]) -> bool:
 def stage_argv(stage: str, tag: str, environ: Mapping[str, str]) -> list[str]:
     """The tfdeploy command line that runs `stage` for `tag` (pure)."""
     src = str(src_dir_of(environ))
-    repo = ["--repo", src]
+    # Under ci the stage prints its KEY=VALUE lines (--exports; a person's run does not).
+    repo = ["--exports", "--repo", src]
     results = ["--results-dir", f"{src}/{RESULTS_DIR}"]
     if stage == "source":
         # A pushed tag's source build: claimed once, gathered into its release (delivery/claims.py).
-        return ["publish", "--tag", tag, "--claim", *repo]
+        return ["publish", "--tag", tag, "--claim", "--repo", src]
     # lint/scan check the tagged commit in its work dir, exactly as `tfdeploy lint --tag` does
     # locally; scan applies the tag's env policy (soft fail in dev).
     if stage == "tflint":

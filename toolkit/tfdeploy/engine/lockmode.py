@@ -53,7 +53,7 @@ def digest_id(backend: BackendConfig) -> str:
 def refusal(cell: str, tag: str, found: ModeRecord, wanted: str) -> str:
     """The one line for a run whose mode is not the cell's (pure)."""
     how = f"recorded at {found.where}" if found.source == "recorded" else f"inferred from {found.where}"
-    return (f"cell {cell}'s state is locked in {found.mode} mode ({how}); run with --lock {found.mode}, "
+    return (f"cell {cell}'s state is locked in {found.mode} mode ({how}); run with --set lock={found.mode}, "
             f"or switch deliberately: tfdeploy state migrate-lock --tag {tag} --to {wanted}")
 
 
@@ -257,7 +257,7 @@ def migrate_lock(backend: BackendConfig, to: str, *, environ: Mapping[str, str],
         before = current_mode(aws)
         if to == "dynamodb" and not (backend.lock_table and aws.table_exists()):
             raise TfdeployError(f"lock table {backend.lock_table} does not exist; run: tfdeploy bootstrap "
-                                f"--env {env} --lock dynamodb, then migrate again")
+                                f"--env {env} --set lock=dynamodb, then migrate again")
         with _locked(aws):
             state = aws.get(backend.key)
             if to == "dynamodb" and state is not None:

@@ -21,6 +21,7 @@ from typing import IO, Any, Callable, Mapping
 
 from ..errors import ConfigError, TfdeployError
 from . import plugincache, supervise
+from .targetwarning import TargetWarningFilter
 from .tfenv import controlled_environment
 
 
@@ -286,6 +287,8 @@ class _Tail:
         self._keep: list[str] = []
         self._echo = echo
         self._render = render
+        # What is shown live leaves out Terraform's -target warnings; what is kept has them.
+        self._shown = TargetWarningFilter()
 
     @property
     def events(self) -> list[dict[str, Any]]:
@@ -309,8 +312,9 @@ class _Tail:
             for line in lines:
                 self._watch(line)
         self._keep.extend(lines)
-        if self._echo is not None and lines:
-            self._echo.write("".join(lines))
+        shown = self._shown.feed(lines) + (self._shown.flush() if final else [])
+        if self._echo is not None and shown:
+            self._echo.write("".join(shown))
             self._echo.flush()
 
     @property

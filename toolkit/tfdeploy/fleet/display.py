@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
 from ..errors import ValidationError
+from ..paths import shown_path
 
 TAIL_LINES = 20
 # CI services stop a job that printed nothing for a while (CircleCI: 10 minutes); Terraform says
@@ -90,7 +91,7 @@ def event_line(event: Event) -> str | None:
     if event.state in ("queued", PROGRESS):
         return None
     if event.state == "running":
-        return f"{prefix} start {event.tag}" + (f" (log: {event.log})" if event.log else "")
+        return f"{prefix} start {event.tag}" + (f" (log: {shown_path(event.log)})" if event.log else "")
     if event.state == "plan":
         return f"{prefix} plan {counts_text(event.counts)}{took}"
     if event.state == "retry":
@@ -129,7 +130,7 @@ def tail_lines(cell: str, log: str) -> list[str]:
     tail = log_tail(log)
     if not tail:
         return []
-    return [f"[{cell}] | last {len(tail)} lines of {log}:"] + [f"[{cell}] | {line}" for line in tail]
+    return [f"[{cell}] | last {len(tail)} lines of {shown_path(log)}:"] + [f"[{cell}] | {line}" for line in tail]
 
 
 class LineDisplay:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from ..paths import shown_path
 from .ledger import Record, parse_cell
 from .status import cell_status
 
@@ -193,7 +194,7 @@ def render(checks: Sequence[CellCheck]) -> str:
     """The end-of-run report as plain text (pure): one row per cell, then each drifted resource."""
     header = ("CELL", "TAG", "RESULT", "DIFFERS", "LOG")
     rows = [header] + [(c.cell, c.tag, c.result, str(len(c.resources)) if c.result == DRIFTED else "-",
-                        c.log or "-") for c in checks]
+                        shown_path(c.log) if c.log else "-") for c in checks]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
     for c in checks:

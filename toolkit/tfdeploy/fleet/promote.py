@@ -91,8 +91,8 @@ def choose_scopes(request: PromoteRequest, found: Mapping[str, Record]) -> list[
             f"{s}: no successful apply of {request.version} in {request.source}-{s}-{request.team}"
             for s in missing))
     if not wanted:
-        raise ValidationError(f"--regions all: {request.version} succeeded in no Region of {request.source} "
-                              f"for {request.team} (only global: pass --global)")
+        raise ValidationError(f"--scope all: {request.version} succeeded in no Region of {request.source} "
+                              f"for {request.team} (only global: pass --scope global)")
     return wanted
 
 

@@ -78,9 +78,9 @@ def plan_release(request: ReleaseRequest, settings: Settings, team: TeamConfig,
     regions = request.regions if request.regions is not None else tuple(sorted(tfvars_regions))
     if not regions and not request.include_global:
         if request.regions is None:
-            raise ValidationError(f"release {request.name}: --regions all found no <region>.tfvars in "
+            raise ValidationError(f"release {request.name}: --scope all found no <region>.tfvars in "
                                   f"{where}/ of the commit; add one per Region (or pass --global only)")
-        raise ValidationError("nothing to release: pass --regions R1,R2 (or all) and/or --global")
+        raise ValidationError("nothing to release: pass --scope R1,R2 (or all) and/or --global")
     problems: list[str] = []
     tags: list[Tag] = []
     scopes = ([GLOBAL] if request.include_global else []) + list(regions)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import ValidationError
+from ..paths import shown_path
 from ..results import write_atomic
 
 # What a cell ends as. "ok" results first; the rest make the run fail.
@@ -79,20 +80,27 @@ def exit_code(results: Sequence[CellResult], *, detailed: bool, signum: int | No
 
 
 def matrix(results: Sequence[CellResult]) -> str:
-    """The end-of-run table as plain text (pure): cell, tag, result, +/~/-, duration, log."""
+    """The end-of-run table as plain text (pure but for the current directory): cell, tag,
+    result, +/~/-, duration, log (relative to where the command runs: the table stays narrow)."""
     header = ("CELL", "TAG", "RESULT", "+/~/-", "TIME", "LOG")
     rows = [header] + [(r.cell, r.tag, r.result, f"+{r.add} ~{r.change} -{r.destroy}",
-                        f"{r.duration_s:.1f}s", r.log or "-") for r in results]
+                        f"{r.duration_s:.1f}s", shown_path(r.log) if r.log else "-") for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
              for row in rows]
+    lines += [f"skipped: {r.error}" for r in results if r.chosen_skip]
+    lines.append(summary_line(results))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def summary_line(results: Sequence[CellResult]) -> str:
+    """The run in one line (pure): what the matrix ends with, and all that follows a live table
+    (which showed every cell already)."""
     failed = [r for r in results if not r.ok]
     chosen = [r for r in results if r.chosen_skip]
-    lines += [f"skipped: {r.error}" for r in chosen]
-    lines.append(f"{len(results) - len(failed) - len(chosen)} of {len(results)} cells succeeded"
-                 + (f"; skipped: {', '.join(r.cell for r in chosen)}" if chosen else "")
-                 + (f"; not done: {', '.join(r.cell for r in failed)}" if failed else ""))
-    return "\n".join(line.rstrip() for line in lines)
+    return (f"{len(results) - len(failed) - len(chosen)} of {len(results)} cells succeeded"
+            + (f"; skipped: {', '.join(r.cell for r in chosen)}" if chosen else "")
+            + (f"; not done: {', '.join(r.cell for r in failed)}" if failed else ""))
 
 
 # --- the run record -------------------------------------------------------------------------

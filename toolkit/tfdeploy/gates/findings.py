@@ -255,14 +255,15 @@ def summary_line(result: StageResult) -> str:
     return f"{result.stage} {result.status}: {counts} ({result.duration_s:.1f}s)"
 
 
-def render_result(result: StageResult) -> str:
-    """What a person reads: findings table, notices, one summary line, then KEY=VALUE exports."""
+def render_result(result: StageResult, exports: bool = True) -> str:
+    """What a person reads: findings table, notices, one summary line, then (with `exports`, the
+    CLI's --exports) the KEY=VALUE lines scripts read."""
     parts = []
     if result.findings:
         parts.append(findings_table(result.findings))
     parts += [f"note: {note}" for note in result.notes]
     parts.append(summary_line(result))
-    if result.exports:
+    if exports and result.exports:
         parts.append(result.export_lines())
     return "\n".join(parts)
 

@@ -103,7 +103,7 @@ class Settings:
         if not self.backend_prefix:
             raise ConfigError(
                 "backend_prefix is not set: add backend_prefix = \"<name>\" under [tool.tfdeploy] in "
-                "pyproject.toml, or set TF_BACKEND_CONFIG_PREFIX, or pass --backend-prefix"
+                "pyproject.toml, or set TF_BACKEND_CONFIG_PREFIX, or pass --set backend_prefix=<name>"
             )
         return self.backend_prefix
 
@@ -115,8 +115,8 @@ SETTING_NAMES = tuple(f.name for f in fields(Settings) if f.name != "origin")
 POLICY_SETTINGS = ("environments", "protected_envs", "scan_soft_fail_envs", "checkov_baseline",
                    "default_branch", "ledger_signing_key", "require_signed_evidence")
 
-# One line per setting: the help of its `--<name>` option (every setting has one; the CLI builds
-# the options from this table, and a test checks it covers SETTING_NAMES). Choices where fixed.
+# One line per setting: what `tfdeploy settings` says it means (the CLI lists every setting from
+# this table, and a test checks it covers SETTING_NAMES). Choices where fixed.
 SETTING_HELP: dict[str, str] = {
     "backend_prefix": "State bucket/table name prefix [env: TF_BACKEND_CONFIG_PREFIX].",
     "state_region": "Region of the central state bucket.",
@@ -294,7 +294,7 @@ def merge_settings(
             if environ.get(var):
                 candidates.append((environ[var], var))
         if overrides.get(name) is not None:
-            candidates.append((overrides[name], option_flag(name)))
+            candidates.append((overrides[name], f"--set {name}"))  # the CLI's one override form
         if candidates:
             raw, source = candidates[-1]
             values[name] = _check(name, raw, source)
