@@ -65,6 +65,7 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     from ..engine.stages import apply_saved, hold_cell, open_session, plan
     from ..fleet.recording import recorded
     from ..model.settings import load_settings
+    from ..model.tags import parse_tag
 
     started = time.monotonic()
     root = workspace or Path(tempfile.mkdtemp(prefix="tfdeploy-demo-"))
@@ -100,9 +101,10 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
             sink = None if verbose else buffer
             try:
                 # Recorded in the ledger like any apply, so `tfdeploy status` shows the demo's cells.
-                with hold_cell(repo, name, overrides={}, environ=environ), \
+                tag = parse_tag(name)  # the demo's own tags: its edge
+                with hold_cell(repo, tag, environ=environ), \
                         recorded("apply", environ, lambda text: say(f"tfdeploy: warning: {text}")) as rec:
-                    session = rec.session = open_session(repo, name, overrides={}, environ=environ, sink=sink,
+                    session = rec.session = open_session(repo, tag, overrides={}, environ=environ, sink=sink,
                                                          err_sink=sink)
                     _, summary = plan(session)
                     say(f"[{next(step)}/{steps}] plan  {name}: {summary} ({session.deployment.target_module})")

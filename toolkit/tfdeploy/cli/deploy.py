@@ -19,7 +19,7 @@ from .common import (
     repo_command,
     tag_options,
 )
-from .fanout import fanout_options, run_fanout, wants_fanout
+from .fanout import fanout_options, run_fanout, run_options, wants_fanout
 
 
 def tag_command(func: Callable[..., Any], many: bool = False) -> Callable[..., Any]:
@@ -33,23 +33,26 @@ def tag_command(func: Callable[..., Any], many: bool = False) -> Callable[..., A
 
 
 def fleet_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """A stage that runs one cell per exact --tag, or a fleet of cells (fan-out)."""
-    return tag_command(fanout_options(func), many=True)
+    """A stage that runs one cell per exact --tag, or a fleet of cells (fan-out); its run options
+    arrive as one `run: RunOptions` (fleet/options.py)."""
+    return tag_command(fanout_options(run_options(func)), many=True)
 
 
 def _warn(text: str) -> None:
     click.secho(f"tfdeploy: warning: {text}", fg="yellow", err=True)
 
 
-def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False,
+def _open(repo: RepoContext, parsed: Any, source, terraform_bin, as_json: bool, reuse: bool = False,
           lock_timeout: float = 0):
+    """Hold the cell and open its session for the Tag the command parsed (its only parse)."""
     from ..engine.stages import open_session
 
     # Held until the command ends: no other run of this cell on this machine meanwhile.
-    hold_cell_for_command(repo, tag, lock_timeout)
+    hold_cell_for_command(repo, parsed, lock_timeout)
+    tag = parsed.name
     # With --json, Terraform's live output goes to stderr so stdout carries only the document.
     sink = sys.stderr if as_json else sys.stdout
-    session = open_session(repo.root, tag, overrides=repo.overrides, environ=os.environ,
+    session = open_session(repo.root, parsed, overrides=repo.overrides, environ=os.environ,
                            options=source, terraform_bin=terraform_bin, sink=sink, reuse_workdir=reuse,
                            lock_timeout_s=lock_timeout)
     for kept in session.workdir.rescued:
@@ -75,7 +78,7 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
     """
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, False, lock_timeout=lock_timeout)
     run_init(session)
     b = session.deployment.backend
     click.echo(f"initialised: state s3://{b.bucket}/{b.key}, lock {b.lock_description}")
@@ -85,9 +88,7 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when there are no changes, 2 when there are.")
 @json_option
 @fleet_command
-def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitcode: bool, as_json: bool,
-         lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-         repo: RepoContext) -> None:
+def plan(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
 
     Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
@@ -103,12 +104,11 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
     """
     from ..engine.stages import plan as run_plan
 
-    if wants_fanout(tag, retry, only_failed):
-        run_fanout(repo, tag, "plan", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
-                   as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
-                   fail_fast=fail_fast, retry=retry, only_failed=only_failed)
+    if wants_fanout(tag, run):
+        run_fanout(repo, tag, "plan", run)
     tag = tag[0]
-    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+    as_json = run.as_json
+    session = _open(repo, repo.parse_tag(tag), run.source, run.terraform_bin, as_json, lock_timeout=run.lock_timeout_s)
     result, summary = run_plan(session)
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
@@ -117,7 +117,7 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
     else:
         click.echo(f"plan {tag}: {summary}  (saved: {session.plan_path})")
         click.echo(result.export_lines())
-    if detailed_exitcode and summary.has_changes:
+    if run.detailed_exitcode and summary.has_changes:
         sys.exit(2)
 
 
@@ -141,10 +141,7 @@ def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @promotion_options
 @json_option
 @fleet_command
-def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, detailed_exitcode: bool,
-          skip_promotion_check: bool, reason: str | None,
-          as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-          repo: RepoContext) -> None:
+def apply(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
@@ -163,19 +160,16 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
       tfdeploy apply --tag qa_us-east-1/research/1.1 --auto-approve --skip-promotion-check --reason 'CHG-7'
     """
     from ..engine.stages import check_source
-    from ..fleet.promotion import override_reason
 
-    override = override_reason(skip_promotion_check, reason, os.environ)
-    if wants_fanout(tag, retry, only_failed):
-        run_fanout(repo, tag, "apply", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
-                   as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
-                   fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve,
-                   override=override)
+    if wants_fanout(tag, run):
+        run_fanout(repo, tag, "apply", run)
     from ..fleet.applycell import apply_cell
     from ..fleet.promotion import PromotionRefused
     from ..fleet.recording import recorded
 
     tag = tag[0]
+    parsed = repo.parse_tag(tag)
+    as_json, auto_approve, source = run.as_json, run.auto_approve, run.source
 
     def note(text: str) -> None:
         click.echo(f"tfdeploy: {text}", err=True)
@@ -184,16 +178,16 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
     # also notifies (notify_topic_arn). The gates come first: a refusal is not a deployment.
     try:
         with recorded("apply", os.environ, _warn) as rec:
-            session = _open(repo, tag, source, terraform_bin, as_json, reuse=not auto_approve,
-                            lock_timeout=lock_timeout)
+            session = _open(repo, parsed, source, run.terraform_bin, as_json, reuse=not auto_approve,
+                            lock_timeout=run.lock_timeout_s)
             current = session.workdir.source if auto_approve else \
                 check_source(repo.root, session.tag, repo.settings.default_branch, source)
             result = apply_cell(rec, session, os.environ, auto_approve=auto_approve, current=current,
-                                override=override, note=note)
+                                override=run.override, note=note)
     except PromotionRefused:
         raise  # notified as promotion-refused by the gate
     except TfdeployError as exc:
-        _notify_apply_failed(repo, tag, exc)
+        _notify_apply_failed(repo, parsed, exc)
         raise
     b = session.deployment.backend
     if as_json:
@@ -202,7 +196,7 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
         click.echo(f"applied {tag}: {result.exports['PLAN_SUMMARY']}; state s3://{b.bucket}/{b.key} "
                    f"({b.lock_description})")
         click.echo(result.export_lines())
-    if detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
+    if run.detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
         sys.exit(2)
 
 
@@ -225,7 +219,7 @@ def output(tag: str, source, terraform_bin: str | None, show_sensitive: bool, as
     from ..engine.redact import redact_outputs
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, True, lock_timeout=lock_timeout)
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, True, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     shown = session.terraform.check("output", "-json", stream=False)
     values = json.loads(shown.stdout or "{}")
@@ -254,7 +248,7 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
     """
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, as_json, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     if as_json:
         from ..engine.redact import redact_show
@@ -271,7 +265,7 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
         click.echo(scrub_text(text, secrets), nl=False)
 
 
-def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> None:
+def _notify_apply_failed(repo: RepoContext, parsed: Any, exc: TfdeployError) -> None:
     """Tell the `notify_topic_arn` topic (if any) that this apply failed; never raises."""
     from ..engine.supervise import Interrupted
     from ..fleet.notify import notify
@@ -282,11 +276,11 @@ def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> Non
         return  # no valid settings: nothing was applied, and no topic can be trusted
     if not settings.notify_topic_arn:
         return
-    cell = state = None
+    tag, cell, state = parsed.name, parsed.cell, None
     try:
-        from ..model.deployment import resolve
+        from ..model.deployment import resolve_tag
 
-        deployment = resolve(tag, settings, repo.root)
+        deployment = resolve_tag(parsed, settings, repo.root)
         b = deployment.backend
         cell, state = deployment.tag.cell, f"s3://{b.bucket}/{b.key}"
     except Exception:  # noqa: BLE001 - a bad tag still fails the apply: say so without its cell
@@ -321,7 +315,7 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
     from ..gates.findings import render_result
 
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    report = run_flow(repo.root, tag, overrides=repo.overrides, settings=repo.settings, environ=os.environ,
+    report = run_flow(repo.root, repo.parse_tag(tag), overrides=repo.overrides, settings=repo.settings, environ=os.environ,
                       options=source, allow_missing=allow_missing, auto_approve=auto_approve,
                       terraform_bin=terraform_bin, sink=sys.stderr, progress=say, lock_timeout_s=lock_timeout)
     if as_json:

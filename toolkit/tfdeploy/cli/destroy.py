@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -25,9 +26,7 @@ from .fanout import run_fanout, wants_fanout
                    "(by default they are skipped).")
 @json_option
 @fleet_command
-def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, allow_protected: bool,
-            any_version: bool, as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-            repo: RepoContext) -> None:
+def destroy(tag: tuple[str, ...], run: Any, any_version: bool, repo: RepoContext) -> None:
     """Destroy what the tag's cell deployed: plan the destroy of its module namespace, show it, ask, apply.
 
     Only the tag's namespace (module.regional or module.global) in the cell's own state is
@@ -45,15 +44,12 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
     from ..engine.destroy import DestroyPlan, refuse_protected
     from ..engine.destroy import destroy as run_destroy
     from ..gates.policy import policy_settings
-    from ..model.tags import parse_tag
 
-    if wants_fanout(tag, retry, only_failed):
-        _destroy_many(repo, tag, source=source, terraform_bin=terraform_bin, auto_approve=auto_approve,
-                      allow_protected=allow_protected, any_version=any_version, as_json=as_json,
-                      lock_timeout=lock_timeout,
-                      parallel=parallel, fail_fast=fail_fast, retry=retry, only_failed=only_failed)
+    if wants_fanout(tag, run):
+        _destroy_many(repo, tag, run, any_version=any_version)
     tag = tag[0]
-    parsed = parse_tag(tag, repo.settings.extra_regions)
+    as_json, auto_approve, allow_protected = run.as_json, run.auto_approve, run.allow_protected
+    parsed = repo.parse_tag(tag)
     refuse_protected(parsed, [repo.settings], allow_protected=allow_protected)
     if not auto_approve and not sys.stdin.isatty():
         raise ValidationError(f"destroying {tag} needs a yes: run it on a terminal to review and confirm, "
@@ -62,7 +58,7 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
         _tags, skipped = _by_version(repo, (parsed,))
         if skipped:
             raise ValidationError(f"{skipped[0].reason}; nothing was planned")
-    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+    session = _open(repo, parsed, run.source, run.terraform_bin, as_json, lock_timeout=run.lock_timeout_s)
     # The committed policy (default branch's, tagged commit's) may protect the env too; it cannot lift it.
     refuse_protected(parsed, policy_settings(repo.root, session.workdir.path, os.environ),
                      allow_protected=allow_protected)
@@ -127,14 +123,16 @@ def _by_version(repo: RepoContext, tags: tuple) -> tuple[tuple, list]:
     return tuple(chosen), skipped
 
 
-def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve: bool, allow_protected: bool,
-                  any_version: bool, as_json: bool, **options) -> None:
+def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], run: Any, *, any_version: bool) -> None:
     """The fleet path: every selected cell is checked against protected_envs, cells running another
     version than their tag's are left out (unless --any-version), the whole list is shown and
     confirmed once (or --auto-approve), then cells are destroyed in reverse order."""
     from ..engine.destroy import refuse_protected
+    from dataclasses import replace
+
     from ..fleet.results import SKIPPED, CellResult
 
+    as_json, auto_approve, allow_protected = run.as_json, run.auto_approve, run.allow_protected
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
 
     def narrow(tags: tuple) -> tuple[tuple, list[CellResult]]:
@@ -160,5 +158,6 @@ def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve:
         if answer.strip() != "yes":
             raise ValidationError("not destroyed: not confirmed; nothing was planned")
 
-    run_fanout(repo, tag_args, "destroy", as_json=as_json, detailed_exitcode=False, auto_approve=True,
-               confirm=confirm, narrow=narrow, allow_protected=allow_protected, **options)
+    # Each cell runs approved: the whole list was confirmed once above.
+    run_fanout(repo, tag_args, "destroy", replace(run, detailed_exitcode=False, auto_approve=True),
+               confirm=confirm, narrow=narrow)

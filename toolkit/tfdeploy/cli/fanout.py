@@ -35,24 +35,45 @@ def fanout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def wants_fanout(tags: tuple[str, ...], retry: int, only_failed: bool) -> bool:
+# The command options that travel together as one RunOptions (option name -> field).
+_RUN_FIELDS = {"source": "source", "terraform_bin": "terraform_bin", "lock_timeout": "lock_timeout_s",
+               "as_json": "as_json", "detailed_exitcode": "detailed_exitcode", "parallel": "parallel",
+               "fail_fast": "fail_fast", "retry": "retry", "only_failed": "only_failed",
+               "auto_approve": "auto_approve", "allow_protected": "allow_protected"}
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the command's run options as one `run: RunOptions` (and --skip-promotion-check
+    --reason as its PromotionOverride) instead of a parameter each."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..fleet.options import PromotionOverride, RunOptions
+
+        values = {field: kwargs.pop(name) for name, field in _RUN_FIELDS.items() if name in kwargs}
+        if "skip_promotion_check" in kwargs:
+            values["override"] = PromotionOverride.requested(kwargs.pop("skip_promotion_check"),
+                                                             kwargs.pop("reason", None), os.environ)
+        return func(*args, run=RunOptions(**values), **kwargs)
+
+    return wrapper
+
+
+def wants_fanout(tags: tuple[str, ...], run: Any) -> bool:
     from ..fleet.selection import is_fanout
 
-    return is_fanout(tags) or bool(retry) or only_failed
+    return is_fanout(tags) or bool(run.retry) or run.only_failed
 
 
-def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, source: Any,
-               terraform_bin: str | None, lock_timeout: float, as_json: bool, detailed_exitcode: bool,
-               parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-               auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None,
-               narrow: Callable[[tuple[Any, ...]], tuple[tuple[Any, ...], list[Any]]] | None = None,
-               allow_protected: bool = False, override: str = "") -> NoReturn:
+def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, run: Any, *,
+               confirm: Callable[[list[Any]], None] | None = None,
+               narrow: Callable[[tuple[Any, ...]], tuple[tuple[Any, ...], list[Any]]] | None = None) -> NoReturn:
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
+    `run` (fleet/options.RunOptions): how the cells run, the apply's override included.
     `narrow` (destroy) sees the selected tags first and returns those to run and the CellResults
     of the cells it leaves out on purpose (shown in the matrix, never run).
-    `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse.
-    `override` (apply): the --skip-promotion-check reason, checked and recorded per cell."""
+    `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse."""
     from ..engine.stages import check_sources, find_terraform
     from ..engine.tagindex import list_tags
     from ..fleet.actions import ACTIONS
@@ -76,6 +97,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     from ..model.tags import parse_tag
     from ..paths import repo_cache_dir
 
+    as_json, source = run.as_json, run.source
     out = sys.stderr if as_json else sys.stdout  # with --json, stdout carries only the document
     say = functools.partial(click.echo, file=out)
     display = make_display(out)  # before any work: a bad display setting is refused first
@@ -83,7 +105,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     _prewarm(repo)
     extra = settings.extra_regions
     runs = repo_cache_dir(repo.root, os.environ) / RUNS_DIR
-    if only_failed:
+    if run.only_failed:
         previous, names = only_failed_tags(runs, action, tag_args)
         if not names:
             say(f"nothing to run again: every cell of the previous {action} ({previous.run_id}) succeeded")
@@ -110,7 +132,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     if confirm is not None:
         confirm(steps)
     shared = Shared(repo.root, repo.overrides, os.environ, source,
-                    find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
+                    find_terraform(run.terraform_bin, repo.root, os.environ), run.lock_timeout_s, sources)
     record = RunRecord(run_id=new_run_id(), action=action, tag_args=list(tag_args),
                        key=selection_key(action, tag_args), started_at=now_iso())
     log_dir = runs / record.run_id
@@ -122,11 +144,10 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
         raise TfdeployError(f"cannot create the run's log folder {log_dir} ({describe_os_error(exc)}); no cell "
                             "was started: free space, then run again") from None
-    say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {log_dir}")
+    say(f"tfdeploy: {action} of {len(steps)} cells, {min(run.parallel, len(steps))} at a time; logs in {log_dir}")
     with display:
-        outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
-                                               override=override), shared=shared,
-                            log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
+        outcome = run_cells(steps, ACTIONS[action](run), shared=shared,
+                            log_dir=log_dir, parallel=run.parallel, fail_fast=run.fail_fast, retries=run.retry,
                             display=display, action_name=action,
                             bake_s=settings.wave_bake_seconds if action != "destroy" else 0.0)
     outcome.results = left_out + outcome.results
@@ -147,7 +168,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     _disk_summary(outcome.results)
     if as_json:
         echo_json(document(outcome.results))
-    code = exit_code(outcome.results, detailed=detailed_exitcode, signum=outcome.signum)
+    code = exit_code(outcome.results, detailed=run.detailed_exitcode, signum=outcome.signum)
     if outcome.signum is not None:
         from ..engine.supervise import signal_name
 

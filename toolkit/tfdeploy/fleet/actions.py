@@ -17,7 +17,7 @@ def open_cell(job: Job, *, reuse: bool = False) -> Any:
     from ..engine.stages import open_session
 
     shared = job.shared
-    session = open_session(shared.repo_root, job.tag.name, overrides=shared.overrides, environ=shared.environ,
+    session = open_session(shared.repo_root, job.tag, overrides=shared.overrides, environ=shared.environ,
                            options=shared.options, terraform_bin=shared.terraform_bin, sink=job.log,
                            err_sink=job.log, reuse_workdir=reuse, lock_timeout_s=shared.lock_timeout_s,
                            source=None if reuse else job.source)
@@ -152,7 +152,7 @@ def _note(job: Job) -> Callable[[str], None]:
     return note
 
 
-def apply_action(auto_approve: bool, override: str = "") -> CellAction:
+def apply_action(auto_approve: bool, override: Any = None) -> CellAction:
     """Apply one cell (fleet/applycell.py, as `apply` of one tag does): a refused cell fails
     alone, its one line in the matrix and its log."""
 
@@ -209,7 +209,7 @@ def drift_action(found: dict[str, list[dict[str, Any]]]) -> CellAction:
 
         shared, started_at = job.shared, now_iso()
         with job.cell_lock():
-            session = open_drift_session(shared.repo_root, job.tag.name, job.source, overrides=shared.overrides,
+            session = open_drift_session(shared.repo_root, job.tag, job.source, overrides=shared.overrides,
                                          environ=shared.environ, terraform_bin=shared.terraform_bin,
                                          log=job.log, lock_timeout_s=shared.lock_timeout_s)
             session.terraform.on_wait = _show_wait(job)
@@ -250,8 +250,9 @@ def _warner(job: Job) -> Callable[[str], None]:
     return warn
 
 
-ACTIONS: dict[str, Callable[..., CellAction]] = {
-    "plan": lambda **_: plan_cell,
-    "apply": lambda auto_approve=False, override="", **_: apply_action(auto_approve, override),
-    "destroy": lambda allow_protected=False, **_: destroy_action(allow_protected),
+# action name -> its CellAction for a command's RunOptions (fleet/options.py)
+ACTIONS: dict[str, Callable[[Any], CellAction]] = {
+    "plan": lambda run: plan_cell,
+    "apply": lambda run: apply_action(run.auto_approve, run.override),
+    "destroy": lambda run: destroy_action(run.allow_protected),
 }

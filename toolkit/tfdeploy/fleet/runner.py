@@ -73,8 +73,7 @@ class Job:
     def cell_lock(self) -> Any:
         from ..engine.stages import hold_cell
 
-        return hold_cell(self.shared.repo_root, self.tag.name, overrides=self.shared.overrides,
-                         environ=self.shared.environ, timeout_s=self.shared.lock_timeout_s,
+        return hold_cell(self.shared.repo_root, self.tag, environ=self.shared.environ, timeout_s=self.shared.lock_timeout_s,
                          command=f"tfdeploy fleet {self.tag.name}")
 
 
