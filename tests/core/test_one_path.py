@@ -110,3 +110,23 @@ def test_command_functions_take_their_run_options_as_one_object():
         assert len(inspect.signature(inner).parameters) <= 4, (command.name, inspect.signature(inner))
         assert "run" in inspect.signature(inner).parameters
     assert len(inspect.signature(run_fanout).parameters) <= 6
+
+
+def test_one_tag_runs_through_the_fleet_runner_and_its_actions(example, monkeypatch):
+    """plan and apply of one tag run the fan-out's cell actions through the runner's attempt
+    (fleet/runner.py), as a fan-out's cells do: one path, a fleet of one."""
+    import tfdeploy.fleet.runner as runner
+
+    seen: list[tuple[str, str]] = []
+    original = runner._attempts
+
+    def spy(step, action, *args, **kwargs):
+        seen.append((step.tag.name, action.__name__))
+        return original(step, action, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "_attempts", spy)
+    _cli(example, "plan", "--tag", TAG)
+    _cli(example, "apply", "--tag", TAG, "--auto-approve")
+    _cli(example, "plan", "--tag", "dev_*/research/1.0")
+    assert seen[:2] == [(TAG, "plan_cell"), (TAG, "apply_cell")]
+    assert sorted(seen[2:]) == [(GLOBAL_TAG, "plan_cell"), (TAG, "plan_cell")]

@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 import click
 
-from ..errors import TfdeployError
 from .common import (
     RepoContext,
     echo_json,
@@ -19,7 +18,7 @@ from .common import (
     repo_command,
     tag_options,
 )
-from .fanout import fanout_options, run_fanout, run_options, wants_fanout
+from .fanout import fanout_options, run_fanout, run_options, run_single, wants_fanout
 
 
 def tag_command(func: Callable[..., Any], many: bool = False) -> Callable[..., Any]:
@@ -102,14 +101,16 @@ def plan(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
       tfdeploy plan --tag dev_us-east-1/research/1.0 --worktree   # try uncommitted changes
       tfdeploy plan --tag 'dev_*/research/1.1' --parallel 4       # every cell of a release
     """
-    from ..engine.stages import plan as run_plan
+    from ..engine.stages import PlanSummary
 
     if wants_fanout(tag, run):
         run_fanout(repo, tag, "plan", run)
+    # One tag: a fleet of one (the fan-out's plan of a cell), shown as one cell.
     tag = tag[0]
     as_json = run.as_json
-    session = _open(repo, repo.parse_tag(tag), run.source, run.terraform_bin, as_json, lock_timeout=run.lock_timeout_s)
-    result, summary = run_plan(session)
+    job = run_single(repo, repo.parse_tag(tag), "plan", run)
+    session, result = job.session, job.stage
+    summary = PlanSummary(*(int(result.counts.get(k, 0)) for k in ("add", "change", "destroy")))
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
                    "summary": result.counts, "plan_file": str(session.plan_path),
@@ -159,36 +160,15 @@ def apply(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
       tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve --parallel 4   # global first
       tfdeploy apply --tag qa_us-east-1/research/1.1 --auto-approve --skip-promotion-check --reason 'CHG-7'
     """
-    from ..engine.stages import check_source
-
     if wants_fanout(tag, run):
         run_fanout(repo, tag, "apply", run)
-    from ..fleet.applycell import apply_cell
-    from ..fleet.promotion import PromotionRefused
-    from ..fleet.recording import recorded
-
+    # One tag: a fleet of one. The fan-out's apply of a cell (fleet/actions.apply_action: the
+    # gates, the saved plan's checks, the ledger record) and the run's notification, shown as
+    # one cell; a failure raises the cell's own error line and exit code.
     tag = tag[0]
-    parsed = repo.parse_tag(tag)
-    as_json, auto_approve, source = run.as_json, run.auto_approve, run.source
-
-    def note(text: str) -> None:
-        click.echo(f"tfdeploy: {text}", err=True)
-
-    # Every apply that reaches Terraform leaves a ledger record, succeeded or failed; a failure
-    # also notifies (notify_topic_arn). The gates come first: a refusal is not a deployment.
-    try:
-        with recorded("apply", os.environ, _warn) as rec:
-            session = _open(repo, parsed, source, run.terraform_bin, as_json, reuse=not auto_approve,
-                            lock_timeout=run.lock_timeout_s)
-            current = session.workdir.source if auto_approve else \
-                check_source(repo.root, session.tag, repo.settings.default_branch, source)
-            result = apply_cell(rec, session, os.environ, auto_approve=auto_approve, current=current,
-                                override=run.override, note=note)
-    except PromotionRefused:
-        raise  # notified as promotion-refused by the gate
-    except TfdeployError as exc:
-        _notify_apply_failed(repo, parsed, exc)
-        raise
+    as_json = run.as_json
+    job = run_single(repo, repo.parse_tag(tag), "apply", run)
+    session, result = job.session, job.stage
     b = session.deployment.backend
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "result": result.to_dict()})
@@ -263,34 +243,6 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
         secrets = sensitive_values(json.loads(shown.stdout or "{}"))
         text = session.terraform.check("show", "-no-color", stream=False).stdout
         click.echo(scrub_text(text, secrets), nl=False)
-
-
-def _notify_apply_failed(repo: RepoContext, parsed: Any, exc: TfdeployError) -> None:
-    """Tell the `notify_topic_arn` topic (if any) that this apply failed; never raises."""
-    from ..engine.supervise import Interrupted
-    from ..fleet.notify import notify
-
-    try:
-        settings = repo.settings
-    except TfdeployError:
-        return  # no valid settings: nothing was applied, and no topic can be trusted
-    if not settings.notify_topic_arn:
-        return
-    tag, cell, state = parsed.name, parsed.cell, None
-    try:
-        from ..model.deployment import resolve_tag
-
-        deployment = resolve_tag(parsed, settings, repo.root)
-        b = deployment.backend
-        cell, state = deployment.tag.cell, f"s3://{b.bucket}/{b.key}"
-    except Exception:  # noqa: BLE001 - a bad tag still fails the apply: say so without its cell
-        pass
-    from ..engine.terraform import StateLocked
-
-    result = "interrupted" if isinstance(exc, Interrupted) else "refused" if isinstance(exc, StateLocked) else "failed"
-    notify("apply-failed", f"tfdeploy: apply {result}: {tag}",
-           {"tag": tag, "cell": cell, "result": result, "error": str(exc), "state": state,
-            "command": f"tfdeploy apply --tag {tag}"}, settings, os.environ)
 
 
 @click.command("run")

@@ -14,8 +14,8 @@ import click
 
 from ..errors import ValidationError
 from .common import RepoContext, echo_json, json_option
-from .deploy import _open, _warn, fleet_command
-from .fanout import run_fanout, wants_fanout
+from .deploy import fleet_command
+from .fanout import run_fanout, run_single, wants_fanout
 
 
 @click.command("destroy")
@@ -42,8 +42,6 @@ def destroy(tag: tuple[str, ...], run: Any, any_version: bool, repo: RepoContext
       tfdeploy destroy --tag 'dev_*/research/1.1' --auto-approve   # regional cells first, global last
     """
     from ..engine.destroy import DestroyPlan, refuse_protected
-    from ..engine.destroy import destroy as run_destroy
-    from ..gates.policy import policy_settings
 
     if wants_fanout(tag, run):
         _destroy_many(repo, tag, run, any_version=any_version)
@@ -58,45 +56,33 @@ def destroy(tag: tuple[str, ...], run: Any, any_version: bool, repo: RepoContext
         _tags, skipped = _by_version(repo, (parsed,))
         if skipped:
             raise ValidationError(f"{skipped[0].reason}; nothing was planned")
-    session = _open(repo, parsed, run.source, run.terraform_bin, as_json, lock_timeout=run.lock_timeout_s)
-    # The committed policy (default branch's, tagged commit's) may protect the env too; it cannot lift it.
-    refuse_protected(parsed, policy_settings(repo.root, session.workdir.path, os.environ),
-                     allow_protected=allow_protected)
-    b = session.deployment.backend
+    from ..fleet.actions import destroy_action
+
     shown: list[DestroyPlan] = []
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
 
-    def show_plan(planned: DestroyPlan) -> None:
+    def confirm(session, planned: DestroyPlan) -> bool:
+        """What is destroyed is shown either way; a person says yes (or --auto-approve did)."""
+        b = session.deployment.backend
         shown.append(planned)
         say(f"destroy {tag}: {planned.summary}  (state s3://{b.bucket}/{b.key})")
         for address in planned.addresses:
             say(f"  - {address}")
-
-    # The ledger records a destroy once it is confirmed (a declined or empty one changes nothing).
-    from ..fleet.recording import recorded
-
-    with recorded("destroy", os.environ, _warn) as rec:
-        def confirm(planned: DestroyPlan) -> bool:
-            show_plan(planned)
-            answer = click.prompt(f"Destroy these {planned.summary.destroy} resource(s) of cell {session.tag.cell}? "
-                                  "Only 'yes' will be accepted", default="", show_default=False, err=as_json)
-            if answer.strip() == "yes":
-                rec.session = session
-                return True
-            return False
-
-        def approved(planned: DestroyPlan) -> bool:
-            show_plan(planned)
-            rec.session = session
+        if auto_approve:
             return True
+        answer = click.prompt(f"Destroy these {planned.summary.destroy} resource(s) of cell {parsed.cell}? "
+                              "Only 'yes' will be accepted", default="", show_default=False, err=as_json)
+        return answer.strip() == "yes"
 
-        # --auto-approve still goes through a callback: what is destroyed is shown either way.
-        result, summary = run_destroy(session, auto_approve=False, confirm=approved if auto_approve else confirm)
-        rec.counts = (summary.add, summary.change, summary.destroy)
+    # One tag: a fleet of one (the fan-out's destroy of a cell, asking this person), shown as one cell.
+    job = run_single(repo, parsed, "destroy", run, destroy_action(allow_protected, confirm))
+    session, result = job.session, job.stage
+    b = session.deployment.backend
     if "nothing to destroy" in result.notes:
         say(f"destroy {tag}: nothing to destroy in s3://{b.bucket}/{b.key}")
     elif not as_json:
-        click.echo(f"destroyed {tag}: -{summary.destroy}; state s3://{b.bucket}/{b.key} ({b.lock_description})")
+        click.echo(f"destroyed {tag}: -{result.counts['destroy']}; state s3://{b.bucket}/{b.key} "
+                   f"({b.lock_description})")
         click.echo(result.export_lines())
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "summary": result.counts,

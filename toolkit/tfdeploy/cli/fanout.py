@@ -159,11 +159,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, run: A
 
         click.echo(f"tfdeploy: warning: the run record {log_dir / 'run.json'} was not written "
                    f"({describe_os_error(exc)}): --only-failed cannot pick up this run", err=True)
-    if action in ("apply", "destroy") and settings.notify_topic_arn and not all(r.ok for r in outcome.results):
-        from ..fleet.notify import fleet_failed, notify
-
-        # One message for the run (not one per cell): which cells, why, where their logs are.
-        notify("fleet-failed", *fleet_failed(action, tag_args, outcome.results, str(log_dir)), settings, os.environ)
+    _notify(repo, action, tag_args, outcome.results, str(log_dir))
     say(matrix(outcome.results))
     _disk_summary(outcome.results)
     if as_json:
@@ -206,3 +202,46 @@ def _prewarm(repo: RepoContext) -> None:
         prewarm_state_client(repo.settings, None, env, endpoint)
     except TfdeployError:
         pass
+
+
+def _notify(repo: RepoContext, action: str, tag_args: tuple[str, ...], results: list[Any], log_dir: str) -> None:
+    """The run's one notification, the same for one tag and a fan-out (fleet/notify.run_failed)."""
+    from ..fleet.notify import notify, run_failed
+
+    try:
+        settings = repo.settings
+    except Exception:  # noqa: BLE001 - no valid settings: nothing was applied, and no topic can be trusted
+        return
+    message = run_failed(action, tag_args, results, log_dir) if settings.notify_topic_arn else None
+    if message is not None:
+        event, subject, payload = message
+        notify(event, subject, payload, settings, os.environ)
+
+
+def run_single(repo: RepoContext, tag: Any, action: str, run: Any, cell_action: Any = None) -> Any:
+    """One exact --tag, as a fleet of one: the fan-out's cell action, cell lock, recording and
+    notification (fleet/runner.run_one), in this thread, with Terraform's output on the terminal.
+
+    Returns the Job (its session and stage result) for the one-cell view. A cell that did not
+    succeed raises what ended it, so the command's one error line and exit code are the cell's."""
+    from ..engine.stages import check_sources, find_terraform
+    from ..fleet.actions import ACTIONS
+    from ..fleet.runner import Shared, run_one
+    from ..fleet.schedule import Step
+
+    from .common import hold_cell_for_command
+
+    # Held until the command ends, as for every one-tag command: its view (the plan's JSON) reads
+    # the work dir after the cell's run. Re-entrant: the cell's own run takes it again.
+    hold_cell_for_command(repo, tag, run.lock_timeout_s)
+    out = sys.stderr if run.as_json else sys.stdout  # with --json, stdout carries only the document
+    sources: dict[str, Any] = check_sources(repo.root, (tag,), repo.settings.default_branch, run.source)
+    shared = Shared(repo.root, repo.overrides, os.environ, run.source,
+                    find_terraform(run.terraform_bin, repo.root, os.environ), run.lock_timeout_s, sources)
+    result, job = run_one(Step(tag, ()), cell_action or ACTIONS[action](run), shared=shared, out=out,
+                          err=sys.stderr, tell=functools.partial(click.echo, err=True), action_name=action)
+    if not result.ok:
+        _notify(repo, action, (tag.name,), [result], "")
+        assert job.exception is not None
+        raise job.exception
+    return job
