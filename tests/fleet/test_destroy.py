@@ -101,8 +101,10 @@ def test_a_destroy_plan_is_never_applied_by_apply(repo):
     tfdeploy(repo, "bootstrap", "--env", "dev")
     tfdeploy(repo, "apply", "--tag", US, "--auto-approve")
     applied = state_of(BUCKET, US_KEY)
-    with hold_cell(repo, US, overrides={}), open(os.devnull, "w") as quiet:
-        session = open_session(repo, US, overrides={}, sink=quiet)
+    from tfdeploy.model.tags import parse_tag
+
+    with hold_cell(repo, parse_tag(US)), open(os.devnull, "w") as quiet:
+        session = open_session(repo, parse_tag(US), overrides={}, sink=quiet)
         planned = plan_destroy(session)
     assert str(planned.summary) == "+0 ~0 -1" and planned.addresses == ("module.regional.terraform_data.cell",)
     assert json.loads((session.workdir.path / "tfdeploy.plan.json").read_text())["operation"] == "destroy"

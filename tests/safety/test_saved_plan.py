@@ -165,8 +165,11 @@ def test_two_applies_racing_for_one_saved_plan_only_one_takes_it(repo):
     tag(repo, A)
     tfdeploy(repo, "bootstrap", "--env", "dev")
     tfdeploy(repo, "plan", "--tag", A)
-    with hold_cell(repo, A, overrides={}):  # the cell lock, as every apply holds it
-        session = open_session(repo, A, overrides={}, reuse_workdir=True)
+    from tfdeploy.model.tags import parse_tag
+
+    cell = parse_tag(A)  # the engine takes the Tag the CLI parsed once
+    with hold_cell(repo, cell):  # the cell lock, as every apply holds it
+        session = open_session(repo, cell, overrides={}, reuse_workdir=True)
         meta = check_saved_plan(session, session.workdir.source)
         plan_bytes = session.plan_path.read_bytes()
         for round_ in range(ROUNDS):  # a race is lost only sometimes: run it many times

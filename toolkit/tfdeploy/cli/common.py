@@ -21,6 +21,7 @@ from ..paths import shown_path  # noqa: F401 - command modules take it from here
 
 if TYPE_CHECKING:
     from ..model.settings import Settings
+    from ..model.tags import Tag
 
 EXAMPLE_TAG = "dev_us-east-1/research/1.0"
 
@@ -136,6 +137,13 @@ class RepoContext:
         from ..repo import find_repo_root
 
         return find_repo_root(self.start)
+
+    def parse_tag(self, name: str) -> Tag:
+        """The one parse of a --tag the command was given (the CLI edge): everything below gets
+        the Tag, never the string (a malformed tag is one line, exit 2)."""
+        from ..model.tags import parse_tag
+
+        return parse_tag(name, self.settings.extra_regions)
 
     @functools.cached_property
     def settings(self) -> Settings:
@@ -258,9 +266,8 @@ def lock_timeout_option(func: Callable[..., Any]) -> Callable[..., Any]:
                              "finish, and for the state lock (Terraform's -lock-timeout).")(func)
 
 
-def hold_cell_for_command(repo: RepoContext, tag: str, lock_timeout: float) -> None:
+def hold_cell_for_command(repo: RepoContext, tag: Tag, lock_timeout: float) -> None:
     """Hold the tag's cell lock until the current command ends (released by click's context)."""
     from ..engine.stages import hold_cell
 
-    click.get_current_context().with_resource(
-        hold_cell(repo.root, tag, overrides=repo.overrides, environ=os.environ, timeout_s=lock_timeout))
+    click.get_current_context().with_resource(hold_cell(repo.root, tag, environ=os.environ, timeout_s=lock_timeout))

@@ -9,7 +9,6 @@ from typing import Any, Callable
 
 import click
 
-from ..errors import TfdeployError
 from .common import (
     RepoContext,
     echo_json,
@@ -21,7 +20,7 @@ from .common import (
     shown_path,
     tag_options,
 )
-from .fanout import fanout_options, run_fanout, wants_fanout
+from .fanout import fanout_options, run_fanout, run_options, run_single, wants_fanout
 
 
 def tag_command(func: Callable[..., Any], many: bool = False) -> Callable[..., Any]:
@@ -35,23 +34,26 @@ def tag_command(func: Callable[..., Any], many: bool = False) -> Callable[..., A
 
 
 def fleet_command(func: Callable[..., Any]) -> Callable[..., Any]:
-    """A stage that runs one cell per exact --tag, or a fleet of cells (fan-out)."""
-    return tag_command(fanout_options(func), many=True)
+    """A stage that runs one cell per exact --tag, or a fleet of cells (fan-out); its run options
+    arrive as one `run: RunOptions` (fleet/options.py)."""
+    return tag_command(fanout_options(run_options(func)), many=True)
 
 
 def _warn(text: str) -> None:
     click.secho(f"tfdeploy: warning: {text}", fg="yellow", err=True)
 
 
-def _open(repo: RepoContext, tag: str, source, terraform_bin, as_json: bool, reuse: bool = False,
+def _open(repo: RepoContext, parsed: Any, source, terraform_bin, as_json: bool, reuse: bool = False,
           lock_timeout: float = 0):
+    """Hold the cell and open its session for the Tag the command parsed (its only parse)."""
     from ..engine.stages import open_session
 
     # Held until the command ends: no other run of this cell on this machine meanwhile.
-    hold_cell_for_command(repo, tag, lock_timeout)
+    hold_cell_for_command(repo, parsed, lock_timeout)
+    tag = parsed.name
     # With --json, Terraform's live output goes to stderr so stdout carries only the document.
     sink = sys.stderr if as_json else sys.stdout
-    session = open_session(repo.root, tag, overrides=repo.overrides, environ=os.environ,
+    session = open_session(repo.root, parsed, overrides=repo.overrides, environ=os.environ,
                            options=source, terraform_bin=terraform_bin, sink=sink, reuse_workdir=reuse,
                            lock_timeout_s=lock_timeout)
     for kept in session.workdir.rescued:
@@ -77,7 +79,7 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
     """
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, False, lock_timeout=lock_timeout)
     run_init(session)
     b = session.deployment.backend
     click.echo(f"initialised: state s3://{b.bucket}/{b.key}, lock {b.lock_description}")
@@ -88,9 +90,7 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
 @exports_option
 @json_option
 @fleet_command
-def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitcode: bool, exports: bool, as_json: bool,
-         lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-         repo: RepoContext) -> None:
+def plan(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
 
     Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
@@ -104,15 +104,16 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
       tfdeploy plan --tag dev_us-east-1/research/1.0 --worktree   # try uncommitted changes
       tfdeploy plan --tag 'dev_*/research/1.1' --parallel 4       # every cell of a release
     """
-    from ..engine.stages import plan as run_plan
+    from ..engine.stages import PlanSummary
 
-    if wants_fanout(tag, retry, only_failed):
-        run_fanout(repo, tag, "plan", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
-                   as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
-                   fail_fast=fail_fast, retry=retry, only_failed=only_failed)
+    if wants_fanout(tag, run):
+        run_fanout(repo, tag, "plan", run)
+    # One tag: a fleet of one (the fan-out's plan of a cell), shown as one cell.
     tag = tag[0]
-    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-    result, summary = run_plan(session)
+    as_json = run.as_json
+    job = run_single(repo, repo.parse_tag(tag), "plan", run)
+    session, result = job.session, job.stage
+    summary = PlanSummary(*(int(result.counts.get(k, 0)) for k in ("add", "change", "destroy")))
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "source": session.workdir.source.to_dict(),
                    "summary": result.counts, "plan_file": str(session.plan_path),
@@ -121,7 +122,7 @@ def plan(tag: tuple[str, ...], source, terraform_bin: str | None, detailed_exitc
         click.echo(f"plan {tag}: {summary}  (saved: {shown_path(session.plan_path)})")
         if exports:
             click.echo(result.export_lines())
-    if detailed_exitcode and summary.has_changes:
+    if run.detailed_exitcode and summary.has_changes:
         sys.exit(2)
 
 
@@ -146,10 +147,7 @@ def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @exports_option
 @json_option
 @fleet_command
-def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, detailed_exitcode: bool,
-          skip_promotion_check: bool, reason: str | None, exports: bool,
-          as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-          repo: RepoContext) -> None:
+def apply(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
@@ -167,39 +165,15 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
       tfdeploy apply --tag 'dev_*/research/1.1' --auto-approve --parallel 4   # global first
       tfdeploy apply --tag qa_us-east-1/research/1.1 --auto-approve --skip-promotion-check --reason 'CHG-7'
     """
-    from ..engine.stages import check_source
-    from ..fleet.promotion import override_reason
-
-    override = override_reason(skip_promotion_check, reason, os.environ)
-    if wants_fanout(tag, retry, only_failed):
-        run_fanout(repo, tag, "apply", source=source, terraform_bin=terraform_bin, lock_timeout=lock_timeout,
-                   as_json=as_json, detailed_exitcode=detailed_exitcode, parallel=parallel,
-                   fail_fast=fail_fast, retry=retry, only_failed=only_failed, auto_approve=auto_approve,
-                   override=override)
-    from ..fleet.applycell import apply_cell
-    from ..fleet.promotion import PromotionRefused
-    from ..fleet.recording import recorded
-
+    if wants_fanout(tag, run):
+        run_fanout(repo, tag, "apply", run)
+    # One tag: a fleet of one. The fan-out's apply of a cell (fleet/actions.apply_action: the
+    # gates, the saved plan's checks, the ledger record) and the run's notification, shown as
+    # one cell; a failure raises the cell's own error line and exit code.
     tag = tag[0]
-
-    def note(text: str) -> None:
-        click.echo(f"tfdeploy: {text}", err=True)
-
-    # Every apply that reaches Terraform leaves a ledger record, succeeded or failed; a failure
-    # also notifies (notify_topic_arn). The gates come first: a refusal is not a deployment.
-    try:
-        with recorded("apply", os.environ, _warn) as rec:
-            session = _open(repo, tag, source, terraform_bin, as_json, reuse=not auto_approve,
-                            lock_timeout=lock_timeout)
-            current = session.workdir.source if auto_approve else \
-                check_source(repo.root, session.tag, repo.settings.default_branch, source)
-            result = apply_cell(rec, session, os.environ, auto_approve=auto_approve, current=current,
-                                override=override, note=note)
-    except PromotionRefused:
-        raise  # notified as promotion-refused by the gate
-    except TfdeployError as exc:
-        _notify_apply_failed(repo, tag, exc)
-        raise
+    as_json = run.as_json
+    job = run_single(repo, repo.parse_tag(tag), "apply", run)
+    session, result = job.session, job.stage
     b = session.deployment.backend
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "result": result.to_dict()})
@@ -208,7 +182,7 @@ def apply(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve:
                    f"({b.lock_description})")
         if exports:
             click.echo(result.export_lines())
-    if detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
+    if run.detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
         sys.exit(2)
 
 
@@ -231,7 +205,7 @@ def output(tag: str, source, terraform_bin: str | None, show_sensitive: bool, as
     from ..engine.redact import redact_outputs
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, True, lock_timeout=lock_timeout)
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, True, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     shown = session.terraform.check("output", "-json", stream=False)
     values = json.loads(shown.stdout or "{}")
@@ -260,7 +234,7 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
     """
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, as_json, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     if as_json:
         from ..engine.redact import redact_show
@@ -275,34 +249,6 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
         secrets = sensitive_values(json.loads(shown.stdout or "{}"))
         text = session.terraform.check("show", "-no-color", stream=False).stdout
         click.echo(scrub_text(text, secrets), nl=False)
-
-
-def _notify_apply_failed(repo: RepoContext, tag: str, exc: TfdeployError) -> None:
-    """Tell the `notify_topic_arn` topic (if any) that this apply failed; never raises."""
-    from ..engine.supervise import Interrupted
-    from ..fleet.notify import notify
-
-    try:
-        settings = repo.settings
-    except TfdeployError:
-        return  # no valid settings: nothing was applied, and no topic can be trusted
-    if not settings.notify_topic_arn:
-        return
-    cell = state = None
-    try:
-        from ..model.deployment import resolve
-
-        deployment = resolve(tag, settings, repo.root)
-        b = deployment.backend
-        cell, state = deployment.tag.cell, f"s3://{b.bucket}/{b.key}"
-    except Exception:  # noqa: BLE001 - a bad tag still fails the apply: say so without its cell
-        pass
-    from ..engine.terraform import StateLocked
-
-    result = "interrupted" if isinstance(exc, Interrupted) else "refused" if isinstance(exc, StateLocked) else "failed"
-    notify("apply-failed", f"tfdeploy: apply {result}: {tag}",
-           {"tag": tag, "cell": cell, "result": result, "error": str(exc), "state": state,
-            "command": f"tfdeploy apply --tag {tag}"}, settings, os.environ)
 
 
 @click.command("run")
@@ -327,7 +273,7 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
     from ..gates.findings import render_result
 
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    report = run_flow(repo.root, tag, overrides=repo.overrides, settings=repo.settings, environ=os.environ,
+    report = run_flow(repo.root, repo.parse_tag(tag), overrides=repo.overrides, settings=repo.settings, environ=os.environ,
                       options=source, allow_missing=allow_missing, auto_approve=auto_approve,
                       terraform_bin=terraform_bin, sink=sys.stderr, progress=say, lock_timeout_s=lock_timeout)
     if as_json:

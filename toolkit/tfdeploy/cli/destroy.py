@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
 from ..errors import ValidationError
 from .common import RepoContext, echo_json, exports_option, json_option
-from .deploy import _open, _warn, fleet_command
-from .fanout import run_fanout, wants_fanout
+from .deploy import fleet_command
+from .fanout import run_fanout, run_single, wants_fanout
 
 
 @click.command("destroy")
@@ -26,9 +27,7 @@ from .fanout import run_fanout, wants_fanout
 @exports_option
 @json_option
 @fleet_command
-def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approve: bool, allow_protected: bool,
-            any_version: bool, exports: bool, as_json: bool, lock_timeout: float, parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-            repo: RepoContext) -> None:
+def destroy(tag: tuple[str, ...], run: Any, any_version: bool, exports: bool, repo: RepoContext) -> None:
     """Destroy what the tag's cell deployed: plan the destroy of its module namespace, show it, ask, apply.
 
     Only the tag's namespace (module.regional or module.global) in the cell's own state is
@@ -44,17 +43,12 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
       tfdeploy destroy --tag 'dev_*/research/1.1' --auto-approve   # regional cells first, global last
     """
     from ..engine.destroy import DestroyPlan, refuse_protected
-    from ..engine.destroy import destroy as run_destroy
-    from ..gates.policy import policy_settings
-    from ..model.tags import parse_tag
 
-    if wants_fanout(tag, retry, only_failed):
-        _destroy_many(repo, tag, source=source, terraform_bin=terraform_bin, auto_approve=auto_approve,
-                      allow_protected=allow_protected, any_version=any_version, as_json=as_json,
-                      lock_timeout=lock_timeout,
-                      parallel=parallel, fail_fast=fail_fast, retry=retry, only_failed=only_failed)
+    if wants_fanout(tag, run):
+        _destroy_many(repo, tag, run, any_version=any_version)
     tag = tag[0]
-    parsed = parse_tag(tag, repo.settings.extra_regions)
+    as_json, auto_approve, allow_protected = run.as_json, run.auto_approve, run.allow_protected
+    parsed = repo.parse_tag(tag)
     refuse_protected(parsed, [repo.settings], allow_protected=allow_protected)
     if not auto_approve and not sys.stdin.isatty():
         raise ValidationError(f"destroying {tag} needs a yes: run it on a terminal to review and confirm, "
@@ -63,45 +57,33 @@ def destroy(tag: tuple[str, ...], source, terraform_bin: str | None, auto_approv
         _tags, skipped = _by_version(repo, (parsed,))
         if skipped:
             raise ValidationError(f"{skipped[0].reason}; nothing was planned")
-    session = _open(repo, tag, source, terraform_bin, as_json, lock_timeout=lock_timeout)
-    # The committed policy (default branch's, tagged commit's) may protect the env too; it cannot lift it.
-    refuse_protected(parsed, policy_settings(repo.root, session.workdir.path, os.environ),
-                     allow_protected=allow_protected)
-    b = session.deployment.backend
+    from ..fleet.actions import destroy_action
+
     shown: list[DestroyPlan] = []
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
 
-    def show_plan(planned: DestroyPlan) -> None:
+    def confirm(session, planned: DestroyPlan) -> bool:
+        """What is destroyed is shown either way; a person says yes (or --auto-approve did)."""
+        b = session.deployment.backend
         shown.append(planned)
         say(f"destroy {tag}: {planned.summary}  (state s3://{b.bucket}/{b.key})")
         for address in planned.addresses:
             say(f"  - {address}")
-
-    # The ledger records a destroy once it is confirmed (a declined or empty one changes nothing).
-    from ..fleet.recording import recorded
-
-    with recorded("destroy", os.environ, _warn) as rec:
-        def confirm(planned: DestroyPlan) -> bool:
-            show_plan(planned)
-            answer = click.prompt(f"Destroy these {planned.summary.destroy} resource(s) of cell {session.tag.cell}? "
-                                  "Only 'yes' will be accepted", default="", show_default=False, err=as_json)
-            if answer.strip() == "yes":
-                rec.session = session
-                return True
-            return False
-
-        def approved(planned: DestroyPlan) -> bool:
-            show_plan(planned)
-            rec.session = session
+        if auto_approve:
             return True
+        answer = click.prompt(f"Destroy these {planned.summary.destroy} resource(s) of cell {parsed.cell}? "
+                              "Only 'yes' will be accepted", default="", show_default=False, err=as_json)
+        return answer.strip() == "yes"
 
-        # --auto-approve still goes through a callback: what is destroyed is shown either way.
-        result, summary = run_destroy(session, auto_approve=False, confirm=approved if auto_approve else confirm)
-        rec.counts = (summary.add, summary.change, summary.destroy)
+    # One tag: a fleet of one (the fan-out's destroy of a cell, asking this person), shown as one cell.
+    job = run_single(repo, parsed, "destroy", run, destroy_action(allow_protected, confirm))
+    session, result = job.session, job.stage
+    b = session.deployment.backend
     if "nothing to destroy" in result.notes:
         say(f"destroy {tag}: nothing to destroy in s3://{b.bucket}/{b.key}")
     elif not as_json:
-        click.echo(f"destroyed {tag}: -{summary.destroy}; state s3://{b.bucket}/{b.key} ({b.lock_description})")
+        click.echo(f"destroyed {tag}: -{result.counts['destroy']}; state s3://{b.bucket}/{b.key} "
+                   f"({b.lock_description})")
         if exports:
             click.echo(result.export_lines())
     if as_json:
@@ -129,14 +111,16 @@ def _by_version(repo: RepoContext, tags: tuple) -> tuple[tuple, list]:
     return tuple(chosen), skipped
 
 
-def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve: bool, allow_protected: bool,
-                  any_version: bool, as_json: bool, **options) -> None:
+def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], run: Any, *, any_version: bool) -> None:
     """The fleet path: every selected cell is checked against protected_envs, cells running another
     version than their tag's are left out (unless --any-version), the whole list is shown and
     confirmed once (or --auto-approve), then cells are destroyed in reverse order."""
     from ..engine.destroy import refuse_protected
+    from dataclasses import replace
+
     from ..fleet.results import SKIPPED, CellResult
 
+    as_json, auto_approve, allow_protected = run.as_json, run.auto_approve, run.allow_protected
     say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
 
     def narrow(tags: tuple) -> tuple[tuple, list[CellResult]]:
@@ -162,5 +146,6 @@ def _destroy_many(repo: RepoContext, tag_args: tuple[str, ...], *, auto_approve:
         if answer.strip() != "yes":
             raise ValidationError("not destroyed: not confirmed; nothing was planned")
 
-    run_fanout(repo, tag_args, "destroy", as_json=as_json, detailed_exitcode=False, auto_approve=True,
-               confirm=confirm, narrow=narrow, allow_protected=allow_protected, **options)
+    # Each cell runs approved: the whole list was confirmed once above.
+    run_fanout(repo, tag_args, "destroy", replace(run, detailed_exitcode=False, auto_approve=True),
+               confirm=confirm, narrow=narrow)

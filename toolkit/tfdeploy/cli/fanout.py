@@ -35,24 +35,45 @@ def fanout_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def wants_fanout(tags: tuple[str, ...], retry: int, only_failed: bool) -> bool:
+# The command options that travel together as one RunOptions (option name -> field).
+_RUN_FIELDS = {"source": "source", "terraform_bin": "terraform_bin", "lock_timeout": "lock_timeout_s",
+               "as_json": "as_json", "detailed_exitcode": "detailed_exitcode", "parallel": "parallel",
+               "fail_fast": "fail_fast", "retry": "retry", "only_failed": "only_failed",
+               "auto_approve": "auto_approve", "allow_protected": "allow_protected"}
+
+
+def run_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the command's run options as one `run: RunOptions` (and --skip-promotion-check
+    --reason as its PromotionOverride) instead of a parameter each."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ..fleet.options import PromotionOverride, RunOptions
+
+        values = {field: kwargs.pop(name) for name, field in _RUN_FIELDS.items() if name in kwargs}
+        if "skip_promotion_check" in kwargs:
+            values["override"] = PromotionOverride.requested(kwargs.pop("skip_promotion_check"),
+                                                             kwargs.pop("reason", None), os.environ)
+        return func(*args, run=RunOptions(**values), **kwargs)
+
+    return wrapper
+
+
+def wants_fanout(tags: tuple[str, ...], run: Any) -> bool:
     from ..fleet.selection import is_fanout
 
-    return is_fanout(tags) or bool(retry) or only_failed
+    return is_fanout(tags) or bool(run.retry) or run.only_failed
 
 
-def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, source: Any,
-               terraform_bin: str | None, lock_timeout: float, as_json: bool, detailed_exitcode: bool,
-               parallel: int, fail_fast: bool, retry: int, only_failed: bool,
-               auto_approve: bool = False, confirm: Callable[[list[Any]], None] | None = None,
-               narrow: Callable[[tuple[Any, ...]], tuple[tuple[Any, ...], list[Any]]] | None = None,
-               allow_protected: bool = False, override: str = "") -> NoReturn:
+def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, run: Any, *,
+               confirm: Callable[[list[Any]], None] | None = None,
+               narrow: Callable[[tuple[Any, ...]], tuple[tuple[Any, ...], list[Any]]] | None = None) -> NoReturn:
     """Select, schedule and run the cells; print the matrix (and --json); exit with the fleet's code.
 
+    `run` (fleet/options.RunOptions): how the cells run, the apply's override included.
     `narrow` (destroy) sees the selected tags first and returns those to run and the CellResults
     of the cells it leaves out on purpose (shown in the matrix, never run).
-    `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse.
-    `override` (apply): the --skip-promotion-check reason, checked and recorded per cell."""
+    `confirm` (destroy) sees the scheduled steps before any cell starts and may refuse."""
     from ..engine.stages import check_sources, find_terraform
     from ..engine.tagindex import list_tags
     from ..fleet.actions import ACTIONS
@@ -77,6 +98,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     from ..model.tags import parse_tag
     from ..paths import repo_cache_dir
 
+    as_json, source = run.as_json, run.source
     out = sys.stderr if as_json else sys.stdout  # with --json, stdout carries only the document
     say = functools.partial(click.echo, file=out)
     display = make_display(out)  # before any work: a bad display setting is refused first
@@ -84,7 +106,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     _prewarm(repo)
     extra = settings.extra_regions
     runs = repo_cache_dir(repo.root, os.environ) / RUNS_DIR
-    if only_failed:
+    if run.only_failed:
         previous, names = only_failed_tags(runs, action, tag_args)
         if not names:
             say(f"nothing to run again: every cell of the previous {action} ({previous.run_id}) succeeded")
@@ -111,7 +133,7 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
     if confirm is not None:
         confirm(steps)
     shared = Shared(repo.root, repo.overrides, os.environ, source,
-                    find_terraform(terraform_bin, repo.root, os.environ), lock_timeout, sources)
+                    find_terraform(run.terraform_bin, repo.root, os.environ), run.lock_timeout_s, sources)
     record = RunRecord(run_id=new_run_id(), action=action, tag_args=list(tag_args),
                        key=selection_key(action, tag_args), started_at=now_iso())
     log_dir = runs / record.run_id
@@ -123,11 +145,10 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
         raise TfdeployError(f"cannot create the run's log folder {log_dir} ({describe_os_error(exc)}); no cell "
                             "was started: free space, then run again") from None
-    say(f"tfdeploy: {action} of {len(steps)} cells, {min(parallel, len(steps))} at a time; logs in {shown_path(log_dir)}")
+    say(f"tfdeploy: {action} of {len(steps)} cells, {min(run.parallel, len(steps))} at a time; logs in {shown_path(log_dir)}")
     with display:
-        outcome = run_cells(steps, ACTIONS[action](auto_approve=auto_approve, allow_protected=allow_protected,
-                                               override=override), shared=shared,
-                            log_dir=log_dir, parallel=parallel, fail_fast=fail_fast, retries=retry,
+        outcome = run_cells(steps, ACTIONS[action](run), shared=shared,
+                            log_dir=log_dir, parallel=run.parallel, fail_fast=run.fail_fast, retries=run.retry,
                             display=display, action_name=action,
                             bake_s=settings.wave_bake_seconds if action != "destroy" else 0.0)
     outcome.results = left_out + outcome.results
@@ -139,17 +160,13 @@ def run_fanout(repo: RepoContext, tag_args: tuple[str, ...], action: str, *, sou
 
         click.echo(f"tfdeploy: warning: the run record {log_dir / 'run.json'} was not written "
                    f"({describe_os_error(exc)}): --only-failed cannot pick up this run", err=True)
-    if action in ("apply", "destroy") and settings.notify_topic_arn and not all(r.ok for r in outcome.results):
-        from ..fleet.notify import fleet_failed, notify
-
-        # One message for the run (not one per cell): which cells, why, where their logs are.
-        notify("fleet-failed", *fleet_failed(action, tag_args, outcome.results, str(log_dir)), settings, os.environ)
+    _notify(repo, action, tag_args, outcome.results, str(log_dir))
     # A live table showed every cell as it ended: then the run in one line, not the table again.
     say(summary_line(outcome.results) if isinstance(display, LiveDisplay) else matrix(outcome.results))
     _disk_summary(outcome.results)
     if as_json:
         echo_json(document(outcome.results))
-    code = exit_code(outcome.results, detailed=detailed_exitcode, signum=outcome.signum)
+    code = exit_code(outcome.results, detailed=run.detailed_exitcode, signum=outcome.signum)
     if outcome.signum is not None:
         from ..engine.supervise import signal_name
 
@@ -187,3 +204,46 @@ def _prewarm(repo: RepoContext) -> None:
         prewarm_state_client(repo.settings, None, env, endpoint)
     except TfdeployError:
         pass
+
+
+def _notify(repo: RepoContext, action: str, tag_args: tuple[str, ...], results: list[Any], log_dir: str) -> None:
+    """The run's one notification, the same for one tag and a fan-out (fleet/notify.run_failed)."""
+    from ..fleet.notify import notify, run_failed
+
+    try:
+        settings = repo.settings
+    except Exception:  # noqa: BLE001 - no valid settings: nothing was applied, and no topic can be trusted
+        return
+    message = run_failed(action, tag_args, results, log_dir) if settings.notify_topic_arn else None
+    if message is not None:
+        event, subject, payload = message
+        notify(event, subject, payload, settings, os.environ)
+
+
+def run_single(repo: RepoContext, tag: Any, action: str, run: Any, cell_action: Any = None) -> Any:
+    """One exact --tag, as a fleet of one: the fan-out's cell action, cell lock, recording and
+    notification (fleet/runner.run_one), in this thread, with Terraform's output on the terminal.
+
+    Returns the Job (its session and stage result) for the one-cell view. A cell that did not
+    succeed raises what ended it, so the command's one error line and exit code are the cell's."""
+    from ..engine.stages import check_sources, find_terraform
+    from ..fleet.actions import ACTIONS
+    from ..fleet.runner import Shared, run_one
+    from ..fleet.schedule import Step
+
+    from .common import hold_cell_for_command
+
+    # Held until the command ends, as for every one-tag command: its view (the plan's JSON) reads
+    # the work dir after the cell's run. Re-entrant: the cell's own run takes it again.
+    hold_cell_for_command(repo, tag, run.lock_timeout_s)
+    out = sys.stderr if run.as_json else sys.stdout  # with --json, stdout carries only the document
+    sources: dict[str, Any] = check_sources(repo.root, (tag,), repo.settings.default_branch, run.source)
+    shared = Shared(repo.root, repo.overrides, os.environ, run.source,
+                    find_terraform(run.terraform_bin, repo.root, os.environ), run.lock_timeout_s, sources)
+    result, job = run_one(Step(tag, ()), cell_action or ACTIONS[action](run), shared=shared, out=out,
+                          err=sys.stderr, tell=functools.partial(click.echo, err=True), action_name=action)
+    if not result.ok:
+        _notify(repo, action, (tag.name,), [result], "")
+        assert job.exception is not None
+        raise job.exception
+    return job

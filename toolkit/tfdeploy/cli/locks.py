@@ -95,15 +95,14 @@ def unlock(tag: str, source, terraform_bin: str | None, lock_timeout: float, loc
       tfdeploy unlock --tag dev_us-east-1/research/1.0 --lock-id 5f1c0a8e-...
     """
     from ..engine.celllock import live_holder
-    from ..model.tags import parse_tag
     from ..paths import repo_cache_dir
 
-    parsed = parse_tag(tag, repo.settings.extra_regions)
+    parsed = repo.parse_tag(tag)
     holder = live_holder(repo_cache_dir(repo.root, os.environ), parsed.cell)
     if holder is not None and holder.pid != os.getpid():
         raise TfdeployError(f"cell {parsed.cell} is in use on this machine by {holder.describe()}: its lock "
                             "is not stale; wait for it to finish (or stop that process) instead")
-    hold_cell_for_command(repo, tag, lock_timeout)
+    hold_cell_for_command(repo, parsed, lock_timeout)
     held = [lock for lock in _held_locks(repo, parsed.env, None) if lock.lock_id == lock_id]
     if not held:
         raise TfdeployError(f"no state lock with ID {lock_id} is held in the {parsed.env} backend; "
@@ -122,7 +121,7 @@ def unlock(tag: str, source, terraform_bin: str | None, lock_timeout: float, loc
             raise TfdeployError("lock not released")
     from ..engine.stages import init as run_init
 
-    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
+    session = _open(repo, parsed, source, terraform_bin, False, lock_timeout=lock_timeout)
     run_init(session, quiet=True)
     session.terraform.check("force-unlock", "-force", lock_id, stream=False)
     click.echo(f"released lock {lock_id} of {parsed.cell}")

@@ -54,8 +54,9 @@ def _tag_workdir(repo: RepoContext, tag: str, source, lock_timeout: float):
     """Export the tag's commit into its work dir (as plan would) and return it."""
     from ..engine.stages import open_workdir
 
-    hold_cell_for_command(repo, tag, lock_timeout)  # until the command ends
-    workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, options=source)
+    parsed = repo.parse_tag(tag)
+    hold_cell_for_command(repo, parsed, lock_timeout)  # until the command ends
+    workdir = open_workdir(repo.root, parsed, overrides=repo.overrides, environ=os.environ, options=source)
     click.echo(f"tfdeploy: {tag} @ {workdir.source.commit[:12]}; work dir {workdir.path}", err=True)
     return workdir
 
@@ -169,8 +170,9 @@ def scan(directory: Path, allow_missing: tuple[str, ...], junit: Path | None, re
     if saved_plan:
         from ..engine.stages import open_workdir, saved_plan_json
 
-        hold_cell_for_command(repo, tag, lock_timeout)
-        workdir = open_workdir(repo.root, tag, overrides=repo.overrides, environ=os.environ, reuse=True)
+        parsed = repo.parse_tag(tag)
+        hold_cell_for_command(repo, parsed, lock_timeout)
+        workdir = open_workdir(repo.root, parsed, overrides=repo.overrides, environ=os.environ, reuse=True)
         directory = workdir.path
         env = env or workdir.deployment.tag.env
         plan_json = saved_plan_json(workdir, repo.root, os.environ)

@@ -76,7 +76,7 @@ def rollback(env: str, team: str, scope: str, to_version: str | None, auto_appro
                               "confirm, or pass --auto-approve (CI); nothing was planned")
     # Held from the ledger read to the apply (re-entrant: the apply takes it again), so no other
     # run on this machine changes the cell between the choice and the change.
-    hold_cell_for_command(repo, probe.name, lock_timeout)
+    hold_cell_for_command(repo, probe, lock_timeout)
     from ..fleet.reconcile import reconcile
 
     def warn(text: str) -> None:

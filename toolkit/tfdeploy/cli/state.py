@@ -125,15 +125,15 @@ def recover(tag: str, source, terraform_bin: str | None, lock_timeout: float, st
         summarize_state,
     )
     from ..engine.stages import init as run_init
-    from ..model.tags import parse_tag
     from ..paths import repo_cache_dir
     from ..results import write_atomic
 
-    hold_cell_for_command(repo, tag, lock_timeout)
-    cell = parse_tag(tag, repo.settings.extra_regions).cell
+    parsed = repo.parse_tag(tag)
+    hold_cell_for_command(repo, parsed, lock_timeout)
+    cell = parsed.cell
     cache = repo_cache_dir(repo.root, os.environ)
     local = [] if state_file is not None else kept_states(cache, cell)
-    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)
+    session = _open(repo, parsed, source, terraform_bin, False, lock_timeout=lock_timeout)
     remote, base = _remote_choice(session, cell, state_file, local, cache)
     if remote is not None:
         state_file = session.workdir.path / "tfdeploy.errored-from-backend.tfstate"
@@ -268,7 +268,7 @@ def restore(tag: str, source, terraform_bin: str | None, lock_timeout: float, ve
     )
     from ..results import write_atomic
 
-    session = _open(repo, tag, source, terraform_bin, False, lock_timeout=lock_timeout)  # holds the cell lock
+    session = _open(repo, repo.parse_tag(tag), source, terraform_bin, False, lock_timeout=lock_timeout)  # holds the cell lock
     b = session.deployment.backend
     obj = StateObject(b, session.tag.env, session.terraform.env, session.sandbox_endpoint)
     chosen = obj.version(version_id)

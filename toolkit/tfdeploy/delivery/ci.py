@@ -282,7 +282,7 @@ def run(
 ) -> int:
     """Run a stage: check inputs, print/write exports, invoke the stage command; its exit code."""
     from ..cli.common import RepoContext
-    from ..model.deployment import MODULE_FOR_SCOPE, resolve
+    from ..model.deployment import MODULE_FOR_SCOPE, resolve_tag
     from .batch import BAKE_VAR
 
     if environ.get(BAKE_VAR) and stage == "apply":
@@ -303,7 +303,7 @@ def run(
         exports = deployment_exports(tag, tag.region or settings.global_region,
                                      MODULE_FOR_SCOPE[tag.scope])
     else:
-        deployment = resolve(tag.name, settings, repo.root)
+        deployment = resolve_tag(tag, settings, repo.root)
         exports = deployment_exports(tag, deployment.region, deployment.target_module)
     exports_file = exports_file or ctx.src_dir / EXPORTS_FILE
     write_atomic(exports_file, render_exports(exports))

@@ -42,6 +42,10 @@ from .workdir import PLAN_META
 DESTROY = "destroy"  # the `operation` of a destroy plan's metadata (a plan's is absent or "apply")
 
 
+class NotConfirmed(TfdeployError):
+    """The person asked said no to a destroy: nothing changed, and no one needs telling."""
+
+
 @dataclass(frozen=True)
 class DestroyPlan:
     """What a saved destroy plan removes."""
@@ -125,5 +129,5 @@ def destroy(session: Session, *, auto_approve: bool,
         return _result(session, planned, 0, "nothing to destroy"), planned.summary
     if not auto_approve and (confirm is None or not confirm(planned)):
         discard_destroy(session)
-        raise TfdeployError(f"not destroyed: {session.tag.name} was not confirmed; nothing changed")
+        raise NotConfirmed(f"not destroyed: {session.tag.name} was not confirmed; nothing changed")
     return apply_destroy(session, planned), planned.summary

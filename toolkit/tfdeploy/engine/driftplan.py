@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 from typing import IO, Any, Mapping
 
-from ..model.settings import load_settings
-from ..model.tags import Tag, parse_tag
+from ..model.tags import Tag
 from ..paths import repo_cache_dir
 from .errored import rescue
 from .gitsource import SourceRef
@@ -31,12 +30,11 @@ def drift_workdir_path(repo_root: Path, tag: Tag, environ: Mapping[str, str] = o
     return repo_cache_dir(repo_root, environ) / DRIFT_DIR / tag.cell
 
 
-def open_drift_session(repo_root: Path, tag_name: str, source: SourceRef, *, overrides: Mapping[str, Any],
+def open_drift_session(repo_root: Path, tag: Tag, source: SourceRef, *, overrides: Mapping[str, Any],
                        environ: Mapping[str, str], terraform_bin: str | None, log: IO[str],
                        lock_timeout_s: float = 0) -> Session:
     """The tag's code in the cell's drift work dir, and a Terraform for it. The caller holds the
     cell lock (a drift check and an apply of the same cell never overlap)."""
-    tag = parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
     workdir = prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides,

@@ -15,6 +15,7 @@ from typing import IO, Any, Callable, Collection, Mapping
 
 from ..errors import TfdeployError
 from ..model.settings import Settings
+from ..model.tags import Tag
 from ..results import FAILED, SKIPPED, StageResult
 from .stages import SourceOptions, hold_cell, init_without_backend, open_session, plan, terraform_base_env
 
@@ -38,27 +39,27 @@ class FlowReport:
                 "stages": [r.to_dict() for r in self.results]}
 
 
-def run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settings: Settings,
+def run_flow(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any], settings: Settings,
              environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
              allow_missing: Collection[str] = (), auto_approve: bool = False,
              terraform_bin: str | None = None, sink: IO[str] | None = None,
              progress: Callable[[str], None] = print, lock_timeout_s: float = 0) -> FlowReport:
     # One cell lock for the whole run: no other run of the cell slips in between plan and apply.
-    with hold_cell(repo_root, tag, overrides=overrides, environ=environ, timeout_s=lock_timeout_s):
+    with hold_cell(repo_root, tag, environ=environ, timeout_s=lock_timeout_s):
         return _run_flow(repo_root, tag, overrides=overrides, settings=settings, environ=environ,
                          options=options, allow_missing=allow_missing, auto_approve=auto_approve,
                          terraform_bin=terraform_bin, sink=sink, progress=progress,
                          lock_timeout_s=lock_timeout_s)
 
 
-def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settings: Settings,
+def _run_flow(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any], settings: Settings,
               environ: Mapping[str, str], options: SourceOptions, allow_missing: Collection[str],
               auto_approve: bool, terraform_bin: str | None, sink: IO[str] | None,
               progress: Callable[[str], None], lock_timeout_s: float) -> FlowReport:
     from ..gates.lint import run_lint
     from ..gates.scan import run_scan
 
-    report = FlowReport(tag)
+    report = FlowReport(tag.name)
     session = open_session(repo_root, tag, overrides=overrides, environ=environ, options=options,
                            terraform_bin=terraform_bin, sink=sink, err_sink=sink, lock_timeout_s=lock_timeout_s)
     workdir = session.workdir
@@ -80,18 +81,18 @@ def _run_flow(repo_root: Path, tag: str, *, overrides: Mapping[str, Any], settin
     def apply() -> StageResult:
         if not auto_approve:
             return StageResult("apply", SKIPPED, notes=(
-                f"not applied: review the plan, then run tfdeploy apply --tag {tag} "
+                f"not applied: review the plan, then run tfdeploy apply --tag {tag.name} "
                 "(or tfdeploy run --auto-approve)",))
         # The same gates and apply as `tfdeploy apply` (fleet/applycell.py): the protected scan
         # runs again under the committed policy, whatever the scan stage above decided.
         from ..fleet.applycell import apply_cell
-        from ..fleet.promotion import override_reason
+        from ..fleet.options import PromotionOverride
         from ..fleet.recording import recorded
 
         # Recorded in the ledger like every apply that reaches Terraform (a refusal is not).
         with recorded("apply", environ, lambda text: progress(f"tfdeploy: warning: {text}")) as rec:
             return apply_cell(rec, session, environ, auto_approve=False, current=workdir.source,
-                              override=override_reason(False, None, environ), note=progress)
+                              override=PromotionOverride.requested(False, None, environ), note=progress)
 
     steps: dict[str, Callable[[], StageResult]] = {
         "lint": lint, "scan": scan, "plan": lambda: plan(session)[0], "apply": apply}

@@ -21,7 +21,7 @@ from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 from ..errors import TfdeployError, ValidationError
 from ..model.deployment import Deployment
 from ..model.settings import Settings, load_settings
-from ..model.tags import Tag, parse_tag
+from ..model.tags import Tag
 from ..paths import repo_cache_dir
 from ..results import PASSED, StageResult, write_atomic, write_result, write_result_after_change
 from .celllock import cell_lock, format_duration
@@ -229,15 +229,13 @@ def find_terraform(explicit: str | None, repo_root: Path, environ: Mapping[str, 
 
 
 @contextmanager
-def hold_cell(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
-              environ: Mapping[str, str] = os.environ, timeout_s: float = 0,
+def hold_cell(repo_root: Path, tag: Tag, *, environ: Mapping[str, str] = os.environ, timeout_s: float = 0,
               command: str | None = None) -> Iterator[Tag]:
     """Hold the tag's cell lock (see celllock.py) for everything that uses its work dir.
 
     On the way out, an `errored.tfstate` any Terraform run of the cell left is moved to the kept
     place (errored.py), so it survives whatever ended the command.
     """
-    tag = parse_tag(tag_name, load_settings(repo_root, environ, overrides).extra_regions)
     cache = repo_cache_dir(repo_root, environ)
     with cell_lock(cache, tag.cell, timeout_s=timeout_s, command=command):
         try:
@@ -272,37 +270,37 @@ def errored_state_error(session: Session, error: TfdeployError, output: str = ""
     return TfdeployError(f"{error}; {kept.sentence(session.tag.name)}")
 
 
-def open_workdir(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
+def open_workdir(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  sandbox: bool = False, reuse: bool = False, source: SourceRef | None = None) -> Workdir:
     """Validate the tag, check its source and build (or reopen) its work dir. No AWS access.
 
     `source`: the tag's source, already checked by the caller (a fleet checks every tag once)."""
-    settings = load_settings(repo_root, environ, overrides)
-    tag = parse_tag(tag_name, settings.extra_regions)
     if reuse:
         return load_workdir(repo_root, tag, environ=environ, overrides=overrides)
+    settings = load_settings(repo_root, environ, overrides)
     if source is None:
         source = check_source(repo_root, tag, settings.default_branch, options)
     return prepare_workdir(repo_root, tag, source, environ=environ, overrides=overrides, sandbox=sandbox)
 
 
-def open_session(repo_root: Path, tag_name: str, *, overrides: Mapping[str, Any],
+def open_session(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any],
                  environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
                  terraform_bin: str | None = None, sink: IO[str] | None = None,
                  err_sink: IO[str] | None = None, reuse_workdir: bool = False,
                  lock_timeout_s: float = 0, source: SourceRef | None = None) -> Session:
     """A work dir plus a Terraform pointed at the deployment's AWS target (sandbox or AWS).
 
-    The caller holds the cell lock (`hold_cell`) for as long as it uses the session.
+    `tag`: parsed once, at the CLI edge; the deployment is resolved from it under the tagged
+    commit's settings when the work dir is built. The caller holds the cell lock (`hold_cell`)
+    for as long as it uses the session.
     """
     settings = load_settings(repo_root, environ, overrides)
-    tag = parse_tag(tag_name, settings.extra_regions)  # fail fast
     binary = find_terraform(terraform_bin, repo_root, environ)
     env, endpoint, extra = terraform_environment(repo_root, environ)
     if not reuse_workdir:
         prewarm_state_client(settings, tag, env, endpoint)
-    workdir = open_workdir(repo_root, tag_name, overrides=overrides, environ=environ, options=options,
+    workdir = open_workdir(repo_root, tag, overrides=overrides, environ=environ, options=options,
                            sandbox=endpoint is not None, reuse=reuse_workdir, source=source)
     terraform = Terraform(binary, workdir.path, env, sink, err_sink)
     tag = workdir.deployment.tag

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import TfdeployError, ValidationError
-from ..model.deployment import Deployment, resolve
+from ..model.deployment import Deployment, resolve_tag
 from ..model.settings import load_settings
 from ..model.tags import Tag
 from ..paths import repo_cache_dir
@@ -112,7 +112,7 @@ def prepare_workdir(repo_root: Path, tag: Tag, source: SourceRef, *, environ: Ma
         else:
             export_commit(repo_root, source.commit, staging)
         settings = load_settings(staging, environ, overrides)
-        deployment = resolve(tag.name, settings, staging)
+        deployment = resolve_tag(tag, settings, staging)
         check_tree(staging, deployment, deployment_tfvars(deployment), (TFVARS_FILE,), source.commit)
         aws = _write_generated(staging, deployment, source, sandbox)
         if _same_source(final, source):
@@ -196,6 +196,6 @@ def load_workdir(repo_root: Path, tag: Tag, *, environ: Mapping[str, str],
             f"run: tfdeploy plan --tag {tag.name}"
         )
     source = SourceRef(**metadata["source"])
-    deployment = resolve(tag.name, load_settings(path, environ, overrides), path)
+    deployment = resolve_tag(tag, load_settings(path, environ, overrides), path)
     return Workdir(path=path, deployment=deployment, source=source,
                    aws_provider=bool(metadata.get("aws_provider")))

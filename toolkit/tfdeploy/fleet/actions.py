@@ -17,20 +17,24 @@ def open_cell(job: Job, *, reuse: bool = False) -> Any:
     from ..engine.stages import open_session
 
     shared = job.shared
-    session = open_session(shared.repo_root, job.tag.name, overrides=shared.overrides, environ=shared.environ,
+    session = open_session(shared.repo_root, job.tag, overrides=shared.overrides, environ=shared.environ,
                            options=shared.options, terraform_bin=shared.terraform_bin, sink=job.log,
-                           err_sink=job.log, reuse_workdir=reuse, lock_timeout_s=shared.lock_timeout_s,
+                           err_sink=job.err_sink, reuse_workdir=reuse, lock_timeout_s=shared.lock_timeout_s,
                            source=None if reuse else job.source)
     job.session = session
     job.plan_spent = lambda: _spent(session)
-    session.terraform.on_wait = _show_wait(job)
+    if job.follow:
+        session.terraform.on_wait = _show_wait(job)
     for kept in session.workdir.rescued:
-        job.log.write(f"WARNING: a state Terraform could not save was left in the old work dir: "
-                      f"{kept.sentence(job.tag.name)}\n")
-    job.log.write(f"tfdeploy: {job.tag.name} @ {session.workdir.source.commit[:12]} -> "
-                  f"{session.deployment.target_module} in {session.deployment.region}; work dir "
-                  f"{session.workdir.path}\n")
-    job.log.flush()
+        job.say(f"WARNING: a state Terraform could not save was left in the old work dir: "
+                f"{kept.sentence(job.tag.name)}")
+    if session.workdir.source.worktree:
+        job.say(f"WARNING: --worktree: planning the WORKING TREE of {shared.repo_root}, not the tagged "
+                f"commit of {job.tag.name}. Do not apply this to a shared environment.")
+    where = f"sandbox {session.sandbox_endpoint}" if session.sandbox_endpoint else "AWS"
+    job.say(f"tfdeploy: {job.tag.name} @ {session.workdir.source.commit[:12]} -> "
+            f"{session.deployment.target_module} in {session.deployment.region} ({where}); work dir "
+            f"{session.workdir.path}")
     return session
 
 
@@ -70,23 +74,19 @@ def plan_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
     with job.cell_lock():
         session = open_cell(job)
         # Human lines, not -json: the plan's log keeps the diff a reviewer reads.
-        session.terraform.on_line = _follow_lines(job, session.deployment.target_module)
+        if job.follow:
+            session.terraform.on_line = _follow_lines(job, session.deployment.target_module)
         result, _summary = plan(session)
+    job.stage = result
     return "planned", _counts(result.counts)
 
 
 def _recorded(job: Job, action: str) -> Any:
     """The cell's ledger record (fleet/recording.py); a record that cannot be written is said in
     the cell's log and on stderr."""
-    import sys
-
     from .recording import recorded
 
-    def warn(text: str) -> None:
-        job.log.write(f"tfdeploy: warning: {text}\n")
-        print(f"[{job.tag.cell}] tfdeploy: warning: {text}", file=sys.stderr, flush=True)
-
-    return recorded(action, job.shared.environ, warn, before_write=job.release)
+    return recorded(action, job.shared.environ, _warner(job), before_write=job.release)
 
 
 def _show_planned(job: Job, event: dict[str, Any]) -> None:
@@ -145,14 +145,10 @@ def _follow_lines(job: Job, namespace: str) -> Callable[[str], None]:
 
 
 def _note(job: Job) -> Callable[[str], None]:
-    def note(text: str) -> None:
-        job.log.write(f"tfdeploy: {text}\n")
-        job.log.flush()
-
-    return note
+    return lambda text: job.say(f"tfdeploy: {text}")
 
 
-def apply_action(auto_approve: bool, override: str = "") -> CellAction:
+def apply_action(auto_approve: bool, override: Any = None) -> CellAction:
     """Apply one cell (fleet/applycell.py, as `apply` of one tag does): a refused cell fails
     alone, its one line in the matrix and its log."""
 
@@ -161,35 +157,52 @@ def apply_action(auto_approve: bool, override: str = "") -> CellAction:
 
         with job.cell_lock(), _recorded(job, "apply") as rec:
             session = open_cell(job, reuse=not auto_approve)
-            session.terraform.on_event = _follow(job, session.deployment.target_module)
+            if job.follow:
+                session.terraform.on_event = _follow(job, session.deployment.target_module)
             # The tag now, checked once for the whole run.
             current = session.workdir.source if auto_approve else job.source
             result = apply_one(rec, session, job.shared.environ, auto_approve=auto_approve, current=current,
                                override=override, note=_note(job))
         _note_local_problems(job, result)
+        job.stage = result
         return "applied", rec.counts
 
     return apply_cell
 
 
-def destroy_action(allow_protected: bool) -> CellAction:
-    """Destroy one cell (engine/destroy.py). The fleet asked once for the whole list before any cell
-    started, so each cell runs approved; the tagged commit's settings may still protect its env
-    (they can add protection, never lift it)."""
+def destroy_action(allow_protected: bool, confirm: Callable[[Any, Any], bool] | None = None) -> CellAction:
+    """Destroy one cell (engine/destroy.py); the tagged commit's settings may still protect its env
+    (they can add protection, never lift it). Without `confirm` (a fan-out asked once for the
+    whole list before any cell started) each cell runs approved. With it (one tag), `confirm(session,
+    planned)` sees the destroy plan and says yes or no; the ledger records the destroy once it is
+    confirmed (a declined one changes nothing)."""
 
     def destroy_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
         from ..engine.destroy import destroy, refuse_protected
         from ..gates.policy import policy_settings
 
         with job.cell_lock(), _recorded(job, "destroy") as rec:
-            session = rec.session = open_cell(job)
+            session = open_cell(job)
+            if confirm is None:
+                rec.session = session
             policy = policy_settings(job.shared.repo_root, session.workdir.path, job.shared.environ)
             refuse_protected(session.tag, policy, allow_protected=allow_protected)
-            session.terraform.on_event = _follow(job, session.deployment.target_module)  # for its apply
-            session.terraform.on_line = _follow_lines(job, session.deployment.target_module)  # its plan
-            result, summary = destroy(session, auto_approve=True)
+            if job.follow:
+                session.terraform.on_event = _follow(job, session.deployment.target_module)  # for its apply
+                session.terraform.on_line = _follow_lines(job, session.deployment.target_module)  # its plan
+            if confirm is None:
+                result, summary = destroy(session, auto_approve=True)
+            else:
+                def confirmed(planned: Any) -> bool:
+                    if confirm(session, planned):
+                        rec.session = session
+                        return True
+                    return False
+
+                result, summary = destroy(session, auto_approve=False, confirm=confirmed)
             rec.counts = (summary.add, summary.change, summary.destroy)
         _note_local_problems(job, result)
+        job.stage = result
         return "destroyed", (summary.add, summary.change, summary.destroy)
 
     return destroy_cell
@@ -209,7 +222,7 @@ def drift_action(found: dict[str, list[dict[str, Any]]]) -> CellAction:
 
         shared, started_at = job.shared, now_iso()
         with job.cell_lock():
-            session = open_drift_session(shared.repo_root, job.tag.name, job.source, overrides=shared.overrides,
+            session = open_drift_session(shared.repo_root, job.tag, job.source, overrides=shared.overrides,
                                          environ=shared.environ, terraform_bin=shared.terraform_bin,
                                          log=job.log, lock_timeout_s=shared.lock_timeout_s)
             session.terraform.on_wait = _show_wait(job)
@@ -241,17 +254,23 @@ def drift_action(found: dict[str, list[dict[str, Any]]]) -> CellAction:
 
 
 def _warner(job: Job) -> Callable[[str], None]:
+    """A warning about the cell: a single cell's stderr line, or a fan-out cell's log and its
+    `[cell]` line on stderr."""
     import sys
 
     def warn(text: str) -> None:
+        if job.tell is not None:
+            job.tell(f"tfdeploy: warning: {text}")
+            return
         job.log.write(f"tfdeploy: warning: {text}\n")
         print(f"[{job.tag.cell}] tfdeploy: warning: {text}", file=sys.stderr, flush=True)
 
     return warn
 
 
-ACTIONS: dict[str, Callable[..., CellAction]] = {
-    "plan": lambda **_: plan_cell,
-    "apply": lambda auto_approve=False, override="", **_: apply_action(auto_approve, override),
-    "destroy": lambda allow_protected=False, **_: destroy_action(allow_protected),
+# action name -> its CellAction for a command's RunOptions (fleet/options.py)
+ACTIONS: dict[str, Callable[[Any], CellAction]] = {
+    "plan": lambda run: plan_cell,
+    "apply": lambda run: apply_action(run.auto_approve, run.override),
+    "destroy": lambda run: destroy_action(run.allow_protected),
 }

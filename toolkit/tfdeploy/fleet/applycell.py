@@ -19,16 +19,17 @@ from ..results import StageResult
 
 
 def apply_cell(rec: Any, session: Any, environ: Mapping[str, str], *, auto_approve: bool,
-               current: Any, override: str, note: Callable[[str], None]) -> StageResult:
+               current: Any, override: Any, note: Callable[[str], None]) -> StageResult:
     """Gate, apply and count one cell. `current`: the tag's checked source now (a saved plan made
     from another commit is refused by apply_saved, so its gates would be wasted work); `rec`: the
-    open Recording, told the override used and the session once Terraform may change things."""
+    open Recording, told the override used and the session once Terraform may change things;
+    `override`: the PromotionOverride (fleet/options.py), or None."""
     from ..engine.stages import apply_direct, apply_saved
 
     if auto_approve or current.commit == session.workdir.source.commit:
         from .applygate import before_apply
 
-        rec.override = before_apply(session, environ, override=override, note=note)
+        rec.override = before_apply(session, environ, override=override.reason if override else "", note=note)
     rec.session = session
     result = apply_direct(session) if auto_approve else apply_saved(session, current)
     rec.counts = (int(result.counts.get("add", 0)), int(result.counts.get("change", 0)),

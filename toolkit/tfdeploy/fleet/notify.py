@@ -106,3 +106,23 @@ def fleet_failed(action: str, tag_args: Sequence[str], results: Sequence[Any], l
     subject = f"tfdeploy: {action} failed in {len(failed)} of {len(results)} cells: " + ", ".join(r.cell for r in failed)
     return subject, {"action": action, "result": "failed", "failed": len(failed), "total": len(results),
                      "cells": cells, "logs": log_dir, "command": command}
+
+
+def run_failed(action: str, tag_args: Sequence[str], results: Sequence[Any], log_dir: str) -> tuple[str, str, dict] | None:
+    """The one message of an apply or destroy run that did not succeed (pure): event, subject and
+    payload; None when there is nothing to say. A single tag and a fan-out are both a run of
+    cells, so both come here: an apply of one cell says that cell's `apply-failed` (its error,
+    its state), unless the promotion gate refused it and already sent `promotion-refused`; more
+    cells (or a destroy) say `fleet-failed`, every cell that did not succeed in one message. A
+    destroy someone declined is no failure to report."""
+    if action not in ("apply", "destroy") or all(r.ok or r.cause == "declined" for r in results):
+        return None
+    if action == "apply" and len(results) == 1:
+        (cell,) = results
+        if cell.cause == "promotion-refused":
+            return None
+        result = "interrupted" if cell.result == "interrupted" else "refused" if cell.cause == "state-locked" else "failed"
+        return ("apply-failed", f"tfdeploy: apply {result}: {cell.tag}",
+                {"tag": cell.tag, "cell": cell.cell, "result": result, "error": cell.error,
+                 "state": cell.state or None, "command": f"tfdeploy apply --tag {cell.tag}"})
+    return ("fleet-failed", *fleet_failed(action, tag_args, results, log_dir))

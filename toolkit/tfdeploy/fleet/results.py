@@ -39,6 +39,8 @@ class CellResult:
     # still succeeds, and the reason is in `error` and the --json "reason".
     chosen_skip: bool = False
     local_problem: str = ""  # the local disk failed under the cell (its log, its result file), and how
+    state: str = ""  # the cell's state object (s3://bucket/key), once its work dir was opened
+    cause: str = ""  # runner.failure_cause: promotion-refused, declined, state-locked or ""
 
     @property
     def ok(self) -> bool:

@@ -59,6 +59,25 @@ class Job:
     # Set by the action when the local disk failed under a cell whose outcome stands (e.g. its
     # result file after a done apply): said once, in the cell's warning line.
     local_problem: str = ""
+    # A live table or CI lines follow the cell's Terraform (its -json events, its latest step);
+    # a single cell (run_one) shows Terraform's own human output instead.
+    follow: bool = True
+    # tfdeploy's own lines about the cell (its header, warnings): the log, and for a single cell
+    # stderr; `err_sink` is where Terraform's stderr goes (the log, or the terminal's stderr).
+    tell: Callable[[str], None] | None = None
+    err_sink: IO[str] | None = None
+    # Set by the action: the stage's own result (plan, apply, destroy), for the one-cell view.
+    stage: Any = None
+    # What ended the cell's last attempt, if anything did (the one-cell view re-raises it: its
+    # one line and exit code are the command's).
+    exception: BaseException | None = None
+
+    def say(self, text: str) -> None:
+        if self.tell is not None:
+            self.tell(text)
+            return
+        self.log.write(text + "\n")
+        self.log.flush()
 
     @property
     def source(self) -> Any:
@@ -73,8 +92,7 @@ class Job:
     def cell_lock(self) -> Any:
         from ..engine.stages import hold_cell
 
-        return hold_cell(self.shared.repo_root, self.tag.name, overrides=self.shared.overrides,
-                         environ=self.shared.environ, timeout_s=self.shared.lock_timeout_s,
+        return hold_cell(self.shared.repo_root, self.tag, environ=self.shared.environ, timeout_s=self.shared.lock_timeout_s,
                          command=f"tfdeploy fleet {self.tag.name}")
 
 
@@ -237,6 +255,21 @@ def _run_cell(step: Step, action: CellAction, shared: Shared, log_path: Path,
         slot.release()
 
 
+def failure_cause(exc: BaseException) -> str:
+    """What kind of failure ended a cell, for its notification (pure): a refusal of the promotion
+    gate (which notified on its own), a destroy the person declined, a state held by another run,
+    or "" for any other."""
+    from ..engine.destroy import NotConfirmed
+    from ..engine.terraform import StateLocked
+    from .promotion import PromotionRefused
+
+    if isinstance(exc, PromotionRefused):
+        return "promotion-refused"
+    if isinstance(exc, NotConfirmed):
+        return "declined"
+    return "state-locked" if isinstance(exc, StateLocked) else ""
+
+
 def _unexpected(exc: Exception, log_path: Path) -> str:
     """A cell's error line for an exception tfdeploy did not turn into one itself."""
     from .celllog import describe_os_error, is_disk_error
@@ -246,19 +279,63 @@ def _unexpected(exc: Exception, log_path: Path) -> str:
     return f"internal error ({type(exc).__name__}: {exc}); details in {log_path}; please report this"
 
 
+class _Terminal:
+    """A single cell's "log": Terraform's output goes straight to the terminal, as it always did
+    for one tag (no log file; the runner's own bookkeeping lines are not printed)."""
+
+    problem = ""
+
+    def __init__(self, out: IO[str], err: IO[str]):
+        self.out, self.err = out, err
+
+    def write(self, text: str) -> int:
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def __enter__(self) -> "_Terminal":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.flush()
+
+
+def run_one(step: Step, action: CellAction, *, shared: Shared, out: IO[str], err: IO[str],
+            tell: Callable[[str], None], action_name: str) -> tuple[CellResult, Job]:
+    """A single tag, as a fleet of one: the same attempt, cell lock, action, recording and
+    CellResult as a fan-out's cell, run in this (the main) thread, with Terraform's output on the
+    terminal (`out`, its stderr on `err`) and tfdeploy's lines through `tell`. Returns the result
+    and the Job (its session, stage result and what ended it, for the one-cell view)."""
+    slots = _Slots(1)
+    slots.take()
+    kept: list[Job] = []
+    terminal = _Terminal(out, err)
+    result = _attempts(step, action, shared, Path(), lambda event: None, 0, backoff_s, _Stop(), action_name,
+                       _Slot(slots), log=terminal, tell=tell, kept=kept)
+    result.log = ""
+    return result, kept[0]
+
+
 def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
               post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
-              stop: _Stop, action_name: str, slot: _Slot) -> CellResult:
+              stop: _Stop, action_name: str, slot: _Slot, *, log: Any = None,
+              tell: Callable[[str], None] | None = None, kept: list[Job] | None = None) -> CellResult:
     from .celllog import CellLog
 
     tag = step.tag
     started, started_at = time.monotonic(), now_iso()
     result = CellResult(tag=tag.name, cell=tag.cell, result=FAILED, log=str(log_path), started_at=started_at)
+    one = log is not None  # run_one: the terminal, not a log file
     # Never raises on write: a full disk leaves the log incomplete, not the cell failed.
-    with CellLog(log_path) as log:
-        log.write(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
-        log.flush()
-        job = Job(tag, shared, log, log_path, post, release=slot.release)
+    with log if one else CellLog(log_path) as log:
+        if not one:
+            log.write(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
+            log.flush()
+        job = Job(tag, shared, log, log_path, post, release=slot.release, follow=not one, tell=tell,
+                  err_sink=log.err if one else log)
+        if kept is not None:
+            kept.append(job)
         for attempt in range(1, retries + 2):
             if not slot.retake(stop):
                 break
@@ -269,11 +346,13 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
                 result.error = ""
                 break
             except supervise.Interrupted as exc:
-                result.result, result.error = INTERRUPTED, str(exc)
+                result.result, result.error, job.exception = INTERRUPTED, str(exc), exc
                 break
             except TfdeployError as exc:
-                result.result, result.error = FAILED, str(exc)
-                log.write(f"tfdeploy: error: {exc}\n")
+                result.result, result.error, job.exception = FAILED, str(exc), exc
+                result.cause = failure_cause(exc)
+                if not one:
+                    log.write(f"tfdeploy: error: {exc}\n")
                 if stop.reason or not should_retry(str(exc), attempt=attempt, retries=retries,
                                                    plan_spent=job.plan_spent()):
                     break
@@ -285,7 +364,9 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
                 if stop.wake.wait(delay):
                     break
             except Exception as exc:  # a bug (or the disk): keep it in the log, fail this cell only
-                log.write(traceback.format_exc())
+                job.exception = exc
+                if not one:  # a single cell raises it again, traceback and all
+                    log.write(traceback.format_exc())
                 result.result = FAILED
                 result.error = _unexpected(exc, log_path)
                 break
@@ -293,8 +374,12 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
             result.result = INTERRUPTED
         result.duration_s = round(time.monotonic() - started, 1)
         result.finished_at = now_iso()
-        log.write(f"# finished {result.finished_at}: {result.result}"
-                  + (f": {result.error}" if result.error else "") + "\n")
+        if job.session is not None:
+            backend = job.session.deployment.backend
+            result.state = f"s3://{backend.bucket}/{backend.key}"
+        if not one:
+            log.write(f"# finished {result.finished_at}: {result.result}"
+                      + (f": {result.error}" if result.error else "") + "\n")
         log.flush()
         problems = [p for p in (job.local_problem, log.problem) if p]
         if problems:  # one line for the cell, however many writes failed

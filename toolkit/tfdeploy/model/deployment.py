@@ -10,7 +10,7 @@ from .backend import BackendConfig, backend_for
 from .envs import TeamConfig, load_team
 from .regions import partition_of
 from .settings import Settings
-from .tags import Tag, parse_tag
+from .tags import Tag, check_region, parse_tag
 
 MODULE_FOR_SCOPE = {"regional": "module.regional", "global": "module.global"}
 
@@ -96,8 +96,15 @@ def build_deployment(tag: Tag, settings: Settings, team: TeamConfig) -> Deployme
 
 
 def resolve(tag_name: str, settings: Settings, repo_root: Path) -> Deployment:
-    """Tag name -> Deployment, reading envs/ from the repo (the only I/O here)."""
-    tag = parse_tag(tag_name, settings.extra_regions)
+    """Tag name -> Deployment, reading envs/ from the repo (the only I/O here). For a caller that
+    has only the name (`tfdeploy resolve`, a ledger record); the deploy path parses the tag once at
+    the CLI edge and calls resolve_tag."""
+    return resolve_tag(parse_tag(tag_name, settings.extra_regions), settings, repo_root)
+
+
+def resolve_tag(tag: Tag, settings: Settings, repo_root: Path) -> Deployment:
+    """A parsed Tag -> Deployment, under these settings (the tagged commit's) and envs/."""
+    check_region(tag, settings.extra_regions)
     # Checked before reading files so the message is about the env, not a missing folder.
     check_env(tag, settings)
     settings.require_backend_prefix()

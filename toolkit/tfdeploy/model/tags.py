@@ -95,6 +95,13 @@ def parse_tag(tag: str, extra_regions: frozenset[str] = frozenset()) -> Tag:
     return Tag(name=tag, env=env, region=region, team=team, version=version)
 
 
+def check_region(tag: Tag, extra_regions: frozenset[str]) -> None:
+    """Refuse a parsed tag whose Region these settings do not know (pure): a tag parsed once at the
+    CLI edge meets the tagged commit's own `extra_regions` here, without being parsed again."""
+    if tag.region is not None:
+        _parse_scope(tag.name, tag.region, extra_regions)
+
+
 def _parse_scope(tag: str, scope: str, extra_regions: frozenset[str]) -> str | None:
     if scope == GLOBAL:
         return None
