@@ -13,14 +13,17 @@ shows exactly what they print and decide.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -38,6 +41,40 @@ _IDENTITY = {"GIT_AUTHOR_NAME": "tfdeploy demo", "GIT_AUTHOR_EMAIL": "demo@examp
              "GIT_COMMITTER_NAME": "tfdeploy demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of every child it has waited for (the commands and their
+    Terraform processes), user + system."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Wall and CPU seconds of one step of the demo (CPU: the demo's process and the processes
+    it waited for in the step; the sandbox server's own is `DemoReport.sandbox_cpu`)."""
+
+    step: str
+    seconds: float
+    cpu_seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"step": self.step, "seconds": round(self.seconds, 2), "cpu_seconds": round(self.cpu_seconds, 2)}
+
+
+class StepClock:
+    """Times the demo's steps one after another."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepTime] = []
+        self._wall, self._cpu = time.monotonic(), cpu_seconds()
+
+    def lap(self, step: str, counted_cpu: float = 0.0) -> None:
+        """End `step`; `counted_cpu`: CPU seconds in it already reported elsewhere."""
+        wall, cpu = time.monotonic(), cpu_seconds()
+        self.steps.append(StepTime(step, wall - self._wall, cpu - self._cpu - counted_cpu))
+        self._wall, self._cpu = wall, cpu
+
+
 @dataclass
 class DemoReport:
     repo: Path
@@ -48,11 +85,14 @@ class DemoReport:
     cells: list[dict] = field(default_factory=list)  # `status --json`'s cells at the end
     objects: list[str] = field(default_factory=list)  # bucket/key of every state
     seconds: float = 0.0
+    steps: list[StepTime] = field(default_factory=list)
+    sandbox_cpu: float | None = None  # the sandbox server's CPU seconds, where /proc tells
 
     def to_dict(self) -> dict[str, object]:
         return {"repo": str(self.repo), "sandbox_endpoint": self.endpoint, "html_report": str(self.html_report),
                 "commands": self.commands, "cells": self.cells, "state_objects": self.objects,
-                "seconds": round(self.seconds, 1)}
+                "seconds": round(self.seconds, 1), "steps": [s.to_dict() for s in self.steps],
+                "sandbox_cpu_seconds": None if self.sandbox_cpu is None else round(self.sandbox_cpu, 2)}
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -61,9 +101,16 @@ def _git(repo: Path, *args: str) -> None:
         raise TfdeployError(f"git {' '.join(args)} failed: {proc.stderr.strip()}")
 
 
+def init_repo(repo: Path) -> None:
+    """An empty git repo on main at `repo` (already one: left as it is)."""
+    if not (repo / ".git").exists():
+        _git(repo, "init", "-q", "-b", "main")
+
+
 def create_repo(repo: Path, lock: str) -> None:
     """The example repo with `research` set up for global and DEMO_REGIONS in every env, committed
     on main (untagged: `release` makes the tags)."""
+    init_repo(repo)
     from ..aws.signingkey import SANDBOX_ALIAS
     from .example import EXAMPLE_TEAMS, write_example_repo
 
@@ -77,7 +124,6 @@ def create_repo(repo: Path, lock: str) -> None:
         for region in DEMO_REGIONS:
             (team_dir / f"{region}.tfvars").write_text(f"greeting = {json.dumps(GREETINGS[region])}\n",
                                                       encoding="utf-8")
-    _git(repo, "init", "-q", "-b", "main")
     _git(repo, "add", ".")
     _git(repo, "commit", "-qm", "Example infra repo")
 
@@ -93,6 +139,17 @@ def demo_commands(html_report: Path) -> list[list[str]]:
         ["apply", "--tag", f"qa_*/{TEAM}/{VERSION}", "--auto-approve"],
         ["status", "--team", TEAM, "--html", str(html_report)],
     ]
+
+
+def step_name(args: Sequence[str]) -> str:
+    """A command's short name in the step timings: `apply dev`, `status --html` (pure)."""
+    words = [args[0]]
+    for flag, value in zip(args, args[1:]):
+        if flag == "--tag":
+            words.append(value.split("_", 1)[0])
+        elif flag in ("--env", "--to"):
+            words.append(value)
+    return " ".join(words + (["--html"] if "--html" in args else []))
 
 
 def _run(args: Sequence[str], repo: Path, environ: Mapping[str, str], out: int | None,
@@ -121,6 +178,7 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     from ..model.settings import load_settings
 
     started = time.monotonic()
+    clock = StepClock()
     root = workspace or Path(tempfile.mkdtemp(prefix="tfdeploy-demo-"))
     repo = root / "infra"
     if repo.exists():
@@ -133,38 +191,69 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
 
     say(f"[{next(step)}/{steps}] example infra repo -> {repo}: team {TEAM} in global + "
         f"{len(DEMO_REGIONS)} Regions ({', '.join(DEMO_REGIONS)}), envs {' and '.join(ENVS)}")
-    create_repo(repo, lock)
-
+    init_repo(repo)  # first: the sandbox's folder is named after the repo it belongs to
     state_dir = sandbox.sandbox_dir(os.environ, repo)  # the example repo's own sandbox
     running = sandbox.status(state_dir)
     started_sandbox = running is None
-    info = running or sandbox.start(state_dir)
+    # moto takes a second or two to start: it does so while the example repo is written and committed.
+    with ThreadPoolExecutor(1, thread_name_prefix="sandbox-start") as pool:
+        starting = pool.submit(sandbox.start, state_dir) if started_sandbox else None
+        try:
+            create_repo(repo, lock)
+            clock.lap("example repo")
+            info = starting.result() if starting is not None else running
+        except BaseException:
+            if starting is not None:
+                with contextlib.suppress(Exception):
+                    starting.result()
+                    sandbox.stop(state_dir)
+            raise
+    assert info is not None
     say(f"[{next(step)}/{steps}] local AWS sandbox (moto) {'started' if started_sandbox else 'reused'} "
         f"at {info.endpoint}")
     environ = {**os.environ, **sandbox.aws_env(info.endpoint, os.environ), **_IDENTITY,
                "TFDEPLOY_SANDBOX_ENDPOINT": info.endpoint}
-    ensure_signing_key(info.endpoint, environ)  # a sandbox reused from before it made one
     report = DemoReport(repo=repo, endpoint=info.endpoint, started_sandbox=started_sandbox, html_report=html_report)
     try:
+        if not started_sandbox:  # `sandbox.start` made the key; one reused from before it did may lack it
+            ensure_signing_key(info.endpoint, environ)
+        clock.lap("sandbox")
         settings = load_settings(repo, environ)
-        buckets = []
-        for env in ENVS:
-            boot = bootstrap_backend(settings, env, None, environ=environ)
-            buckets.append(boot.bucket)
+        # The two envs' buckets and tables are independent: made side by side.
+        with ThreadPoolExecutor(len(ENVS), thread_name_prefix="bootstrap") as pool:
+            buckets = [boot.bucket for boot in pool.map(
+                lambda env: bootstrap_backend(settings, env, None, environ=environ), ENVS)]
         say(f"[{next(step)}/{steps}] bootstrap: state buckets {', '.join(buckets)}"
             + (" with their lock tables" if settings.lock == "dynamodb" else ""))
+        clock.lap("bootstrap")
         for args in commands:
             _run(args, repo, environ, out, say, f"[{next(step)}/{steps}]")
             report.commands.append(f"tfdeploy {shlex.join(args)}")
+            clock.lap(step_name(args))
         if read_back:
             report.cells = _cells(repo, environ)
             report.objects = _state_objects(environ, info.endpoint, buckets)
+            clock.lap("read back (--json)")
         say(f"fleet report: {html_report.as_uri()}")
     finally:
+        if started_sandbox:
+            report.sandbox_cpu = _process_cpu(info.pid)
         if started_sandbox and not keep_sandbox:
             sandbox.stop(state_dir)
+            # Reaped now, the server's whole CPU time lands in this step: it is reported on its own.
+            clock.lap("sandbox stop", counted_cpu=report.sandbox_cpu or 0.0)
     report.seconds = time.monotonic() - started
+    report.steps = clock.steps
     return report
+
+
+def _process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of process `pid` so far, from /proc (None where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _cells(repo: Path, environ: Mapping[str, str]) -> list[dict]:
