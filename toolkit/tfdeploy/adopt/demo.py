@@ -37,6 +37,9 @@ DEMO_REGIONS = ("us-east-1", "eu-central-1", "eu-west-1", "ap-southeast-2")
 GREETINGS = {"us-east-1": "hello from N. Virginia", "eu-central-1": "hallo aus Frankfurt",
              "eu-west-1": "dia duit from Dublin", "ap-southeast-2": "g'day from Sydney"}
 ENVS = ("dev", "qa")
+# What the sandbox is asked first: the ledger key (`sandbox.start`), then bootstrap's account,
+# buckets and tables.
+SANDBOX_SERVICES = ("kms", "sts", "s3", "dynamodb")
 _IDENTITY = {"GIT_AUTHOR_NAME": "tfdeploy demo", "GIT_AUTHOR_EMAIL": "demo@example.com",
              "GIT_COMMITTER_NAME": "tfdeploy demo", "GIT_COMMITTER_EMAIL": "demo@example.com"}
 
@@ -174,7 +177,8 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     and state objects (for --json; a command and a listing more)."""
     from ..aws import sandbox
     from ..aws.bootstrap import bootstrap_backend
-    from ..aws.signingkey import ensure_signing_key
+    from ..aws.clients import preload
+    from ..aws.signingkey import SANDBOX_REGION, ensure_signing_key
     from ..model.settings import load_settings
 
     started = time.monotonic()
@@ -200,6 +204,8 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
         starting = pool.submit(sandbox.start, state_dir) if started_sandbox else None
         try:
             create_repo(repo, lock)
+            if starting is not None:  # botocore's set-up meanwhile too: the sandbox's first callers need it
+                preload(SANDBOX_SERVICES, SANDBOX_REGION)
             clock.lap("example repo")
             info = starting.result() if starting is not None else running
         except BaseException:

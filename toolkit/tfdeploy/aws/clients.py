@@ -88,6 +88,15 @@ def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint:
                                                 aws_session_token=env.get("AWS_SESSION_TOKEN") or None)
 
 
+def preload(services: tuple[str, ...], region: str) -> None:
+    """Import botocore and load what sandbox clients of `services` in `region` are built from
+    (service models, endpoint rules) into the session they share, before the sandbox's address
+    is known: the demo does it while moto starts. No client is kept and nothing is called."""
+    with _CACHE_LOCK:
+        for service in services:
+            _new_client(service, region, {}, "http://127.0.0.1", None)
+
+
 def prewarm(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None) -> None:
     """Start building a client in the background: importing botocore and loading a service model
     (~120 ms, CPU) overlap whatever the caller does next (git archive, another process); the
