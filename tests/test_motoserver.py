@@ -115,3 +115,50 @@ def test_a_client_waiting_for_100_continue_gets_it_before_sending_the_body(recor
     final = answer.split(b"\r\n\r\n", 1)[1]
     assert final.startswith(b"HTTP/1.1 200 OK\r\n"), answer
     assert s3.get_object(Bucket="state", Key="lock-mode.json")["Body"].read() == body
+
+
+def test_warm_builds_the_apps_the_sandbox_is_asked_first():
+    """`sandbox up` builds the apps of the services tfdeploy calls first before their first request,
+    and the server then answers them as usual."""
+    running = motoserver.start()
+    try:
+        motoserver.warm(running.server.app)
+        assert set(motoserver.WARM_SERVICES) <= set(running.server.app.app_instances)
+        s3 = _clients(running.url)[1]
+        s3.create_bucket(Bucket="warmed")
+        assert "warmed" in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    finally:
+        running.stop()
+
+
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_server_process_stops_cleanly_on_a_signal(signum):
+    """`sandbox down` sends SIGTERM (Ctrl-C is SIGINT): the server ends with status 0, its port closed."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "tfdeploy.aws.motoserver", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        proc.send_signal(getattr(signal, signum))
+        assert proc.wait(timeout=30) == 0
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -45,6 +45,16 @@ def test_demo_runs_the_whole_flow_offline(tmp_path, terraform_bin):
         f"demo-tfstate-{env}/research/{env}-{scope}/terraform.tfstate"
         for env in ("dev", "qa") for scope in ("global", *REGIONS))
     assert report["sandbox_endpoint"].startswith("http://127.0.0.1:")
+    # Where its time went, step by step (benchmarks/demo.py prints these): wall and CPU seconds.
+    assert [s["step"] for s in report["steps"]] == [
+        "example repo", "sandbox", "bootstrap", "release dev", "apply dev", "status", "promote qa", "apply qa",
+        "status --html", "read back (--json)", "sandbox stop"]
+    assert all(s["seconds"] >= 0 and s["cpu_seconds"] >= 0 for s in report["steps"])
+    assert abs(sum(s["seconds"] for s in report["steps"]) - report["seconds"]) < 1.0
+    # The fan-outs ran Terraform: their CPU (tfdeploy and its Terraform processes) is counted.
+    fanouts = [s for s in report["steps"] if s["step"].startswith("apply ")]
+    assert all(s["cpu_seconds"] > 0.5 for s in fanouts), fanouts
+    assert report["sandbox_cpu_seconds"] > 0  # the server it started (read from /proc)
 
     # Progress and the commands' own output go to stderr under --json, as lines (no terminal).
     err = proc.stderr
