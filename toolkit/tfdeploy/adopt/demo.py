@@ -1,4 +1,4 @@
-"""`tfdeploy demo`: a first multi-Region release on this machine, offline, in about 15 seconds.
+"""`tfdeploy demo`: a first multi-Region release on this machine, offline, in 15-20 seconds on 2 cores.
 
 Creates a throw-away example infra repo (team `research` in global + 4 Regions), starts the local
 AWS sandbox (moto on 127.0.0.1), bootstraps the state backends, then runs the commands a person

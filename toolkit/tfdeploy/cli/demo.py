@@ -23,7 +23,7 @@ def demo(workspace: Path | None, lock: str, keep_sandbox: bool, as_json: bool) -
     Creates an example repo, starts the local sandbox, bootstraps dev and qa, then runs (and
     shows) release, a fan-out apply, status (the fleet matrix), promote, a second fan-out and
     status --html (the fleet report). Needs no AWS account: AWS is the local moto sandbox on
-    127.0.0.1 and Terraform is the embedded one. Takes about 15 seconds.
+    127.0.0.1 and Terraform is the embedded one. Takes 15-20 seconds on 2 cores.
 
     \b
     Examples:
