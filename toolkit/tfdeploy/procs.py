@@ -1,4 +1,4 @@
-"""Processes on this machine, by pid (shared by the sandbox and the cell lock)."""
+"""Processes on this machine, by pid (shared by the sandbox, the cell lock and the demo)."""
 
 from __future__ import annotations
 
@@ -16,3 +16,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds process `pid` has used so far, from /proc (None where there is no
+    /proc, or no such process)."""
+    from pathlib import Path
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    except (OSError, IndexError, ValueError):
+        return None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
+from .. import procs
 from ..errors import TfdeployError
 
 TEAM = "research"
@@ -243,7 +244,7 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
         say(f"fleet report: {html_report.as_uri()}")
     finally:
         if started_sandbox:
-            report.sandbox_cpu = _process_cpu(info.pid)
+            report.sandbox_cpu = procs.cpu_seconds(info.pid)
         if started_sandbox and not keep_sandbox:
             sandbox.stop(state_dir)
             # Reaped now, the server's whole CPU time lands in this step: it is reported on its own.
@@ -251,15 +252,6 @@ def run_demo(workspace: Path | None, *, lock: str = "dynamodb", keep_sandbox: bo
     report.seconds = time.monotonic() - started
     report.steps = clock.steps
     return report
-
-
-def _process_cpu(pid: int) -> float | None:
-    """User + system CPU seconds of process `pid` so far, from /proc (None where there is none)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 def _cells(repo: Path, environ: Mapping[str, str]) -> list[dict]:
