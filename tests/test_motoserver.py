@@ -162,3 +162,18 @@ def test_server_process_stops_cleanly_on_a_signal(signum):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_moto_lists_its_service_folders_once():
+    """moto's dispatcher asks for its service folders on every request; the server lists them once
+    (the same answer: a service named by its folder still reaches its backend)."""
+    from moto import backends
+
+    running = motoserver.start()
+    try:
+        first = backends.list_of_moto_modules()
+        assert first is backends.list_of_moto_modules()
+        assert {"s3", "dynamodb", "kms", "sts"} <= set(first)
+        assert running.server.app.get_backend_for_host("s3") == "s3"
+    finally:
+        running.stop()

@@ -104,8 +104,25 @@ def make_server(host: str = "127.0.0.1", port: int = 0) -> Any:
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server as werkzeug_server
 
+    _list_moto_modules_once()
     app = DomainDispatcherApplication(create_backend_app)
     return werkzeug_server(host, port, app, threaded=True, request_handler=_handler_class())
+
+
+def _list_moto_modules_once() -> None:
+    """moto's dispatcher asks `list_of_moto_modules()` on every request, under its lock: a listdir
+    and an isdir of each of its ~200 service folders, the same answer each time. Listed once."""
+    from moto import backends
+
+    listed = getattr(backends.list_of_moto_modules, "listed", None)
+    if listed is None:
+        listed = tuple(backends.list_of_moto_modules())
+
+        def list_of_moto_modules() -> tuple[str, ...]:
+            return listed
+
+        list_of_moto_modules.listed = listed  # type: ignore[attr-defined]
+        backends.list_of_moto_modules = list_of_moto_modules
 
 
 @dataclass
