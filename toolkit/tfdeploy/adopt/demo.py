@@ -114,10 +114,10 @@ def init_repo(repo: Path) -> None:
 def create_repo(repo: Path, lock: str) -> None:
     """The example repo with `research` set up for global and DEMO_REGIONS in every env, committed
     on main (untagged: `release` makes the tags)."""
-    init_repo(repo)
     from ..aws.signingkey import SANDBOX_ALIAS
     from .example import EXAMPLE_TEAMS, write_example_repo
 
+    init_repo(repo)
     # Signed ledger records, offline: the sandbox has the key at this alias (aws/signingkey.py).
     write_example_repo(repo, lock=lock, ledger_signing_key=SANDBOX_ALIAS)
     for env in ENVS:
