@@ -138,11 +138,13 @@ class _Phases:
 def wait(codebuild: Any, batch_id: str, graph: Sequence[str], *, poll_s: float = DEFAULT_POLL_S,
          say: Callable[[str], None] = lambda line: None,
          sleep: Callable[[float], Any] = time.sleep, names: Mapping[str, str] | None = None,
-         until: Callable[[], bool] = lambda: False, timeout_s: float | None = None) -> BatchOutcome:
+         until: Callable[[], bool] = lambda: False, timeout_s: float | None = None,
+         before: BatchOutcome | None = None) -> BatchOutcome:
     """Poll BatchGetBuildBatches until the batch is done; say each build's status and phase as they
     change (`names`: identifier -> the cell's tag, for the line). Returns early, with the batch as
-    last seen, once `until()` is true (the stage build was told to stop) or after `timeout_s`."""
-    seen: dict[str, str] = {}
+    last seen, once `until()` is true (the stage build was told to stop) or after `timeout_s`.
+    `before`: the batch as an earlier wait left it (what was said then is not said again)."""
+    seen: dict[str, str] = {b.identifier: b.doing for b in (before.builds if before else ())}
     phases = _Phases(codebuild, say)
     ends = time.monotonic() + timeout_s if timeout_s is not None else None
     while True:

@@ -140,7 +140,7 @@ def stop_batch(codebuild: Any, batch_id: str, graph: list[str], last: Any, stage
     try:
         codebuild_batch.stop(codebuild, batch_id)
         result = codebuild_batch.wait(codebuild, batch_id, graph, poll_s=poll_s, say=say, names=names,
-                                      timeout_s=wait_s, until=lambda: supervise.signal_count() > 1,
+                                      timeout_s=wait_s, until=lambda: supervise.signal_count() > 1, before=last,
                                       sleep=lambda s: supervise.pause(s, until_signals=2))
     except TfdeployError as exc:
         state = f"could not be stopped ({exc}): stop it in the CodeBuild console"
