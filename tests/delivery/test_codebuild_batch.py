@@ -194,3 +194,48 @@ def test_a_stopped_batch_stops_its_builds_and_starts_no_more(fake, tmp_path):
     text = codebuild_batch.summary("plan", "dev/research/1.1", result, {identifier(t): t.name for t in tags})
     assert text.splitlines()[0] == f"plan of release dev/research/1.1: batch {batch_id} stopped, 0 of 3 builds succeeded"
     assert text.splitlines()[2].split(None, 1)[1] == "not started (the batch was stopped)"
+
+
+class _Stub:
+    """A CodeBuild client stand-in for one function's unit test (stop_batch's edges): the batch
+    never stops, or StopBuildBatch is refused."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse, self.calls = refuse, []
+
+    def stop_build_batch(self, id):  # noqa: A002
+        from botocore.exceptions import ClientError
+
+        self.calls.append(("StopBuildBatch", id))
+        if self.refuse:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "StopBuildBatch")
+
+    def batch_get_build_batches(self, ids):
+        build = {"arn": "arn:aws:codebuild:us-east-1:111111111111:build/p:1", "buildStatus": "IN_PROGRESS"}
+        return {"buildBatches": [{"id": ids[0], "buildBatchStatus": "IN_PROGRESS",
+                                  "buildGroups": [{"identifier": "a", "currentBuildSummary": build}]}]}
+
+    def batch_get_builds(self, ids):
+        return {"builds": [{"id": i, "currentPhase": "BUILD"} for i in ids]}
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_a_batch_that_does_not_stop_or_cannot_be_stopped_is_said_and_still_ends_the_stage_build(refuse, monkeypatch):
+    import signal
+
+    from tfdeploy.delivery.release_stage import stop_batch
+    from tfdeploy.engine import supervise
+
+    monkeypatch.setattr(supervise, "_received", [signal.SIGTERM])
+    stub, said = _Stub(refuse), []
+    last = codebuild_batch.outcome_of(stub.batch_get_build_batches(["b:1"])["buildBatches"][0], ["a"])
+    exc = stop_batch(stub, "b:1", ["a"], last, "apply", "dev/research/1.1", {"a": "dev_us-east-1/research/1.1"},
+                     said.append, wait_s=0.3, poll_s=0.1)
+    assert isinstance(exc, supervise.Interrupted) and exc.exit_code == 143
+    assert stub.calls == [("StopBuildBatch", "b:1")]
+    state = ("could not be stopped (CodeBuild StopBuildBatch of b:1 failed: AccessDeniedException: not allowed): "
+             "stop it in the CodeBuild console" if refuse else
+             "was asked to stop (StopBuildBatch) but still reported in progress after 0.3 s: CodeBuild stops it, "
+             "check it in the CodeBuild console")
+    assert str(exc) == (f"interrupted (SIGTERM) during the apply of release dev/research/1.1: batch b:1 {state}; "
+                        "builds: dev_us-east-1/research/1.1 in progress" + ("" if refuse else " (BUILD)"))

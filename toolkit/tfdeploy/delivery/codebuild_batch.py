@@ -166,7 +166,8 @@ def wait(codebuild: Any, batch_id: str, graph: Sequence[str], *, poll_s: float =
 
 def build_link(arn: str) -> str:
     """The CodeBuild console page of a build (its phases and log) from its ARN (pure):
-    https://<region>.console.aws.amazon.com/codesuite/codebuild/<account>/projects/<project>/build/<project>%3A<uuid>/?region=<region>"""
+    https://<region>.console.aws.amazon.com/codesuite/codebuild/<account>/projects/<project>/build/
+    <project>%3A<uuid>/?region=<region> (one line; the build id's colon encoded)."""
     parts = arn.split(":")
     if len(parts) < 6 or ":build/" not in arn:
         return ""

@@ -145,14 +145,15 @@ def stop_batch(codebuild: Any, batch_id: str, graph: list[str], last: Any, stage
     except TfdeployError as exc:
         state = f"could not be stopped ({exc}): stop it in the CodeBuild console"
     if not state:
+        status = result.status.lower().replace("_", " ") or "no status"
         state = ("stopped" if result.status == "STOPPED" else
-                 f"ended {result.status.lower()} before it could stop" if result.status in codebuild_batch.DONE else
-                 f"was asked to stop (StopBuildBatch) but still reported {result.status.lower() or 'no status'} "
-                 f"after {wait_s:g} s: CodeBuild stops it, check it in the CodeBuild console")
+                 f"ended {status} before it could stop" if result.status in codebuild_batch.DONE else
+                 f"was asked to stop (StopBuildBatch) but still reported {status} after {wait_s:g} s: CodeBuild "
+                 "stops it, check it in the CodeBuild console")
     say(codebuild_batch.summary(stage, release, result, names))
     cells = "; ".join(f"{names.get(b.identifier, b.identifier)} {b.doing}" for b in result.builds)
-    return supervise.Interrupted(f"interrupted ({name}) during the {stage} of release {release}: batch {batch_id} {state}; builds: {cells}",
-                                 signum)
+    return supervise.Interrupted(f"interrupted ({name}) during the {stage} of release {release}: batch {batch_id} "
+                                 f"{state}; builds: {cells}", signum)
 
 
 def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path | None,
