@@ -18,6 +18,9 @@ Why each piece:
 * On Linux the child asks the kernel for SIGINT when its parent dies (`PR_SET_PDEATHSIG`), so a
   SIGKILLed tfdeploy still gets Terraform's graceful stop. Caveat: the signal fires when the
   *thread* that started the child exits; `Terraform.run` waits in that thread, so it outlives it.
+* Remote work tfdeploy started is supervised the same way (`supervising_remote`: a release's
+  CodeBuild batch, delivery/release_stage.py): a signal is recorded, not raised, and the code that
+  owns the work stops it (StopBuildBatch), then raises `Interrupted` itself.
 * When Terraform has exited, whatever is left in its process group (providers, provisioner
   commands) is terminated: SIGTERM, a short grace, SIGKILL. The leader is reaped only after that,
   so its pid (= the group id) cannot be reused meanwhile.
