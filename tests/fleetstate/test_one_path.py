@@ -97,3 +97,62 @@ def test_one_tag_and_a_fan_out_of_one_record_and_notify_alike(repo):
     fanned_records = _records(repo, "dev-eu-central-1-research")
     assert single_records[0]["result"] == fanned_records[0]["result"] == "succeeded"
     assert [_shape(r) for r in single_records] == [_shape(r) for r in fanned_records]
+
+
+def test_run_and_apply_of_one_tag_record_and_notify_alike(repo, checkov_bin):
+    """`run --auto-approve` (lint, scan, plan, apply) applies its cell as `apply --auto-approve` of
+    one tag does: the same failure gives the same ledger records and the same `apply-failed`
+    notification, and a success the same records, because `run`'s plan and apply are the one
+    tag's plan and apply (fleet/runner.run_one, fleet/actions), with lint and scan before."""
+    for region in ("us-east-1", "eu-central-1"):
+        (repo / f"envs/dev/research/{region}.tfvars").write_text(BREAK)
+    git(repo, "add", ".")
+    git(repo, "commit", "-qm", "both Regions break on apply")
+    tag(repo, SINGLE)
+    tag(repo, FLEET_OF_ONE)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    topic, queue = _topic_with_queue()
+    env = {"TFDEPLOY_NOTIFY_TOPIC_ARN": topic, "TFDEPLOY_CHECKOV": checkov_bin}
+    run_args = ("run", "--tag", FLEET_OF_ONE, "--auto-approve", "--allow-missing", "tflint")
+
+    applied = tfdeploy(repo, "apply", "--tag", SINGLE, "--auto-approve", check=False, env=env)
+    apply_messages = _received(queue, 1)
+    ran = tfdeploy(repo, *run_args, check=False, env=env)
+    run_messages = _received(queue, 1)
+
+    assert (applied.returncode, ran.returncode) == (1, 1), (applied.stderr, ran.stderr)
+    assert "Traceback" not in applied.stderr + ran.stderr
+    # run's own view, as before: a line per stage, then the run in one line and the error.
+    assert f"run {FLEET_OF_ONE}: lint passed, scan passed, plan passed, apply failed" in ran.stdout
+    assert ran.stderr.strip().splitlines()[-1].startswith("tfdeploy: error: terraform apply failed")
+
+    # One notification each, the cell's apply-failed, of the same shape.
+    assert len(apply_messages) == 1 and len(run_messages) == 1, (apply_messages, run_messages)
+    one, other = (json.loads(m[0]["Message"]) for m in (apply_messages, run_messages))
+    assert run_messages[0]["Subject"] == f"tfdeploy: apply failed: {FLEET_OF_ONE}"
+    assert (other["event"], other["result"], other["tag"]) == ("apply-failed", "failed", FLEET_OF_ONE)
+    assert other["state"] == "s3://demo-tfstate-dev/research/dev-eu-central-1/terraform.tfstate"
+    assert _shape(one) == _shape(other)
+
+    # The same ledger records (started, then failed), both saying nobody reviewed the plan.
+    applied_records = _records(repo, "dev-us-east-1-research")
+    run_records = _records(repo, "dev-eu-central-1-research")
+    assert run_records and run_records[0]["result"] == "failed"
+    assert run_records[0]["details"]["plan"].startswith("auto-approved")
+    assert [_shape(r) for r in applied_records] == [_shape(r) for r in run_records]
+
+    # Fixed, both succeed and record alike; a success notifies nobody.
+    for region in ("us-east-1", "eu-central-1"):
+        (repo / f"envs/dev/research/{region}.tfvars").write_text("")
+    git(repo, "commit", "-qam", "fixed")
+    for name in (SINGLE, FLEET_OF_ONE):
+        git(repo, "tag", "-d", name)
+        tag(repo, name)
+    tfdeploy(repo, "apply", "--tag", SINGLE, "--auto-approve", env=env)
+    ok_run = tfdeploy(repo, *run_args, env=env)
+    assert f"run {FLEET_OF_ONE}: lint passed, scan passed, plan passed, apply passed" in ok_run.stdout
+    assert _received(queue, 0, wait_s=2) == []
+    applied_records = _records(repo, "dev-us-east-1-research")
+    run_records = _records(repo, "dev-eu-central-1-research")
+    assert applied_records[0]["result"] == run_records[0]["result"] == "succeeded"
+    assert [_shape(r) for r in applied_records] == [_shape(r) for r in run_records]
