@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import git
 from tests.e2e.conftest import tag, tfdeploy
 from tests.fleetstate.test_notify import _received, _topic_with_queue
@@ -111,6 +113,7 @@ def test_one_tag_and_a_fan_out_of_one_record_and_notify_alike(repo):
     _recorded_alike(repo, "succeeded")
 
 
+@pytest.mark.slow  # two runs of checkov and four applies: ~35 s
 def test_run_and_apply_of_one_tag_record_and_notify_alike(repo, checkov_bin):
     """`run --auto-approve` (lint, scan, plan, apply) applies its cell as `apply --auto-approve` of
     one tag does: the same failure gives the same ledger records and the same `apply-failed`
