@@ -90,7 +90,7 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
 @exports_option
 @json_option
 @fleet_command
-def plan(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> None:
+def plan(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
 
     Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
@@ -120,7 +120,7 @@ def plan(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> No
                    "plan": json.loads(session.ensure_plan_json().read_text(encoding="utf-8"))})
     else:
         click.echo(f"plan {tag}: {summary}  (saved: {shown_path(session.plan_path)})")
-        if exports:
+        if run.exports:
             click.echo(result.export_lines())
     if run.detailed_exitcode and summary.has_changes:
         sys.exit(2)
@@ -147,7 +147,7 @@ def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @exports_option
 @json_option
 @fleet_command
-def apply(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> None:
+def apply(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
@@ -180,7 +180,7 @@ def apply(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> N
     else:
         click.echo(f"applied {tag}: {result.exports['PLAN_SUMMARY']}; state s3://{b.bucket}/{b.key} "
                    f"({b.lock_description})")
-        if exports:
+        if run.exports:
             click.echo(result.export_lines())
     if run.detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
         sys.exit(2)
