@@ -426,3 +426,28 @@ def test_summaries_at_the_old_location_are_read_and_carried_to_the_new_one(sandb
     assert found == {cell: ["id0007", "id0006", "id0005", "id0002", "id0001", "id0000"]}
     # The old summary itself is left as it was (only ever read).
     assert s3().head_object(Bucket=BUCKET, Key=legacy_summary_key(cell))["ContentLength"] > 0
+
+
+def test_timestamps_parse_as_botocore_parses_them_without_dateutil_for_the_common_form(sandbox_env):
+    """Every client's timestamp parser (aws/clients.py): the same datetimes as botocore's own, for
+    the form S3 answers in and for every other form (which it hands to botocore's)."""
+    from botocore.utils import parse_timestamp as botocore_parse
+    from tfdeploy.aws.clients import parse_timestamp
+    from tfdeploy.fleet.ledger import _s3
+
+    for text in ("2026-12-06T20:33:55.000Z", "2026-12-06T20:33:55Z", "2026-12-06T20:33:55.5Z",
+                 "2026-12-06T20:33:55.123456Z", "2026-12-06T20:33:55.000+02:00", "Sun, 06 Dec 2026 20:33:55 GMT",
+                 "1765053235", 1765053235.5, "2026-12-06T20:33:55.1234567Z"):
+        mine, theirs = parse_timestamp(text), botocore_parse(text)
+        # The same instant and offset (botocore's zone object for `Z` is tzlocal() on a UTC machine).
+        assert (mine, mine.utcoffset()) == (theirs, theirs.utcoffset()) and mine.tzinfo is not None
+    for bad in ("2026-13-06T20:33:55.000Z", "2026-12-06T25:33:55Z", "not a time"):
+        with pytest.raises(ValueError):
+            botocore_parse(bad)
+        with pytest.raises(ValueError):
+            parse_timestamp(bad)
+    s3 = _s3("us-east-1", dict(os.environ))
+    s3.create_bucket(Bucket="stamps")
+    s3.put_object(Bucket="stamps", Key="k", Body=b"x")
+    listed = s3.list_objects_v2(Bucket="stamps")["Contents"][0]["LastModified"]
+    assert listed.tzinfo is not None and abs((listed - s3.head_object(Bucket="stamps", Key="k")["LastModified"]).total_seconds()) < 1
