@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import boto3
@@ -57,14 +58,8 @@ def test_summary_keeps_the_newest_records_and_never_loses_the_last_success_or_dr
 
 
 def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
-    from tfdeploy.fleet.ledger import (
-        CACHE_FORMAT,
-        cache_entry,
-        parse_summary,
-        summary_body,
-        summary_cell,
-        valid_entries,
-    )
+    from tfdeploy.fleet.ledger import parse_summary, summary_body, summary_cell
+    from tfdeploy.fleet.ledgercache import file_text, make_entry, valid_entries
 
     cell = "dev-us-east-1-research"
     assert summary_cell(summary_key(cell)) == cell
@@ -76,11 +71,14 @@ def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
                 summary_body(cell, [record(1, cell_tag="dev_global/research/1.0")], "t")):
         with pytest.raises(ValueError):
             parse_summary(bad, cell)
-    entry = cache_entry(body.decode(), '"abc"')
-    cache = {"format": CACHE_FORMAT, "bucket": BUCKET, "summaries": {cell: entry, "x": {**entry, "body": "{}"},
-                                                                      "y": "not an entry"}}
-    assert valid_entries(cache, BUCKET) == {cell: entry}
-    assert valid_entries(cache, "another-bucket") == {} == valid_entries({**cache, "format": "v0"}, BUCKET)
+    records = parse_summary(body, cell)
+    entry = make_entry(body.decode(), '"abc"', records)
+    assert (entry["head"], entry["more"], entry["kinds"]) == ([records[0].to_dict()], 1, ["change"])
+    good = json.loads(file_text(BUCKET, {cell: entry, "x": {**entry, "more": "1"}, "y": "not an entry"}))
+    assert valid_entries(good, BUCKET) == {cell: entry}
+    assert valid_entries(good, "another-bucket") == {} == valid_entries({**good, "format": "v0"}, BUCKET)
+    # Altered anywhere, the file is dropped whole.
+    assert valid_entries({**good, "summaries": good["summaries"].replace("id0002", "id6666")}, BUCKET) == {}
 
 
 def test_cell_names_with_dashes_in_env_and_team_parse_back():
@@ -372,17 +370,15 @@ def test_a_corrupt_or_foreign_cache_is_never_trusted_over_s3(sandbox_env, tmp_pa
         assert found == want and ops.count("GetObject") == 2, text
         assert json.loads(cache_file.read_text())["bucket"] == BUCKET  # rewritten whole, valid
 
-    # An entry whose content was altered under the same ETag is dropped, never shown.
+    # A cache altered under the same ETags is dropped, never shown.
     tampered = json.loads(cache_file.read_text())
-    entry = tampered["summaries"]["dev-us-east-1-research"]
-    entry["body"] = entry["body"].replace("id0001", "id6666")
+    tampered["summaries"] = tampered["summaries"].replace("id0001", "id6666")
     cache_file.write_text(json.dumps(tampered))
     found, ops = fleet_latest(cache)
-    assert found == want and ops.count("GetObject") == 1
+    assert found == want and ops.count("GetObject") == 2
 
     # An unwritable cache never fails the read.
-    cache_file.unlink()
-    (cache / "ledger-cache").rmdir()
+    shutil.rmtree(cache / "ledger-cache")
     (cache / "ledger-cache").write_text("a file where the folder goes")
     found, ops = fleet_latest(cache)
     assert found == want and ops.count("GetObject") == 2
