@@ -282,18 +282,25 @@ class Counted:
         from tfdeploy.fleet.ledger import _s3, read_threads
 
         # The readers of the fleet's summaries share a client sized for them; a writer uses the default.
-        self.client = _s3("us-east-1", dict(os.environ), read_threads(os.environ) if readers else None)
+        # Their listings go through a keys-only client of the same size.
+        threads = read_threads(os.environ) if readers else None
+        self.clients = [_s3("us-east-1", dict(os.environ), threads)]
+        if readers:
+            self.clients.append(_s3("us-east-1", dict(os.environ), threads, keys_only=True))
+        self.client = self.clients[0]
         self.ops: list[str] = []
 
     def _count(self, model, **_kwargs):
         self.ops.append(model.name)
 
     def __enter__(self):
-        self.client.meta.events.register("before-call.s3", self._count)
+        for made in self.clients:
+            made.meta.events.register("before-call.s3", self._count)
         return self
 
     def __exit__(self, *exc):
-        self.client.meta.events.unregister("before-call.s3", self._count)
+        for made in self.clients:
+            made.meta.events.unregister("before-call.s3", self._count)
 
 
 def fleet_latest(cache_dir, **kwargs):
@@ -447,3 +454,33 @@ def test_timestamps_parse_as_botocore_parses_them_without_dateutil_for_the_commo
     s3.put_object(Bucket="stamps", Key="k", Body=b"x")
     listed = s3.list_objects_v2(Bucket="stamps")["Contents"][0]["LastModified"]
     assert listed.tzinfo is not None and abs((listed - s3.head_object(Bucket="stamps", Key="k")["LastModified"]).total_seconds()) < 1
+
+
+
+def test_a_keys_only_listing_gives_botocore_s_keys_etags_prefixes_and_pages(sandbox_env):
+    """aws/s3keys.py: the keys-only client's ListObjectsV2 pages carry what botocore's parser gives
+    for keys, ETags, common prefixes and paging (keys that need URL encoding included), and an
+    error is still botocore's error."""
+    from botocore.exceptions import ClientError
+    from tfdeploy.fleet.ledger import _s3
+
+    full, keys = _s3("us-east-1", dict(os.environ)), _s3("us-east-1", dict(os.environ), keys_only=True)
+    full.create_bucket(Bucket="listing")
+    names = ["a/b c.json", "a/ü+x.json", "a/&<>.json", "a/d/e.json", "a/f/g.json", "b.json", "a/%41.json"]
+    for n, name in enumerate(names):
+        full.put_object(Bucket="listing", Key=name, Body=f"body {n}".encode())
+    for kwargs in ({"Prefix": "a/"}, {"Prefix": "a/", "Delimiter": "/"}, {}, {"Prefix": "none/"}):
+        pages = {"PageSize": 2}
+        mine = list(keys.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig=pages, **kwargs))
+        theirs = list(full.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig=pages, **kwargs))
+        assert len(mine) == len(theirs) > 0
+        for a, b in zip(mine, theirs):
+            assert a.get("Contents", []) == [{"Key": o["Key"], "ETag": o["ETag"]} for o in b.get("Contents", [])]
+            for field in ("CommonPrefixes", "IsTruncated", "NextContinuationToken", "KeyCount", "Prefix", "Delimiter"):
+                assert a.get(field) == b.get(field), field
+    listed = [o["Key"] for page in keys.get_paginator("list_objects_v2").paginate(Bucket="listing")
+              for o in page["Contents"]]
+    assert sorted(listed) == sorted(names)  # URL-decoded as botocore decodes them
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        keys.list_objects_v2(Bucket="no-such-bucket")
+    assert "LastModified" in full.list_objects_v2(Bucket="listing")["Contents"][0]  # other clients: whole

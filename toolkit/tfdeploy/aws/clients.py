@@ -33,24 +33,26 @@ CHAIN_VARS = ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_
 
 
 def client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None = None,
-           max_pool_connections: int | None = None) -> Any:
+           max_pool_connections: int | None = None, keys_only: bool = False) -> Any:
     """A botocore client for `service` in `region` (made once per process for the same target).
 
     With `endpoint` (the sandbox, from `sandbox.active_endpoint`) every call goes there, with the
     credentials `aws_env` chooses. Without it botocore's usual chain applies (env vars, AWS_PROFILE,
     SSO, instance roles), which reads the process environment rather than `environ`.
     `max_pool_connections`: for a client shared by that many threads (botocore's default is 10).
+    `keys_only`: an S3 client whose ListObjectsV2 answers carry only each object's Key and ETag
+    (aws/s3keys.py), for code that lists keys and reads nothing else.
     """
     if endpoint is None:
         creds = tuple(os.environ.get(name, "") for name in CHAIN_VARS)
     else:
         env = {**environ, **aws_env(endpoint, environ)}
         creds = (env["AWS_ACCESS_KEY_ID"], env.get("AWS_SECRET_ACCESS_KEY", ""), env.get("AWS_SESSION_TOKEN", ""))
-    key = (service, region, endpoint or "", str(max_pool_connections or ""), *creds)
+    key = (service, region, endpoint or "", str(max_pool_connections or ""), "keys" if keys_only else "", *creds)
     with _CACHE_LOCK:
         made = _CACHE.get(key)
         if made is None:
-            made = _CACHE[key] = _new_client(service, region, environ, endpoint, max_pool_connections)
+            made = _CACHE[key] = _new_client(service, region, environ, endpoint, max_pool_connections, keys_only)
     return made
 
 
@@ -101,7 +103,26 @@ def parse_timestamp(value: Any) -> Any:
 
 
 def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint: str | None,
-                max_pool_connections: int | None) -> Any:
+                max_pool_connections: int | None, keys_only: bool = False) -> Any:
+    if not keys_only:
+        return _built(service, region, environ, endpoint, max_pool_connections)
+    from .s3keys import KeysParserFactory
+
+    # A session hands its parser factory to each client it makes: swapped for this one client
+    # only (every client is made under _CACHE_LOCK), so the session's models are not loaded again.
+    session = _session(("sandbox",) if endpoint is not None else tuple(os.environ.get(n, "") for n in CHAIN_VARS))
+    usual = session.get_component("response_parser_factory")
+    keys = KeysParserFactory()
+    keys.set_parser_defaults(timestamp_parser=parse_timestamp)
+    session.register_component("response_parser_factory", keys)
+    try:
+        return _built(service, region, environ, endpoint, max_pool_connections)
+    finally:
+        session.register_component("response_parser_factory", usual)
+
+
+def _built(service: str, region: str, environ: Mapping[str, str], endpoint: str | None,
+           max_pool_connections: int | None) -> Any:
     from botocore.config import Config
 
     config = Config(retries=dict(_RETRIES), connect_timeout=_CONNECT_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S)

@@ -260,11 +260,11 @@ def env_places(settings: Settings, env: str, existing_buckets: set[str] | None =
 
 # --- S3 ------------------------------------------------------------------------------------------
 
-def _s3(region: str, environ: Mapping[str, str], pool: int | None = None) -> Any:
+def _s3(region: str, environ: Mapping[str, str], pool: int | None = None, keys_only: bool = False) -> Any:
     from ..aws.clients import client
     from ..aws.sandbox import active_endpoint
 
-    return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool)
+    return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool, keys_only=keys_only)
 
 
 def read_threads(environ: Mapping[str, str]) -> int:
@@ -526,13 +526,15 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
         if settings.state_layout == "regional":
             existing = {b["Name"] for b in s3_for(settings.state_region).list_buckets().get("Buckets", [])}
         places = [(env, place) for env in envs for place in env_places(settings, env, existing)]
+        # The listings go through clients that parse only keys and ETags (aws/s3keys.py).
+        listers = {place.region: _s3(place.region, environ, threads, keys_only=True) for _env, place in places}
         for _env, place in places:
             s3_for(place.region)
         snapshots: dict[str, Snapshot] = {}
         with ThreadPoolExecutor(max_workers=threads) as pool:
             # Both listings of every bucket at once: each is a round trip (a page per 1,000 cells).
-            listing = [pool.submit(_list_summaries, clients[p.region], p) for _env, p in places]
-            listing_folders = [pool.submit(_list_cells, clients[p.region], p) for _env, p in places]
+            listing = [pool.submit(_list_summaries, listers[p.region], p) for _env, p in places]
+            listing_folders = [pool.submit(_list_cells, listers[p.region], p) for _env, p in places]
             summaries = [f.result() for f in listing]
             folders = [f.result() for f in listing_folders]
 
