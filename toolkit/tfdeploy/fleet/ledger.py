@@ -527,7 +527,7 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
             existing = {b["Name"] for b in s3_for(settings.state_region).list_buckets().get("Buckets", [])}
         places = [(env, place) for env in envs for place in env_places(settings, env, existing)]
         # The listings go through clients that parse only keys and ETags (aws/s3keys.py).
-        listers = {place.region: _s3(place.region, environ, threads, keys_only=True) for _env, place in places}
+        listers = {region: _s3(region, environ, threads, keys_only=True) for region in {p.region for _e, p in places}}
         for _env, place in places:
             s3_for(place.region)
         snapshots: dict[str, Snapshot] = {}
