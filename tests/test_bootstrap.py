@@ -436,8 +436,8 @@ def test_cli_bootstrap_text_json_and_errors(sandbox_mode, repo: Path) -> None:
 
     for args, code, message in (
         (["--env", "nope"], 2, "tfdeploy: error: env 'nope' is not one of the configured environments"),
-        (["--env", "dev", "--state-layout", "regional"], 2, "tfdeploy: error: --region is required"),
-        (["--env", "qa", "--state-layout", "regional", "--region", "eu-west-1"], 0, None),
+        (["--env", "dev", "--set", "state_layout=regional"], 2, "tfdeploy: error: --region is required"),
+        (["--env", "qa", "--set", "state_layout=regional", "--region", "eu-west-1"], 0, None),
     ):
         result = runner.invoke(cli, ["bootstrap", "--repo", str(repo), *args])
         assert result.exit_code == code, result.output

@@ -244,12 +244,17 @@ data "aws_iam_policy_document" "build_deploy" {
   }
 
   # The plan and apply stage builds start the release's batch (one build per
-  # cell) on their own project and wait for it (delivery/release_stage.py).
-  # Nothing else: no StopBuildBatch (a batch is never stopped by tfdeploy), no
-  # iam:PassRole (the batch service role is the project's, not overridden).
+  # cell) on their own project and wait for it, reading each running build's
+  # phase for the log (BatchGetBuilds); a stage build that is stopped stops the
+  # batch it started (StopBuildBatch), so no cell deploys with no one watching
+  # (delivery/release_stage.py). Nothing else: no iam:PassRole (the batch
+  # service role is the project's, not overridden).
   statement {
-    sid       = "RunReleaseBatches"
-    actions   = ["codebuild:StartBuildBatch", "codebuild:BatchGetBuildBatches"]
+    sid = "RunReleaseBatches"
+    actions = [
+      "codebuild:StartBuildBatch", "codebuild:BatchGetBuildBatches", "codebuild:StopBuildBatch",
+      "codebuild:BatchGetBuilds",
+    ]
     resources = local.batch_project_arns
   }
 

@@ -160,9 +160,9 @@ def test_generate_check_compares_with_the_toolkit_spec(tmp_path):
     assert stale.stderr.strip().splitlines() == [
         "tfdeploy: error: 5 buildspec file(s) out of date; run: tfdeploy buildspec generate, and commit the result"]
     overridden = tfdeploy(repo, "buildspec", "generate", "--check",
-                          "--toolkit-spec", "tfdeploy-toolkit[sandbox]==0.1.0")
+                          "--set", "toolkit_spec=tfdeploy-toolkit[sandbox]==0.1.0")
     assert overridden.returncode == 0
 
-    bad = tfdeploy(repo, "buildspec", "generate", "--toolkit-spec", "-e .", check=False)
+    bad = tfdeploy(repo, "buildspec", "generate", "--set", "toolkit_spec=-e .", check=False)
     assert bad.returncode == 2
     assert len(bad.stderr.strip().splitlines()) == 1 and "must be one pip requirement" in bad.stderr

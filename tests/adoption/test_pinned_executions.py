@@ -100,7 +100,9 @@ def _plan_stage(src: Path, expected_tag: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [TFDEPLOY, "buildspec", "run", str(REPO_ROOT / "buildspecs" / "plan.yml"), "--skip-install",
          "--src-dir", str(src), "--json", "--env", "ENV=dev", "--env", f"TFDEPLOY_EXPECTED_TAG={expected_tag}"],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300,
+        # The buildspec calls `tfdeploy`: the one under test, wherever PATH points.
+        env={**os.environ, "PATH": f"{Path(TFDEPLOY).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
 
 
 def test_back_to_back_publishes_each_execution_deploys_its_own_tag(tmp_path, sandbox_env):

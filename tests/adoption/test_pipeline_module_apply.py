@@ -251,8 +251,10 @@ def test_pipeline_module_applies_and_reads_back(applied):
     assert sorted(run["Action"]) == ["codebuild:RetryBuild", "codebuild:StartBuild", "codebuild:StopBuild"]
     assert sorted(run["Resource"]) == [projects_arn + "apply", projects_arn + "plan"]
     (release,) = [s for s in deploy["Statement"] if s.get("Sid") == "RunReleaseBatches"]
-    # The least the stage build needs (delivery/release_stage.py): start and watch, never stop.
-    assert sorted(release["Action"]) == ["codebuild:BatchGetBuildBatches", "codebuild:StartBuildBatch"]
+    # The least the stage build needs (delivery/release_stage.py): start and watch its batch (and
+    # its builds' phases), stop it when the stage build is stopped.
+    assert sorted(release["Action"]) == ["codebuild:BatchGetBuildBatches", "codebuild:BatchGetBuilds",
+                                         "codebuild:StartBuildBatch", "codebuild:StopBuildBatch"]
     assert sorted(release["Resource"]) == [projects_arn + "apply", projects_arn + "plan"]
     # Each cell build's source is the release's bundle, read with the project's (deploy) role.
     (bundle,) = [s for s in deploy["Statement"] if s.get("Sid") == "ReadReleaseSourceBundle"]

@@ -63,4 +63,4 @@ def test_a_scaffolded_repo_goes_dev_qa_prod_untouched(tmp_path, sandbox_env, led
 
     # The pipeline's checkov stage (`scan --tag`) passes under prod's hard-fail policy too.
     scanned = tfdeploy(infra, "scan", "--tag", _cell("prod"), env=checkov)
-    assert "SCAN_STATUS=passed" in scanned.stdout
+    assert "\nscan passed: " in "\n" + scanned.stdout

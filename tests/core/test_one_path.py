@@ -98,23 +98,23 @@ def test_run_options_and_the_promotion_override_are_typed_and_immutable(monkeypa
 
 
 def test_command_functions_take_their_run_options_as_one_object():
-    """plan, apply and destroy receive `run: RunOptions`, not a parameter per option."""
+    """plan, apply, destroy and run receive `run: RunOptions`, not a parameter per option."""
     import inspect
 
-    from tfdeploy.cli.deploy import apply, plan
+    from tfdeploy.cli.deploy import apply, plan, run
     from tfdeploy.cli.destroy import destroy
     from tfdeploy.cli.fanout import run_fanout
 
-    for command in (plan, apply, destroy):
+    for command in (plan, apply, destroy, run):
         inner = inspect.unwrap(command.callback)
         assert len(inspect.signature(inner).parameters) <= 4, (command.name, inspect.signature(inner))
         assert "run" in inspect.signature(inner).parameters
     assert len(inspect.signature(run_fanout).parameters) <= 6
 
 
-def test_one_tag_runs_through_the_fleet_runner_and_its_actions(example, monkeypatch):
-    """plan and apply of one tag run the fan-out's cell actions through the runner's attempt
-    (fleet/runner.py), as a fan-out's cells do: one path, a fleet of one."""
+@pytest.fixture
+def attempts(monkeypatch) -> list[tuple[str, str]]:
+    """(tag name, cell action) of every cell the runner's attempt (fleet/runner.py) ran."""
     import tfdeploy.fleet.runner as runner
 
     seen: list[tuple[str, str]] = []
@@ -125,8 +125,27 @@ def test_one_tag_runs_through_the_fleet_runner_and_its_actions(example, monkeypa
         return original(step, action, *args, **kwargs)
 
     monkeypatch.setattr(runner, "_attempts", spy)
+    return seen
+
+
+def test_one_tag_runs_through_the_fleet_runner_and_its_actions(example, attempts):
+    """plan and apply of one tag run the fan-out's cell actions through the runner's attempt
+    (fleet/runner.py), as a fan-out's cells do: one path, a fleet of one."""
+    seen = attempts
     _cli(example, "plan", "--tag", TAG)
     _cli(example, "apply", "--tag", TAG, "--auto-approve")
     _cli(example, "plan", "--tag", "dev_*/research/1.0")
     assert seen[:2] == [(TAG, "plan_cell"), (TAG, "apply_cell")]
     assert sorted(seen[2:]) == [(GLOBAL_TAG, "plan_cell"), (TAG, "plan_cell")]
+
+
+def test_run_of_one_tag_plans_and_applies_through_the_runner(example, parses, attempts, checkov_bin,
+                                                             monkeypatch):
+    """`run --auto-approve` parses its tag once, and its plan and apply are the one tag's cell
+    actions through the runner's attempt (lint and scan run inside the plan's, on its work dir)."""
+    monkeypatch.setenv("TFDEPLOY_CHECKOV", checkov_bin)
+    parses.clear()
+    result = _cli(example, "run", "--tag", TAG, "--auto-approve", "--allow-missing", "tflint")
+    assert f"run {TAG}: lint passed, scan passed, plan passed, apply passed" in result.output
+    assert attempts == [(TAG, "plan_cell"), (TAG, "apply_cell")]
+    assert parses[TAG] == 1, dict(parses)

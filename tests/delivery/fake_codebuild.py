@@ -1,4 +1,5 @@
-"""TEST DOUBLE for CodeBuild's batch API (moto has none): StartBuildBatch and BatchGetBuildBatches.
+"""TEST DOUBLE for CodeBuild's batch API (moto has none): StartBuildBatch, BatchGetBuildBatches,
+StopBuildBatch and BatchGetBuilds.
 
 A tiny HTTP server on 127.0.0.1 speaking CodeBuild's JSON protocol (`X-Amz-Target:
 CodeBuild_20161006.<Operation>`, `application/x-amz-json-1.1`), so tfdeploy's real boto3 client
@@ -13,10 +14,15 @@ does with a StartBuildBatch, as CodeBuild would:
   `environmentVariablesOverride` over each build's variables, and CODEBUILD_BUILD_ID / _ARN /
   CODEBUILD_BATCH_BUILD_IDENTIFIER as CodeBuild sets them;
 - answers BatchGetBuildBatches with `buildBatchStatus` and one `buildGroups` entry per task
-  (`identifier`, `dependsOn`, `ignoreFailure`, `currentBuildSummary.{arn, buildStatus}` once
-  started), plus CodeBuild's own DOWNLOAD_SOURCE group.
-Not modelled: per-build statuses while the batch runs (all groups show once it is done), artifacts,
-logs in CloudWatch, build retries, StopBuildBatch.
+  (`identifier`, `dependsOn`, `ignoreFailure`, `currentBuildSummary.{arn, buildStatus}` from the
+  moment the build starts: IN_PROGRESS, then its end status), plus CodeBuild's own DOWNLOAD_SOURCE
+  group; statuses change as the builds run, one by one, as the graph releases them;
+- answers BatchGetBuilds with each build's `buildStatus` and `currentPhase` (INSTALL, PRE_BUILD,
+  BUILD, POST_BUILD: the phase the local runner last logged for it; COMPLETED once it ended);
+- StopBuildBatch: no more builds start, the running builds' shells are terminated (their status
+  STOPPED), the batch stays IN_PROGRESS until they ended, then is STOPPED; builds never started
+  have no `currentBuildSummary`.
+Not modelled: artifacts, logs in CloudWatch, build retries, the phases of the batch itself.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class FakeCodeBuild:
                  region: str = "us-east-1") -> None:
         self.work_dir, self.base_env, self.source_dir, self.region = work_dir, dict(base_env), source_dir, region
         self.batches: dict[str, dict[str, Any]] = {}
+        self.stops: dict[str, threading.Event] = {}  # batch id -> set by StopBuildBatch
+        self.builds: dict[str, dict[str, Any]] = {}  # build id -> what BatchGetBuilds answers
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self.lock = threading.Lock()
         fake = self
@@ -78,7 +86,34 @@ class FakeCodeBuild:
                 found = [dict(self.batches[i]) for i in body.get("ids", []) if i in self.batches]
             return {"buildBatches": found, "buildBatchesNotFound": [i for i in body.get("ids", [])
                                                                    if i not in self.batches]}
+        if operation == "StopBuildBatch":
+            with self.lock:
+                if body.get("id") not in self.batches:
+                    raise ValueError(f"batch {body.get('id')} not found")
+                self.stops[body["id"]].set()
+                return {"buildBatch": dict(self.batches[body["id"]])}
+        if operation == "BatchGetBuilds":
+            with self.lock:
+                known = {i: dict(self.builds[i]) for i in body.get("ids", []) if i in self.builds}
+            for build in known.values():
+                if build["buildStatus"] == "IN_PROGRESS":
+                    build["currentPhase"] = self._phase(build.pop("log"))
+                else:
+                    build.pop("log")
+            return {"builds": list(known.values()),
+                    "buildsNotFound": [i for i in body.get("ids", []) if i not in known]}
         raise ValueError(f"the fake CodeBuild does not model {operation}")
+
+    @staticmethod
+    def _phase(log: Path) -> str:
+        """The phase the local runner last logged for a running build (`[buildspec] phase build`)."""
+        import re
+
+        try:
+            phases = re.findall(r"^\[buildspec\] phase (\w+)$", log.read_text(errors="replace"), re.M)
+        except OSError:
+            phases = []
+        return phases[-1].upper() if phases else "PROVISIONING"
 
     def start(self, body: dict[str, Any]) -> dict[str, Any]:
         from tfdeploy.delivery.batch_runner import parse_batch
@@ -103,6 +138,7 @@ class FakeCodeBuild:
                      for t in batch.tasks]}
         with self.lock:
             self.batches[batch_id] = record
+            self.stops[batch_id] = threading.Event()
         threading.Thread(target=self._run, args=(batch_id, body, spec, batch, allowed), daemon=True).start()
         return dict(record)
 
@@ -144,15 +180,25 @@ class FakeCodeBuild:
                         "CODEBUILD_BUILD_ARN": self._arn("build", builds[task.identifier]),
                         "CODEBUILD_BATCH_BUILD_IDENTIFIER": task.identifier, "AWS_REGION": self.region}
 
-            outcome = run_batch(spec, batch, src, work / "builds", overrides=overrides, skip_install=True,
-                                parallel=allowed or 20, base_env=self.base_env, task_env=task_env)
-            for result in outcome.results:
-                status = {"succeeded": "SUCCEEDED", "failed": "FAILED"}.get(result.status)
-                if status:  # a build that never started has no summary, as on CodeBuild
+            def notify(result: Any) -> None:  # each status as it changes, as CodeBuild reports it
+                status = {"running": "IN_PROGRESS", "succeeded": "SUCCEEDED", "failed": "FAILED",
+                          "stopped": "STOPPED"}.get(result.status)
+                if not status:  # a build that never started has no summary, as on CodeBuild
+                    return
+                build_id = builds[result.identifier]
+                with self.lock:
                     groups[result.identifier]["currentBuildSummary"] = {
-                        "arn": self._arn("build", builds[result.identifier]), "buildStatus": status,
-                        "requestedOn": time.time()}
-            final = "SUCCEEDED" if outcome.ok else "FAILED"
+                        "arn": self._arn("build", build_id), "buildStatus": status, "requestedOn": time.time()}
+                    self.builds[build_id] = {"id": build_id, "arn": self._arn("build", build_id),
+                                             "projectName": body["projectName"], "buildStatus": status,
+                                             "currentPhase": "COMPLETED",
+                                             "log": work / "builds" / f"{result.identifier}.log"}
+
+            stop = self.stops[batch_id]
+            outcome = run_batch(spec, batch, src, work / "builds", overrides=overrides, skip_install=True,
+                                parallel=allowed or 20, base_env=self.base_env, task_env=task_env,
+                                stop=stop, notify=notify)
+            final = "STOPPED" if stop.is_set() else "SUCCEEDED" if outcome.ok else "FAILED"
         except Exception as exc:  # the fake's own failure: a FAILED batch naming it
             groups["DOWNLOAD_SOURCE"]["currentBuildSummary"] = {"arn": "", "buildStatus": "FAILED"}
             self.batches[batch_id]["failure"] = str(exc)

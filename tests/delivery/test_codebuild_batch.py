@@ -77,7 +77,10 @@ def test_a_release_batch_runs_in_waves_and_a_failed_canary_is_named_in_the_summa
     assert lines[0] == f"apply of release dev/research/1.1: batch {bad.batch_id} failed, 1 of 4 builds succeeded"
     assert lines[1].split()[:2] == ["dev_global/research/1.1", "succeeded"]
     assert lines[2].split()[:2] == [canary, "failed"]
-    assert "/codesuite/codebuild/projects/tfdeploy-dev-plan/build/" in lines[2]
+    # The build's console page: account, project, the build id with its colon encoded, the Region.
+    build_id = bad.builds[1].build_id
+    assert lines[2].endswith(f"https://us-east-1.console.aws.amazon.com/codesuite/codebuild/111111111111/projects/"
+                             f"tfdeploy-dev-plan/build/{build_id.replace(':', '%3A')}/?region=us-east-1")
     assert lines[3].split()[:2] == ["dev_us-east-2/research/1.1", "skipped"]
 
 
@@ -120,3 +123,119 @@ def test_bake_builds_hold_the_next_wave_back_in_the_batch(fake):
 def test_a_batch_codebuild_does_not_know_is_one_line(fake):
     with pytest.raises(TfdeployError, match="CodeBuild does not know batch nope"):
         codebuild_batch.wait(boto(fake), "nope", [], poll_s=0)
+
+
+def test_the_wait_says_each_cells_status_and_phase_as_it_changes_not_only_at_the_end(fake):
+    """The stage build's CodeBuild log shows the release moving: each cell's `in progress (BUILD)`
+    and its end as they happen (the double reports them as its builds run), in graph order."""
+    import time
+
+    tags = [parse_tag(f"dev_{s}/research/1.1") for s in SCOPES]
+    import yaml
+
+    # Each build takes a while, the last Region longest: the builds finish one by one, in graph order.
+    text = yaml.safe_dump({"version": 0.2, "phases": {"build": {"commands": [
+        'case "$TFDEPLOY_TAG" in *us-west-2*) sleep 2.5;; *) sleep 1.2;; esac']}},
+        "batch": {"fast-fail": False, "build-graph": graph_tasks("plan", tags)}})
+    cb = boto(fake)
+    batch_id = codebuild_batch.start(cb, start_request("tfdeploy-dev-plan", "plan", tags, text))
+    said: list[tuple[float, str]] = []
+    result = codebuild_batch.wait(cb, batch_id, [identifier(t) for t in tags], poll_s=0.1,
+                                  say=lambda line: said.append((time.time(), line)),
+                                  names={identifier(t): t.name for t in tags})
+    assert result.ok
+    ended = fake.batches[batch_id]["endTime"]
+    lines = [line for _, line in said]
+    expected = []
+    for tag in tags:
+        expected += [f"{tag.name}: in progress (BUILD)", f"{tag.name}: succeeded"]
+    # Each cell's lines in order, the waves one after another, the last wave's builds ending in order.
+    assert [line for line in lines if line in expected] == [
+        expected[0], expected[1], expected[2], expected[3], expected[4], expected[6], expected[5], expected[7]], lines
+    # Said while the batch ran, not at its end: everything up to the last Region's start well before it.
+    when = {line: t for t, line in said}
+    assert when[f"{tags[3].name}: in progress (BUILD)"] < ended - 1.5
+    assert when[f"{tags[0].name}: succeeded"] < when[f"{tags[1].name}: succeeded"] < ended - 2
+    # botocore sent BatchGetBuilds for the builds in progress only.
+    asked = [body["ids"] for op, body in fake.requests if op == "BatchGetBuilds"]
+    assert asked and all(len(ids) <= 2 for ids in asked)
+
+
+def test_a_stopped_batch_stops_its_builds_and_starts_no_more(fake, tmp_path):
+    """StopBuildBatch (the double's, as CodeBuild's): the running build ends STOPPED, the later waves
+    never start, the batch ends STOPPED; the build's shell and what it ran are gone."""
+    import os
+    import time
+
+    import yaml
+
+    tags = [parse_tag(f"dev_{s}/research/1.1") for s in SCOPES[:3]]
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    text = yaml.safe_dump({"version": 0.2, "phases": {"build": {"commands": [
+        f'sleep 300 & echo $! > {pids}/$TFDEPLOY_WAVE; wait']}},
+        "batch": {"fast-fail": False, "build-graph": graph_tasks("plan", tags)}})
+    cb = boto(fake)
+    graph = [identifier(t) for t in tags]
+    batch_id = codebuild_batch.start(cb, start_request("tfdeploy-dev-plan", "plan", tags, text))
+    running = codebuild_batch.wait(cb, batch_id, graph, poll_s=0.1, until=lambda: (pids / "0").exists())
+    assert running.status == "IN_PROGRESS" and running.builds[0].status == "IN_PROGRESS"
+    codebuild_batch.stop(cb, batch_id)
+    assert ("StopBuildBatch", {"id": batch_id}) in fake.requests
+    result = codebuild_batch.wait(cb, batch_id, graph, poll_s=0.1, timeout_s=20)
+    assert result.status == "STOPPED"
+    assert [b.status for b in result.builds] == ["STOPPED", "NOT_STARTED", "NOT_STARTED"]
+    assert not (pids / "1").exists()
+    sleeper = int((pids / "0").read_text())
+    deadline = time.monotonic() + 5
+    while os.path.exists(f"/proc/{sleeper}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not os.path.exists(f"/proc/{sleeper}"), "the stopped build's process outlived it"
+    text = codebuild_batch.summary("plan", "dev/research/1.1", result, {identifier(t): t.name for t in tags})
+    assert text.splitlines()[0] == f"plan of release dev/research/1.1: batch {batch_id} stopped, 0 of 3 builds succeeded"
+    assert text.splitlines()[2].split(None, 1)[1] == "not started (the batch was stopped)"
+
+
+class _Stub:
+    """A CodeBuild client stand-in for one function's unit test (stop_batch's edges): the batch
+    never stops, or StopBuildBatch is refused."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.refuse, self.calls = refuse, []
+
+    def stop_build_batch(self, id):  # noqa: A002
+        from botocore.exceptions import ClientError
+
+        self.calls.append(("StopBuildBatch", id))
+        if self.refuse:
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "StopBuildBatch")
+
+    def batch_get_build_batches(self, ids):
+        build = {"arn": "arn:aws:codebuild:us-east-1:111111111111:build/p:1", "buildStatus": "IN_PROGRESS"}
+        return {"buildBatches": [{"id": ids[0], "buildBatchStatus": "IN_PROGRESS",
+                                  "buildGroups": [{"identifier": "a", "currentBuildSummary": build}]}]}
+
+    def batch_get_builds(self, ids):
+        return {"builds": [{"id": i, "currentPhase": "BUILD"} for i in ids]}
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+def test_a_batch_that_does_not_stop_or_cannot_be_stopped_is_said_and_still_ends_the_stage_build(refuse, monkeypatch):
+    import signal
+
+    from tfdeploy.delivery.release_stage import stop_batch
+    from tfdeploy.engine import supervise
+
+    monkeypatch.setattr(supervise, "_received", [signal.SIGTERM])
+    stub, said = _Stub(refuse), []
+    last = codebuild_batch.outcome_of(stub.batch_get_build_batches(["b:1"])["buildBatches"][0], ["a"])
+    exc = stop_batch(stub, "b:1", ["a"], last, "apply", "dev/research/1.1", {"a": "dev_us-east-1/research/1.1"},
+                     said.append, wait_s=0.3, poll_s=0.1)
+    assert isinstance(exc, supervise.Interrupted) and exc.exit_code == 143
+    assert stub.calls == [("StopBuildBatch", "b:1")]
+    state = ("could not be stopped (CodeBuild StopBuildBatch of b:1 failed: AccessDeniedException: not allowed): "
+             "stop it in the CodeBuild console" if refuse else
+             "was asked to stop (StopBuildBatch) but still reported in progress after 0.3 s: CodeBuild stops it, "
+             "check it in the CodeBuild console")
+    assert str(exc) == (f"interrupted (SIGTERM) during the apply of release dev/research/1.1: batch b:1 {state}; "
+                        "builds: dev_us-east-1/research/1.1 in progress" + ("" if refuse else " (BUILD)"))

@@ -31,15 +31,20 @@ ARTIFACTS = "tfdeploy-dev-artifacts"
 def stage_build(env: dict[str, str], stage: str, src: Path, published: dict, fake: FakeCodeBuild):
     """What the pipeline's plan/apply action runs: `tfdeploy ci STAGE` in a build of the project,
     with the variables modules/pipeline gives it."""
-    build_env = {**env, "CODEBUILD_SRC_DIR": str(src), "ENV": "dev", "TF_BACKEND_CONFIG_PREFIX": PREFIX,
+    exe = str(Path(env["PATH"].split(os.pathsep)[0]) / "tfdeploy")
+    return subprocess.run([exe, "ci", stage], env=stage_env(env, stage, src, published, fake), capture_output=True,
+                          text=True, timeout=900, cwd=src)
+
+
+def stage_env(env: dict[str, str], stage: str, src: Path, published: dict, fake: FakeCodeBuild) -> dict[str, str]:
+    """The stage build's environment: what modules/pipeline gives the plan/apply action's build."""
+    return {**env, "CODEBUILD_SRC_DIR": str(src), "ENV": "dev", "TF_BACKEND_CONFIG_PREFIX": PREFIX,
                  "TFDEPLOY_EXPECTED_TAG": published["tag"], "TFDEPLOY_VERSION": __version__,
                  "TFDEPLOY_EXECUTION_ID": published["execution_id"],
                  "TFDEPLOY_SOURCE_VERSION": published["version_id"], "TFDEPLOY_ARTIFACT_BUCKET": ARTIFACTS,
                  "CODEBUILD_BUILD_ID": f"tfdeploy-dev-{stage}:stage-build", "AWS_REGION": "us-east-1",
                  "AWS_ENDPOINT_URL_CODEBUILD": fake.url, "TFDEPLOY_BATCH_POLL_SECONDS": "0.5",
                  "TFDEPLOY_CELL_TIMEOUT_MINUTES": "60", "TFDEPLOY_BATCH_TIMEOUT_MINUTES": "480"}
-    exe = str(Path(env["PATH"].split(os.pathsep)[0]) / "tfdeploy")
-    return subprocess.run([exe, "ci", stage], env=build_env, capture_output=True, text=True, timeout=900, cwd=src)
 
 
 @pytest.mark.slow
@@ -73,12 +78,25 @@ def test_stage_builds_run_the_release_as_batches_and_apply_exactly_each_cells_pl
         assert out.count("+1 ~0 -0") == 4
         release_dir = tmp_path / "plan-src/.tfdeploy/ci/plan/work/_release"
         report = (release_dir / "plan-report.html").read_text()
-        assert all(n in report for n in names) and report.count("/codesuite/codebuild/projects/tfdeploy-dev-plan/") == 4
-        assert [c["plan"] for c in json.loads((release_dir / "plan-summary.json").read_text())["cells"]] == [
-            {"add": 1, "change": 0, "destroy": 0}] * 4
+        assert all(n in report for n in names)
+        cells = json.loads((release_dir / "plan-summary.json").read_text())["cells"]
+        assert [c["plan"] for c in cells] == [{"add": 1, "change": 0, "destroy": 0}] * 4
         exports = (tmp_path / "plan-src/.tfdeploy/ci/exports.env").read_text()
         assert "PLAN_SUMMARY=release dev/research/1.1: 4 of 4 cells planned, +4 ~0 -0 in all" in exports
         prefix = f"tfdeploy/releases/{published['execution_id']}/plan/"
+        # Each cell's plan build: its CodeBuild console page, named by its build id, and the saved
+        # plan its apply build will apply, in the report and in the summary the approval shows.
+        summary_txt = (release_dir / "plan-summary.txt").read_text()
+        for cell in cells:
+            build = cell["build"]
+            assert build.startswith("tfdeploy-dev-plan:") and build != "tfdeploy-dev-plan:stage-build"
+            console = ("https://us-east-1.console.aws.amazon.com/codesuite/codebuild/111111111111/projects/"
+                       f"tfdeploy-dev-plan/build/{build.replace(':', '%3A')}/?region=us-east-1")
+            saved = f"s3://{ARTIFACTS}/{prefix}{cell['id']}.zip"
+            assert (cell["log"], cell["artifact"]) == (console, saved)
+            assert f'<a href="{console}">{build}</a><br><span class="note">saved plan <code>{saved}</code>' in report
+            [line] = [ln for ln in summary_txt.splitlines() if f" {cell['tag']} " in ln]
+            assert line.split()[-2:] == [console, saved]
         assert f"PLAN_REPORT=s3://{ARTIFACTS}/{prefix}plan-report.html" in exports
         keys = {o["Key"] for o in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix=prefix)["Contents"]}
         assert {f"{prefix}dev_{s.replace('-', '_')}_research.zip" for s in ("global", *REGIONS)} <= keys
@@ -163,3 +181,65 @@ def test_a_bad_bake_is_one_line():
     assert result.exit_code == 2
     assert result.stderr.strip() == ("tfdeploy: error: TFDEPLOY_BAKE_SECONDS='soon': must be a whole number of "
                                      "seconds from 0 to 86400")
+
+
+def test_a_stopped_stage_build_stops_its_batch_and_names_what_each_build_was_doing(infra_repo, pipeline_env,  # noqa: F811
+                                                                                   tmp_path):
+    """SIGTERM to the stage build (CodeBuild stopping it, its timeout): a real signal to a real
+    `tfdeploy ci plan` process while its batch runs. It calls StopBuildBatch on the batch it
+    started, waits for it to report stopped, and exits 143 naming the batch and each build; the
+    batch's running build is gone, the later waves never start."""
+    import signal
+    import time
+
+    buckets()
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=ARTIFACTS)
+    release(infra_repo, "1.1", regions=REGIONS)
+    env = {**pipeline_env, "TF_BACKEND_CONFIG_PREFIX": PREFIX}
+    published = json.loads(cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.1", "--json").stdout)
+    # Each cell build holds (a stand-in `tfdeploy` first on the cell builds' PATH: a plan that takes
+    # long); the stage build itself is the real CLI.
+    holding = tmp_path / "holding"
+    holding.mkdir()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    (holding / "tfdeploy").write_text(f'#!/bin/sh\necho "planning $TFDEPLOY_TAG"\necho $$ > {pids}/$TFDEPLOY_WAVE\n'
+                                      "exec sleep 300\n")
+    (holding / "tfdeploy").chmod(0o755)
+    fake = FakeCodeBuild(tmp_path / "codebuild", {**env, "PATH": f"{holding}:{env['PATH']}"})
+    try:
+        src = unzip_source(SOURCE_BUCKET, tmp_path / "plan-src", published["version_id"])
+        build_env = stage_env(env, "plan", src, published, fake)
+        exe = str(Path(env["PATH"].split(os.pathsep)[0]) / "tfdeploy")
+        proc = subprocess.Popen([exe, "ci", "plan"], env=build_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, cwd=src)
+        deadline = time.monotonic() + 120
+        while not (pids / "0").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert (pids / "0").exists(), proc.communicate(timeout=30)
+        time.sleep(1)  # the stage build has seen the global cell's build in progress
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 143, out + err
+        [batch_id] = list(fake.batches)
+        assert ("StopBuildBatch", {"id": batch_id}) in fake.requests
+        assert fake.batches[batch_id]["buildBatchStatus"] == "STOPPED"
+        # The log showed the release moving before the signal, then the stop.
+        # (the generated buildspec runs `tfdeploy ci plan` in its pre_build phase)
+        assert out.count("ci: dev_global/research/1.1: in progress (PRE_BUILD)") == 1, out
+        assert f"ci: SIGTERM received: stopping batch {batch_id} (StopBuildBatch)" in out
+        assert "ci: dev_global/research/1.1: stopped" in out
+        assert err.strip().splitlines()[-1] == (
+            f"tfdeploy: error: interrupted (SIGTERM) during the plan of release dev/research/1.1: batch {batch_id} "
+            "stopped; builds: dev_global/research/1.1 stopped; dev_us-east-1/research/1.1 not started; "
+            "dev_us-east-2/research/1.1 not started; dev_us-west-2/research/1.1 not started")
+        # The global cell's build is gone; no later wave started.
+        sleeper = int((pids / "0").read_text())
+        deadline = time.monotonic() + 5
+        while os.path.exists(f"/proc/{sleeper}") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not os.path.exists(f"/proc/{sleeper}")
+        assert sorted(p.name for p in pids.iterdir()) == ["0"]
+        assert state_keys() == []
+    finally:
+        fake.stop()

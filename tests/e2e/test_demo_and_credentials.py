@@ -16,7 +16,8 @@ AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_EN
 def clean_env(tmp_path, terraform_bin):
     env = {k: v for k, v in os.environ.items() if k not in AWS_VARS}
     env.update(TFDEPLOY_HOME=str(tmp_path / "home"), HOME=str(tmp_path / "user"),
-               AWS_EC2_METADATA_DISABLED="true", TFDEPLOY_TERRAFORM=terraform_bin)
+               AWS_EC2_METADATA_DISABLED="true", TFDEPLOY_TERRAFORM=terraform_bin,
+               COLUMNS="120")  # the matrix's layout follows the width (pytest-xdist's workers set 80)
     return env
 
 

@@ -124,7 +124,7 @@ def test_findings_outside_the_cell_do_not_block_its_prod_apply(infra, checkov_bi
     checkov = {"TFDEPLOY_CHECKOV": checkov_bin}
 
     scanned = tfdeploy(infra, "scan", "--tag", "prod_us-east-1/research/1.0", env=checkov)
-    assert "SCAN_STATUS=passed" in scanned.stdout
+    assert "\nscan passed: " in "\n" + scanned.stdout
     refused_scan = tfdeploy(infra, "scan", "--tag", "prod_global/research/1.0", check=False, env=checkov)
     assert refused_scan.returncode == 1 and "modules/global/open.tf" in refused_scan.stdout
 

@@ -90,7 +90,7 @@ def init(tag: str, source, terraform_bin: str | None, lock_timeout: float, repo:
 @exports_option
 @json_option
 @fleet_command
-def plan(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> None:
+def plan(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
     """Plan the tagged commit for the tag's Region (or global) into a saved plan.
 
     Exports the tagged commit into .tfdeploy/work/<env>-<scope>-<team>/, writes the generated
@@ -120,7 +120,7 @@ def plan(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> No
                    "plan": json.loads(session.ensure_plan_json().read_text(encoding="utf-8"))})
     else:
         click.echo(f"plan {tag}: {summary}  (saved: {shown_path(session.plan_path)})")
-        if exports:
+        if run.exports:
             click.echo(result.export_lines())
     if run.detailed_exitcode and summary.has_changes:
         sys.exit(2)
@@ -147,7 +147,7 @@ def promotion_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @exports_option
 @json_option
 @fleet_command
-def apply(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> None:
+def apply(tag: tuple[str, ...], run: Any, repo: RepoContext) -> None:
     """Apply the saved plan of the same tag and commit.
 
     Refuses a plan made from another tag or commit (the tag moved) or a plan file that changed.
@@ -180,7 +180,7 @@ def apply(tag: tuple[str, ...], run: Any, exports: bool, repo: RepoContext) -> N
     else:
         click.echo(f"applied {tag}: {result.exports['PLAN_SUMMARY']}; state s3://{b.bucket}/{b.key} "
                    f"({b.lock_description})")
-        if exports:
+        if run.exports:
             click.echo(result.export_lines())
     if run.detailed_exitcode and any(result.counts.get(k) for k in ("add", "change", "destroy")):
         sys.exit(2)
@@ -257,8 +257,8 @@ def show(tag: str, source, terraform_bin: str | None, as_json: bool, lock_timeou
               help="Skip this tool, visibly, when it is not installed (repeatable).")
 @json_option
 @tag_command
-def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
-        allow_missing: tuple[str, ...], as_json: bool, lock_timeout: float, repo: RepoContext) -> None:
+@run_options
+def run(tag: str, run: Any, allow_missing: tuple[str, ...], repo: RepoContext) -> None:
     """Run the pipeline's stages for a tag in order: lint, scan, plan, apply.
 
     Stops at the first stage that fails. Without --auto-approve, stops after the plan so you
@@ -269,14 +269,14 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
       tfdeploy run --tag dev_us-east-1/research/1.0
       tfdeploy run --tag dev_us-east-1/research/1.0 --auto-approve --allow-missing tflint
     """
-    from ..engine.flow import run_flow
+    from ..engine.flow import Flow
     from ..gates.findings import render_result
 
-    say = (lambda text: click.echo(text, err=True)) if as_json else click.echo
-    report = run_flow(repo.root, repo.parse_tag(tag), overrides=repo.overrides, settings=repo.settings, environ=os.environ,
-                      options=source, allow_missing=allow_missing, auto_approve=auto_approve,
-                      terraform_bin=terraform_bin, sink=sys.stderr, progress=say, lock_timeout_s=lock_timeout)
-    if as_json:
+    say = (lambda text: click.echo(text, err=True)) if run.as_json else click.echo
+    flow = Flow(tag, say)
+    _run_stages(repo, repo.parse_tag(tag), run, flow, allow_missing)
+    report = flow.report
+    if run.as_json:
         echo_json(report.to_dict())
     else:
         for result in report.results:
@@ -287,3 +287,38 @@ def run(tag: str, source, terraform_bin: str | None, auto_approve: bool,
         if report.error:
             click.echo(f"tfdeploy: error: {report.error}", err=True)
         sys.exit(3 if report.error and "not found" in report.error else 1)
+
+
+def _run_stages(repo: RepoContext, parsed: Any, run: Any, flow: Any, allow_missing: tuple[str, ...]) -> None:
+    """`run`'s stages on the one path: its plan is `plan` of the tag (lint and scan run first,
+    on the cell's work dir) and its apply is `apply` of that saved plan, each through the runner
+    (run_single) with its cell action, ledger record and notification; one cell lock for all."""
+    from ..engine.flow import Stopped
+    from ..errors import TfdeployError
+    from ..fleet.actions import apply_action, plan_action
+    from ..fleet.options import PromotionOverride
+    from ..results import SKIPPED, StageResult
+
+    gates = flow.gates(repo_root=repo.root, settings=repo.settings, environ=os.environ,
+                       allow_missing=allow_missing, terraform_bin=run.terraform_bin)
+    try:
+        # Recorded as auto-approved when nobody will review it (run --auto-approve).
+        planned = run_single(repo, parsed, "plan", run, plan_action(gates, auto_approved=run.auto_approve))
+        flow.end(planned.stage)
+        if not run.auto_approve:
+            flow.run("apply", lambda: StageResult("apply", SKIPPED, notes=(
+                f"not applied: review the plan, then run tfdeploy apply --tag {parsed.name} "
+                "(or tfdeploy run --auto-approve)",)))
+            return
+        flow.start("apply")
+        # The saved plan just made, checked against the tag now, with the gates of every apply
+        # (promotion, a protected env's scan under the committed policy): `apply --tag`'s action.
+        override = PromotionOverride.requested(False, None, os.environ)
+        applied = run_single(repo, parsed, "apply", run, apply_action(False, override))
+        flow.end(applied.stage)
+    except Stopped:
+        pass  # a gate failed: its stage's line and findings say why
+    except TfdeployError as exc:
+        if flow.running is None:
+            raise  # before any stage (the cell busy, the tag's git checks): one line, as every command
+        flow.fail(exc)

@@ -27,7 +27,7 @@ from .fanout import run_fanout, run_single, wants_fanout
 @exports_option
 @json_option
 @fleet_command
-def destroy(tag: tuple[str, ...], run: Any, any_version: bool, exports: bool, repo: RepoContext) -> None:
+def destroy(tag: tuple[str, ...], run: Any, any_version: bool, repo: RepoContext) -> None:
     """Destroy what the tag's cell deployed: plan the destroy of its module namespace, show it, ask, apply.
 
     Only the tag's namespace (module.regional or module.global) in the cell's own state is
@@ -84,7 +84,7 @@ def destroy(tag: tuple[str, ...], run: Any, any_version: bool, exports: bool, re
     elif not as_json:
         click.echo(f"destroyed {tag}: -{result.counts['destroy']}; state s3://{b.bucket}/{b.key} "
                    f"({b.lock_description})")
-        if exports:
+        if run.exports:
             click.echo(result.export_lines())
     if as_json:
         echo_json({"deployment": session.deployment.to_dict(), "summary": result.counts,

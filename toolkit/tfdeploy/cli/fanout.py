@@ -37,7 +37,7 @@ def fanout_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 # The command options that travel together as one RunOptions (option name -> field).
 _RUN_FIELDS = {"source": "source", "terraform_bin": "terraform_bin", "lock_timeout": "lock_timeout_s",
-               "as_json": "as_json", "detailed_exitcode": "detailed_exitcode", "parallel": "parallel",
+               "as_json": "as_json", "exports": "exports", "detailed_exitcode": "detailed_exitcode", "parallel": "parallel",
                "fail_fast": "fail_fast", "retry": "retry", "only_failed": "only_failed",
                "auto_approve": "auto_approve", "allow_protected": "allow_protected"}
 

@@ -3,7 +3,8 @@
 Both paths make it from the same rows: `pipeline run` (locally, from the batch runner's builds) and
 the plan stage build on CodeBuild (release_stage.py, from the batch's builds and the counts each
 cell's plan build saved). A row: {"id", "tag", "wave", "status", "plan": {"add", "change",
-"destroy"} or absent, "log"}.
+"destroy"} or absent, "log" (CodeBuild: the build's console page; here: its log file), "build" (the
+CodeBuild build id) and "artifact" (the s3:// URI of the cell's saved plan) on CodeBuild}.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ REPORT_HTML = "plan-report.html"
 
 
 def plan_matrix(release: str, builds: Sequence[Mapping[str, Any]]) -> str:
-    """The approval's view of a release (pure): wave, cell, +/~/-, plan log; the summary artifact."""
-    rows = [("WAVE", "TAG", "+/~/-", "PLAN LOG")]
+    """The approval's view of a release (pure): wave, cell, +/~/-, the plan's build (its console page
+    or log), and on CodeBuild the saved plan's s3:// URI; the summary artifact."""
+    artifacts = any(build.get("artifact") for build in builds)
+    rows = [("WAVE", "TAG", "+/~/-", "PLAN BUILD", *(("SAVED PLAN",) if artifacts else ()))]
     for build in builds:
         plan = build.get("plan")
         counts = f"+{plan['add']} ~{plan['change']} -{plan['destroy']}" if plan else str(build["status"])
-        rows.append((str(build["wave"]), str(build["tag"]), counts, str(build.get("log") or "-")))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        rows.append((str(build["wave"]), str(build["tag"]), counts, str(build.get("log") or "-"),
+                     *((str(build.get("artifact") or "-"),) if artifacts else ())))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = [f"[approval] release {release}: plans of {len(builds)} cells"]
-    lines += ["[approval] " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[3] for r in rows]
+    lines += ["[approval] " + "  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows]
     return "\n".join(lines)
 
 

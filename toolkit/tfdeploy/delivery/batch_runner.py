@@ -12,6 +12,9 @@ What is reproduced, and how:
   at once (CodeBuild: the account's concurrent-build quota; tfdeploy's graphs are also split into
   waves of at most max_parallel_builds).
 - The batch fails when a task without `ignore-failure` failed or was skipped.
+- `stop` (a threading.Event, set from another thread): no more tasks start, and running builds'
+  shells are terminated and reported `stopped` (what StopBuildBatch does; tests' CodeBuild double).
+  `notify` is called with a task's result each time its status changes (started, ended, skipped).
 Each build's output goes to `<work>/<identifier>.log`; one line per start and end goes to `say`.
 """
 
@@ -29,6 +32,7 @@ from ..errors import ValidationError
 from .buildspec_runner import _NAME, Buildspec, BuildResult, _scalar, parse_buildspec, run_build
 
 SUCCEEDED, FAILED, SKIPPED, NOT_STARTED = "succeeded", "failed", "skipped", "not started"
+RUNNING, STOPPED = "running", "stopped"
 _IDENT_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
@@ -160,7 +164,9 @@ def run_batch(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, *,
               overrides: Mapping[str, str] | None = None, skip_install: bool = False,
               parallel: int = 20, say: Callable[[str], None] = lambda line: None,
               base_env: Mapping[str, str] | None = None,
-              task_env: Callable[[Task], Mapping[str, str]] | None = None) -> BatchOutcome:
+              task_env: Callable[[Task], Mapping[str, str]] | None = None,
+              stop: threading.Event | None = None,
+              notify: Callable[[TaskResult], None] = lambda result: None) -> BatchOutcome:
     """Run the graph's builds, at most `parallel` at once, each in its own copy of `src_dir`.
 
     `task_env` adds variables per task over its env.variables (pipeline run: where the cell's
@@ -194,10 +200,11 @@ def run_batch(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, *,
 
                 task_spec = load_buildspec(build_src / task.buildspec)
             env = {**task.variables, **(task_env(task) if task_env else {}), **(overrides or {})}
-            with open(log_path, "wb") as log:
+            with open(log_path, "wb", buffering=0) as log:  # unbuffered: the log can be followed as it runs
                 result.build = run_build(task_spec, build_src, overrides=env, skip_install=skip_install,
-                                         sink=log.write, base_env=base_env)
-            result.status = SUCCEEDED if result.build.succeeded else FAILED
+                                         sink=log.write, base_env=base_env, cancel=stop)
+            result.status = SUCCEEDED if result.build.succeeded else (
+                STOPPED if stop is not None and stop.is_set() else FAILED)
             if result.status == FAILED and task.ignore_failure:
                 result.reason = "ignored"
         except ValidationError as exc:
@@ -216,26 +223,31 @@ def run_batch(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, *,
     finished: set[str] = set()
     with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="tfdeploy-batch") as pool:
         while pending or running:
+            stopped = stop is not None and stop.is_set()
             for task in list(pending):
                 blocked = [d for d in task.depend_on if d in finished and not passed(d)]
-                if blocked or stopping:
+                if blocked or stopping or stopped:
                     pending.remove(task)
                     result = results[task.identifier]
-                    result.status = SKIPPED if blocked else NOT_STARTED
-                    result.reason = (f"{', '.join(blocked)} did not succeed" if blocked
+                    result.status = SKIPPED if blocked and not stopped else NOT_STARTED
+                    result.reason = ("not started: the batch was stopped" if stopped else
+                                     f"{', '.join(blocked)} did not succeed" if blocked
                                      else "not started: fast-fail after a failure")
                     finished.add(task.identifier)
                     say(f"[{task.identifier}] {result.status}: {result.reason}")
+                    notify(result)
                 elif all(d in finished for d in task.depend_on) and len(running) < parallel:
                     pending.remove(task)
                     say(f"[{task.identifier}] started"
                         + (f" ({task.variables['TFDEPLOY_TAG']})" if "TFDEPLOY_TAG" in task.variables else ""))
+                    results[task.identifier].status = RUNNING
+                    notify(results[task.identifier])
                     running[pool.submit(one, task)] = task
             if not running:
                 if pending and not any(all(d in finished for d in t.depend_on) for t in pending):
                     break  # unreachable after validation (no cycles); never spin
                 continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)  # a stop ends the running builds too
             for future in done:
                 task = running.pop(future)
                 result = future.result()
@@ -244,6 +256,7 @@ def run_batch(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, *,
                     + (f": {result.build.failure.describe()}" if result.build and result.build.failure else "")
                     + (f": {result.reason}" if result.reason and result.reason != "ignored" else "")
                     + (" (ignore-failure)" if result.reason == "ignored" else ""))
+                notify(result)
                 if result.status == FAILED and batch.fast_fail and result.reason != "ignored":
                     stopping = True
     return BatchOutcome([results[t.identifier] for t in batch.tasks], peak, time.monotonic() - begun)

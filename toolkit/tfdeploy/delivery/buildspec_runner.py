@@ -260,7 +260,9 @@ class BashSession:
     and passed to `sink` as they arrive.
     """
 
-    def __init__(self, env: Mapping[str, str], cwd: Path, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, env: Mapping[str, str], cwd: Path, sink: Callable[[bytes], None],
+                 cancel: Any = None) -> None:
+        self._cancel = cancel  # a threading.Event: set, the running command's shell is terminated
         cmd_r, self._cmd_w = os.pipe()
         status_r, status_w = os.pipe()
         # The eval'd commands run with both private pipes closed, so a background process they
@@ -336,6 +338,13 @@ class BashSession:
             elif not ready and self._proc.poll() is not None:
                 self._shell_ended()
                 return None
+            if self._cancel is not None and self._cancel.is_set() and self._proc.poll() is None:
+                # Stopped from outside (a stopped batch): the shell and what it runs end, as
+                # CodeBuild ends a stopped build's container; the read above then sees it go.
+                try:
+                    os.killpg(self._proc.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
 
     def close(self, kill: bool = False) -> None:
         try:
@@ -409,8 +418,11 @@ def run_build(
     skip_install: bool = False,
     sink: Callable[[bytes], None],
     base_env: Mapping[str, str] | None = None,
+    cancel: Any = None,
 ) -> BuildResult:
-    """Run the buildspec's phases in one bash shell; never raises for a failing command."""
+    """Run the buildspec's phases in one bash shell; never raises for a failing command.
+    `cancel` (a threading.Event): once set, the running command's shell is terminated and the build
+    fails there (a stopped build)."""
     src_dir = src_dir.resolve()
     env = build_environment(spec, os.environ if base_env is None else base_env, overrides or {}, src_dir)
 
@@ -423,7 +435,7 @@ def run_build(
     statuses: list[tuple[str, str]] = []
     failure: Failure | None = None
     stop = False
-    shell = BashSession(env, src_dir, sink)
+    shell = BashSession(env, src_dir, sink, cancel)
     try:
         for phase in spec.phases:
             if stop or shell.exit_code is not None:

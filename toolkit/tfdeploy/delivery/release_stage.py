@@ -12,8 +12,15 @@ release's stage build, and it:
    as `buildspecOverride`, the published bundle's object version as the source of every cell build,
    the pipeline's variables, and TFDEPLOY_PLAN_ARTIFACTS (plan_artifacts.py: where each cell's
    plan goes and is taken from);
-3. polls `BatchGetBuildBatches` until the batch is done (codebuild_batch.py), and prints, and fails
-   with, a summary naming each cell and its result;
+3. polls `BatchGetBuildBatches` until the batch is done (codebuild_batch.py), printing each
+   cell's status and phase as they change, and prints, and fails with, a summary naming each cell
+   and its result;
+   stopped meanwhile (SIGTERM/SIGINT/SIGHUP: the build is stopped or timed out), it stops the batch
+   it started (`StopBuildBatch`), waits up to TFDEPLOY_BATCH_STOP_WAIT_SECONDS (30) for it to
+   report stopped, and exits 128+n naming the batch and what each cell's build was doing. The
+   signal is tfdeploy's one handler (engine/supervise.py: `supervising_remote`): it is recorded,
+   never raised in the middle of a CodeBuild call, so a batch is never started without its id
+   known;
 4. plan: writes the approval's artifacts (approval.py: the plan matrix as text and JSON, the HTML
    report) into its own output artifact (`work/_release/`) and the report into
    the artifact bucket, and exports PLAN_SUMMARY, the release's +/~/- and PLAN_REPORT for the
@@ -31,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import ConfigError
+from ..engine import supervise
+from ..errors import ConfigError, TfdeployError
 from ..results import write_atomic
 from .batch import BATCH_STAGES, DEFAULT_BATCH_TIMEOUT_MIN, bake_count, graph_tasks, identifier, release_name, render, start_request
 from .buildspec import PLAN_DIR
@@ -44,11 +52,14 @@ from .ci import (
     render_exports,
     src_dir_of,
 )
-from .plan_artifacts import ARTIFACT_BUCKET_VAR, PREFIX_VAR, prefix, read_result, split
+from .plan_artifacts import ARTIFACT_BUCKET_VAR, PREFIX_VAR, cell_uri, prefix, read_result, split
 
 EXECUTION_VAR = "TFDEPLOY_EXECUTION_ID"
 SOURCE_VERSION_VAR = "TFDEPLOY_SOURCE_VERSION"
 POLL_VAR = "TFDEPLOY_BATCH_POLL_SECONDS"
+STOP_WAIT_VAR = "TFDEPLOY_BATCH_STOP_WAIT_SECONDS"
+DEFAULT_STOP_WAIT_S = 30.0
+STOP_POLL_S = 2.0
 CELL_TIMEOUT_VAR = "TFDEPLOY_CELL_TIMEOUT_MINUTES"  # each cell build's (the project's build_timeout_minutes)
 BATCH_TIMEOUT_VAR = "TFDEPLOY_BATCH_TIMEOUT_MINUTES"  # the whole batch's
 # What the pipeline's action gave the stage build and every cell build needs as well.
@@ -100,6 +111,51 @@ def _minutes(environ: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
+def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds from 0 to 3600")
+    return value
+
+
+def stop_batch(codebuild: Any, batch_id: str, graph: list[str], last: Any, stage: str, release: str,
+               names: Mapping[str, str], say: Callable[[str], None], *, wait_s: float,
+               poll_s: float) -> supervise.Interrupted:
+    """The stage build was told to stop: stop the batch it started, wait up to `wait_s` for it to
+    report stopped (a further signal ends the wait), say each cell's build; the Interrupted to end
+    with (exit 128+n), naming the batch and what each build was doing."""
+    from . import codebuild_batch
+
+    signum = supervise.received() or 15
+    name = supervise.signal_name(signum)
+    say(f"{name} received: stopping batch {batch_id} (StopBuildBatch) so that no cell goes on deploying "
+        "with no one watching")
+    result, state = last, ""
+    try:
+        codebuild_batch.stop(codebuild, batch_id)
+        result = codebuild_batch.wait(codebuild, batch_id, graph, poll_s=poll_s, say=say, names=names,
+                                      timeout_s=wait_s, until=lambda: supervise.signal_count() > 1, before=last,
+                                      sleep=lambda s: supervise.pause(s, until_signals=2))
+    except TfdeployError as exc:
+        state = f"could not be stopped ({exc}): stop it in the CodeBuild console"
+    if not state:
+        status = result.status.lower().replace("_", " ") or "no status"
+        state = ("stopped" if result.status == "STOPPED" else
+                 f"ended {status} before it could stop" if result.status in codebuild_batch.DONE else
+                 f"was asked to stop (StopBuildBatch) but still reported {status} after {wait_s:g} s: CodeBuild "
+                 "stops it, check it in the CodeBuild console")
+    say(codebuild_batch.summary(stage, release, result, names))
+    cells = "; ".join(f"{names.get(b.identifier, b.identifier)} {b.doing}" for b in result.builds)
+    return supervise.Interrupted(f"interrupted ({name}) during the {stage} of release {release}: batch {batch_id} "
+                                 f"{state}; builds: {cells}", signum)
+
+
 def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path | None,
                       echo: Callable[[str], None], *, sleep: Callable[[float], None] | None = None) -> int:
     """Start the release's batch for `stage`, wait for it, summarise; 0 when every build succeeded."""
@@ -138,22 +194,35 @@ def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path
     exports_file = exports_file or ctx.src_dir / EXPORTS_FILE
 
     codebuild = codebuild_batch.client(inputs.region, environ)
-    echo(f"ci: stage {stage} of release {release} ({len(tags)} cells), source version {inputs.source_version}: "
-         f"starting its batch on project {inputs.project} (plans: {artifacts})")
-    batch_id = codebuild_batch.start(codebuild, request)
-    echo(f"ci: batch {batch_id} started")
-    poll = float(environ.get(POLL_VAR) or codebuild_batch.DEFAULT_POLL_S)
-    result = codebuild_batch.wait(codebuild, batch_id, graph, poll_s=poll, say=lambda line: echo(f"ci: {line}"),
-                                  **({"sleep": sleep} if sleep else {}))
     by_id = {identifier(t): t for t in tags}
-    echo(codebuild_batch.summary(stage, release, result, {i: t.name for i, t in by_id.items()}))
+    names = {i: t.name for i, t in by_id.items()}
+    poll = _seconds(environ, POLL_VAR, codebuild_batch.DEFAULT_POLL_S)
+    stop_wait = _seconds(environ, STOP_WAIT_VAR, DEFAULT_STOP_WAIT_S)
+    say = lambda line: echo(f"ci: {line}")  # noqa: E731
+    signalled = lambda: supervise.received() is not None  # noqa: E731
+    with supervise.supervising_remote():
+        if signalled():
+            raise supervise.Interrupted(f"interrupted ({supervise.signal_name(supervise.received() or 15)}) before "
+                                        f"the batch of release {release} was started; nothing runs",
+                                        supervise.received() or 15)
+        echo(f"ci: stage {stage} of release {release} ({len(tags)} cells), source version {inputs.source_version}: "
+             f"starting its batch on project {inputs.project} (plans: {artifacts})")
+        batch_id = codebuild_batch.start(codebuild, request)
+        echo(f"ci: batch {batch_id} started")
+        result = codebuild_batch.wait(codebuild, batch_id, graph, poll_s=poll, say=say, names=names,
+                                      sleep=sleep or supervise.pause, until=signalled)
+        if signalled():
+            raise stop_batch(codebuild, batch_id, graph, result, stage, release, names, say,
+                             wait_s=stop_wait, poll_s=min(poll, STOP_POLL_S))
+    echo(codebuild_batch.summary(stage, release, result, names))
 
     if stage == "plan":
         s3 = s3_client(inputs.region, environ)
         waves = {task["identifier"]: int(task["env"]["variables"]["TFDEPLOY_WAVE"])
                  for task in graph_tasks(stage, tags, **shape)}
+        carried = {PREFIX_VAR: artifacts}
         rows = [plan_row(build, by_id[build.identifier], waves[build.identifier],
-                         read_result(s3, {PREFIX_VAR: artifacts}, build.identifier))
+                         read_result(s3, carried, build.identifier), cell_uri(carried, build.identifier) or "")
                 for build in result.builds if build.identifier in by_id]
         folder = ctx.src_dir / PLAN_DIR / RELEASE_DIR
         paths = write(folder, release, rows, now_iso())
@@ -178,14 +247,16 @@ def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path
     return 0
 
 
-def plan_row(build: Any, tag: Any, wave: int, saved: Mapping[str, Any]) -> dict[str, Any]:
-    """One row of the approval's plan matrix (pure): the build's result and the counts its plan
-    build saved."""
-    from .codebuild_batch import NOT_STARTED, log_link
+def plan_row(build: Any, tag: Any, wave: int, saved: Mapping[str, Any], artifact: str = "") -> dict[str, Any]:
+    """One row of the approval's plan matrix (pure): the build's result, its console page, the
+    counts its plan build saved and (when it saved them) the s3:// URI of its saved plan."""
+    from .codebuild_batch import NOT_STARTED, build_link
 
     status = {"SUCCEEDED": "succeeded", NOT_STARTED: "skipped"}.get(build.status, "failed")
     row: dict[str, Any] = {"id": build.identifier, "tag": tag.name, "wave": wave, "status": status,
-                           "log": log_link(build.arn) if build.arn else ""}
+                           "log": build_link(build.arn) if build.arn else "", "build": build.build_id}
+    if status == "succeeded" and saved and artifact:
+        row["artifact"] = artifact  # the cell's saved plan: what its apply build applies
     if status == "succeeded" and str(saved.get("PLAN_ADD", "")) != "":
         row["plan"] = {"add": int(saved["PLAN_ADD"] or 0), "change": int(saved.get("PLAN_CHANGE") or 0),
                        "destroy": int(saved.get("PLAN_DESTROY") or 0)}

@@ -1,23 +1,23 @@
 """`tfdeploy run`: the stages in pipeline order for one tag, stopping at the first failure.
 
 lint -> scan -> plan -> apply, all on the same work dir (the tagged commit), exactly the order
-the CodePipeline runs them in. Apply happens only when asked (`--auto-approve`): a local run
-otherwise stops after showing the plan.
+the CodePipeline runs them in. The plan and the apply are those of `plan` and `apply` of one tag
+(the runner's cell actions, with their recording and notification: cli/deploy.py `run`); this
+module keeps the stages' order, their progress lines and report, and runs the two gates on the
+cell's work dir once the plan's action has opened it. Apply happens only when asked
+(`--auto-approve`): a local run otherwise stops after showing the plan.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Collection, Mapping
+from typing import Any, Callable, Collection, Mapping
 
 from ..errors import TfdeployError
 from ..model.settings import Settings
-from ..model.tags import Tag
-from ..results import FAILED, SKIPPED, StageResult
-from .stages import SourceOptions, hold_cell, init_without_backend, open_session, plan, terraform_base_env
+from ..results import FAILED, StageResult
 
 STAGE_ORDER = ("lint", "scan", "plan", "apply")
 
@@ -39,31 +39,85 @@ class FlowReport:
                 "stages": [r.to_dict() for r in self.results]}
 
 
-def run_flow(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any], settings: Settings,
-             environ: Mapping[str, str] = os.environ, options: SourceOptions = SourceOptions(),
-             allow_missing: Collection[str] = (), auto_approve: bool = False,
-             terraform_bin: str | None = None, sink: IO[str] | None = None,
-             progress: Callable[[str], None] = print, lock_timeout_s: float = 0) -> FlowReport:
-    # One cell lock for the whole run: no other run of the cell slips in between plan and apply.
-    with hold_cell(repo_root, tag, environ=environ, timeout_s=lock_timeout_s):
-        return _run_flow(repo_root, tag, overrides=overrides, settings=settings, environ=environ,
-                         options=options, allow_missing=allow_missing, auto_approve=auto_approve,
-                         terraform_bin=terraform_bin, sink=sink, progress=progress,
-                         lock_timeout_s=lock_timeout_s)
+class Stopped(TfdeployError):
+    """A gate failed (its findings, or its error, are in the report): the cell's run ends there,
+    before its plan."""
 
 
-def _run_flow(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any], settings: Settings,
-              environ: Mapping[str, str], options: SourceOptions, allow_missing: Collection[str],
-              auto_approve: bool, terraform_bin: str | None, sink: IO[str] | None,
-              progress: Callable[[str], None], lock_timeout_s: float) -> FlowReport:
+class Flow:
+    """The run's stages as they happen: a line as each starts and ends, and the report."""
+
+    def __init__(self, tag: str, progress: Callable[[str], None]):
+        self.report = FlowReport(tag)
+        self._progress = progress
+        self._stage: str | None = None
+        self._started = 0.0
+
+    @property
+    def running(self) -> str | None:
+        """The stage started and not yet ended, if any."""
+        return self._stage
+
+    def _counter(self, name: str) -> str:
+        return f"[{STAGE_ORDER.index(name) + 1}/{len(STAGE_ORDER)}]"
+
+    def start(self, name: str) -> None:
+        self._stage, self._started = name, time.monotonic()
+        self._progress(f"{self._counter(name)} {name} ...")
+
+    def end(self, result: StageResult) -> StageResult:
+        self._stage = None
+        self.report.results.append(result)
+        summary = f" {result.exports['PLAN_SUMMARY']}" if "PLAN_SUMMARY" in result.exports else ""
+        self._progress(f"{self._counter(result.stage)} {result.stage} {result.status}{summary} "
+                       f"({result.duration_s:.1f}s)" + "".join(f"\n      {note}" for note in result.notes))
+        if result.status == FAILED:
+            self.report.stopped_at = result.stage
+            self.report.exit_code = self.report.exit_code or 1
+        return result
+
+    def fail(self, exc: TfdeployError) -> StageResult:
+        """A tool or config error ends the running stage like a failed stage; its exit code is kept."""
+        assert self._stage is not None
+        self.report.error, self.report.exit_code = str(exc), exc.exit_code
+        return self.end(StageResult(self._stage, FAILED, round(time.monotonic() - self._started, 3),
+                                    notes=(str(exc),)))
+
+    def run(self, name: str, step: Callable[[], StageResult]) -> StageResult:
+        self.start(name)
+        try:
+            result = step()
+        except TfdeployError as exc:
+            return self.fail(exc)
+        return self.end(result)
+
+    def gates(self, *, repo_root: Path, settings: Settings, environ: Mapping[str, str],
+              allow_missing: Collection[str], terraform_bin: str | None) -> Callable[[Any], None]:
+        """What the plan's action runs on the cell's opened work dir before it plans
+        (fleet/actions.plan_action): lint, then scan, then the plan stage starts. The first gate
+        that fails raises `Stopped`: the cell ends there, unplanned."""
+
+        def before_plan(session: Any) -> None:
+            steps = _gate_steps(session, repo_root=repo_root, settings=settings, environ=environ,
+                                allow_missing=allow_missing, terraform_bin=terraform_bin)
+            for name, step in steps:
+                result = self.run(name, step)
+                if result.status == FAILED:
+                    raise Stopped(f"{name} failed")
+            self.start("plan")
+
+        return before_plan
+
+
+def _gate_steps(session: Any, *, repo_root: Path, settings: Settings, environ: Mapping[str, str],
+                allow_missing: Collection[str],
+                terraform_bin: str | None) -> list[tuple[str, Callable[[], StageResult]]]:
+    """lint and scan of the cell's work dir (the tagged commit, with its generated files)."""
     from ..gates.lint import run_lint
     from ..gates.scan import run_scan
+    from .stages import init_without_backend, terraform_base_env
 
-    report = FlowReport(tag.name)
-    session = open_session(repo_root, tag, overrides=overrides, environ=environ, options=options,
-                           terraform_bin=terraform_bin, sink=sink, err_sink=sink, lock_timeout_s=lock_timeout_s)
     workdir = session.workdir
-    env = session.deployment.tag.env
 
     def lint() -> StageResult:
         failure = init_without_backend(workdir, repo_root, environ, terraform_bin)
@@ -74,43 +128,9 @@ def _run_flow(repo_root: Path, tag: Tag, *, overrides: Mapping[str, Any], settin
 
     def scan() -> StageResult:
         baseline = workdir.path / settings.checkov_baseline if settings.checkov_baseline else None
-        return run_scan(workdir.path, target=session.deployment.target_module, repo_root=repo_root, env=env,
-                        soft_fail_envs=settings.scan_soft_fail_envs, baseline=baseline,
-                        allow_missing=allow_missing, environ=environ, results_dir=workdir.results_dir)
+        return run_scan(workdir.path, target=session.deployment.target_module, repo_root=repo_root,
+                        env=session.deployment.tag.env, soft_fail_envs=settings.scan_soft_fail_envs,
+                        baseline=baseline, allow_missing=allow_missing, environ=environ,
+                        results_dir=workdir.results_dir)
 
-    def apply() -> StageResult:
-        if not auto_approve:
-            return StageResult("apply", SKIPPED, notes=(
-                f"not applied: review the plan, then run tfdeploy apply --tag {tag.name} "
-                "(or tfdeploy run --auto-approve)",))
-        # The same gates and apply as `tfdeploy apply` (fleet/applycell.py): the protected scan
-        # runs again under the committed policy, whatever the scan stage above decided.
-        from ..fleet.applycell import apply_cell
-        from ..fleet.options import PromotionOverride
-        from ..fleet.recording import recorded
-
-        # Recorded in the ledger like every apply that reaches Terraform (a refusal is not).
-        with recorded("apply", environ, lambda text: progress(f"tfdeploy: warning: {text}")) as rec:
-            return apply_cell(rec, session, environ, auto_approve=False, current=workdir.source,
-                              override=PromotionOverride.requested(False, None, environ), note=progress)
-
-    steps: dict[str, Callable[[], StageResult]] = {
-        "lint": lint, "scan": scan, "plan": lambda: plan(session)[0], "apply": apply}
-    for number, name in enumerate(STAGE_ORDER, start=1):
-        progress(f"[{number}/{len(STAGE_ORDER)}] {name} ...")
-        started = time.monotonic()
-        try:
-            result = steps[name]()
-        except TfdeployError as exc:
-            # A tool or config error ends the run like a failed stage; its exit code is kept.
-            result = StageResult(name, FAILED, round(time.monotonic() - started, 3), notes=(str(exc),))
-            report.error, report.exit_code = str(exc), exc.exit_code
-        report.results.append(result)
-        summary = f" {result.exports['PLAN_SUMMARY']}" if "PLAN_SUMMARY" in result.exports else ""
-        progress(f"[{number}/{len(STAGE_ORDER)}] {name} {result.status}{summary} ({result.duration_s:.1f}s)"
-                 + "".join(f"\n      {note}" for note in result.notes))
-        if result.status == FAILED:
-            report.stopped_at = name
-            report.exit_code = report.exit_code or 1
-            break
-    return report
+    return [("lint", lint), ("scan", scan)]

@@ -18,6 +18,9 @@ Why each piece:
 * On Linux the child asks the kernel for SIGINT when its parent dies (`PR_SET_PDEATHSIG`), so a
   SIGKILLed tfdeploy still gets Terraform's graceful stop. Caveat: the signal fires when the
   *thread* that started the child exits; `Terraform.run` waits in that thread, so it outlives it.
+* Remote work tfdeploy started is supervised the same way (`supervising_remote`: a release's
+  CodeBuild batch, delivery/release_stage.py): a signal is recorded, not raised, and the code that
+  owns the work stops it (StopBuildBatch), then raises `Interrupted` itself.
 * When Terraform has exited, whatever is left in its process group (providers, provisioner
   commands) is terminated: SIGTERM, a short grace, SIGKILL. The leader is reaped only after that,
   so its pid (= the group id) cannot be reused meanwhile.
@@ -61,7 +64,10 @@ def signal_name(signum: int) -> str:
 # and len are atomic under the GIL, and no lock is taken in the handler (it could deadlock).
 _received: list[int] = []
 _live: dict[int, subprocess.Popen] = {}  # pid -> child, the Terraform processes running now
-_supervising = [0]  # how many Terraform runs are in progress (any thread)
+# How many supervised runs are in progress (any thread): Terraform processes, and remote work
+# tfdeploy started and must stop itself (`supervising_remote`). While any is, a signal is recorded
+# and forwarded, never raised: the run that owns the work ends it.
+_supervising = [0]
 # `+= 1` is not atomic across threads (fan-out runs Terraform from workers); the handler only reads.
 _count_lock = threading.Lock()
 _installed = {"depth": 0, "previous": {}}
@@ -136,6 +142,35 @@ def handling_signals(until_exit: bool = False) -> Iterator[None]:
             if until_exit and _received:
                 handler = signal.SIG_IGN
             signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def supervising_remote() -> Iterator[None]:
+    """A block that owns remote work which a signal must not orphan (a release's CodeBuild batch:
+    abandoned, it would go on deploying with no one watching). Inside it, SIGINT/SIGTERM/SIGHUP are
+    recorded, not raised, so no call is cut in half (a StartBuildBatch whose answer never arrived
+    leaves a batch nobody can name); the block polls `received()` (`pause` wakes on a signal),
+    stops its work, then raises `Interrupted` itself."""
+    with _count_lock:
+        _supervising[0] += 1
+    try:
+        yield
+    finally:
+        with _count_lock:
+            _supervising[0] -= 1
+
+
+def pause(seconds: float, *, until_signals: int = 1) -> bool:
+    """Sleep `seconds`, waking early once tfdeploy has received `until_signals` signals; True when
+    it woke for them. (A signal does not cut `time.sleep` short: its handler returns and the sleep
+    goes on, PEP 475.)"""
+    deadline = time.monotonic() + seconds
+    while len(_received) < until_signals:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(left, 4 * POLL_S))
+    return True
 
 
 def _death_signal() -> Callable[[], None] | None:

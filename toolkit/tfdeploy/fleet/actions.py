@@ -1,4 +1,4 @@
-"""What the fleet does to one cell: plan, apply (saved plan or --auto-approve), destroy.
+"""What the fleet does to one cell: plan, apply (saved plan or --auto-approve), destroy, drift.
 
 Each action opens the cell's work dir under its cell lock, sends Terraform's output to the cell's
 log, and returns (result, (+, ~, -)). The git checks of the tag were done once in the main thread
@@ -68,17 +68,30 @@ def _counts(counts: dict[str, Any]) -> tuple[int, int, int]:
     return int(counts.get("add", 0)), int(counts.get("change", 0)), int(counts.get("destroy", 0))
 
 
-def plan_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
-    from ..engine.stages import plan
+def plan_action(before: Callable[[Any], None] | None = None, auto_approved: bool = False) -> CellAction:
+    """Plan one cell into its saved plan. `before(session)`: run on the opened work dir before
+    the plan (`tfdeploy run`'s lint and scan, engine/flow.py; it raises to stop the cell);
+    `auto_approved`: the plan is to be applied without review (`run --auto-approve`), which its
+    apply's ledger record says, as an `apply --auto-approve` record does."""
 
-    with job.cell_lock():
-        session = open_cell(job)
-        # Human lines, not -json: the plan's log keeps the diff a reviewer reads.
-        if job.follow:
-            session.terraform.on_line = _follow_lines(job, session.deployment.target_module)
-        result, _summary = plan(session)
-    job.stage = result
-    return "planned", _counts(result.counts)
+    def plan_cell(job: Job) -> tuple[str, tuple[int, int, int]]:
+        from ..engine.stages import plan
+
+        with job.cell_lock():
+            session = open_cell(job)
+            if before is not None:
+                before(session)
+            # Human lines, not -json: the plan's log keeps the diff a reviewer reads.
+            if job.follow:
+                session.terraform.on_line = _follow_lines(job, session.deployment.target_module)
+            result, _summary = plan(session, auto_approved=auto_approved)
+        job.stage = result
+        return "planned", _counts(result.counts)
+
+    return plan_cell
+
+
+plan_cell = plan_action()
 
 
 def _recorded(job: Job, action: str) -> Any:

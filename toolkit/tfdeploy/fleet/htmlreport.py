@@ -235,8 +235,10 @@ _PLAN_STATES = {"succeeded": "ok", "failed": "failed", "skipped": "never-deploye
 
 def render_plan_report(release: str, rows: Sequence[Mapping[str, object]], *, generated_at: str) -> str:
     """A release's plans as one self-contained page (pure): the approval's plan matrix, one row per
-    cell (wave, tag, plan result, +/~/-, a link to the cell's plan log). The same look as the status
-    page, so reviewers read one kind of report. `rows`: delivery/approval.py's plan rows."""
+    cell (wave, tag, plan result, +/~/-, a link to the cell's plan build: its CodeBuild console page,
+    named by its build id, or its log here; on CodeBuild the s3:// URI of the saved plan its apply
+    build applies). The same look as the status page, so reviewers read one kind of report. `rows`:
+    delivery/approval.py's plan rows."""
     body = []
     for row in rows:
         status = str(row.get("status", ""))
@@ -244,7 +246,10 @@ def render_plan_report(release: str, rows: Sequence[Mapping[str, object]], *, ge
         counts = (f"+{plan['add']} ~{plan['change']} -{plan['destroy']}"  # type: ignore[index]
                   if isinstance(plan, Mapping) else "-")
         log = str(row.get("log") or "")
-        link = f'<a href="{_e(log)}">plan log</a>' if log.startswith(("https://", "file:", "/")) else _e(log or "-")
+        text = str(row.get("build") or "plan log")
+        link = f'<a href="{_e(log)}">{_e(text)}</a>' if log.startswith(("https://", "file:", "/")) else _e(log or "-")
+        if row.get("artifact"):
+            link += f'<br><span class="note">saved plan <code>{_e(row["artifact"])}</code></span>'
         state = _PLAN_STATES.get(status, "failed")
         body.append(f'<tr class="row st-{state}"><td>{_e(row.get("wave"))}</td><td>{_e(row.get("tag"))}</td>'
                     f"<td>{_badge(state, status)}</td><td>{_e(counts)}</td><td>{link}</td></tr>")
@@ -254,7 +259,7 @@ def render_plan_report(release: str, rows: Sequence[Mapping[str, object]], *, ge
     generated = f"Generated at {_e(_when(generated_at))} (UTC) by the release's plan stage build, for the approval"
     return _top(title, generated_at, generated, script=False) + f"""<section class="bar"><div class="summary"><strong>{len(rows)} cells</strong>
 <span class="count">{changed} with changes</span></div></section>
-<table class="matrix"><thead><tr><th>Wave</th><th>Tag</th><th>Plan</th><th>+/~/-</th><th>Log</th></tr></thead>
+<table class="matrix"><thead><tr><th>Wave</th><th>Tag</th><th>Plan</th><th>+/~/-</th><th>Plan build</th></tr></thead>
 <tbody>{"".join(body)}</tbody></table>
 </body></html>
 """

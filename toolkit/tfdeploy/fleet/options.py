@@ -44,6 +44,7 @@ class RunOptions:
     terraform_bin: str | None = None
     lock_timeout_s: float = 0.0
     as_json: bool = False
+    exports: bool = False  # the one-cell view also prints the KEY=VALUE lines
     detailed_exitcode: bool = False
     parallel: int = 1
     fail_fast: bool = False
