@@ -2,7 +2,7 @@
 local sandbox (moto).
 
     python benchmarks/status.py [--cells 1000] [--records 10] [--runs 3] [--signed] [--warm-cells 10000]
-                                [--warm-runs N]
+                                [--warm-runs N] [--before OTHER/toolkit]
 
 `--signed`: the repo sets ledger_signing_key (the sandbox's alias/tfdeploy-ledger) and seeded
 records are signed with it (KMS Sign), so status verifies what decides each cell
@@ -19,7 +19,9 @@ fleet, three ways `status --json` finds the ledger:
 Each in-process (counting the AWS requests with a botocore event hook, `before-send`: they grow
 with the cells, not with the records) and as a subprocess (what a person waits for, Python
 start-up included; with its CPU seconds, which a loaded machine inflates
-less than the wall time). Target: cold 1,000 x 10 and warm 10,000 under 2 s each.
+less than the wall time, and the CPU seconds moto spent answering it). `--before`: another
+version's toolkit timed alternately in the same run (same fleet, same load), each version with a
+`.tfdeploy` of its own. Target: cold 1,000 x 10 and warm 10,000 under 2 s each.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 TARGET_S = 2.0
+TOOLKIT = Path(__file__).resolve().parents[1] / "toolkit"
 ENVS = ("dev", "qa")
 SCOPES = ("global", "us-east-1", "us-east-2", "us-west-1", "us-west-2", "eu-central-1", "eu-west-1",
           "eu-west-2", "ap-southeast-1", "ap-northeast-1")
@@ -154,46 +157,66 @@ def reset_bucket_snapshot(endpoint: str) -> None:
         s3.delete_object(Bucket=f"bench-tfstate-{env}", Key=SNAPSHOT_KEY)
 
 
-def measure(endpoint: str, exe: str, repo: Path, label: str, records: int, runs: int) -> None:
-    """Time first / cold / warm, in-process and as a command; print a row each."""
-    local = repo / ".tfdeploy"
+def command(exe: str, repo: Path, toolkit: Path, cache: Path) -> tuple[float, float, float]:
+    """One `status --json` as a subprocess, with `toolkit`'s code and `cache` as its .tfdeploy:
+    its wall time, its CPU seconds and the CPU seconds this process (the moto server) spent
+    answering it. On a loaded machine the wall time says more about the neighbours than about
+    tfdeploy, and against moto a listing page of a big bucket costs the server more than S3."""
+    env = {**os.environ, "PYTHONPATH": str(toolkit), "TFDEPLOY_CACHE_DIR": str(cache)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server = time.process_time()
+    started = time.perf_counter()
+    subprocess.run([exe, "status", "--json"], cwd=repo, check=True, stdout=subprocess.DEVNULL, env=env)
+    wall = time.perf_counter() - started
+    server = time.process_time() - server
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, server
 
-    def prepare(temperature: str) -> None:
+
+def measure(endpoint: str, exe: str, repo: Path, label: str, records: int, runs: int,
+            before: Path | None = None) -> None:
+    """Time first / cold / warm, in-process and as a command (and, with `before`, that version's
+    command alternately in the same run, with a cache of its own); print a row each."""
+    versions = {"now": TOOLKIT} | ({"before": before} if before is not None else {})
+    caches = {name: repo / f".tfdeploy-{name}" for name in versions}
+
+    def prepare(temperature: str, cache: Path) -> None:
         if temperature == "first":
             reset_bucket_snapshot(endpoint)
         if temperature in ("first", "cold"):
-            shutil.rmtree(local, ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
 
     timings: dict[str, list[float]] = {}
     counted: dict[str, int] = {}
     cells = 0
     for _ in range(runs):
         for temperature in ("first", "cold", "warm"):
-            prepare(temperature)
+            prepare(temperature, repo / ".tfdeploy")
             wall, requests, cells = in_process(repo)
             timings.setdefault(f"{temperature} in-process", []).append(wall)
             counted[temperature] = requests
-            prepare(temperature)
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            started = time.perf_counter()
-            subprocess.run([exe, "status", "--json"], cwd=repo, check=True, stdout=subprocess.DEVNULL)
-            timings.setdefault(f"{temperature} command", []).append(time.perf_counter() - started)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            # CPU seconds of the command alone (moto runs in this process): on a loaded machine
-            # the wall time says more about the neighbours than about tfdeploy.
-            timings.setdefault(f"{temperature} cpu", []).append(
-                after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+            for name, toolkit in versions.items():
+                prepare(temperature, caches[name])  # warm: the cache this version's cold read left
+                wall, cpu, server = command(exe, repo, toolkit, caches[name])
+                for what, value in (("command", wall), ("cpu", cpu), ("server", server)):
+                    timings.setdefault(f"{temperature} {name} {what}", []).append(value)
     print(f"status --json, {label}: {cells} cells x {records} records, target {TARGET_S:.1f}s, "
           f"median of {runs}, load average {os.getloadavg()[0]:.1f}")
-    print(f"  {'':38} {'requests':>8} {'in-process':>10} {'command':>8} {'command/target':>14} "
-          f"{'command CPU':>11}")
+    print(f"  {'':38} {'requests':>8} {'in-process':>10} {'command':>8} {'command CPU':>11} {'CPU/target':>10} "
+          f"{'moto CPU':>8}" + (f" {'before: command':>15} {'CPU':>6} {'moto CPU':>8} {'CPU now/before':>14}"
+                                if before is not None else ""))
     for temperature, what in (("first", "first (no snapshot, no .tfdeploy)"), ("cold", "cold (snapshot, no .tfdeploy)"),
                               ("warm", "warm (.tfdeploy from the run before)")):
+        def med(name: str, kind: str) -> float:
+            return statistics.median(timings[f"{temperature} {name} {kind}"])
+
         inside = statistics.median(timings[f"{temperature} in-process"])
-        command = statistics.median(timings[f"{temperature} command"])
-        cpu = statistics.median(timings[f"{temperature} cpu"])
-        print(f"  {what:38} {counted[temperature]:>8} {inside:>9.2f}s {command:>7.2f}s {command / TARGET_S:>13.2f}x "
-              f"{cpu:>10.2f}s")
+        line = (f"  {what:38} {counted[temperature]:>8} {inside:>9.2f}s {med('now', 'command'):>7.2f}s "
+                f"{med('now', 'cpu'):>10.2f}s {med('now', 'cpu') / TARGET_S:>9.2f}x {med('now', 'server'):>7.2f}s")
+        if before is not None:
+            line += (f" {med('before', 'command'):>14.2f}s {med('before', 'cpu'):>5.2f}s {med('before', 'server'):>7.2f}s"
+                     f" {med('now', 'cpu') / med('before', 'cpu'):>13.2f}x")
+        print(line)
 
 
 def main() -> None:
@@ -205,6 +228,9 @@ def main() -> None:
     parser.add_argument("--warm-cells", type=int, default=10000,
                         help="then a fleet this big (0: skip)")
     parser.add_argument("--warm-runs", type=int, help="runs for that fleet (default: --runs)")
+    parser.add_argument("--before", type=Path, metavar="TOOLKIT",
+                        help="also time this version's code (its toolkit/ folder, e.g. of a git worktree of main), "
+                             "alternately in the same run")
     args = parser.parse_args()
 
     import logging
@@ -226,7 +252,7 @@ def main() -> None:
             make_repo(repo, args.signed)
             seeded = seed(endpoint, args.cells, args.records, args.signed)
             print(f"seeded {args.cells} cells x {args.records} {signed}records in {seeded:.1f}s ({endpoint})")
-            measure(endpoint, exe, repo, f"{args.cells:,} cells", args.records, args.runs)
+            measure(endpoint, exe, repo, f"{args.cells:,} cells", args.records, args.runs, args.before)
             if args.warm_cells:
                 import urllib.request
 
@@ -242,7 +268,8 @@ def main() -> None:
                 seeded = seed(endpoint, args.warm_cells, args.records, args.signed, record_objects=1)
                 print(f"seeded {args.warm_cells} cells x {args.records} records (summaries; one record object "
                       f"per cell{', the newest signed' if args.signed else ''}) in {seeded:.1f}s")
-                measure(endpoint, exe, big, f"{args.warm_cells:,} cells", args.records, args.warm_runs or args.runs)
+                measure(endpoint, exe, big, f"{args.warm_cells:,} cells", args.records, args.warm_runs or args.runs,
+                        args.before)
     finally:
         server.stop()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import boto3
@@ -57,14 +58,8 @@ def test_summary_keeps_the_newest_records_and_never_loses_the_last_success_or_dr
 
 
 def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
-    from tfdeploy.fleet.ledger import (
-        CACHE_FORMAT,
-        cache_entry,
-        parse_summary,
-        summary_body,
-        summary_cell,
-        valid_entries,
-    )
+    from tfdeploy.fleet.ledger import parse_summary, summary_body, summary_cell
+    from tfdeploy.fleet.ledgercache import file_text, make_entry, valid_entries
 
     cell = "dev-us-east-1-research"
     assert summary_cell(summary_key(cell)) == cell
@@ -76,11 +71,14 @@ def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
                 summary_body(cell, [record(1, cell_tag="dev_global/research/1.0")], "t")):
         with pytest.raises(ValueError):
             parse_summary(bad, cell)
-    entry = cache_entry(body.decode(), '"abc"')
-    cache = {"format": CACHE_FORMAT, "bucket": BUCKET, "summaries": {cell: entry, "x": {**entry, "body": "{}"},
-                                                                      "y": "not an entry"}}
-    assert valid_entries(cache, BUCKET) == {cell: entry}
-    assert valid_entries(cache, "another-bucket") == {} == valid_entries({**cache, "format": "v0"}, BUCKET)
+    records = parse_summary(body, cell)
+    entry = make_entry(body.decode(), '"abc"', records)
+    assert (entry["head"], entry["more"], entry["kinds"]) == ([records[0].to_dict()], 1, ["change"])
+    good = json.loads(file_text(BUCKET, {cell: entry, "x": {**entry, "more": "1"}, "y": "not an entry"}))
+    assert valid_entries(good, BUCKET) == {cell: entry}
+    assert valid_entries(good, "another-bucket") == {} == valid_entries({**good, "format": "v0"}, BUCKET)
+    # Altered anywhere, the file is dropped whole.
+    assert valid_entries({**good, "summaries": good["summaries"].replace("id0002", "id6666")}, BUCKET) == {}
 
 
 def test_cell_names_with_dashes_in_env_and_team_parse_back():
@@ -284,18 +282,25 @@ class Counted:
         from tfdeploy.fleet.ledger import _s3, read_threads
 
         # The readers of the fleet's summaries share a client sized for them; a writer uses the default.
-        self.client = _s3("us-east-1", dict(os.environ), read_threads(os.environ) if readers else None)
+        # Their listings go through a keys-only client of the same size.
+        threads = read_threads(os.environ) if readers else None
+        self.clients = [_s3("us-east-1", dict(os.environ), threads)]
+        if readers:
+            self.clients.append(_s3("us-east-1", dict(os.environ), threads, keys_only=True))
+        self.client = self.clients[0]
         self.ops: list[str] = []
 
     def _count(self, model, **_kwargs):
         self.ops.append(model.name)
 
     def __enter__(self):
-        self.client.meta.events.register("before-call.s3", self._count)
+        for made in self.clients:
+            made.meta.events.register("before-call.s3", self._count)
         return self
 
     def __exit__(self, *exc):
-        self.client.meta.events.unregister("before-call.s3", self._count)
+        for made in self.clients:
+            made.meta.events.unregister("before-call.s3", self._count)
 
 
 def fleet_latest(cache_dir, **kwargs):
@@ -372,17 +377,15 @@ def test_a_corrupt_or_foreign_cache_is_never_trusted_over_s3(sandbox_env, tmp_pa
         assert found == want and ops.count("GetObject") == 2, text
         assert json.loads(cache_file.read_text())["bucket"] == BUCKET  # rewritten whole, valid
 
-    # An entry whose content was altered under the same ETag is dropped, never shown.
+    # A cache altered under the same ETags is dropped, never shown.
     tampered = json.loads(cache_file.read_text())
-    entry = tampered["summaries"]["dev-us-east-1-research"]
-    entry["body"] = entry["body"].replace("id0001", "id6666")
+    tampered["summaries"] = tampered["summaries"].replace("id0001", "id6666")
     cache_file.write_text(json.dumps(tampered))
     found, ops = fleet_latest(cache)
-    assert found == want and ops.count("GetObject") == 1
+    assert found == want and ops.count("GetObject") == 2
 
     # An unwritable cache never fails the read.
-    cache_file.unlink()
-    (cache / "ledger-cache").rmdir()
+    shutil.rmtree(cache / "ledger-cache")
     (cache / "ledger-cache").write_text("a file where the folder goes")
     found, ops = fleet_latest(cache)
     assert found == want and ops.count("GetObject") == 2
@@ -426,3 +429,58 @@ def test_summaries_at_the_old_location_are_read_and_carried_to_the_new_one(sandb
     assert found == {cell: ["id0007", "id0006", "id0005", "id0002", "id0001", "id0000"]}
     # The old summary itself is left as it was (only ever read).
     assert s3().head_object(Bucket=BUCKET, Key=legacy_summary_key(cell))["ContentLength"] > 0
+
+
+def test_timestamps_parse_as_botocore_parses_them_without_dateutil_for_the_common_form(sandbox_env):
+    """Every client's timestamp parser (aws/clients.py): the same datetimes as botocore's own, for
+    the form S3 answers in and for every other form (which it hands to botocore's)."""
+    from botocore.utils import parse_timestamp as botocore_parse
+    from tfdeploy.aws.clients import parse_timestamp
+    from tfdeploy.fleet.ledger import _s3
+
+    for text in ("2026-12-06T20:33:55.000Z", "2026-12-06T20:33:55Z", "2026-12-06T20:33:55.5Z",
+                 "2026-12-06T20:33:55.123456Z", "2026-12-06T20:33:55.000+02:00", "Sun, 06 Dec 2026 20:33:55 GMT",
+                 "1765053235", 1765053235.5, "2026-12-06T20:33:55.1234567Z"):
+        mine, theirs = parse_timestamp(text), botocore_parse(text)
+        # The same instant and offset (botocore's zone object for `Z` is tzlocal() on a UTC machine).
+        assert (mine, mine.utcoffset()) == (theirs, theirs.utcoffset()) and mine.tzinfo is not None
+    for bad in ("2026-13-06T20:33:55.000Z", "2026-12-06T25:33:55Z", "not a time"):
+        with pytest.raises(ValueError):
+            botocore_parse(bad)
+        with pytest.raises(ValueError):
+            parse_timestamp(bad)
+    s3 = _s3("us-east-1", dict(os.environ))
+    s3.create_bucket(Bucket="stamps")
+    s3.put_object(Bucket="stamps", Key="k", Body=b"x")
+    listed = s3.list_objects_v2(Bucket="stamps")["Contents"][0]["LastModified"]
+    assert listed.tzinfo is not None and abs((listed - s3.head_object(Bucket="stamps", Key="k")["LastModified"]).total_seconds()) < 1
+
+
+
+def test_a_keys_only_listing_gives_botocore_s_keys_etags_prefixes_and_pages(sandbox_env):
+    """aws/s3keys.py: the keys-only client's ListObjectsV2 pages carry what botocore's parser gives
+    for keys, ETags, common prefixes and paging (keys that need URL encoding included), and an
+    error is still botocore's error."""
+    from botocore.exceptions import ClientError
+    from tfdeploy.fleet.ledger import _s3
+
+    full, keys = _s3("us-east-1", dict(os.environ)), _s3("us-east-1", dict(os.environ), keys_only=True)
+    full.create_bucket(Bucket="listing")
+    names = ["a/b c.json", "a/ü+x.json", "a/&<>.json", "a/d/e.json", "a/f/g.json", "b.json", "a/%41.json"]
+    for n, name in enumerate(names):
+        full.put_object(Bucket="listing", Key=name, Body=f"body {n}".encode())
+    for kwargs in ({"Prefix": "a/"}, {"Prefix": "a/", "Delimiter": "/"}, {}, {"Prefix": "none/"}):
+        pages = {"PageSize": 2}
+        mine = list(keys.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig=pages, **kwargs))
+        theirs = list(full.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig=pages, **kwargs))
+        assert len(mine) == len(theirs) > 0
+        for a, b in zip(mine, theirs):
+            assert a.get("Contents", []) == [{"Key": o["Key"], "ETag": o["ETag"]} for o in b.get("Contents", [])]
+            for field in ("CommonPrefixes", "IsTruncated", "NextContinuationToken", "KeyCount", "Prefix", "Delimiter"):
+                assert a.get(field) == b.get(field), field
+    listed = [o["Key"] for page in keys.get_paginator("list_objects_v2").paginate(Bucket="listing")
+              for o in page["Contents"]]
+    assert sorted(listed) == sorted(names)  # URL-decoded as botocore decodes them
+    with pytest.raises(ClientError, match="NoSuchBucket"):
+        keys.list_objects_v2(Bucket="no-such-bucket")
+    assert "LastModified" in full.list_objects_v2(Bucket="listing")["Contents"][0]  # other clients: whole

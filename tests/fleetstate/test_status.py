@@ -164,3 +164,46 @@ def test_an_unverified_record_only_warns_it_never_says_a_version_runs():
                            details={"state_changed": True, "completed": True})):
         row = cell_status(dev, [signed, forged], None, distrust)
         assert row.deployed.version == "1.0" and row.last.version == "1.0", forged.result
+
+
+def test_a_cached_head_decides_a_row_only_when_its_records_are_trusted_and_enough():
+    """Pure: the local cache keeps a cell's newest records up to its last change, last success
+    and last drift check (`head_cut`); `complete` serves them alone only when every one is trusted
+    and nothing older could decide what they leave open, else reads every record. Either way
+    the row is the one every record gives."""
+    import dataclasses
+
+    from tfdeploy.fleet.ledger import Head
+    from tfdeploy.fleet.status import complete, head_cut
+
+    def at(record: Record, minute: int, **change) -> Record:
+        return dataclasses.replace(record, finished_at=f"2026-11-20T10:{minute:02d}:00.000Z", id=f"r{minute}", **change)
+
+    newest_first = [at(rec("dev_global/a/1.3", result="failed"), 9), at(rec("dev_global/a/1.2"), 8),
+                    at(rec("dev_global/a/1.2", action="drift", result="in-sync"), 7), at(rec("dev_global/a/1.1"), 6),
+                    at(rec("dev_global/a/1.0", action="drift", result="drifted"), 5)]
+    assert head_cut(newest_first) == (3, ["change", "drift"])
+    assert head_cut(newest_first[3:]) == (2, [])  # the last success and, after it, the last drift check
+    assert head_cut(newest_first[:2]) == (2, [])  # no drift check at all: up to the last success
+    reads = []
+
+    def head(kept: list[Record]) -> Head:
+        cut, kinds = head_cut(kept)
+        return Head(kept[:cut], kinds, lambda: reads.append(1) or list(kept))
+
+    trusted = lambda r: ""  # noqa: E731
+    assert complete(head(newest_first), trusted) == newest_first[:3] and reads == []
+    row = cell_status(("dev", "global", "a"), complete(head(newest_first), trusted), None, trusted)
+    assert row == cell_status(("dev", "global", "a"), newest_first, None, trusted) and reads == []
+    # The success in the head is not trusted: the older one decides, so every record is read.
+    forged = lambda r: "unsigned" if r.id == "r8" else ""  # noqa: E731
+    got = complete(head(newest_first), forged)
+    assert got == newest_first and reads == [1]
+    row = cell_status(("dev", "global", "a"), got, None, forged)
+    assert row.deployed.id == "r6" and "unverified" in row.marks
+    assert row == cell_status(("dev", "global", "a"), newest_first, None, forged)
+    # No success in the head (the newest change a started one) and older changes exist: read them.
+    started = [at(rec("dev_global/a/1.4", result="started"), 10), *newest_first]
+    reads.clear()
+    assert complete(Head(started[:1], ["change"], lambda: reads.append(1) or started), trusted) == started
+    assert reads == [1]

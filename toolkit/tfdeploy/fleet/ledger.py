@@ -24,7 +24,6 @@ Pure parts (keys, merging, cell names) are separate from the S3 calls below them
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import random
 import threading
@@ -41,13 +40,12 @@ from ..model.backend import backend_for, bucket_name
 from ..model.regions import KNOWN_REGIONS
 from ..model.settings import Settings
 from ..model.tags import ENV_RE, GLOBAL, TEAM_RE, Tag, parse_tag
+from . import ledgercache
 from .ledgersnapshot import READ_AFTER_MISSES, WRITE_AFTER_GETS, Snapshot, usable
 
 LEDGER_PREFIX = "_tfdeploy-ledger/"
 SUMMARY_PREFIX = f"{LEDGER_PREFIX}_latest/"  # no cell starts with `_`: an env name starts with a letter
 SUMMARY_NAME = "_latest.json"  # the summary's name inside a cell's folder, before SUMMARY_PREFIX
-CACHE_DIR = "ledger-cache"
-CACHE_FORMAT = "tfdeploy-ledger-cache/1"
 SUMMARY_KEEP = 20  # records kept in a cell's summary (plus the last success and drift, see below)
 OUTBOX_DIR = "ledger-outbox"
 ACTIONS = ("apply", "destroy", "drift")
@@ -262,11 +260,11 @@ def env_places(settings: Settings, env: str, existing_buckets: set[str] | None =
 
 # --- S3 ------------------------------------------------------------------------------------------
 
-def _s3(region: str, environ: Mapping[str, str], pool: int | None = None) -> Any:
+def _s3(region: str, environ: Mapping[str, str], pool: int | None = None, keys_only: bool = False) -> Any:
     from ..aws.clients import client
     from ..aws.sandbox import active_endpoint
 
-    return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool)
+    return client("s3", region, environ, active_endpoint(environ), max_pool_connections=pool, keys_only=keys_only)
 
 
 def read_threads(environ: Mapping[str, str]) -> int:
@@ -499,8 +497,12 @@ def history(cell: str, env: str, settings: Settings, environ: Mapping[str, str])
 
 
 def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
-           teams: Iterable[str] | None = None, *, cache_dir: Path | None = None) -> dict[str, list[Record]]:
+           teams: Iterable[str] | None = None, *, cache_dir: Path | None = None,
+           heads: bool = False) -> dict[str, list[Record]]:
     """cell -> its newest records (newest first), from the summaries.
+
+    `heads` (`status`): a cell served from the local cache may come as a Head, its newest records
+    only, enough for its row unless one of them is not trusted (fleet/status.py `complete`).
 
     Per bucket: one listing of the summaries (with their ETags) and one of the cells' folders,
     a page per 1,000 cells each, then a GET per summary whose ETag differs from the copy kept in
@@ -524,13 +526,15 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
         if settings.state_layout == "regional":
             existing = {b["Name"] for b in s3_for(settings.state_region).list_buckets().get("Buckets", [])}
         places = [(env, place) for env in envs for place in env_places(settings, env, existing)]
+        # The listings go through clients that parse only keys and ETags (aws/s3keys.py).
+        listers = {region: _s3(region, environ, threads, keys_only=True) for region in {p.region for _e, p in places}}
         for _env, place in places:
             s3_for(place.region)
         snapshots: dict[str, Snapshot] = {}
         with ThreadPoolExecutor(max_workers=threads) as pool:
             # Both listings of every bucket at once: each is a round trip (a page per 1,000 cells).
-            listing = [pool.submit(_list_summaries, clients[p.region], p) for _env, p in places]
-            listing_folders = [pool.submit(_list_cells, clients[p.region], p) for _env, p in places]
+            listing = [pool.submit(_list_summaries, listers[p.region], p) for _env, p in places]
+            listing_folders = [pool.submit(_list_cells, listers[p.region], p) for _env, p in places]
             summaries = [f.result() for f in listing]
             folders = [f.result() for f in listing_folders]
 
@@ -545,32 +549,36 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
                     if wanted_teams is None or team in wanted_teams:
                         wanted.append(cell)
                 snapshot = snapshots.setdefault(place.bucket, Snapshot(clients[place.region], place.bucket))
-                found.update(_read_place(pool, clients[place.region], place, wanted, listed, cache_dir, snapshot))
+                found.update(_read_place(pool, clients[place.region], place, wanted, listed, cache_dir, snapshot,
+                                          heads))
         return {cell: records for cell, records in found.items() if records}
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot read the ledger: {exc}{_access_hint(exc)}") from None
 
 
 def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str], listed: Mapping[str, str],
-                cache_dir: Path | None, snapshot: Snapshot | None = None) -> dict[str, list[Record]]:
+                cache_dir: Path | None, snapshot: Snapshot | None = None, heads: bool = False) -> dict[str, list[Record]]:
     """The newest records of `cells` in one bucket: from the local cache where the listed ETag
     matches, else from the bucket's shared snapshot where the listed ETag is the MD5 of its copy
     (fleet/ledgersnapshot.py), else read (in parallel). The cache then keeps what S3 lists now;
-    the snapshot is rewritten when many GETs were needed."""
-    kept = load_cache(cache_dir, place.bucket) if cache_dir is not None else {}
+    the snapshot is rewritten when many GETs were needed. `heads`: a cell served from the cache
+    may come as its Head (see `latest`)."""
+    kept = ledgercache.load(cache_dir, place.bucket) if cache_dir is not None else {}
+    bodies = ledgercache.Bodies(cache_dir, place.bucket)
     found: dict[str, list[Record]] = {}
     misses = []
     for cell in cells:
         entry = kept.get(cell)
         if entry is not None and cell in listed and entry["etag"] == listed[cell]:
             try:
-                found[cell] = parse_summary(entry["body"], cell)
+                found[cell] = _cached(entry, cell, heads, lambda c=cell, e=entry: _whole(s3, place, c, e, bodies))
                 continue
             except ValueError:
                 pass
         misses.append(cell)
 
-    fresh: dict[str, dict[str, str]] = {}
+    fresh: dict[str, dict[str, Any]] = {}
+    fresh_bodies: dict[str, str] = {}
     listed_keys = {summary_key(cell): etag for cell, etag in listed.items()}
     shared: dict[str, str] = {}
     if snapshot is not None and sum(cell in listed for cell in misses) >= READ_AFTER_MISSES:
@@ -581,7 +589,8 @@ def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str
         if body is not None:
             try:
                 found[cell] = parse_summary(body, cell)
-                fresh[cell] = cache_entry(body, listed[cell])
+                fresh[cell] = ledgercache.make_entry(body, listed[cell], newest_first(found[cell]))
+                fresh_bodies[cell] = body
                 continue
             except ValueError:
                 pass
@@ -593,18 +602,61 @@ def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str
         if got is not None:
             body, etag = got
             try:
-                fresh[cell] = cache_entry(body.decode("utf-8"), etag)
+                fresh_bodies[cell] = body.decode("utf-8")
+                fresh[cell] = ledgercache.make_entry(fresh_bodies[cell], etag, newest_first(records))
             except UnicodeDecodeError:
                 pass
     # What S3 lists now, with the same ETag: entries of other teams stay, deleted cells go.
     entries = {c: e for c, e in kept.items() if listed.get(c) == e["etag"]} | fresh
     if cache_dir is not None and entries != kept:
-        save_cache(cache_dir, place.bucket, entries)
+        # The contents file is rewritten only when a content is new (a dropped entry's stays unread).
+        ledgercache.save(cache_dir, place.bucket, entries, (bodies.all() | fresh_bodies) if fresh else None)
     if snapshot is not None and len(gets) >= WRITE_AFTER_GETS:
         # Everything this reader knows S3 lists now (other teams' entries of the old snapshot too).
-        known = usable(snapshot.entries(), listed_keys) | {summary_key(c): e["body"] for c, e in entries.items()}
+        known = usable(snapshot.entries(), listed_keys) | {summary_key(c): b for c, b in bodies.all().items()
+                                                          if c in entries} | {
+            summary_key(c): b for c, b in fresh_bodies.items()}
         snapshot.write(usable(known, listed_keys), now_iso())
     return found
+
+
+class Head(list):
+    """The newest records of a cell that decide its status row when they are trusted (the rest
+    of its summary not parsed): `kinds` says what the rest holds ("change", "drift"), `whole()`
+    reads every record. fleet/status.py `complete` decides whether a row needs them."""
+
+    def __init__(self, records: Iterable[Record], kinds: Iterable[str], whole: Callable[[], list[Record]]):
+        super().__init__(records)
+        self.kinds = frozenset(kinds)
+        self.whole = whole
+
+
+def _cached(entry: Mapping[str, Any], cell: str, heads: bool, whole: Callable[[], list[Record]]) -> list[Record]:
+    """A cache entry's records: its head alone when nothing follows it, as a Head for `heads`,
+    else every record (`whole`). ValueError for an entry that is not the cell's."""
+    head = [Record.from_dict(r) for r in entry["head"]]
+    if not head or any(r.cell != cell for r in head):
+        raise ValueError(f"not a cache entry of {cell}")
+    if not entry["more"]:
+        return head
+    return Head(head, entry["kinds"], whole) if heads else whole()
+
+
+def _whole(s3: Any, place: Place, cell: str, entry: Mapping[str, Any], bodies: ledgercache.Bodies) -> list[Record]:
+    """Every record of a cell served from the cache: its cached content when that is the one the
+    head was made from, else its summary read again."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    body = bodies.get(cell, entry["sha256"])
+    if body is not None:
+        try:
+            return parse_summary(body, cell)
+        except ValueError:
+            pass
+    try:
+        return _read_for_status(s3, place, cell, True)[0]
+    except (BotoCoreError, ClientError) as exc:
+        raise LedgerError(f"cannot read the ledger: {exc}{_access_hint(exc)}") from None
 
 
 def _list_summaries(s3: Any, place: Place) -> dict[str, str]:
@@ -640,54 +692,6 @@ def _list_cells(s3: Any, place: Place) -> list[str]:
             return []
         raise
     return [c for c in cells if not c.startswith("_")]
-
-
-# --- the local cache of summaries ----------------------------------------------------------------
-
-def cache_path(cache_dir: Path, bucket: str) -> Path:
-    return cache_dir / CACHE_DIR / f"{bucket}.json"
-
-
-def cache_entry(body: str, etag: str) -> dict[str, str]:
-    """A summary as the cache keeps it (pure): its content, ETag and the content's SHA-256."""
-    return {"etag": etag, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest(), "body": body}
-
-
-def valid_entries(data: Any, bucket: str) -> dict[str, dict[str, str]]:
-    """The entries of a loaded cache file that can be used (pure): none unless it is this
-    bucket's cache in this format; an entry whose content does not match its SHA-256 is
-    dropped. An entry is still only used when S3 lists the same ETag for its summary."""
-    if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT or data.get("bucket") != bucket:
-        return {}
-    summaries = data.get("summaries")
-    if not isinstance(summaries, dict):
-        return {}
-    good = {}
-    for cell, entry in summaries.items():
-        if (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("etag", "sha256", "body"))
-                and cache_entry(entry["body"], entry["etag"]) == entry):
-            good[cell] = entry
-    return good
-
-
-def load_cache(cache_dir: Path, bucket: str) -> dict[str, dict[str, str]]:
-    """The usable entries of the bucket's cache; none when it is missing, unreadable or foreign."""
-    try:
-        return valid_entries(json.loads(cache_path(cache_dir, bucket).read_text(encoding="utf-8")), bucket)
-    except (OSError, ValueError):
-        return {}
-
-
-def save_cache(cache_dir: Path, bucket: str, entries: Mapping[str, Mapping[str, str]]) -> None:
-    """Replace the bucket's cache whole (atomically). A cache that cannot be written only costs
-    the next read its GETs, so it never fails the command."""
-    from ..results import write_atomic
-
-    try:
-        write_atomic(cache_path(cache_dir, bucket),
-                     json.dumps({"format": CACHE_FORMAT, "bucket": bucket, "summaries": entries}, sort_keys=True))
-    except OSError:
-        pass
 
 
 # --- recording a run -----------------------------------------------------------------------------

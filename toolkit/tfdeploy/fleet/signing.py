@@ -166,6 +166,7 @@ class Trust:
     _seen: dict[tuple[str, str], str] = field(default_factory=dict, repr=False)
     _known: set[str] | None = field(default=None, repr=False)
     _new: list[str] = field(default_factory=list, repr=False)
+    _asked: dict[int, tuple[Any, str]] = field(default_factory=dict, repr=False)
 
     @property
     def signed(self) -> bool:
@@ -173,6 +174,16 @@ class Trust:
 
     def why(self, record: Any) -> str:
         """Why `record` must not be trusted; "" when it may (pure but for the KMS fallback)."""
+        # `status` asks twice about the records that decide a row (is the cached head enough,
+        # then the row itself): the answer for this very object, kept with it so its id is not reused.
+        asked = self._asked.get(id(record))
+        if asked is not None and asked[0] is record:
+            return asked[1]
+        reason = self._why(record)
+        self._asked[id(record)] = (record, reason)
+        return reason
+
+    def _why(self, record: Any) -> str:
         future = future_dated(record, self.now)
         if future:
             return future

@@ -101,14 +101,29 @@ def _trusted(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list
     Lazy: a record is checked only while it could still decide something (the last change, the
     last success, the last drift check), so a cell costs a signature check or three, not one per
     record it keeps (`status` reads up to 10,000)."""
+    kept, skipped, _wanted = _scan(ordered, distrust)
+    return kept, skipped
+
+
+def _decides_change(r: Record) -> bool:
+    return r.action in ("apply", "destroy")
+
+
+def _decides_drift(r: Record) -> bool:
+    return r.action == "drift" and r.result in ("drifted", "in-sync")
+
+
+def _scan(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list[Record], list[tuple[Record, str]], set[str]]:
+    """`_trusted`, and the kinds of record ("change", "drift") still wanted after `ordered`: what
+    a record older than these could still decide."""
     if distrust is None:
-        return list(ordered), []
+        return list(ordered), [], set()
     kept: list[Record] = []
     skipped: list[tuple[Record, str]] = []
     have_last = have_success = have_drift = False
     for r in ordered:
-        change = r.action in ("apply", "destroy")
-        checked_drift = r.action == "drift" and r.result in ("drifted", "in-sync")
+        change = _decides_change(r)
+        checked_drift = _decides_drift(r)
         if not ((change and not (have_last and have_success)) or (checked_drift and not have_drift)):
             continue
         why = distrust(r)
@@ -126,7 +141,41 @@ def _trusted(ordered: Sequence[Record], distrust: Distrust | None) -> tuple[list
         have_drift = have_drift or checked_drift
         if have_last and have_success and have_drift:
             break
-    return kept, skipped
+    wanted = set() if have_last and have_success else {"change"}
+    return kept, skipped, wanted if have_drift else wanted | {"drift"}
+
+
+def head_cut(ordered: Sequence[Record]) -> tuple[int, list[str]]:
+    """How many of a cell's records, newest first, decide its row when every one is trusted (the
+    last change, the last change that ran to the end, the last drift check, and all newer), and
+    the kinds the others hold ("change", "drift") (pure). The local cache keeps only those
+    (fleet/ledgercache.py); `complete` reads the others when a row needs them."""
+    last = success = drift = None
+    for i, r in enumerate(ordered):
+        if _decides_change(r):
+            last = i if last is None else last
+            if success is None and (r.result == "succeeded" or ran_to_the_end(r)):
+                success = i
+        elif drift is None and _decides_drift(r):
+            drift = i
+        if None not in (last, success, drift):
+            break
+    cut = 1 + max((i for i in (last, success, drift) if i is not None), default=0)
+    rest = ordered[cut:]
+    kinds = [kind for kind, test in (("change", _decides_change), ("drift", _decides_drift)) if any(map(test, rest))]
+    return cut, kinds
+
+
+def complete(records: Sequence[Record], distrust: Distrust | None) -> Sequence[Record]:
+    """A cell's records as its row needs them: a Head (fleet/ledger.py) as it is when its
+    records are trusted and nothing older could decide what they leave open; else every record."""
+    kinds = getattr(records, "kinds", None)
+    if not kinds:
+        return records
+    _kept, skipped, wanted = _scan(newest_first(records), distrust)
+    if skipped or wanted & kinds:
+        return records.whole()  # type: ignore[attr-defined]
+    return records
 
 
 def cell_status(cell: tuple[str, str, str], records: Sequence[Record], newest_tag: str | None,
