@@ -213,16 +213,10 @@ def gathering(environ: Mapping[str, str]) -> bool:
 
 
 def settle_seconds(environ: Mapping[str, str]) -> float:
-    raw = environ.get(SETTLE_VAR, "")
-    if not raw:
-        return DEFAULT_SETTLE_S
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 900:
-        raise TfdeployError(f"{SETTLE_VAR}={raw!r} is not a number of seconds from 0 to 900; set it to e.g. 30")
-    return value
+    from ..envvalues import env_seconds
+
+    return env_seconds(environ, SETTLE_VAR, DEFAULT_SETTLE_S, most=900, error=TfdeployError,
+                       hint="set it to e.g. 30")
 
 
 def gather(list_candidates: Callable[[], Sequence[str]], try_claim: Callable[[str], bool], settle_s: float,

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..engine import supervise
+from ..envvalues import env_seconds
 from ..errors import ConfigError, TfdeployError
 from ..results import write_atomic
 from .batch import BATCH_STAGES, DEFAULT_BATCH_TIMEOUT_MIN, bake_count, graph_tasks, identifier, release_name, render, start_request
@@ -109,19 +110,6 @@ def _minutes(environ: Mapping[str, str], name: str) -> int | None:
     if not raw.isdigit() or not 5 <= int(raw) <= 2160:
         raise ConfigError(f"{name}={raw!r} is not a whole number of minutes from 5 to 2160; the pipeline module sets it")
     return int(raw)
-
-
-def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise ConfigError(f"{name}={raw!r} is not a number of seconds from 0 to 3600")
-    return value
 
 
 def stop_batch(codebuild: Any, batch_id: str, graph: list[str], last: Any, stage: str, release: str,
@@ -196,8 +184,10 @@ def run_release_stage(stage: str, environ: Mapping[str, str], exports_file: Path
     codebuild = codebuild_batch.client(inputs.region, environ)
     by_id = {identifier(t): t for t in tags}
     names = {i: t.name for i, t in by_id.items()}
-    poll = _seconds(environ, POLL_VAR, codebuild_batch.DEFAULT_POLL_S)
-    stop_wait = _seconds(environ, STOP_WAIT_VAR, DEFAULT_STOP_WAIT_S)
+    poll = env_seconds(environ, POLL_VAR, codebuild_batch.DEFAULT_POLL_S, most=3600, error=ConfigError,
+                       hint="unset it for the default")
+    stop_wait = env_seconds(environ, STOP_WAIT_VAR, DEFAULT_STOP_WAIT_S, most=3600, error=ConfigError,
+                            hint="unset it for the default")
     say = lambda line: echo(f"ci: {line}")  # noqa: E731
     signalled = lambda: supervise.received() is not None  # noqa: E731
     with supervise.supervising_remote():

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
-from ..errors import ValidationError
 from ..paths import shown_path
 
 TAIL_LINES = 20
@@ -298,14 +297,7 @@ def make_display(stream: IO[str], live: bool | None = None,
 
 def heartbeat_s(environ: Mapping[str, str]) -> float:
     """The silence after which CI lines say which cells still run: TFDEPLOY_HEARTBEAT_S, or 60."""
-    text = environ.get(HEARTBEAT_VAR, "").strip()
-    if not text:
-        return HEARTBEAT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise ValidationError(f"{HEARTBEAT_VAR}={text!r} is not a number of seconds above 0; set it "
-                              f"to e.g. {HEARTBEAT_S:g}, or unset it")
-    return value
+    from ..envvalues import env_seconds
+
+    return env_seconds(environ, HEARTBEAT_VAR, HEARTBEAT_S, zero_ok=False,
+                       hint=f"set it to e.g. {HEARTBEAT_S:g}, or unset it")
