@@ -138,3 +138,17 @@ def test_global_means_include_the_global_cell_in_every_command_that_has_it(examp
         if "--global" in text:
             line = next(line for line in text.splitlines() if re.match(r"  --global\s", line))  # the option
             assert "Include the global cell" in line, (name, line)
+
+
+@pytest.mark.parametrize("command", [("status",), ("drift",), ("locks",),
+                                     ("release", "--env", "dev", "--team", "research", "--version", "1.9"),
+                                     ("promote", "--from", "dev", "--to", "qa", "--team", "research",
+                                      "--version", "1.0")])
+def test_a_mistyped_scope_is_one_line_before_anything_is_read(example, command):
+    """A Region typo is not a filter that silently matches no cell (or a tag never made): every
+    command that takes --scope refuses it in one line, before any AWS call (none is set up here)."""
+    proc = tfdeploy(example, *command, "--scope", "us-est-1", check=False)
+    assert proc.returncode == 2, proc.stderr
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith("tfdeploy: error: --scope us-est-1: not a known AWS Region; name a Region (us-east-1), "
+                           "global or all")

@@ -49,9 +49,19 @@ class Scopes:
         return " ".join([f"--scope {','.join(named)}"] * bool(named) + ["--global"] * self.with_global)
 
 
-def parse_scopes(values: tuple[str, ...], include_global: bool, option: str = "--scope") -> Scopes:
-    """`--scope` values and `--global` -> Scopes (pure). `all` stands alone among the Regions."""
+def parse_scopes(values: tuple[str, ...], include_global: bool, option: str = "--scope",
+                 extra: frozenset[str] = frozenset()) -> Scopes:
+    """`--scope` values and `--global` -> Scopes (pure). `all` stands alone among the Regions; a
+    Region that is not one (a typo) is refused, not a filter that silently matches nothing;
+    `extra`: the repo's extra_regions."""
+    from ..model.regions import is_allowed
+
     items = [item.strip() for value in values for item in value.split(",") if item.strip()]
+    for item in items:
+        if item not in (ALL, GLOBAL) and not is_allowed(item, extra):
+            raise ValidationError(f"{option} {item}: not a known AWS Region; name a Region (us-east-1), "
+                                  "global or all (a new Region can be allowed with extra_regions in "
+                                  "[tool.tfdeploy])")
     with_global = include_global or GLOBAL in items
     regions = list(dict.fromkeys(item for item in items if item != GLOBAL))
     given = bool(items) or include_global

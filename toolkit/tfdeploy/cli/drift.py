@@ -66,8 +66,9 @@ def drift(env: str | None, team: str | None, scope: tuple[str, ...], include_glo
     if env is not None and env not in settings.environments:
         raise ValidationError(f"--env {env} is not one of the configured environments "
                               f"({', '.join(settings.environments)})")
+    scopes = parse_scopes(scope, include_global, extra=settings.extra_regions)
     run_drift(repo, env=env, team=team, parallel=parallel or default_parallel(), terraform_bin=terraform_bin,
-              lock_timeout=lock_timeout, as_json=as_json, scopes=parse_scopes(scope, include_global))
+              lock_timeout=lock_timeout, as_json=as_json, scopes=scopes)
 
 
 def run_drift(repo: RepoContext, *, env: str | None, team: str | None, parallel: int,

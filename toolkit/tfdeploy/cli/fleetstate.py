@@ -139,7 +139,7 @@ def _fleet_status(env: str | None, team: str | None, scope: tuple[str, ...], inc
     from ..fleet.status import counts, fleet_matrix, render_table
     from ..paths import repo_cache_dir
 
-    scopes = parse_scopes(scope, include_global)
+    scopes = parse_scopes(scope, include_global, extra=repo.settings.extra_regions)
     settings = repo.settings
     if env is not None and env not in settings.environments:
         raise ValidationError(f"--env {env} is not one of the configured environments "

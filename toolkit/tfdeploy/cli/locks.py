@@ -56,7 +56,7 @@ def locks(env: str | None, team: str | None, scope: tuple[str, ...], include_glo
       tfdeploy locks --env prod --scope us-east-1 --global
       tfdeploy locks --json
     """
-    scopes = parse_scopes(scope, include_global)
+    scopes = parse_scopes(scope, include_global, extra=repo.settings.extra_regions)
     held = _held_locks(repo, env, team)
     if team:
         held = [lock for lock in held if any(f"/{team}/" in t for t in lock.tags)]

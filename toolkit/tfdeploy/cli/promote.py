@@ -11,14 +11,14 @@ from .cells import Scopes, parse_scopes, regions_alias, scope_options, with_regi
 from .common import RepoContext, echo_json, json_option, repo_command
 
 
-def promote_scopes(scope: tuple[str, ...], include_global: bool) -> Scopes:
+def promote_scopes(scope: tuple[str, ...], include_global: bool, extra: frozenset[str] = frozenset()) -> Scopes:
     """--scope/--global of promote (pure). `--global` alone once meant "only the global cell"; it
     now means "include the global cell" as everywhere, which alone would select nothing more than
     the default: refused, naming the form that says what was meant."""
     if include_global and not scope:
         raise ValidationError("promote --global alone no longer means only the global cell: pass --scope "
                               "global for that, or no --scope for every scope it succeeded in")
-    return parse_scopes(scope, include_global)
+    return parse_scopes(scope, include_global, extra=extra)
 
 
 @click.command("promote")
@@ -56,7 +56,7 @@ def promote(source: str, target: str, team: str, version: str, scope: tuple[str,
     from ..fleet import promote as pro
     from ..fleet import release as rel
 
-    scopes = promote_scopes(with_regions(scope, regions), include_global)
+    scopes = promote_scopes(with_regions(scope, regions), include_global, repo.settings.extra_regions)
     request = pro.PromoteRequest(source, target, team, version, scopes.regions, scopes.with_global)
     pro.check_order(source, target, [repo.settings.environments])
     records = pro.ledger_records(request, repo.settings, os.environ)

@@ -41,7 +41,8 @@ def release(env: str, team: str, version: str, scope: tuple[str, ...], include_g
     """
     from ..fleet import release as rel
 
-    scopes = parse_scopes(with_regions(scope, regions), include_global)
+    scopes = parse_scopes(with_regions(scope, regions), include_global,
+                          extra=repo.settings.extra_regions)
     request = rel.ReleaseRequest(env, team, version, scopes.regions, scopes.with_global)
     if request.regions == () and not request.include_global:
         raise click.UsageError("pass --scope R1,R2 (or all) and/or --global")
