@@ -27,6 +27,15 @@ class CellLog(io.TextIOBase):
     def writable(self) -> bool:
         return True
 
+    @property
+    def err(self) -> "CellLog":
+        """Where Terraform's stderr goes: the same log."""
+        return self
+
+    def note(self, text: str) -> None:
+        """The runner's own line about the cell (started, its error, finished): kept in the log."""
+        self.write(text)
+
     def write(self, text: str) -> int:
         if self._file is not None and self.error is None:
             try:

@@ -291,6 +291,9 @@ class _Terminal:
     def write(self, text: str) -> int:
         return self.out.write(text)
 
+    def note(self, text: str) -> None:
+        """The runner's bookkeeping lines are for a log file: the terminal has the command's own."""
+
     def flush(self) -> None:
         self.out.flush()
 
@@ -329,11 +332,10 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
     one = log is not None  # run_one: the terminal, not a log file
     # Never raises on write: a full disk leaves the log incomplete, not the cell failed.
     with log if one else CellLog(log_path) as log:
-        if not one:
-            log.write(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
-            log.flush()
+        log.note(f"# tfdeploy {action_name} {tag.name}: started {started_at}\n")
+        log.flush()
         job = Job(tag, shared, log, log_path, post, release=slot.release, follow=not one, tell=tell,
-                  err_sink=log.err if one else log)
+                  err_sink=log.err)
         if kept is not None:
             kept.append(job)
         for attempt in range(1, retries + 2):
@@ -351,8 +353,7 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
             except TfdeployError as exc:
                 result.result, result.error, job.exception = FAILED, str(exc), exc
                 result.cause = failure_cause(exc)
-                if not one:
-                    log.write(f"tfdeploy: error: {exc}\n")
+                log.note(f"tfdeploy: error: {exc}\n")
                 if stop.reason or not should_retry(str(exc), attempt=attempt, retries=retries,
                                                    plan_spent=job.plan_spent()):
                     break
@@ -365,8 +366,7 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
                     break
             except Exception as exc:  # a bug (or the disk): keep it in the log, fail this cell only
                 job.exception = exc
-                if not one:  # a single cell raises it again, traceback and all
-                    log.write(traceback.format_exc())
+                log.note(traceback.format_exc())  # a single cell raises it again, traceback and all
                 result.result = FAILED
                 result.error = _unexpected(exc, log_path)
                 break
@@ -377,9 +377,8 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
         if job.session is not None:
             backend = job.session.deployment.backend
             result.state = f"s3://{backend.bucket}/{backend.key}"
-        if not one:
-            log.write(f"# finished {result.finished_at}: {result.result}"
-                      + (f": {result.error}" if result.error else "") + "\n")
+        log.note(f"# finished {result.finished_at}: {result.result}"
+                 + (f": {result.error}" if result.error else "") + "\n")
         log.flush()
         problems = [p for p in (job.local_problem, log.problem) if p]
         if problems:  # one line for the cell, however many writes failed
