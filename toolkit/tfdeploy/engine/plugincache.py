@@ -24,6 +24,16 @@ requirements and no lock file gets it, and its init only links (shared). Each pr
 is thus installed once per cache, and only that install waits for the running cells. A wait is
 said in the cell's log and line (`note`).
 
+A provider from an unpacked filesystem mirror (TFDEPLOY_PROVIDER_MIRROR, an air-gapped build's
+`filesystem_mirror`) is not copied into the cache: Terraform links the cache entry to the mirror.
+The cache then saves nothing, and the seed costs: an init given a lock file verifies the provider
+against its hashes, reading the whole binary again (the AWS provider is 700 MB: 1.8 s of CPU per
+init instead of 0.6 s; issue 24). So when the first install of some requirements only linked
+(`_remember_seed` keeps where to, beside the seed), later inits of the same requirements run
+without TF_PLUGIN_CACHE_DIR (`LINKED`, `init_unset`): each links its own work dir to the mirror,
+writes nothing shared and takes no lock. A cell whose init selects other versions than the
+first install's says so in its log.
+
 Chosen over a private cache per init (filled from the shared one and merged back) because that
 needs copying or linking whole provider trees and a merge step, and the links Terraform makes in
 `.terraform/providers` would point into per-init folders.
@@ -44,6 +54,9 @@ from typing import Callable, Iterator, Mapping
 LOCK_NAME = ".tfdeploy-install.lock"
 SEEDS = ".tfdeploy-seeds"  # lock files of earlier installs, by provider requirements (see guarded)
 NONE, SHARED, EXCLUSIVE = "none", "shared", "exclusive"
+# Every provider the requirements select links to an unpacked filesystem mirror: the cache holds no
+# copy, so the init runs without it (no lock, no seed), as plain Terraform with that mirror would.
+LINKED = "linked"
 
 _BLOCK = re.compile(r'^\s*(resource|data|ephemeral|list)\s+"([^"]+)"', re.MULTILINE)
 _PROVIDER_HINTS = re.compile(r'\brequired_providers\b|^\s*provider\s+"', re.MULTILINE)
@@ -177,8 +190,42 @@ def _seed(workdir: Path, cache: Path, key: str | None) -> bool:
     return False
 
 
+def _linked_path(cache: Path, key: str) -> Path:
+    return cache / SEEDS / f"{key}.linked"
+
+
+def mirror_links(lock_text: str, cache: Path) -> list[str] | None:
+    """Where each version a lock file pins links to from the cache, when every one is a link
+    (Terraform links, never copies, a provider from an unpacked filesystem mirror); else None."""
+    here = platform_dir()
+    targets = []
+    for address, version in locked_providers(lock_text):
+        entry = cache.joinpath(*address.split("/"), version, here)
+        if not entry.is_symlink():
+            return None
+        targets.append(os.path.realpath(entry))
+    return targets or None
+
+
+def _linked(cache: Path, key: str | None) -> bool:
+    """Did the first install of these requirements only link to a mirror that is still there?"""
+    if key is None:
+        return False
+    try:
+        targets = _linked_path(cache, key).read_text(encoding="utf-8").split()
+    except OSError:
+        return False
+    return bool(targets) and all(Path(target).is_dir() for target in targets)
+
+
+def init_unset(mode: str) -> tuple[str, ...]:
+    """The variables an init taken in `mode` runs without (pure)."""
+    return ("TF_PLUGIN_CACHE_DIR",) if mode == LINKED else ()
+
+
 def _remember_seed(workdir: Path, cache: Path, key: str | None) -> None:
-    """After an init that installed (exclusive): its lock file is the seed for the same requirements."""
+    """After an init that installed (exclusive): its lock file is the seed for the same
+    requirements, and where it linked when it only linked (see LINKED)."""
     if key is None:
         return
     try:
@@ -190,6 +237,23 @@ def _remember_seed(workdir: Path, cache: Path, key: str | None) -> None:
 
         _seed_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
         write_atomic(_seed_path(cache, key), text)
+        links = mirror_links(text, cache)
+        if links is None:
+            _linked_path(cache, key).unlink(missing_ok=True)
+        else:
+            write_atomic(_linked_path(cache, key), "\n".join(links) + "\n")
+
+
+def _say_other_versions(workdir: Path, cache: Path, key: str, note: Callable[[str], None] | None) -> None:
+    """After a LINKED init: a cell that selected other versions than the first install is said."""
+    try:
+        chosen = sorted(locked_providers((workdir / ".terraform.lock.hcl").read_text(encoding="utf-8")))
+        first = sorted(locked_providers(_seed_path(cache, key).read_text(encoding="utf-8")))
+    except OSError:
+        return
+    if chosen != first and note is not None:
+        note("this init selected " + ", ".join(f"{a} {v}" for a, v in chosen) + " from the mirror; the first "
+             "install of the same requirements selected " + ", ".join(f"{a} {v}" for a, v in first))
 
 
 def _flock(fd: int, how: int, note: Callable[[str], None] | None, why: str) -> None:
@@ -249,7 +313,9 @@ def guarded(workdir: Path, env: Mapping[str, str], note: Callable[[str], None] |
     lock file the first init of the same requirements wrote): with it, the init only links
     cached versions and takes the lock shared, so it never waits for running plans and
     applies. Only an init that really installs (the first per provider version) is exclusive;
-    its lock file becomes the seed. `note` is told when the lock has to be waited for."""
+    its lock file becomes the seed. When that install only linked to a filesystem mirror, later
+    inits of the same requirements take no lock: LINKED, run without the cache (`init_unset`).
+    `note` is told when the lock has to be waited for."""
     configured = env.get("TF_PLUGIN_CACHE_DIR")
     cache = Path(configured) if configured else None
     if cache is None or not needs_providers(workdir):
@@ -257,6 +323,10 @@ def guarded(workdir: Path, env: Mapping[str, str], note: Callable[[str], None] |
         return
     cache.mkdir(parents=True, exist_ok=True)
     key = requirements_key(workdir, env)
+    if key is not None and _linked(cache, key):
+        yield LINKED  # the caller's init runs without the cache (init_unset): nothing shared is written
+        _say_other_versions(workdir, cache, key, note)
+        return
     fd = os.open(cache / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         mode = SHARED if (_seed(workdir, cache, key) or all_cached(workdir, cache)) else EXCLUSIVE

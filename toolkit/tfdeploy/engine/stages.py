@@ -200,9 +200,14 @@ def init_without_backend(workdir: Workdir, repo_root: Path, environ: Mapping[str
     The lint gate decides what a failure means (gates.lint.init_failure_verdict): a download that
     could not reach the network skips validate, saying what was not checked; anything else fails.
     """
+    from . import plugincache
+
     binary = find_terraform(terraform_bin, repo_root, environ)
     terraform = Terraform(binary, workdir.path, terraform_base_env(repo_root, environ))
-    result = terraform.run("init", backend="false", input=False, no_color=_flag(), stream=False)
+    # It installs providers too: under the same plugin-cache guard as every other init.
+    with plugincache.guarded(workdir.path, terraform.env, terraform.say) as mode:
+        result = terraform.run("init", backend="false", input=False, no_color=_flag(), stream=False,
+                               unset=plugincache.init_unset(mode))
     if result.returncode == 0:
         return None
     return result.stderr or f"terraform init -backend=false exited {result.returncode} with no output"
@@ -371,9 +376,9 @@ def _init_backend(session: Session, quiet: bool) -> bool:
     if initrecord.is_initialised(path, print_, backend):
         return False
     initrecord.forget(path)
-    with plugincache.guarded(path, session.terraform.env, session.terraform.say):
+    with plugincache.guarded(path, session.terraform.env, session.terraform.say) as mode:
         session.terraform.check("init", input=False, reconfigure=_flag(), backend_config=backend,
-                                no_color=_flag(), stream=not quiet)
+                                no_color=_flag(), stream=not quiet, unset=plugincache.init_unset(mode))
     initrecord.remember(path, print_)
     return True
 

@@ -209,8 +209,9 @@ class Terraform:
         return self._argv_builder.generate_cmd_string(command, *args, **options)
 
     def run(self, command: str, *args: str, stream: bool = True, ui_json: bool = False,
-            **options: Any) -> TerraformResult:
-        """Run one command; `ui_json` adds -json and renders the event stream for the human."""
+            unset: tuple[str, ...] = (), **options: Any) -> TerraformResult:
+        """Run one command; `ui_json` adds -json and renders the event stream for the human;
+        `unset`: variables of this Terraform's environment the command runs without."""
         from . import tfjson
 
         if ui_json:
@@ -225,7 +226,8 @@ class Terraform:
         with supervise.handling_signals(), cache_lock, tempfile.TemporaryFile() as out_file, \
                 tempfile.TemporaryFile() as err_file:
             try:
-                child = supervise.spawn(argv, self.workdir, self.env, out_file, err_file)
+                env = {k: v for k, v in self.env.items() if k not in unset} if unset else self.env
+                child = supervise.spawn(argv, self.workdir, env, out_file, err_file)
             except FileNotFoundError:
                 raise TfdeployError(f"terraform executable {self.binary!r} not found; "
                                     "pass --terraform PATH or run tfdeploy doctor") from None

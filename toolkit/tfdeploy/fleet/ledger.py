@@ -634,7 +634,9 @@ class Head(list):
 def _cached(entry: Mapping[str, Any], cell: str, heads: bool, whole: Callable[[], list[Record]]) -> list[Record]:
     """A cache entry's records: its head alone when nothing follows it, as a Head for `heads`,
     else every record (`whole`). ValueError for an entry that is not the cell's."""
-    head = [Record.from_dict(r) for r in entry["head"]]
+    from .signing import carrying_digest
+
+    head = [carrying_digest(Record.from_dict(r), signed) for r, signed in zip(entry["head"], entry["signed"])]
     if not head or any(r.cell != cell for r in head):
         raise ValueError(f"not a cache entry of {cell}")
     if not entry["more"]:

@@ -7,8 +7,10 @@ Two files per bucket, each replaced whole and atomically:
   content, and its *head*: the newest records up to the last change, the last change that ran to
   the end and the last drift check (fleet/status.py `head_cut`), with how many records follow
   and of which kinds. About one record per cell instead of ten or twenty: a warm `status` of
-  10,000 cells parses megabytes, not the 80 MB of every summary. One SHA-256 covers the whole
-  document: a file altered or cut short is dropped whole.
+  10,000 cells parses megabytes, not the 80 MB of every summary. With each head record, the
+  SHA-256 of its signed content (fleet/signing.py `canonical_sha256`), so a warm signature check
+  does not serialise the record again. One SHA-256 covers the whole document: a file altered or
+  cut short is dropped whole.
 - `<bucket>.bodies.json`: each summary's content as S3 holds it, read only when a row needs more
   than its head (a record of the head is not trusted, or `--html` and the other readers want
   every record); a content whose SHA-256 is not the head file's is read from S3 instead.
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 CACHE_DIR = "ledger-cache"
-FORMAT = "tfdeploy-ledger-cache/2"
+FORMAT = "tfdeploy-ledger-cache/3"
 KINDS = ("change", "drift")
 
 
@@ -47,14 +49,19 @@ def make_entry(body: str, etag: str, newest_first: Sequence[Any]) -> dict[str, A
     """A summary as the head file keeps it (pure): `newest_first`, its records, newest first."""
     from .status import head_cut
 
+    from .signing import canonical_sha256
+
     cut, kinds = head_cut(newest_first)
-    return {"etag": etag, "sha256": digest(body), "head": [r.to_dict() for r in newest_first[:cut]],
-            "more": len(newest_first) - cut, "kinds": kinds}
+    head = newest_first[:cut]
+    return {"etag": etag, "sha256": digest(body), "head": [r.to_dict() for r in head],
+            "signed": [canonical_sha256(r) for r in head], "more": len(newest_first) - cut, "kinds": kinds}
 
 
 def _good_entry(entry: Any) -> bool:
     return (isinstance(entry, dict) and isinstance(entry.get("etag"), str) and isinstance(entry.get("sha256"), str)
             and isinstance(entry.get("head"), list) and all(isinstance(r, dict) for r in entry["head"])
+            and isinstance(entry.get("signed"), list) and len(entry["signed"]) == len(entry["head"])
+            and all(isinstance(d, str) for d in entry["signed"])
             and isinstance(entry.get("more"), int) and isinstance(entry.get("kinds"), list)
             and set(entry["kinds"]) <= set(KINDS))
 
