@@ -1,17 +1,20 @@
 """Where a fan-out's wall time goes, on the real-provider stack: Terraform processes, or the work
 tfdeploy does between them.
 
-Runs, round-robin for `--trials`, each from an empty moto:
-  plain plan+apply -P4   init, plan -out, apply of the saved plan per Region, four at a time (the
-                         same Terraform work as tfdeploy's)
-  tfdeploy fan-out -P4   `apply --tag GLOB --auto-approve --parallel 4` (plugin cache warm after
-                         the first trial, as a fleet's runner has it)
+Runs, round-robin for `--trials`, each apply row from an empty moto and its drift row after it:
+  plain plan+apply -P4          init, plan -out, apply of the saved plan per Region, four at a
+                                time (the same Terraform work as tfdeploy's)
+  plain init+refresh-only -P4   then, in fresh plain dirs, init + `plan -refresh-only`
+  tfdeploy fan-out -P4          `apply --tag GLOB --auto-approve --parallel 4` (plugin cache warm
+                                after the first trial, as a fleet's runner has it)
+  tfdeploy drift first          then `drift --env dev --parallel 4`, no drift work dirs yet
 behind a wrapper that logs when each Terraform process starts and ends, in which work dir. Prints
 per row (medians): wall; Terraform busy time (the union of the intervals with at least one
 Terraform running); the mean number of Terraforms running while any runs (the parallelism
 reached, at most 4); per cell, the time from the row's start to its first Terraform, the gaps
 between its Terraforms (tfdeploy's checks, records and scheduling), and the time after its last;
-and the Terraform seconds per command (init, plan, apply, ...).
+the Terraform seconds and CPU seconds per command (init, plan, apply, ...), and the CPU of the
+rest (tfdeploy's Python, git, the moto server); then each trial's figures.
 
     python benchmarks/cell_timeline.py --provider-mirror /opt/tf-plugins [--trials 3]
 """
@@ -126,19 +129,9 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="tfdeploy-timeline-"))
     p = args.parallel
     try:
-        terraform = os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \
-            or str(Path(sys.executable).parent / "tfdeploy-terraform")
-        wrapper, log = timing_wrapper(root, terraform)
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "TF_"))}
+        wrapper, log = timing_wrapper(root, realstack.terraform_binary())
         endpoint = server.url
-        env.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
-                    "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_STS": endpoint, "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
-                    "TF_CLI_CONFIG_FILE": str(realstack.mirror_config(root, args.provider_mirror)),
-                    "TFDEPLOY_HOME": str(root / "home"),
-                    "TFDEPLOY_PROVIDER_MIRROR": str(args.provider_mirror.resolve()),
-                    "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
+        env = realstack.bench_env(root, endpoint, args.provider_mirror, wrapper)
         tfdeploy_env = {**env, "TF_PLUGIN_CACHE_DIR": str(root / "plugin-cache")}
         repo = fanout.make_repo(root, env, 0.0, realstack.add_aws_stack)
         saved: list[str] = []
@@ -190,6 +183,10 @@ def main() -> None:
         for name in names:
             print(f"{name:<28}" + "".join(
                 f"{statistics.median([r.get(name, 0.0) for r in results[row]]):>30.2f}" for row in rows))
+        print("each trial (the first has a cold plugin cache, the others a warm one):")
+        for name in names:
+            print(f"{name:<28}" + "".join(
+                f"{' '.join(f'{r.get(name, 0.0):.1f}' for r in results[row]):>30}" for row in rows))
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -223,6 +223,7 @@ def main() -> None:
         print(f"no hashicorp/aws in {args.provider_mirror}: running the terraform_data stack only",
               file=sys.stderr)
 
+    import realstack
     from tfdeploy.aws import motoserver
 
     import logging
@@ -233,18 +234,9 @@ def main() -> None:
     endpoint = server.url
     root = Path(tempfile.mkdtemp(prefix="tfdeploy-fanout-"))
     try:
-        terraform = os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \
-            or str(Path(sys.executable).parent / "tfdeploy-terraform")
+        terraform = realstack.terraform_binary()
         wrapper, log = counting_wrapper(root, terraform)
-        (root / "empty.tfrc").write_text("")
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
-        env.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
-                    "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_STS": endpoint,
-                    "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
-                    "TF_CLI_CONFIG_FILE": str(root / "empty.tfrc"), "TFDEPLOY_HOME": str(root / "home"),
-                    "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
+        env = realstack.bench_env(root, endpoint, None, wrapper)
         repo = make_repo(root, env, args.create_s)
         plain = plain_dirs(repo, root, endpoint, env)
         script = root / "cells.txt"
@@ -337,20 +329,10 @@ def main_real(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="tfdeploy-fanout-real-"))
     p = args.parallel
     try:
-        terraform = os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \
-            or str(Path(sys.executable).parent / "tfdeploy-terraform")
+        terraform = realstack.terraform_binary()
         wrapper, log = counting_wrapper(root, terraform)
-        mirror_rc = realstack.mirror_config(root, args.provider_mirror)
         cache = root / "plugin-cache"
-        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
-        env.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "bench",
-                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
-                    "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_STS": endpoint,
-                    "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
-                    "TF_CLI_CONFIG_FILE": str(mirror_rc), "TFDEPLOY_HOME": str(root / "home"),
-                    "TFDEPLOY_PROVIDER_MIRROR": str(args.provider_mirror.resolve()),
-                    "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
+        env = realstack.bench_env(root, endpoint, args.provider_mirror, wrapper)
         tfdeploy_env = {**env, "TF_PLUGIN_CACHE_DIR": str(cache)}
         repo = make_repo(root, env, 0.0, realstack.add_aws_stack)
         refresh: list[str] = []

@@ -10,6 +10,7 @@ Rows (medians of the trials, each trial from an empty moto and no work dirs):
                               Terraform work as tfdeploy's (a checked saved plan, 3 processes)
   tfdeploy fan-out -P4 cold   `apply --tag GLOB --auto-approve --parallel 4`, empty plugin cache
   tfdeploy fan-out -P4 warm   the same, plugin cache (and its seeds) from the cold row kept
+  tfdeploy fan-out -P4 one wave  the same with `--set waves=*`: no canary Region alone first
   plain init + refresh-only   init, then `plan -refresh-only -detailed-exitcode` per Region, four
                               at a time, in fresh plain dirs (the floor of a first drift check)
   plain refresh-only -P4      the plan alone, in the initialised plain dirs (the drift floor)
@@ -72,6 +73,34 @@ def mirror_config(root: Path, mirror: Path) -> Path:
     path = root / "mirror.tfrc"
     path.write_text('provider_installation {\n  filesystem_mirror {\n    path = "%s"\n  }\n}\n' % mirror.resolve())
     return path
+
+
+def terraform_binary() -> str:
+    """The Terraform every row runs: TFDEPLOY_TERRAFORM, else the embedded one's launcher."""
+    import shutil
+    import sys
+
+    return os.environ.get("TFDEPLOY_TERRAFORM") or shutil.which("tfdeploy-terraform") \
+        or str(Path(sys.executable).parent / "tfdeploy-terraform")
+
+
+def bench_env(root: Path, endpoint: str, mirror: Path | None, wrapper: str) -> dict[str, str]:
+    """The plain rows' environment: moto at `endpoint`, providers from `mirror` (None: an empty
+    CLI config), Terraform as `wrapper` (for tfdeploy too, and `$TF` in the plain rows' scripts);
+    no plugin cache."""
+    if mirror is None:
+        (root / "empty.tfrc").write_text("")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "TF_"))}
+    env.update({"TFDEPLOY_SANDBOX_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint,
+                "AWS_ENDPOINT_URL_DYNAMODB": endpoint, "AWS_ENDPOINT_URL_STS": endpoint,
+                "AWS_EC2_METADATA_DISABLED": "true", "TF_IN_AUTOMATION": "1",
+                "TF_CLI_CONFIG_FILE": str(root / "empty.tfrc" if mirror is None else mirror_config(root, mirror)),
+                "TFDEPLOY_HOME": str(root / "home"), "TFDEPLOY_TERRAFORM": wrapper, "TF": wrapper})
+    if mirror is not None:
+        env["TFDEPLOY_PROVIDER_MIRROR"] = str(mirror.resolve())
+    return env
 
 
 def _children() -> dict[int, list[int]]:

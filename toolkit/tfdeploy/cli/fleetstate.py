@@ -149,11 +149,12 @@ def _fleet_status(env: str | None, team: str | None, scope: tuple[str, ...], inc
     from ..fleet.reconcile import reconcile
     from ..fleet.status import complete
 
-    trust = _trust(repo)
     # A cell the local cache serves may come as its newest records only (a Head): enough for its
     # row unless one of them is not trusted. The HTML page shows every record of every cell.
     found = latest(settings, os.environ, envs, [team] if team else None,
                    cache_dir=repo_cache_dir(repo.root, os.environ), heads=html_file is None)
+    # After the read: a ledger that cannot be read at all is one error line, not a key warning first.
+    trust = _trust(repo)
     records = reconcile({cell: complete(got, trust.why) for cell, got in found.items()}, os.environ, _warn)
     tags = [e.tag for e in list_tags(repo.root, settings.extra_regions)
             if e.tag is not None and e.tag.env in envs]
