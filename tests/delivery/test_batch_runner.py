@@ -175,3 +175,49 @@ def test_bake_builds_hold_the_next_wave_back_in_buildspec_run(tmp_path, tfdeploy
     times = spans(tmp_path / "run.log")
     assert times["dev_eu-central-1/research/1.1"][0] - times["dev_global/research/1.1"][1] >= 1
     assert times["dev_us-east-1/research/1.1"][0] - times["dev_eu-central-1/research/1.1"][1] >= 1
+
+
+@pytest.mark.safety
+def test_a_stopped_buildspec_run_stops_its_builds_and_says_so(tmp_path, tfdeploy_bin):
+    """SIGTERM to `tfdeploy buildspec run` of a batch: its running builds are stopped (they run in
+    sessions of their own, so they used to go on to the end, unwatched, while the command said no
+    state was affected), the build waiting on them never starts, and one line names each."""
+    import signal
+    import subprocess
+    import time
+
+    path = tmp_path / "batch.yml"
+    marks = tmp_path / "marks"
+    path.write_text(textwrap.dedent(f"""\
+        version: 0.2
+        batch:
+          build-graph:
+            - identifier: a
+            - identifier: b
+            - identifier: c
+              depend-on: [a]
+        phases:
+          build:
+            commands:
+              - echo "start" >> {marks}
+              - sleep 30
+              - echo "end" >> {marks}
+        """))
+    src = tmp_path / "src"
+    src.mkdir()
+    proc = subprocess.Popen([str(tfdeploy_bin / "tfdeploy"), "buildspec", "run", str(path), "--src-dir", str(src),
+                             "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not marks.exists() or len(marks.read_text().splitlines()) < 2):
+        time.sleep(0.1)
+    assert marks.exists() and len(marks.read_text().splitlines()) == 2, "the two builds did not start"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "tfdeploy: error: interrupted (SIGTERM): the batch was stopped (stopped: a, b; not started: c)"), lines
+    assert "[a] stopped" in out and "[b] stopped" in out and "[c] not started" in out
+    time.sleep(1)
+    assert "end" not in marks.read_text()  # nothing of a stopped build ran on

@@ -146,15 +146,15 @@ def buildspec_run(file: Path, env_pairs: tuple[str, ...], skip_install: bool, sr
     spec, batch = load_batch(file)
     overrides = parse_env_pairs(env_pairs)
     if batch is not None and not no_batch:
-        from ..delivery.batch_runner import default_work_dir, run_batch
+        from ..delivery.batch_runner import default_work_dir, run_batch_here
 
         def say(line: str) -> None:
             click.echo(f"[batch] {line}", err=as_json)
 
         folder = work_dir or default_work_dir(src_dir.resolve())
         say(f"{len(batch.tasks)} builds, {parallel} at a time; logs in {_shown(folder)}")
-        outcome = run_batch(spec, batch, src_dir, folder, overrides=overrides, skip_install=skip_install,
-                            parallel=parallel, say=say)
+        outcome = run_batch_here(spec, batch, src_dir, folder, overrides=overrides, skip_install=skip_install,
+                                 parallel=parallel, say=say)
         if as_json:
             echo_json(outcome.to_dict())
         else:

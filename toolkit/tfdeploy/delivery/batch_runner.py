@@ -262,6 +262,43 @@ def run_batch(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, *,
     return BatchOutcome([results[t.identifier] for t in batch.tasks], peak, time.monotonic() - begun)
 
 
+def run_batch_here(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, **options: Any) -> BatchOutcome:
+    """`run_batch` as a command on this machine runs it (`buildspec run`, `pipeline run`): a
+    SIGINT, SIGTERM or SIGHUP stops the batch as StopBuildBatch does (no build starts; each running
+    build's shell and what it runs, a cell's tfdeploy and its Terraform, get SIGTERM and end
+    `stopped`), then Interrupted names what was stopped. Builds run in sessions of their own, so
+    without this a stopped command left them deploying, unwatched, and said no state was affected."""
+    from ..engine import supervise
+
+    stop = threading.Event()
+    finished = threading.Event()
+
+    def watch() -> None:
+        while not finished.wait(supervise.POLL_S * 2):
+            if supervise.received() is not None:
+                stop.set()
+                return
+
+    with supervise.supervising_remote():
+        watcher = threading.Thread(target=watch, name="tfdeploy-batch-stop", daemon=True)
+        watcher.start()
+        try:
+            outcome = run_batch(spec, batch, src_dir, work_dir, stop=stop, **options)
+        finally:
+            finished.set()
+            watcher.join()
+    signum = supervise.received()
+    if signum is None or not stop.is_set():
+        return outcome
+    by_status = {status: [r.identifier for r in outcome.results if r.status == status]
+                 for status in (STOPPED, SUCCEEDED, FAILED, NOT_STARTED, SKIPPED)}
+    said = "; ".join(f"{status}: {', '.join(names)}" for status, names in by_status.items() if names)
+    raise supervise.Interrupted(
+        f"interrupted ({supervise.signal_name(signum)}): the batch was stopped ({said}); the running builds got "
+        f"SIGTERM, as CodeBuild stops them (a tfdeploy in one stops its Terraform and records the run); logs in "
+        f"{work_dir}; run it again when ready", signum)
+
+
 def load_batch(path: Path) -> tuple[Buildspec, Batch | None]:
     """A buildspec file and its batch section (None without one)."""
     from .buildspec_runner import load_yaml

@@ -155,7 +155,7 @@ def _batch(stage: str, src: Path, env: Mapping[str, str], work: Path, settings: 
            plan_dirs: Mapping[str, str] | None = None) -> tuple[StageReport, dict[str, str]]:
     """The release's plan or apply batch; the report and, per build identifier, its plan output."""
     from .batch import render
-    from .batch_runner import load_batch, run_batch
+    from .batch_runner import load_batch, run_batch_here
 
     text = render(stage, tags, waves=settings.waves, cap=settings.max_parallel_builds,
                   toolkit_spec=settings.toolkit_spec, bake_s=settings.wave_bake_seconds)
@@ -172,9 +172,9 @@ def _batch(stage: str, src: Path, env: Mapping[str, str], work: Path, settings: 
 
     say(f"[{stage}] batch of {len(batch.tasks)} builds, {settings.max_parallel_builds} at a time "
         f"(buildspec: {path})")
-    outcome = run_batch(spec, batch, src, work / stage, overrides={}, skip_install=True,
-                        parallel=settings.max_parallel_builds,
-                        say=lambda line: say(f"[{stage}] {line}"), base_env=env, task_env=task_env)
+    outcome = run_batch_here(spec, batch, src, work / stage, overrides={}, skip_install=True,
+                             parallel=settings.max_parallel_builds,
+                             say=lambda line: say(f"[{stage}] {line}"), base_env=env, task_env=task_env)
     builds = []
     for result in outcome.results:
         data = result.to_dict()
