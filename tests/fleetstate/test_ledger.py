@@ -497,3 +497,50 @@ def test_a_keys_only_listing_gives_botocore_s_keys_etags_prefixes_and_pages(sand
     with pytest.raises(ClientError, match="NoSuchBucket"):
         keys.list_objects_v2(Bucket="no-such-bucket")
     assert "LastModified" in full.list_objects_v2(Bucket="listing")["Contents"][0]  # other clients: whole
+    # list_pages follows the continuation token as botocore's paginator does: the same pages.
+    from tfdeploy.aws.s3keys import list_pages
+
+    for kwargs in ({"Prefix": "a/"}, {"Prefix": "a/", "Delimiter": "/"}, {}, {"Prefix": "none/"}):
+        mine = list(list_pages(keys, Bucket="listing", MaxKeys=2, **kwargs))
+        theirs = list(full.get_paginator("list_objects_v2").paginate(Bucket="listing", PaginationConfig={
+            "PageSize": 2}, **kwargs))
+        assert [[o["Key"] for o in page.get("Contents", [])] for page in mine] == [
+            [o["Key"] for o in page.get("Contents", [])] for page in theirs]
+        assert [page.get("CommonPrefixes") for page in mine] == [page.get("CommonPrefixes") for page in theirs]
+
+
+def test_a_keys_only_client_still_retries_a_200_that_is_an_error_or_cut_short():
+    """botocore's own check parses each 200 answer whole to find an embedded <Error>; the keys-only
+    client's looks at the first element and the end, and still turns both cases into a 500."""
+    from types import SimpleNamespace
+
+    from tfdeploy.aws.s3keys import _listing_200_error, listing_looks_wrong
+
+    good = (b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/'
+            b'2006-03-01/"><Name>b</Name><IsTruncated>false</IsTruncated></ListBucketResult>\n')
+    error = b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code></Error>'
+    assert not listing_looks_wrong(good) and not listing_looks_wrong(good.split(b"\n", 1)[1])
+    assert listing_looks_wrong(error) and listing_looks_wrong(good[:-30]) and listing_looks_wrong(b"")
+    listing = SimpleNamespace(name="ListObjectsV2")
+    for body, status in ((good, 200), (error, 500), (good[:-30], 500)):
+        response = {"status_code": 200, "body": body}
+        _listing_200_error(listing, response)
+        assert response["status_code"] == status
+
+
+def test_a_keys_only_listing_is_not_parsed_twice(sandbox_env, monkeypatch):
+    from botocore import handlers
+    from tfdeploy.fleet.ledger import _s3
+
+    second_parses = []
+    usual = handlers._looks_like_special_case_error
+    monkeypatch.setattr(handlers, "_looks_like_special_case_error",
+                        lambda *args: second_parses.append(1) or usual(*args))
+    full, keys = _s3("us-east-1", dict(os.environ)), _s3("us-east-1", dict(os.environ), keys_only=True)
+    full.create_bucket(Bucket="twice")
+    full.put_object(Bucket="twice", Key="k.json", Body=b"{}")
+    second_parses.clear()
+    assert [o["Key"] for o in keys.list_objects_v2(Bucket="twice")["Contents"]] == ["k.json"]
+    assert second_parses == []
+    full.list_objects_v2(Bucket="twice")
+    assert second_parses == [1]  # every other client keeps botocore's check

@@ -116,9 +116,13 @@ def _new_client(service: str, region: str, environ: Mapping[str, str], endpoint:
     keys.set_parser_defaults(timestamp_parser=parse_timestamp)
     session.register_component("response_parser_factory", keys)
     try:
-        return _built(service, region, environ, endpoint, max_pool_connections)
+        made = _built(service, region, environ, endpoint, max_pool_connections)
     finally:
         session.register_component("response_parser_factory", usual)
+    from .s3keys import check_listings_cheaply
+
+    check_listings_cheaply(made)
+    return made
 
 
 def _built(service: str, region: str, environ: Mapping[str, str], endpoint: str | None,

@@ -665,9 +665,11 @@ def _list_summaries(s3: Any, place: Place) -> dict[str, str]:
     """cell -> its summary's ETag, from the listing of the summaries' prefix."""
     from botocore.exceptions import ClientError
 
+    from ..aws.s3keys import list_pages
+
     etags = {}
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=SUMMARY_PREFIX):
+        for page in list_pages(s3, Bucket=place.bucket, Prefix=SUMMARY_PREFIX):
             for obj in page.get("Contents", []):
                 cell = summary_cell(obj["Key"])
                 if cell is not None:
@@ -684,10 +686,11 @@ def _list_cells(s3: Any, place: Place) -> list[str]:
     an earlier version)."""
     from botocore.exceptions import ClientError
 
+    from ..aws.s3keys import list_pages
+
     cells = []
     try:
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=place.bucket, Prefix=LEDGER_PREFIX,
-                                                                  Delimiter="/"):
+        for page in list_pages(s3, Bucket=place.bucket, Prefix=LEDGER_PREFIX, Delimiter="/"):
             cells += [p["Prefix"][len(LEDGER_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
     except ClientError as exc:
         if _code(exc) == "NoSuchBucket":
