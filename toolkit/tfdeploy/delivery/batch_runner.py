@@ -287,8 +287,8 @@ def run_batch_here(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path,
         finally:
             finished.set()
             watcher.join()
-    signum = supervise.received()
-    if signum is None or not stop.is_set():
+    signum = supervise.received()  # a signal after the last build ended is still one to report
+    if signum is None:
         return outcome
     by_status = {status: [r.identifier for r in outcome.results if r.status == status]
                  for status in (STOPPED, SUCCEEDED, FAILED, NOT_STARTED, SKIPPED)}

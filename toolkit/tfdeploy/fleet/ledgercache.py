@@ -47,9 +47,8 @@ def digest(body: str) -> str:
 
 def make_entry(body: str, etag: str, newest_first: Sequence[Any]) -> dict[str, Any]:
     """A summary as the head file keeps it (pure): `newest_first`, its records, newest first."""
-    from .status import head_cut
-
     from .signing import canonical_sha256
+    from .status import head_cut
 
     cut, kinds = head_cut(newest_first)
     head = newest_first[:cut]
