@@ -36,9 +36,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "toolkit"))
 import fanout  # noqa: E402
 import realstack  # noqa: E402
 
+TICKS = os.sysconf("SC_CLK_TCK")
+
 
 def timing_wrapper(root: Path, terraform: str) -> tuple[str, Path]:
-    """A `terraform` that logs `start|end <epoch s> <pid> <work dir> <command>` around the real one."""
+    """A `terraform` that logs `start <epoch s> <pid> <work dir> <command>` before the real one and
+`end ...` after it, with its CPU ticks (user, system)."""
     log = root / "terraform-timeline.log"
     wrapper = root / "terraform-timed"
     # The wrapper's cutime and cstime (/proc/PID/stat fields 16 and 17, in clock ticks): the CPU of
@@ -53,9 +56,6 @@ def timing_wrapper(root: Path, terraform: str) -> tuple[str, Path]:
         "exit $rc\n")
     wrapper.chmod(0o755)
     return str(wrapper), log
-
-
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def intervals(log: Path) -> list[tuple[float, float, str, str, float]]:
