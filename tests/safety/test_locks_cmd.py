@@ -124,3 +124,40 @@ def test_a_dynamodb_mode_lock_held_in_both_places_is_listed_once():
                           lock("s3", "s3://b/k.tflock", lock_id="id-2")])
     assert [(m.mode, m.lock_id, m.where) for m in merged] == [
         ("dynamodb", "id-1", "DynamoDB table t + s3://b/k.tflock"), ("s3", "id-2", "s3://b/k.tflock")]
+
+
+def test_a_lockfile_released_between_the_listing_and_the_read_is_not_held(aws_sandbox, monkeypatch):
+    """`tfdeploy locks` polled while a run plans and applies (CI, stop 29): the run released its
+    `.tflock` after the listing named it and before its body was read. That lock is not held; the
+    command must not fail on it, and a lockfile still there is listed."""
+    import boto3
+
+    from tfdeploy.aws import clients
+    from tfdeploy.engine.statelocks import list_locks
+    from tfdeploy.model.backend import backend_for
+    from tfdeploy.model.settings import Settings
+    from tfdeploy.model.tags import parse_tag
+
+    settings = Settings(backend_prefix="demo-tfstate", lock="s3")
+    tag = parse_tag(TAG)
+    backend = backend_for(tag, settings, "us-east-1")
+    s3 = boto3.client("s3", region_name="us-east-1", endpoint_url=aws_sandbox)
+    s3.create_bucket(Bucket=backend.bucket)
+    info = json.dumps({"ID": "held-1", "Operation": "OperationTypeApply", "Who": "ci@runner", "Created": ""})
+    s3.put_object(Bucket=backend.bucket, Key=backend.key + ".tflock", Body=info.encode())
+    s3.put_object(Bucket=backend.bucket, Key="other/dev-us-east-1/terraform.tfstate.tflock", Body=info.encode())
+
+    real_client = clients.client
+
+    def released_on_read(service, *args, **kwargs):
+        made = real_client(service, *args, **kwargs)
+        if service == "s3":  # the holder finishes right as its lockfile is read
+            def release(params, **_):
+                if params["Key"] == backend.key + ".tflock":
+                    s3.delete_object(Bucket=backend.bucket, Key=params["Key"])
+            made.meta.events.register("before-parameter-build.s3.GetObject", release)
+        return made
+
+    monkeypatch.setattr(clients, "client", released_on_read)
+    held = list_locks(settings, [tag], ["dev"], os.environ)
+    assert [(lock.key, lock.lock_id) for lock in held] == [("other/dev-us-east-1/terraform.tfstate", "held-1")]

@@ -111,7 +111,9 @@ def list_locks(settings: Settings, tags: Iterable[Tag], envs: Iterable[str],
             for page in pages:
                 for obj in page.get("Contents", []):
                     if obj["Key"].endswith(STATE_SUFFIX):
-                        body = s3.get_object(Bucket=place.bucket, Key=obj["Key"])["Body"].read()
+                        body = _lockfile_body(s3, place.bucket, obj["Key"])
+                        if body is None:
+                            continue
                         key = obj["Key"][: -len(STATE_SUFFIX)]
                         locks.append(_lock("s3", place.bucket, key, _json(body), owners,
                                            f"s3://{place.bucket}/{obj['Key']}"))
@@ -134,6 +136,19 @@ def list_locks(settings: Settings, tags: Iterable[Tag], envs: Iterable[str],
             if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
                 raise
     return merge_modes(locks)
+
+
+def _lockfile_body(s3: Any, bucket: str, key: str) -> bytes | None:
+    """A listed lockfile's body; None when its holder released it after the listing named it
+    (a run between its plan and its apply does so), which is a lock no longer held."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            return None
+        raise
 
 
 def merge_modes(locks: Iterable[StateLock]) -> list[StateLock]:
