@@ -2,6 +2,8 @@
 tfdeploy does between them.
 
 Runs, round-robin for `--trials`, each apply row from an empty moto and its drift row after it:
+  plain xargs -P4               init + `apply -auto-approve` per Region, four at a time (the floor
+                                of benchmarks/fanout.py: no saved plan, nothing checked between)
   plain plan+apply -P4          init, plan -out, apply of the saved plan per Region, four at a
                                 time (the same Terraform work as tfdeploy's)
   plain init+refresh-only -P4   then, in fresh plain dirs, init + `plan -refresh-only`
@@ -138,7 +140,9 @@ def main() -> None:
         refresh: list[str] = []
         plain = fanout.plain_dirs(repo, root, endpoint, env, refresh, saved)
         script, refresh_script = root / "saved.txt", root / "refresh.txt"
+        direct_script = root / "direct.txt"
         script.write_text("".join(cmd + "\n" for cmd in saved))
+        direct_script.write_text("".join(cmd + "\n" for _, cmd in plain))
         refresh_script.write_text("".join(cmd + "\n" for cmd in refresh))
 
         def xargs(path: Path) -> list[str]:
@@ -149,14 +153,15 @@ def main() -> None:
                 shutil.rmtree(work / ".terraform", ignore_errors=True)
                 (work / ".terraform.lock.hcl").unlink(missing_ok=True)
 
-        # Each apply row from an empty moto, then its drift row over the states it left.
-        pairs = (((f"plain plan+apply -P{p}", xargs(script), env),
+        # Each apply row from an empty moto, then its drift row (if any) over the states it left.
+        pairs = (((f"plain xargs -P{p}", xargs(direct_script), env), None),
+                 ((f"plain plan+apply -P{p}", xargs(script), env),
                   (f"plain init+refresh-only -P{p}", xargs(refresh_script), env)),
                  ((f"tfdeploy fan-out -P{p}", [fanout.TFDEPLOY, "apply", "--tag", fanout.GLOB, "--auto-approve",
                                                "--parallel", str(p)], tfdeploy_env),
                   ("tfdeploy drift first", [fanout.TFDEPLOY, "drift", "--env", fanout.ENV, "--parallel", str(p),
                                             "--json"], tfdeploy_env)))
-        rows = [row for pair in pairs for row, _, _ in pair]
+        rows = [row for pair in pairs for row, _, _ in filter(None, pair)]
         results: dict[str, list[dict[str, float]]] = {row: [] for row in rows}
 
         def timed(row: str, argv: list[str], run_env: dict[str, str]) -> None:
@@ -168,11 +173,14 @@ def main() -> None:
             results[row].append(analyse(intervals(log), t0, t1, fanout._cpu_s() - used))
 
         for trial in range(args.trials):
-            for (apply_row, apply_argv, apply_env), (drift_row, drift_argv, drift_env) in pairs:
+            for (apply_row, apply_argv, apply_env), drift in pairs:
                 fanout.reset(endpoint, repo, plain, env)
                 timed(apply_row, apply_argv, apply_env)
                 fanout.check_states(endpoint, env, apply_row, realstack.RESOURCES_PER_CELL)
                 fresh_plain_dirs()
+                if drift is None:
+                    continue
+                drift_row, drift_argv, drift_env = drift
                 shutil.rmtree(repo / ".tfdeploy" / "drift", ignore_errors=True)
                 timed(drift_row, drift_argv, drift_env)
             print(f"trial {trial + 1}/{args.trials} done ({fanout._load()})", file=sys.stderr)
