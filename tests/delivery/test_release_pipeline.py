@@ -205,3 +205,52 @@ def test_a_failing_canary_stops_the_other_regions_in_the_apply_batch(infra_repo,
     assert sorted(r["result"] for r in global_applies) == ["started", "succeeded"]
     nothing = cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.2", "--only-failed")
     assert nothing.stdout.startswith("nothing to publish: every cell of the release is applied (9 cells)")
+
+
+@pytest.mark.slow
+@pytest.mark.safety
+def test_a_stopped_apply_stage_stops_its_builds_and_its_spent_plans_are_never_applied_again(
+        infra_repo, pipeline_env, tmp_path):  # noqa: F811
+    """SIGTERM to `pipeline run --approve` while a cell's apply runs: the build's tfdeploy stops its
+    Terraform and records the run, the command ends in one line naming each build, and the
+    execution counts as applied: its plans are spent (global's was applied), so the next run is
+    refused with the way on instead of applying them again."""
+    import signal
+    import time
+
+    buckets()
+    release(infra_repo, "1.3", {"envs/dev/research/us-east-1.tfvars": "apply_delay_seconds = 47\n"},
+            regions=("us-east-1",))
+    env = {**pipeline_env, "TF_BACKEND_CONFIG_PREFIX": PREFIX}
+    cli(env, infra_repo, "publish", "--tag", "dev_*/research/1.3")
+    exe = str(Path(env["PATH"].split(os.pathsep)[0]) / "tfdeploy")
+    run = subprocess.Popen([exe, "pipeline", "run", "--env", "dev", "--approve", "--repo", str(infra_repo)],
+                           env=env, cwd=infra_repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and run.poll() is None and not any(
+                r["result"] == "started" for r in ledger("dev-us-east-1-research")):
+            time.sleep(0.5)
+        assert run.poll() is None, run.communicate()
+        time.sleep(2)  # into the provisioner's sleep
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tfdeploy: error: interrupted (SIGTERM): the batch was stopped ("), last
+    assert "stopped: dev_us_east_1_research" in last and "succeeded: dev_global_research" in last
+    assert "Traceback" not in err
+    final = [r for r in ledger("dev-us-east-1-research") if r["result"] != "started"]
+    assert [r["result"] for r in final] == ["interrupted"]
+    assert subprocess.run(["pgrep", "-f", "sleep 47"], capture_output=True).returncode == 1  # nothing left running
+
+    again = cli(env, infra_repo, "pipeline", "run", "--env", "dev", "--approve", check=False)
+    assert again.returncode == 2, again.stderr
+    assert again.stderr.strip().splitlines()[-1].endswith(
+        "was already applied (interrupted); to apply the cells that did not succeed: tfdeploy publish --tag "
+        "'<env>_*/<team>/<version>' --only-failed, then tfdeploy pipeline run --env dev --approve")
+    assert [r["result"] for r in ledger("dev-global-research") if r["action"] == "apply"].count("succeeded") == 1

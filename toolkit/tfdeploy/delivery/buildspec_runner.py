@@ -31,6 +31,7 @@ import select
 import signal
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -41,6 +42,10 @@ PHASES = ("install", "pre_build", "build", "post_build")
 ON_FAILURE = ("ABORT", "CONTINUE")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PHASE_KEYS = {"commands", "finally", "on-failure", "runtime-versions", "run-as"}
+# How long what a stopped build was running gets to end after its one SIGTERM before SIGKILL: a
+# tfdeploy in it lets its Terraform finish the operations in flight, write the state and release
+# the lock, then records the run.
+STOP_GRACE_S = 300.0
 
 
 class BuildFailedError(TfdeployError):
@@ -263,6 +268,7 @@ class BashSession:
     def __init__(self, env: Mapping[str, str], cwd: Path, sink: Callable[[bytes], None],
                  cancel: Any = None) -> None:
         self._cancel = cancel  # a threading.Event: set, the running command's shell is terminated
+        self._stopping = False  # the build's process group got its one SIGTERM
         cmd_r, self._cmd_w = os.pipe()
         status_r, status_w = os.pipe()
         # The eval'd commands run with both private pipes closed, so a background process they
@@ -341,10 +347,27 @@ class BashSession:
             if self._cancel is not None and self._cancel.is_set() and self._proc.poll() is None:
                 # Stopped from outside (a stopped batch): the shell and what it runs end, as
                 # CodeBuild ends a stopped build's container; the read above then sees it go.
-                try:
-                    os.killpg(self._proc.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                self._stop()
+
+    def _signal_group(self, signum: int) -> None:
+        try:
+            os.killpg(self._proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _stop(self) -> None:
+        """ONE SIGTERM to the build's process group. A tfdeploy in it forwards one interrupt to its
+        Terraform; a second signal would become Terraform's "exit now, data loss may occur"."""
+        if not self._stopping:
+            self._stopping = True
+            self._signal_group(signal.SIGTERM)
+
+    def _drain_to_end(self, grace_s: float) -> None:
+        """Read the output until every process of the build has closed it, or `grace_s` passed."""
+        deadline = time.monotonic() + grace_s
+        while self._out is not None and time.monotonic() < deadline:
+            if select.select([self._out], [], [], min(0.5, max(0.0, deadline - time.monotonic())))[0]:
+                self._pump()
 
     def close(self, kill: bool = False) -> None:
         try:
@@ -352,21 +375,21 @@ class BashSession:
         except OSError:
             pass
         if kill and self._proc.poll() is None:
-            try:
-                os.killpg(self._proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self._stop()
         try:
             self._proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._signal_group(signal.SIGKILL)
             self._proc.wait()
-        self._drain()
-        # Background processes a command started end with the build, as the CodeBuild container does.
-        try:
-            os.killpg(self._proc.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if self._stopping:
+            # What the stop reached may still be ending (a tfdeploy stopping its Terraform, then
+            # recording): its output is read to the end, never cut, and it is not signalled again.
+            self._drain_to_end(STOP_GRACE_S)
+            self._signal_group(signal.SIGKILL)
+        else:
+            self._drain()
+            # Background processes a command started end with the build, as the CodeBuild container does.
+            self._signal_group(signal.SIGTERM)
         os.close(self._status)
         if self._proc.stdout:
             self._proc.stdout.close()

@@ -278,7 +278,15 @@ def run_pipeline(repo_root: Path, env_name: str, settings: Any, environ: Mapping
             f"tfdeploy pipeline run --env {env_name} --approve")
         return _stop(report, ("apply",))
     report.stages.append(StageReport("approval", "succeeded", [], "approved with --approve"))
-    apply, _ = _batch("apply", src, env, work, release_settings, tags, say, execution_id, plan_dirs)
+    from ..engine.supervise import Interrupted
+
+    try:
+        apply, _ = _batch("apply", src, env, work, release_settings, tags, say, execution_id, plan_dirs)
+    except Interrupted:
+        # Builds may have applied before the stop: the plans are spent as after any apply, and
+        # applying them again would fail and stop the waves after it.
+        save(apply="interrupted")
+        raise
     report.stages.append(apply)
     save(apply=apply.status, apply_builds=apply.builds)
     return report
