@@ -221,3 +221,56 @@ def test_a_stopped_buildspec_run_stops_its_builds_and_says_so(tmp_path, tfdeploy
     assert "[a] stopped" in out and "[b] stopped" in out and "[c] not started" in out
     time.sleep(1)
     assert "end" not in marks.read_text()  # nothing of a stopped build ran on
+
+
+@pytest.mark.safety
+def test_a_stopped_build_gets_one_sigterm_and_time_to_end_gracefully(tmp_path, tfdeploy_bin):
+    """What a cell's tfdeploy needs from a stopped build: ONE SIGTERM (a second one it would pass on
+    to Terraform as "exit now, data loss may occur") and the time to stop its Terraform and write
+    its record, with its output still read. The runner used to signal the build's process group
+    again when it closed the build and to stop reading its output."""
+    import signal
+    import subprocess
+    import time
+
+    path = tmp_path / "batch.yml"
+    marks = tmp_path / "marks"
+    # Stands in for a cell's tfdeploy: counts the signals it gets, needs 2 s to end gracefully.
+    graceful = tmp_path / "graceful.py"
+    graceful.write_text(textwrap.dedent(f"""\
+        import signal, sys, time
+        got = []
+        signal.signal(signal.SIGTERM, lambda *_: got.append(1))
+        open({str(marks)!r}, "a").write("start\\n")
+        while not got:
+            time.sleep(0.05)
+        time.sleep(2)  # stopping its Terraform, writing its record
+        print("graceful end after", len(got), "signal(s)", flush=True)
+        open({str(marks)!r}, "a").write(f"end {{len(got)}}\\n")
+        """))
+    path.write_text(textwrap.dedent(f"""\
+        version: 0.2
+        batch:
+          build-graph:
+            - identifier: cell
+        phases:
+          build:
+            commands:
+              - python3 {graceful}
+        """))
+    src = tmp_path / "src"
+    src.mkdir()
+    proc = subprocess.Popen([str(tfdeploy_bin / "tfdeploy"), "buildspec", "run", str(path), "--src-dir", str(src),
+                             "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (marks.exists() and "start" in marks.read_text()):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert marks.read_text().splitlines() == ["start", "end 1"]  # it ended on its own, after one signal
+    log = next((tmp_path / "work").rglob("cell*.log")).read_text()
+    assert "graceful end after 1 signal(s)" in log  # what it said while ending is in the build's log
+    assert err.strip().splitlines()[-1].startswith(
+        "tfdeploy: error: interrupted (SIGTERM): the batch was stopped (stopped: cell)")
