@@ -264,9 +264,10 @@ def run_batch(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, *,
 
 def run_batch_here(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path, **options: Any) -> BatchOutcome:
     """`run_batch` as a command on this machine runs it (`buildspec run`, `pipeline run`): a
-    SIGINT, SIGTERM or SIGHUP stops the batch as StopBuildBatch does (no build starts; each running
-    build's shell and what it runs, a cell's tfdeploy and its Terraform, get SIGTERM and end
-    `stopped`), then Interrupted names what was stopped. Builds run in sessions of their own, so
+    SIGINT, SIGTERM or SIGHUP stops the batch, as StopBuildBatch stops one (no build starts; each
+    running build's process group, its shell and a cell's tfdeploy, gets one SIGTERM and time to end
+    (buildspec_runner.STOP_GRACE_S): the tfdeploy stops its Terraform and records the run; the build
+    ends `stopped`), then Interrupted names what was stopped. Builds run in sessions of their own, so
     without this a stopped command left them deploying, unwatched, and said no state was affected."""
     from ..engine import supervise
 
@@ -295,7 +296,7 @@ def run_batch_here(spec: Buildspec, batch: Batch, src_dir: Path, work_dir: Path,
     said = "; ".join(f"{status}: {', '.join(names)}" for status, names in by_status.items() if names)
     raise supervise.Interrupted(
         f"interrupted ({supervise.signal_name(signum)}): the batch was stopped ({said}); the running builds got "
-        f"SIGTERM, as CodeBuild stops them (a tfdeploy in one stops its Terraform and records the run); logs in "
+        f"one SIGTERM and time to end (a tfdeploy in one stops its Terraform and records the run); logs in "
         f"{work_dir}; run it again when ready", signum)
 
 

@@ -345,8 +345,8 @@ class BashSession:
                 self._shell_ended()
                 return None
             if self._cancel is not None and self._cancel.is_set() and self._proc.poll() is None:
-                # Stopped from outside (a stopped batch): the shell and what it runs end, as
-                # CodeBuild ends a stopped build's container; the read above then sees it go.
+                # Stopped from outside (a stopped batch): the shell and what it runs end; the
+                # read above then sees the shell go.
                 self._stop()
 
     def _signal_group(self, signum: int) -> None:
