@@ -177,13 +177,23 @@ def test_bake_builds_hold_the_next_wave_back_in_buildspec_run(tmp_path, tfdeploy
     assert times["dev_us-east-1/research/1.1"][0] - times["dev_eu-central-1/research/1.1"][1] >= 1
 
 
+def _start_batch(path: Path, tmp_path: Path, tfdeploy_bin: Path):
+    """`tfdeploy buildspec run <path>` of a batch as a background process, an empty source."""
+    import subprocess
+
+    src = tmp_path / "src"
+    src.mkdir()
+    return subprocess.Popen([str(tfdeploy_bin / "tfdeploy"), "buildspec", "run", str(path), "--src-dir", str(src),
+                             "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
 @pytest.mark.safety
 def test_a_stopped_buildspec_run_stops_its_builds_and_says_so(tmp_path, tfdeploy_bin):
     """SIGTERM to `tfdeploy buildspec run` of a batch: its running builds are stopped (they run in
     sessions of their own, so they used to go on to the end, unwatched, while the command said no
     state was affected), the build waiting on them never starts, and one line names each."""
     import signal
-    import subprocess
     import time
 
     path = tmp_path / "batch.yml"
@@ -203,11 +213,7 @@ def test_a_stopped_buildspec_run_stops_its_builds_and_says_so(tmp_path, tfdeploy
               - sleep 30
               - echo "end" >> {marks}
         """))
-    src = tmp_path / "src"
-    src.mkdir()
-    proc = subprocess.Popen([str(tfdeploy_bin / "tfdeploy"), "buildspec", "run", str(path), "--src-dir", str(src),
-                             "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = _start_batch(path, tmp_path, tfdeploy_bin)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not marks.exists() or len(marks.read_text().splitlines()) < 2):
         time.sleep(0.1)
@@ -230,7 +236,6 @@ def test_a_stopped_build_gets_one_sigterm_and_time_to_end_gracefully(tmp_path, t
     its record, with its output still read. The runner used to signal the build's process group
     again when it closed the build and to stop reading its output."""
     import signal
-    import subprocess
     import time
 
     path = tmp_path / "batch.yml"
@@ -258,11 +263,7 @@ def test_a_stopped_build_gets_one_sigterm_and_time_to_end_gracefully(tmp_path, t
             commands:
               - python3 {graceful}
         """))
-    src = tmp_path / "src"
-    src.mkdir()
-    proc = subprocess.Popen([str(tfdeploy_bin / "tfdeploy"), "buildspec", "run", str(path), "--src-dir", str(src),
-                             "--work-dir", str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = _start_batch(path, tmp_path, tfdeploy_bin)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not (marks.exists() and "start" in marks.read_text()):
         time.sleep(0.1)
