@@ -149,3 +149,24 @@ def test_team_config_and_provider_detection_the_same_with_either_hcl2(both):
     assert bc["teams"]["dev/research"][0] == "111111111111"
     assert mine["aws"] == bc["aws"]
     assert bc["aws"][str(REPO_ROOT)] is True  # this repo's root uses the AWS provider
+
+
+def test_tfvars_read_in_parallel_threads_are_each_read_right():
+    """A fan-out's cells read their tfvars at once (seen in a full run of the suite: a cell failed
+    with account '"111111111111"' is not a 12-digit AWS account id). python-hcl2 8.x serialises every value with
+    one shared default SerializationContext that a `${...}` flips while it is serialised, so a
+    string serialised meanwhile in another thread kept its quotes. Every text is new (no parse cache)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tfdeploy.model import hcl
+
+    def read(i: int) -> tuple[str, str]:
+        text = (f'# cell {i}\naccount = "111111111111"\n'
+                + "".join(f'n{k} = "x-${{var.y{k}}}-{i}"\n' for k in range(30)) + 'region = "us-east-1"\n')
+        values = hcl.loads(text, f"cell-{i}.tfvars")
+        return values["account"], values["region"]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(read, range(400)))
+    wrong = [r for r in results if r != ("111111111111", "us-east-1")]
+    assert not wrong, f"{len(wrong)} of {len(results)} reads wrong, e.g. {wrong[:3]}"

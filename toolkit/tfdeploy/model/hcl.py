@@ -32,6 +32,10 @@ _LINE_KEYS = ("__start_line__", "__end_line__")  # bc-python-hcl2's block positi
 # python-hcl2 builds its lark parser on first use behind an lru_cache, which lets threads that
 # ask at once each build one (~85 ms of CPU apiece): a fan-out's cells do on a cold cache.
 _PARSER_BUILT = threading.Lock()
+# python-hcl2 8.x serialises with ONE shared default SerializationContext (a mutable default
+# argument) that a `${...}` flips while it is serialised: a string serialised meanwhile in another
+# thread keeps its quotes. A fan-out's cells read their tfvars at once, so serialising is serial.
+_SERIALISING = threading.Lock()
 
 
 def flavor() -> str:
@@ -94,7 +98,8 @@ def _to_values(kind: str, tree: Any) -> dict[str, Any]:
         import hcl2
         options = hcl2.SerializationOptions(strip_string_quotes=True, explicit_blocks=False,
                                             with_comments=False, preserve_heredocs=False)
-        return hcl2.serialize(hcl2.transform(tree), serialization_options=options)
+        with _SERIALISING:
+            return hcl2.serialize(hcl2.transform(tree), serialization_options=options)
     return _strip_lines(_bc_transformer()().transform(tree))
 
 
