@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from tests.e2e.conftest import TFDEPLOY, make_repo, tag
 
 AWS_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_ENDPOINT_URL",
@@ -103,6 +105,20 @@ def test_status_without_credentials_is_one_line_even_with_a_signing_key(tmp_path
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, lines
     assert "cannot read the ledger" in lines[0] and "tfdeploy sandbox up" in lines[0]
+
+
+@pytest.mark.parametrize("args, what", [(("locks", "--env", "dev"), "cannot list the state locks"),
+                                        (("pipeline", "run", "--env", "dev"), "cannot read pipeline tfdeploy-dev")])
+def test_aws_reading_commands_without_credentials_say_how_to_fix(tmp_path, terraform_bin, args, what):
+    """`locks` and `pipeline run` said only "Unable to locate credentials", not what to do about it,
+    unlike status (the same hint, from aws/clients.access_hint)."""
+    repo = make_repo(tmp_path / "infra")
+    proc = subprocess.run([TFDEPLOY, *args], cwd=repo, capture_output=True, text=True,
+                          env=clean_env(tmp_path, terraform_bin), timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert what in lines[0] and "tfdeploy sandbox up" in lines[0] and "AWS_PROFILE" in lines[0], lines[0]
 
 
 def test_doctor_reports_each_tool_and_the_aws_target(tmp_path, terraform_bin, checkov_bin, moto_server):

@@ -165,3 +165,16 @@ def prewarm(service: str, region: str, environ: Mapping[str, str], endpoint: str
             pass
 
     threading.Thread(target=build, name=f"prewarm-{service}-{region}", daemon=True).start()
+
+
+def access_hint(exc: Exception) -> str:
+    """What to do when AWS could not be asked at all (no credentials, no endpoint), as "; ..." to
+    end an error line; "" for any other error."""
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    if isinstance(exc, NoCredentialsError):
+        return ("; set AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or for the "
+                "local sandbox run tfdeploy sandbox up and eval \"$(tfdeploy sandbox env)\"")
+    if isinstance(exc, EndpointConnectionError):
+        return "; check the network or the sandbox (tfdeploy sandbox up)"
+    return ""

@@ -35,7 +35,9 @@ def _held_locks(repo: RepoContext, env: str | None, team: str | None):
     try:
         return list_locks(settings, tags, envs, os.environ)
     except (BotoCoreError, ClientError) as exc:
-        raise TfdeployError(f"cannot list the state locks: {exc}") from None
+        from ..aws.clients import access_hint
+
+        raise TfdeployError(f"cannot list the state locks: {exc}{access_hint(exc)}") from None
 
 
 @click.command("locks")

@@ -92,7 +92,9 @@ def newest_execution(codepipeline: Any, pipeline: str) -> tuple[str, str]:
                               "(modules/pipeline) and publish a release") from None
         raise TfdeployError(f"cannot read pipeline {pipeline}: {error.get('Code')}: {error.get('Message', '')}") from None
     except BotoCoreError as exc:
-        raise TfdeployError(f"cannot read pipeline {pipeline}: {exc}") from None
+        from ..aws.clients import access_hint
+
+        raise TfdeployError(f"cannot read pipeline {pipeline}: {exc}{access_hint(exc)}") from None
     variables = {v.get("name"): v.get("resolvedValue", v.get("value"))
                  for v in detail.get("pipelineExecution", {}).get("variables", [])}
     tag = variables.get(TAG_VARIABLE)

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from ..aws.clients import access_hint
 from ..errors import TfdeployError, ValidationError
 from ..model.backend import backend_for, bucket_name
 from ..model.regions import KNOWN_REGIONS
@@ -275,18 +276,6 @@ def read_threads(environ: Mapping[str, str]) -> int:
     return SANDBOX_READ_THREADS if active_endpoint(environ) else READ_THREADS
 
 
-def _access_hint(exc: Exception) -> str:
-    """What to do when AWS could not be asked at all (no credentials, no endpoint)."""
-    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
-
-    if isinstance(exc, NoCredentialsError):
-        return ("; set AWS credentials (AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), or for the "
-                "local sandbox run tfdeploy sandbox up and eval \"$(tfdeploy sandbox env)\"")
-    if isinstance(exc, EndpointConnectionError):
-        return "; check the network or the sandbox (tfdeploy sandbox up)"
-    return ""
-
-
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
@@ -493,7 +482,7 @@ def history(cell: str, env: str, settings: Settings, environ: Mapping[str, str])
         return newest_first(_read_records(_s3(place.region, environ, read_threads(environ)), place, cell))
     except (BotoCoreError, ClientError) as exc:
         raise LedgerError(f"cannot read the ledger in s3://{place.bucket}/{cell_prefix(cell)}: {exc}"
-                          f"{_access_hint(exc)}") from None
+                          f"{access_hint(exc)}") from None
 
 
 def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
@@ -553,7 +542,7 @@ def latest(settings: Settings, environ: Mapping[str, str], envs: Iterable[str],
                                           heads))
         return {cell: records for cell, records in found.items() if records}
     except (BotoCoreError, ClientError) as exc:
-        raise LedgerError(f"cannot read the ledger: {exc}{_access_hint(exc)}") from None
+        raise LedgerError(f"cannot read the ledger: {exc}{access_hint(exc)}") from None
 
 
 def _read_place(pool: ThreadPoolExecutor, s3: Any, place: Place, cells: list[str], listed: Mapping[str, str],
@@ -658,7 +647,7 @@ def _whole(s3: Any, place: Place, cell: str, entry: Mapping[str, Any], bodies: l
     try:
         return _read_for_status(s3, place, cell, True)[0]
     except (BotoCoreError, ClientError) as exc:
-        raise LedgerError(f"cannot read the ledger: {exc}{_access_hint(exc)}") from None
+        raise LedgerError(f"cannot read the ledger: {exc}{access_hint(exc)}") from None
 
 
 def _list_summaries(s3: Any, place: Place) -> dict[str, str]:
