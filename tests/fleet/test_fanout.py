@@ -30,8 +30,16 @@ def stamps(log: str) -> tuple[str, str]:
     """When a cell started and finished, from the first and last lines of its log."""
     text = Path(log).read_text()
     started = re.search(r"^# tfdeploy \w+ \S+: started (\S+)$", text, re.M).group(1)
-    finished = re.findall(r"^# finished (\S+?):", text, re.M)[-1]
+    finished = re.findall(r"^# finished (\S+): ", text, re.M)[-1]
     return started, finished
+
+
+def apply_began(log: str) -> str:
+    """When a cell's apply began: its turn after planning ahead of it (fleet/turns.py), else the
+    cell's start (it started at its turn)."""
+    text = Path(log).read_text()
+    turn = re.search(r"^tfdeploy: turn at (\S+): ", text, re.M)
+    return turn.group(1) if turn else stamps(log)[0]
 
 
 def interrupted_after(run, line: str, settle_s: float) -> str:
@@ -215,7 +223,7 @@ def test_a_failing_canary_stops_the_other_regions_and_only_failed_reruns_them(re
     assert list(rerun) == ["dev-eu-central-1-research", "dev-us-east-1-research", "dev-us-west-2-research"]
     assert {c["result"] for c in rerun.values()} == {"applied"}
     canary_done = stamps(rerun["dev-eu-central-1-research"]["log"])[1]
-    assert all(stamps(rerun[f"dev-{r}-research"]["log"])[0] > canary_done for r in ("us-east-1", "us-west-2"))
+    assert all(apply_began(rerun[f"dev-{r}-research"]["log"]) >= canary_done for r in ("us-east-1", "us-west-2"))
     assert message_of("research/dev-eu-central-1/terraform.tfstate") == "hallo from eu-central-1"
 
 
@@ -285,18 +293,22 @@ def test_parallel_bounds_the_cells_in_terraform_at_once(repo, tmp_path, terrafor
     tfdeploy(repo, "bootstrap", "--env", "dev")
     log = tmp_path / "terraform-calls.log"
     wrapper = tmp_path / "terraform"
-    wrapper.write_text(f'#!/bin/sh\necho "start $(date +%s.%N) $PWD" >> "{log}"\n"{terraform_bin}" "$@"\n'
-                       f'rc=$?\necho "end $(date +%s.%N) $PWD" >> "{log}"\nexit $rc\n')
+    wrapper.write_text(f'#!/bin/sh\necho "start $(date +%s.%N) $$ $PWD" >> "{log}"\n"{terraform_bin}" "$@"\n'
+                       f'rc=$?\necho "end $(date +%s.%N) $$ $PWD" >> "{log}"\nexit $rc\n')
     wrapper.chmod(0o755)
     run = tfdeploy(repo, "apply", "--tag", "dev_*/research/1.0", "--auto-approve", "--parallel", "2",
                    "--json", env={"TFDEPLOY_TERRAFORM": str(wrapper)})
     assert {c["result"] for c in json.loads(run.stdout)["cells"]} == {"applied"}
+    # Each Terraform process, start to end (a later wave's cell plans ahead, then waits for the
+    # canary with no Terraform running: fleet/turns.py).
     spans: dict[str, list[float]] = {}
+    cells = set()
     for line in log.read_text().splitlines():
-        _what, when, where = line.split(" ", 2)
-        span = spans.setdefault(Path(where).name, [float(when), float(when)])
+        _what, when, pid, where = line.split(" ", 3)
+        cells.add(Path(where).name)
+        span = spans.setdefault(pid, [float(when), float(when)])
         span[0], span[1] = min(span[0], float(when)), max(span[1], float(when))
-    assert len(spans) == 4, spans
+    assert len(cells) == 4, cells
     edges = sorted([(start, 1) for start, _ in spans.values()] + [(end, -1) for _, end in spans.values()],
                    key=lambda edge: (edge[0], edge[1]))
     at_once, most = 0, 0

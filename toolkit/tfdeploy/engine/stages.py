@@ -406,9 +406,10 @@ def write_plan_meta(session: Session, summary: PlanSummary, **extra: str) -> Non
     write_atomic(session.workdir.path / PLAN_META, json.dumps(meta, indent=2) + "\n")
 
 
-def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, PlanSummary]:
+def plan(session: Session, auto_approved: bool = False, own_run: bool = False) -> tuple[StageResult, PlanSummary]:
     """Init, plan the deployment's module namespace into a saved plan, record its metadata
-    (`auto_approved`: made by `apply --auto-approve`, to be applied without review)."""
+    (`auto_approved`: to be applied without review; `own_run`: by the run that made it and no
+    other, see apply_direct)."""
     from .rootchecks import evaluate_root_guards
 
     started = time.monotonic()
@@ -428,7 +429,10 @@ def plan(session: Session, auto_approved: bool = False) -> tuple[StageResult, Pl
                                       out=PLAN_FILE, target=[d.target_module], var_file=list(d.var_files),
                                       ok=(0, 2), ui_json=events, **session.lock_options())
     summary = _plan_summary(session, planned)
-    write_plan_meta(session, summary, **({"auto_approved": "true"} if auto_approved else {}))
+    marks = {"auto_approved": "true"} if auto_approved else {}
+    if own_run:
+        marks[OWN_RUN] = "true"
+    write_plan_meta(session, summary, **marks)
     result = StageResult(
         stage="plan", status=PASSED, duration_s=round(time.monotonic() - started, 3),
         counts={"add": summary.add, "change": summary.change, "destroy": summary.destroy},
@@ -569,9 +573,15 @@ def apply_once(session: Session, meta: dict[str, Any]) -> None:
 
 
 def apply_saved(session: Session, current: SourceRef) -> StageResult:
-    """Apply the saved plan of the same tag and commit, once."""
+    """Apply the saved plan of the same tag and commit, once; never a plan `apply --auto-approve`
+    made for its own apply (nobody reviewed it; its run stopped or skipped it before applying)."""
     started = time.monotonic()
     meta = check_saved_plan(session, current)
+    if meta.get(OWN_RUN):
+        name = session.tag.name
+        raise ValidationError(f"the saved plan of {name} was made by apply --auto-approve for its own "
+                              "apply, which never ran (stopped, or skipped after a cell before it failed); "
+                              f"nobody reviewed it, so nothing applied; run tfdeploy plan --tag {name}")
     init(session)  # a fresh CodeBuild container has the work dir but not the initialised backend
     apply_once(session, meta)
     return _applied_result(session, meta, started)
@@ -591,7 +601,18 @@ def _applied_result(session: Session, meta: Mapping[str, Any], started: float) -
     return write_result_after_change(result, session.workdir.results_dir)
 
 
-def apply_direct(session: Session) -> StageResult:
+# The saved plan's mark for a plan made by `apply --auto-approve` to apply in the same run.
+OWN_RUN = "own_run"
+
+
+def discard_plan(session: Session) -> None:
+    """Remove a saved plan that will not be applied (and its metadata): an unreviewed plan never
+    outlives the run that made it. Only the plan: the state, its lock and the record are untouched."""
+    session.plan_path.unlink(missing_ok=True)
+    (session.workdir.path / PLAN_META).unlink(missing_ok=True)
+
+
+def apply_direct(session: Session, turn: Callable[[], None] | None = None) -> StageResult:
     """`apply --auto-approve`: plan into a saved plan, then apply it by the saved-plan path.
 
     Nobody reviews an auto-approved plan, so it must pass every check a reviewed one does before
@@ -599,9 +620,19 @@ def apply_direct(session: Session) -> StageResult:
     one) and its addresses (nothing outside the cell's namespace), checked on the plan file itself
     (check_saved_plan), then spent and applied once (apply_once). Planning and applying in one
     `terraform apply -auto-approve` saved a process but gave no moment to check what it was about
-    to do. The human diff is still printed by the plan; the live table follows the -json events."""
+    to do. The human diff is still printed by the plan; the live table follows the -json events.
+
+    `turn`: called between the checked plan and its apply; it returns when the cell may apply
+    (a fan-out's later wave plans while its canary applies, fleet/turns.py) or raises, and then
+    the plan is discarded: nothing was applied, and it must not be applied by anyone later."""
     started = time.monotonic()
-    plan(session, auto_approved=True)
+    plan(session, auto_approved=True, own_run=True)
     meta = check_saved_plan(session, session.workdir.source)
+    if turn is not None:
+        try:
+            turn()
+        except BaseException:
+            discard_plan(session)
+            raise
     apply_once(session, meta)
     return _applied_result(session, meta, started)

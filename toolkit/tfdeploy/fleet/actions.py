@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Callable
 
-from .runner import CellAction, Job
+from .runner import CellAction, Job, plans_ahead
 
 
 def open_cell(job: Job, *, reuse: bool = False) -> Any:
@@ -175,12 +175,14 @@ def apply_action(auto_approve: bool, override: Any = None) -> CellAction:
             # The tag now, checked once for the whole run.
             current = session.workdir.source if auto_approve else job.source
             result = apply_one(rec, session, job.shared.environ, auto_approve=auto_approve, current=current,
-                               override=override, note=_note(job))
+                               override=override, note=_note(job), turn=job.turn)
         _note_local_problems(job, result)
         job.stage = result
         return "applied", rec.counts
 
-    return apply_cell
+    # --auto-approve plans in the cell's own run: a later wave's cell plans while the canary
+    # applies and applies at its turn. A reviewed apply's plans are made already.
+    return plans_ahead(apply_cell) if auto_approve else apply_cell
 
 
 def destroy_action(allow_protected: bool, confirm: Callable[[Any, Any], bool] | None = None) -> CellAction:

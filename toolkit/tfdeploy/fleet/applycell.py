@@ -19,11 +19,13 @@ from ..results import StageResult
 
 
 def apply_cell(rec: Any, session: Any, environ: Mapping[str, str], *, auto_approve: bool,
-               current: Any, override: Any, note: Callable[[str], None]) -> StageResult:
+               current: Any, override: Any, note: Callable[[str], None],
+               turn: Callable[[], None] | None = None) -> StageResult:
     """Gate, apply and count one cell. `current`: the tag's checked source now (a saved plan made
     from another commit is refused by apply_saved, so its gates would be wasted work); `rec`: the
     open Recording, told the override used and the session once Terraform may change things;
-    `override`: the PromotionOverride (fleet/options.py), or None."""
+    `override`: the PromotionOverride (fleet/options.py), or None; `turn`: an --auto-approve cell
+    that planned ahead waits there between its checked plan and its apply (fleet/turns.py)."""
     from ..engine.stages import apply_direct, apply_saved
 
     if auto_approve or current.commit == session.workdir.source.commit:
@@ -31,7 +33,7 @@ def apply_cell(rec: Any, session: Any, environ: Mapping[str, str], *, auto_appro
 
         rec.override = before_apply(session, environ, override=override.reason if override else "", note=note)
     rec.session = session
-    result = apply_direct(session) if auto_approve else apply_saved(session, current)
+    result = apply_direct(session, turn) if auto_approve else apply_saved(session, current)
     rec.counts = (int(result.counts.get("add", 0)), int(result.counts.get("change", 0)),
                   int(result.counts.get("destroy", 0)))
     return result

@@ -25,6 +25,7 @@ from .display import Event
 from .results import FAILED, INTERRUPTED, SKIPPED, CellResult, now_iso
 from .retry import backoff_s, should_retry
 from .schedule import Step
+from .turns import NotApplied, Turns, may_plan_ahead
 
 POLL_S = 0.25
 
@@ -71,6 +72,9 @@ class Job:
     # What ended the cell's last attempt, if anything did (the one-cell view re-raises it: its
     # one line and exit code are the command's).
     exception: BaseException | None = None
+    # Called by an action that planned ahead of its turn (fleet/turns.py), between its checked
+    # plan and its apply: returns at the cell's turn or raises NotApplied.
+    turn: Callable[[], None] | None = None
 
     def say(self, text: str) -> None:
         if self.tell is not None:
@@ -96,8 +100,15 @@ class Job:
                          command=f"tfdeploy fleet {self.tag.name}")
 
 
-# An action runs one cell and returns its result word and +/~/- counts.
+# An action runs one cell and returns its result word and +/~/- counts. An action whose cells
+# may plan before their turn says so with `plans_ahead(action)` (it then calls `Job.turn`).
 CellAction = Callable[[Job], tuple[str, tuple[int, int, int]]]
+
+
+def plans_ahead(action: CellAction) -> CellAction:
+    """Mark `action` as one that does its Terraform plan before its turn and waits in `Job.turn`."""
+    action.plans_ahead = True  # type: ignore[attr-defined]
+    return action
 
 
 @dataclass
@@ -110,6 +121,12 @@ class _Stop:
     def __init__(self) -> None:
         self.reason = ""  # "fail-fast" or "interrupted"
         self.wake = threading.Event()  # ends retry back-offs early
+
+    def why(self) -> str:
+        """Why no more cells start ("" while the run goes on)."""
+        if not self.reason:
+            return ""
+        return "interrupted" if self.reason == "interrupted" else "--fail-fast after a failure"
 
 
 class _Slots:
@@ -170,15 +187,24 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
               bake_s: float = 0.0) -> Outcome:
     """Run every step, at most `parallel` at a time; a step starts once the cells it comes after
     succeeded (and `bake_s` passed since the last of them ended: wave_bake_seconds) and is
-    skipped if one of them did not. Returns results in schedule order."""
+    skipped if one of them did not. An action marked `plans_ahead` starts a later wave's cell
+    once its wave's predecessors all started (fleet/turns.py): it plans, gives its slot back and
+    applies at its turn. Returns results in schedule order."""
     log_dir.mkdir(parents=True, exist_ok=True)
     events: queue.Queue[Event] = queue.Queue()
-    done: dict[str, CellResult] = {}
-    ended: dict[str, float] = {}  # cell -> monotonic end, for the bake between waves
     pending = list(steps)
     running: dict[Future, Step] = {}
     stop = _Stop()
+    turns = Turns(bake_s, stop.why)
+    done = turns.done
     slots = _Slots(parallel)
+    ahead = getattr(action, "plans_ahead", False)
+    global_cells = {step.tag.cell for step in steps if step.tag.region is None}
+    started: set[str] = set()
+    # Twice the slots: a cell writing its ledger record, or waiting for its turn, holds a thread
+    # but no slot. A cell starts only with a thread free for it: one queued in the pool would
+    # hold a slot that the cells waiting for their turn need.
+    workers = 2 * max(1, parallel)
     for step in steps:
         display.add(step.tag.cell, step.tag.name)
 
@@ -190,8 +216,7 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
                 return
 
     def finish(result: CellResult) -> None:
-        done[result.cell] = result
-        ended[result.cell] = time.monotonic()
+        turns.end(result)
         drain()  # the cell's own events before its end
         display.event(Event(result.cell, result.tag, result.result,
                             (result.add, result.change, result.destroy) if result.ok else None,
@@ -200,30 +225,35 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
         if result.result == FAILED and fail_fast and not stop.reason:
             stop.reason = "fail-fast"
 
-    # Twice the slots: a cell writing its ledger record holds a thread but no slot.
-    with ThreadPoolExecutor(max_workers=2 * max(1, parallel), thread_name_prefix="tfdeploy-cell") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tfdeploy-cell") as pool:
         while pending or running:
             try:
                 if supervise.received() is not None and stop.reason != "interrupted":
                     stop.reason = "interrupted"
                     stop.wake.set()
                 for step in list(pending):
-                    failed_before = [c for c in step.after if c in done and not done[c].ok]
+                    failed_before = turns.failed_before(step)
                     if failed_before:
                         pending.remove(step)
                         finish(_skip(step, f"{', '.join(failed_before)} did not succeed"))
                     elif stop.reason:
                         pending.remove(step)
-                        finish(_skip(step, "not started: " + (
-                            "interrupted" if stop.reason == "interrupted" else "--fail-fast after a failure")))
-                    elif (all(c in done for c in step.after)
-                          and (not step.after or time.monotonic() >= max(ended[c] for c in step.after) + bake_s)
-                          and slots.take()):
+                        finish(_skip(step, f"not started: {stop.why()}"))
+                    elif len(running) >= workers:
+                        continue
+                    else:
+                        early = not turns.ready(step)
+                        if early and not (ahead and may_plan_ahead(step, global_cells, started)):
+                            continue
+                        if not slots.take():
+                            continue
                         pending.remove(step)
+                        started.add(step.tag.cell)
                         log = log_dir / f"{step.tag.cell}.log"
                         events.put(Event(step.tag.cell, step.tag.name, "running", log=str(log)))
                         running[pool.submit(_run_cell, step, action, shared, log, events.put, retries,
-                                            backoff, stop, action_name, slots)] = step
+                                            backoff, stop, action_name, slots,
+                                            turns if early else None)] = step
                 drain()
                 display.tick()
                 if running:
@@ -242,12 +272,14 @@ def run_cells(steps: list[Step], action: CellAction, *, shared: Shared, log_dir:
 
 def _run_cell(step: Step, action: CellAction, shared: Shared, log_path: Path,
               post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
-              stop: _Stop, action_name: str, slots: _Slots) -> CellResult:
+              stop: _Stop, action_name: str, slots: _Slots, turns: Turns | None) -> CellResult:
     """One cell, in a worker thread, holding a slot the main thread took for it; never raises (a
-    bug becomes a failed cell with a traceback in its log)."""
+    bug becomes a failed cell with a traceback in its log). `turns`: the cell started before its
+    turn (planning ahead) and waits for it there."""
     slot = _Slot(slots)
     try:
-        return _attempts(step, action, shared, log_path, post, retries, backoff, stop, action_name, slot)
+        return _attempts(step, action, shared, log_path, post, retries, backoff, stop, action_name, slot,
+                         turns=turns)
     except Exception as exc:  # noqa: BLE001 - a bug around the attempts: this cell fails, the run goes on
         return CellResult(tag=step.tag.name, cell=step.tag.cell, result=FAILED, log=str(log_path),
                           error=_unexpected(exc, log_path))
@@ -320,10 +352,33 @@ def run_one(step: Step, action: CellAction, *, shared: Shared, out: IO[str], err
     return result, kept[0]
 
 
+def _turn(step: Step, turns: Turns, slot: _Slot, stop: _Stop, job: Job) -> Callable[[], None]:
+    """A cell's wait for its turn after planning ahead: without its slot (the cells it waits for
+    and other plans use it), said in its line and log; the slot is taken again to apply."""
+    from .display import PROGRESS
+
+    def turn() -> None:
+        waits_for = ", ".join(step.after)
+        began = time.monotonic()
+        if not turns.ready(step):
+            job.progress(PROGRESS, detail=f"planned; applies once {waits_for} succeeded")
+            job.say(f"tfdeploy: planned ahead; waiting for {waits_for} before applying")
+            slot.release()
+            turns.wait(step)
+            if not slot.retake(stop):
+                raise NotApplied(f"not applied: {stop.why()}; its plan was discarded")
+        # The time the apply began, for whoever checks the order of waves in the log.
+        job.say(f"tfdeploy: turn at {now_iso()}: applying the checked plan (waited "
+                f"{time.monotonic() - began:.1f}s for {waits_for})")
+
+    return turn
+
+
 def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
               post: Callable[[Event], None], retries: int, backoff: Callable[[int], float],
               stop: _Stop, action_name: str, slot: _Slot, *, log: Any = None,
-              tell: Callable[[str], None] | None = None, kept: list[Job] | None = None) -> CellResult:
+              tell: Callable[[str], None] | None = None, kept: list[Job] | None = None,
+              turns: Turns | None = None) -> CellResult:
     from .celllog import CellLog
 
     tag = step.tag
@@ -338,6 +393,8 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
                   err_sink=log.err)
         if kept is not None:
             kept.append(job)
+        if turns is not None:
+            job.turn = _turn(step, turns, slot, stop, job)
         for attempt in range(1, retries + 2):
             if not slot.retake(stop):
                 break
@@ -349,6 +406,10 @@ def _attempts(step: Step, action: CellAction, shared: Shared, log_path: Path,
                 break
             except supervise.Interrupted as exc:
                 result.result, result.error, job.exception = INTERRUPTED, str(exc), exc
+                break
+            except NotApplied as exc:  # planned ahead, and its turn never came: nothing changed
+                result.result, result.error, job.exception = SKIPPED, str(exc), exc
+                log.note(f"tfdeploy: {exc}\n")
                 break
             except TfdeployError as exc:
                 result.result, result.error, job.exception = FAILED, str(exc), exc
