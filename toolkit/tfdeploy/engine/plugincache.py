@@ -236,12 +236,13 @@ def _remember_seed(workdir: Path, cache: Path, key: str | None) -> None:
         from ..results import write_atomic
 
         _seed_path(cache, key).parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(_seed_path(cache, key), text)
+        # Where it linked before the seed: an init waiting for this install looks for both.
         links = mirror_links(text, cache)
         if links is None:
             _linked_path(cache, key).unlink(missing_ok=True)
         else:
             write_atomic(_linked_path(cache, key), "\n".join(links) + "\n")
+        write_atomic(_seed_path(cache, key), text)
 
 
 def _say_other_versions(workdir: Path, cache: Path, key: str, note: Callable[[str], None] | None) -> None:
@@ -274,9 +275,10 @@ def _flock(fd: int, how: int, note: Callable[[str], None] | None, why: str) -> N
 def _install_or_link(fd: int, workdir: Path, cache: Path, key: str | None,
                      note: Callable[[str], None] | None) -> str:
     """Take the lock exclusive to install, unless, while waiting for it, another init installs
-    the same versions (its seed appears): then shared, to link them. Without this, the fresh
-    cells queued behind the first install of a cold fan-out would also wait for every plan and
-    apply started meanwhile (they hold the lock shared)."""
+    the same versions (its seed appears): then shared, to link them, or, when that install only
+    linked to a mirror, no lock at all (LINKED). Without this, the fresh cells queued behind the
+    first install of a cold fan-out would also wait for every plan and apply started meanwhile
+    (they hold the lock shared), and each would hash the mirror's provider again."""
     started = time.monotonic()
     waiting = False
     while True:
@@ -286,6 +288,9 @@ def _install_or_link(fd: int, workdir: Path, cache: Path, key: str | None,
             break
         except BlockingIOError:
             pass
+        if _linked(cache, key):
+            mode = LINKED
+            break
         if _seed(workdir, cache, key) or all_cached(workdir, cache):
             fcntl.flock(fd, fcntl.LOCK_SH)  # waits only for a running install
             mode = SHARED if all_cached(workdir, cache) else EXCLUSIVE
@@ -297,11 +302,16 @@ def _install_or_link(fd: int, workdir: Path, cache: Path, key: str | None,
                  "installing, or plans and applies are running from the cache)")
         waiting = True
         time.sleep(0.2)
-    if mode == EXCLUSIVE and (_seed(workdir, cache, key) or all_cached(workdir, cache)):
+    if mode == EXCLUSIVE and _linked(cache, key):
+        mode = LINKED  # installed by another init meanwhile, as links to a mirror: no lock needed
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    elif mode == EXCLUSIVE and (_seed(workdir, cache, key) or all_cached(workdir, cache)):
         mode = SHARED  # installed by another init meanwhile: link only, in parallel again
         fcntl.flock(fd, fcntl.LOCK_SH)
     if waiting and note is not None:
-        note(f"got the plugin cache lock after {time.monotonic() - started:.1f} s")
+        waited = time.monotonic() - started
+        note(f"another init linked the provider to the mirror meanwhile; no lock needed after {waited:.1f} s"
+             if mode == LINKED else f"got the plugin cache lock after {waited:.1f} s")
     return mode
 
 
@@ -340,8 +350,25 @@ def guarded(workdir: Path, env: Mapping[str, str], note: Callable[[str], None] |
         yield mode
         if mode == EXCLUSIVE:
             _remember_seed(workdir, cache, key)
+        elif mode == LINKED and key is not None:
+            _say_other_versions(workdir, cache, key, note)
     finally:
         os.close(fd)
+
+
+def links_into_cache(providers: Path, cache: Path) -> bool:
+    """Does any provider installed in a work dir (`.terraform/providers`) link into the cache?
+    Only the link's first hop counts: a cache entry may itself link on to a mirror."""
+    if not providers.is_dir():
+        return False
+    root = os.path.realpath(cache)
+    for entry in providers.glob(f"*/*/*/*/{platform_dir()}"):
+        if not entry.is_symlink():
+            continue
+        target = os.path.join(entry.parent, os.readlink(entry))
+        if os.path.realpath(os.path.dirname(target)).startswith(root + os.sep):
+            return True
+    return False
 
 
 @contextmanager
@@ -354,8 +381,8 @@ def reading(workdir: Path, env: Mapping[str, str], note: Callable[[str], None] |
     the lock shared; a work dir without installed providers takes no lock. Never around `init`
     (`guarded` is: flock locks are per open file, so taking both would deadlock)."""
     configured = env.get("TF_PLUGIN_CACHE_DIR")
-    if not configured or not (workdir / ".terraform" / "providers").is_dir():
-        yield False
+    if not configured or not links_into_cache(workdir / ".terraform" / "providers", Path(configured)):
+        yield False  # none installed, or linked straight to a mirror (LINKED): no cache write can touch them
         return
     cache = Path(configured)
     cache.mkdir(parents=True, exist_ok=True)
