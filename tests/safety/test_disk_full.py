@@ -133,10 +133,12 @@ def test_a_fanout_that_fills_the_disk_records_what_terraform_did_without_a_trace
             while not all(path.exists() for path in spent) and time.monotonic() < deadline:
                 time.sleep(0.05)
             fill(small_disk)  # the regional applies are running (sleeping in a provisioner)
-            # The canary wave (one Region) finished before the others started: the disk fails
-            # only under the cells still applying now.
-            seen = "".join(out)
-            running = sorted(c for c in planned if not re.search(rf"^\[{c}\] applied", seen, re.M))
+            # The canary wave (one Region) finished before the others applied (they planned while
+            # it applied): the disk fails only under the cells still applying now, those whose
+            # log has no last line yet.
+            running = sorted(c for c in planned
+                             if not any("# finished " in log.read_text()
+                                        for log in (small_disk / "runs").glob(f"*/{c}.log")))
             break
     rest, err = proc.communicate(timeout=600)
     out = "".join(out) + rest
