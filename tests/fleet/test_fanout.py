@@ -109,7 +109,7 @@ def test_release_fans_out_global_first_a_failure_stays_alone_and_only_failed_rer
     assert (results["dev-eu-central-1-research"]["add"], results["dev-eu-central-1-research"]["destroy"]) == (1, 0)
     # The global cell finished before any regional cell started.
     global_done = stamps(results["dev-global-research"]["log"])[1]
-    assert all(stamps(results[f"dev-{r}-research"]["log"])[0] > global_done for r in REGIONS)
+    assert all(stamps(results[f"dev-{r}-research"]["log"])[0] >= global_done for r in REGIONS)
     # The failure: reported in one line naming the cell, its log's tail under its name.
     assert "[dev-us-west-2-research] failed" in run.stderr
     assert re.search(r"^\[dev-us-west-2-research\] \| .*sleep", run.stderr, re.M), run.stderr
