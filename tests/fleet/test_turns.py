@@ -65,7 +65,7 @@ class FakeTerraformAction:
         return next(t for t, c, w in self.events if c == cell and w == what)
 
 
-def run(tmp_path: Path, scopes: tuple[str, ...], action, parallel: int):
+def run(tmp_path: Path, scopes: tuple[str, ...], action, parallel: int, bake_s: float = 0.0):
     tags = [parse_tag(f"dev_{scope}/research/1.0") for scope in scopes]
     shared = Shared(tmp_path, {}, {}, None, "terraform", 0, {})
     steps = schedule(tags, "apply")
@@ -75,7 +75,8 @@ def run(tmp_path: Path, scopes: tuple[str, ...], action, parallel: int):
 
     def go() -> None:
         outcome.append(run_cells(steps, action, shared=shared, log_dir=tmp_path / "logs",
-                                 parallel=parallel, display=QuietDisplay(), action_name="apply"))
+                                 parallel=parallel, display=QuietDisplay(), action_name="apply",
+                                 bake_s=bake_s))
         done.set()
 
     threading.Thread(target=go, daemon=True).start()
@@ -108,6 +109,16 @@ def test_a_failed_canary_skips_the_cells_that_planned_ahead_and_applies_none(tmp
         assert results[cell].result == "skipped"
         assert results[cell].error == "dev-eu-central-1-research did not succeed; its plan was discarded"
         assert not any(c == cell and w == "apply" for _t, c, w in action.events)
+
+
+def test_a_cell_that_planned_ahead_applies_only_after_the_bake_between_waves(tmp_path):
+    action = plans_ahead(FakeTerraformAction(canary_s=0.3))
+    results = run(tmp_path, ("eu-central-1", "us-east-1", "us-west-2"), action, 4, bake_s=1.5)
+    assert {r.result for r in results.values()} == {"applied"}
+    canary_done = action.when("dev-eu-central-1-research", "apply done")
+    for cell in ("dev-us-east-1-research", "dev-us-west-2-research"):
+        assert action.when(cell, "plan done") < canary_done  # planned during the canary's apply
+        assert action.when(cell, "apply") >= canary_done + 1.5  # ...applied after the bake
 
 
 def test_nothing_plans_ahead_of_a_global_cell_nor_without_the_mark(tmp_path):
